@@ -1,0 +1,771 @@
+//! Media preparation: GStreamer turns a source file into RTP payloads ONCE at start-up.
+//!
+//! Every session then replays these in-memory packets with its own SSRC, sequence numbers and
+//! timestamps, so serving 1,300 cameras costs copies and syscalls, not encoders.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+/// RTP clock rate of H.264/H.265 video.
+pub const CLOCK_RATE: u32 = 90_000;
+/// Dynamic payload type used in the SDP and in every packet.
+pub const PAYLOAD_TYPE: u8 = 96;
+/// Payload size chosen so that a packet plus headers fits a 1500-byte Ethernet MTU.
+const MTU: u32 = 1400;
+/// Length of the encoded fault clips (black, covered); they loop like the main clip.
+const FAULT_CLIP_SECONDS: u32 = 10;
+
+/// Why preparing a source failed; none of these is retryable, the file or the install is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The source file is missing.
+    #[error("source file {path} does not exist")]
+    Missing {
+        /// The file named by `--source`.
+        path: PathBuf,
+    },
+    /// A GStreamer pipeline could not be built (plugin missing or bad description).
+    #[error("building the {what} pipeline for {path}: {source}")]
+    Pipeline {
+        /// Which pipeline (probe, payload, black clip …).
+        what: &'static str,
+        /// The source file.
+        path: PathBuf,
+        /// GStreamer's error.
+        source: glib_error::GlibError,
+    },
+    /// The pipeline ran and reported an error on its bus.
+    #[error("{what} pipeline for {path} failed: {message}")]
+    Run {
+        /// Which pipeline.
+        what: &'static str,
+        /// The source file.
+        path: PathBuf,
+        /// GStreamer's message, with the element that posted it.
+        message: String,
+    },
+    /// The file is readable but not usable as a camera stream.
+    #[error("source {path} is not usable: {reason}")]
+    Unsupported {
+        /// The source file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A thin wrapper so the error enum does not leak glib types into the public API.
+pub mod glib_error {
+    /// A GStreamer/GLib error rendered to text.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub struct GlibError(pub String);
+}
+
+/// Video codec of a prepared source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// H.264 / AVC.
+    H264,
+    /// H.265 / HEVC.
+    H265,
+}
+
+impl Codec {
+    /// Encoding name used in `a=rtpmap`.
+    pub fn rtp_name(self) -> &'static str {
+        match self {
+            Codec::H264 => "H264",
+            Codec::H265 => "H265",
+        }
+    }
+
+    /// Whether the NAL unit type (already extracted) starts a random-access picture.
+    fn is_irap(self, nal_type: u8) -> bool {
+        match self {
+            Codec::H264 => nal_type == 5,
+            Codec::H265 => (16..=21).contains(&nal_type),
+        }
+    }
+}
+
+/// One RTP payload, without the 12-byte RTP header (each session writes its own header).
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// RTP marker bit: last packet of an access unit.
+    pub marker: bool,
+    /// The RTP payload (FU-A/STAP-A/single NAL unit as `rtph26xpay` produced it).
+    pub payload: Bytes,
+}
+
+/// One access unit: the packets that share an RTP timestamp.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Timestamp relative to the clip's first frame, in 90 kHz units.
+    pub ts: u64,
+    /// Whether the access unit is a random-access point (IDR/IRAP).
+    pub keyframe: bool,
+    /// Its packets in order.
+    pub packets: Vec<Packet>,
+}
+
+/// A looping clip of prepared frames.
+#[derive(Debug)]
+pub struct Clip {
+    /// Frames in decode order (the encoders here use no B-frames, so also presentation order).
+    pub frames: Vec<Frame>,
+    /// Length of one loop in 90 kHz units (last frame's timestamp plus one frame duration).
+    pub duration: u64,
+    /// Nominal frame duration in 90 kHz units.
+    pub frame_duration: u64,
+}
+
+impl Clip {
+    /// Index of the keyframe at or before position `pos` (90 kHz units, wrapped into the clip).
+    pub fn keyframe_at(&self, pos: u64) -> usize {
+        let pos = pos % self.duration.max(1);
+        let idx = self
+            .frames
+            .partition_point(|f| f.ts <= pos)
+            .saturating_sub(1);
+        (0..=idx)
+            .rev()
+            .find(|&i| self.frames[i].keyframe)
+            .unwrap_or(0)
+    }
+
+    /// Total payload bytes, for the start-up log.
+    pub fn bytes(&self) -> usize {
+        self.frames
+            .iter()
+            .flat_map(|f| f.packets.iter())
+            .map(|p| p.payload.len())
+            .sum()
+    }
+}
+
+/// Which picture a camera is currently sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The source video.
+    Normal,
+    /// An all-black clip (lens failure, night without IR).
+    Black,
+    /// The source video with most of the picture covered by a flat grey board (tampering).
+    Cover,
+}
+
+/// A prepared stream: its codec description and the clips it can play.
+#[derive(Debug)]
+pub struct Media {
+    /// Codec of all clips.
+    pub codec: Codec,
+    /// `a=fmtp` parameters (sprop-parameter-sets …) from the payloader.
+    pub fmtp: String,
+    /// Picture width in pixels.
+    pub width: i32,
+    /// Picture height in pixels.
+    pub height: i32,
+    /// Frames per second of the source (numerator, denominator).
+    pub framerate: (i32, i32),
+    /// The source as payloads.
+    pub normal: Clip,
+    /// The black fault clip.
+    pub black: Clip,
+    /// The covered fault clip.
+    pub cover: Clip,
+}
+
+impl Media {
+    /// The clip for a variant.
+    pub fn clip(&self, variant: Variant) -> &Clip {
+        match variant {
+            Variant::Normal => &self.normal,
+            Variant::Black => &self.black,
+            Variant::Cover => &self.cover,
+        }
+    }
+
+    /// Prepares `path`: probes it, payloads it, and encodes the black and covered fault clips.
+    pub fn prepare(path: &Path) -> Result<Arc<Media>, MediaError> {
+        if !path.exists() {
+            return Err(MediaError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        gst::init().map_err(|e| pipeline_err("init", path, e))?;
+        let probe = probe(path)?;
+        let (normal, caps) = payload_clip(path, &probe, None)?;
+        let fmtp = fmtp_from_caps(&caps);
+        let black = payload_clip(path, &probe, Some(Variant::Black))?.0;
+        let cover = payload_clip(path, &probe, Some(Variant::Cover))?.0;
+        Ok(Arc::new(Media {
+            codec: probe.codec,
+            fmtp,
+            width: probe.width,
+            height: probe.height,
+            framerate: probe.framerate,
+            normal,
+            black,
+            cover,
+        }))
+    }
+
+    /// SDP for this stream (RFC 4566), with the track control URL `trackID=0`.
+    pub fn sdp(&self, session_id: u64, host: &str) -> String {
+        let (num, den) = self.framerate;
+        let fps = if den > 0 {
+            num as f64 / den as f64
+        } else {
+            0.0
+        };
+        let mut sdp = format!(
+            "v=0\r\no=- {session_id} 1 IN IP4 {host}\r\ns=qianliyan camsim\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+             a=control:*\r\na=range:npt=now-\r\nm=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/{CLOCK_RATE}\r\n",
+            pt = PAYLOAD_TYPE,
+            name = self.codec.rtp_name(),
+        );
+        if !self.fmtp.is_empty() {
+            sdp.push_str(&format!("a=fmtp:{PAYLOAD_TYPE} {}\r\n", self.fmtp));
+        }
+        sdp.push_str(&format!(
+            "a=framerate:{fps:.3}\r\na=x-dimensions:{},{}\r\na=control:trackID=0\r\n",
+            self.width, self.height
+        ));
+        sdp
+    }
+}
+
+struct Probe {
+    codec: Codec,
+    width: i32,
+    height: i32,
+    framerate: (i32, i32),
+}
+
+fn pipeline_err(what: &'static str, path: &Path, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Pipeline {
+        what,
+        path: path.to_owned(),
+        source: glib_error::GlibError(e.to_string()),
+    }
+}
+
+fn build(desc: &str, what: &'static str, path: &Path) -> Result<gst::Pipeline, MediaError> {
+    let element = gst::parse::launch(desc).map_err(|e| pipeline_err(what, path, e))?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| pipeline_err(what, path, "not a pipeline"))?;
+    let src = pipeline
+        .by_name("src")
+        .ok_or_else(|| pipeline_err(what, path, "no element named src"))?;
+    src.set_property("location", path.to_string_lossy().to_string());
+    Ok(pipeline)
+}
+
+fn sink_of(
+    pipeline: &gst::Pipeline,
+    what: &'static str,
+    path: &Path,
+) -> Result<gst_app::AppSink, MediaError> {
+    pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| pipeline_err(what, path, "no appsink named sink"))
+}
+
+/// The first error on the bus, with the element that posted it.
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(err) = msg.view() {
+            let from = msg
+                .src()
+                .map(|s| s.path_string().to_string())
+                .unwrap_or_default();
+            return Some(format!("{from}: {}", err.error()));
+        }
+    }
+    None
+}
+
+fn run_err(
+    what: &'static str,
+    path: &Path,
+    pipeline: &gst::Pipeline,
+    fallback: &str,
+) -> MediaError {
+    MediaError::Run {
+        what,
+        path: path.to_owned(),
+        message: bus_error(pipeline).unwrap_or_else(|| fallback.to_owned()),
+    }
+}
+
+fn probe(path: &Path) -> Result<Probe, MediaError> {
+    const WHAT: &str = "probe";
+    let pipeline = build(
+        "filesrc name=src ! parsebin ! appsink name=sink sync=false max-buffers=1",
+        WHAT,
+        path,
+    )?;
+    let sink = sink_of(&pipeline, WHAT, path)?;
+    let result = (|| {
+        pipeline
+            .set_state(gst::State::Paused)
+            .map_err(|_| run_err(WHAT, path, &pipeline, "could not start"))?;
+        let sample = sink
+            .pull_preroll()
+            .map_err(|_| run_err(WHAT, path, &pipeline, "no video stream found"))?;
+        let caps = sample
+            .caps()
+            .ok_or_else(|| run_err(WHAT, path, &pipeline, "stream has no caps"))?;
+        let s = caps
+            .structure(0)
+            .ok_or_else(|| run_err(WHAT, path, &pipeline, "stream has empty caps"))?;
+        let unsupported = |reason: String| MediaError::Unsupported {
+            path: path.to_owned(),
+            reason,
+        };
+        let codec = match s.name().as_str() {
+            "video/x-h264" => Codec::H264,
+            "video/x-h265" => Codec::H265,
+            other => {
+                return Err(unsupported(format!(
+                    "codec {other}; camsim serves H.264 or H.265 (encode with x264enc first, see scripts/setup)"
+                )));
+            }
+        };
+        let width = s
+            .get::<i32>("width")
+            .map_err(|_| unsupported("no width in caps".into()))?;
+        let height = s
+            .get::<i32>("height")
+            .map_err(|_| unsupported("no height in caps".into()))?;
+        let framerate = s
+            .get::<gst::Fraction>("framerate")
+            .map(|f| (f.numer(), f.denom()))
+            .unwrap_or((0, 1));
+        if framerate.0 <= 0 || framerate.1 <= 0 {
+            return Err(unsupported(
+                "no frame rate in the container; camsim paces by it".into(),
+            ));
+        }
+        Ok(Probe {
+            codec,
+            width,
+            height,
+            framerate,
+        })
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// Runs a payloading pipeline to EOS and groups the packets into frames.
+fn payload_clip(
+    path: &Path,
+    probe: &Probe,
+    variant: Option<Variant>,
+) -> Result<(Clip, gst::Caps), MediaError> {
+    let pay = match probe.codec {
+        Codec::H264 => "rtph264pay",
+        Codec::H265 => "rtph265pay",
+    };
+    let pay =
+        format!("{pay} config-interval=-1 mtu={MTU} pt={PAYLOAD_TYPE} aggregate-mode=zero-latency");
+    let sink = "appsink name=sink sync=false max-buffers=0 emit-signals=false";
+    let (num, den) = probe.framerate;
+    let frames = (FAULT_CLIP_SECONDS as i64 * num as i64 / den as i64).max(1);
+    let (what, desc): (&'static str, String) = match variant {
+        None => (
+            "payload",
+            format!("filesrc name=src ! parsebin ! {pay} ! {sink}"),
+        ),
+        Some(v) => {
+            let what = if v == Variant::Black {
+                "black clip"
+            } else {
+                "cover clip"
+            };
+            let gop = (num / den.max(1)).max(1) * 2;
+            let enc = match probe.codec {
+                Codec::H264 => format!(
+                    "x264enc speed-preset=veryfast key-int-max={gop} bframes=0 bitrate=800 ! video/x-h264,profile=high"
+                ),
+                Codec::H265 => {
+                    format!("x265enc speed-preset=veryfast key-int-max={gop} bitrate=800")
+                }
+            };
+            (
+                what,
+                format!(
+                    "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=I420 ! \
+                     identity name=paint eos-after={frames} ! {enc} ! {pay} ! {sink}"
+                ),
+            )
+        }
+    };
+    let pipeline = build(&desc, what, path)?;
+    let appsink = sink_of(&pipeline, what, path)?;
+    if let Some(v) = variant {
+        install_painter(&pipeline, v, what, path)?;
+    }
+    let result = (|| {
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| run_err(what, path, &pipeline, "could not start"))?;
+        let mut builder = ClipBuilder::new(probe.codec);
+        let mut caps = None;
+        loop {
+            match appsink.pull_sample() {
+                Ok(sample) => {
+                    if caps.is_none() {
+                        caps = sample.caps_owned();
+                    }
+                    if let Some(list) = sample.buffer_list() {
+                        for buf in list.iter() {
+                            builder.push(buf);
+                        }
+                    } else if let Some(buf) = sample.buffer() {
+                        builder.push(buf);
+                    }
+                }
+                Err(_) if appsink.is_eos() => break,
+                Err(_) => return Err(run_err(what, path, &pipeline, "stopped before the end")),
+            }
+        }
+        if let Some(msg) = bus_error(&pipeline) {
+            return Err(MediaError::Run {
+                what,
+                path: path.to_owned(),
+                message: msg,
+            });
+        }
+        let caps = caps.ok_or_else(|| MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: format!("the {what} pipeline produced no packets"),
+        })?;
+        let frame_duration = (CLOCK_RATE as u64 * den as u64 / num.max(1) as u64).max(1);
+        let clip = builder.finish(frame_duration);
+        if !clip.frames.first().is_some_and(|f| f.keyframe) {
+            return Err(MediaError::Unsupported {
+                path: path.to_owned(),
+                reason: format!("the {what} does not start with a keyframe"),
+            });
+        }
+        Ok((clip, caps))
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// Paints every raw frame black, or covers most of it with a flat grey board, before encoding.
+fn install_painter(
+    pipeline: &gst::Pipeline,
+    variant: Variant,
+    what: &'static str,
+    path: &Path,
+) -> Result<(), MediaError> {
+    let pad = pipeline
+        .by_name("paint")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| pipeline_err(what, path, "no paint element"))?;
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(caps) = pad.current_caps() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Ok(vinfo) = gst_video::VideoInfo::from_caps(&caps) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+            let buffer = buffer.make_mut();
+            if let Ok(mut frame) =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
+            {
+                paint(&mut frame, variant);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+fn paint(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, variant: Variant) {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    // Fraction of the picture that is painted: all of it for black, a board over ~80 % for cover.
+    let (x0, y0, x1, y1, luma) = match variant {
+        Variant::Black => (0, 0, w, h, 16u8),
+        _ => (w / 20, h / 10, w - w / 20, h - h / 20, 70u8),
+    };
+    for plane in 0..3u32 {
+        let stride = frame.plane_stride()[plane as usize] as usize;
+        let (sx, sy, value) = if plane == 0 {
+            (1, 1, luma)
+        } else {
+            (2, 2, 128)
+        };
+        let Ok(data) = frame.plane_data_mut(plane) else {
+            continue;
+        };
+        for y in (y0 / sy)..(y1 / sy) {
+            let row = y * stride;
+            if let Some(slice) = data.get_mut(row + x0 / sx..row + x1 / sx) {
+                slice.fill(value);
+            }
+        }
+    }
+}
+
+/// Groups RTP packets into access units.
+struct ClipBuilder {
+    codec: Codec,
+    frames: Vec<Frame>,
+    current: Option<(u32, Frame)>,
+    first_ts: Option<u32>,
+    /// Unwrapped timestamp of the current frame.
+    last_ts: u64,
+    last_raw: u32,
+}
+
+impl ClipBuilder {
+    fn new(codec: Codec) -> Self {
+        ClipBuilder {
+            codec,
+            frames: Vec::new(),
+            current: None,
+            first_ts: None,
+            last_ts: 0,
+            last_raw: 0,
+        }
+    }
+
+    fn push(&mut self, buf: &gst::BufferRef) {
+        let Ok(map) = buf.map_readable() else { return };
+        let Some(rtp) = RtpView::parse(&map) else {
+            return;
+        };
+        let first = *self.first_ts.get_or_insert(rtp.timestamp);
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(ts, _)| *ts != rtp.timestamp)
+        {
+            self.flush();
+        }
+        if self.current.is_none() {
+            // Unwrap the 32-bit timestamp so a long clip never goes backwards.
+            let ts = if self.frames.is_empty() {
+                rtp.timestamp.wrapping_sub(first) as u64
+            } else {
+                self.last_ts + rtp.timestamp.wrapping_sub(self.last_raw) as u64
+            };
+            self.last_ts = ts;
+            self.last_raw = rtp.timestamp;
+            self.current = Some((
+                rtp.timestamp,
+                Frame {
+                    ts,
+                    keyframe: false,
+                    packets: Vec::new(),
+                },
+            ));
+        }
+        if let Some((_, frame)) = self.current.as_mut() {
+            frame.keyframe |= contains_irap(self.codec, rtp.payload);
+            frame.packets.push(Packet {
+                marker: rtp.marker,
+                payload: Bytes::copy_from_slice(rtp.payload),
+            });
+        }
+        // No flush on the marker bit: rtph264pay marks the parameter-set packet it sends ahead
+        // of an IDR, and that packet belongs to the IDR's access unit (same timestamp).
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, frame)) = self.current.take() {
+            self.frames.push(frame);
+        }
+    }
+
+    fn finish(mut self, frame_duration: u64) -> Clip {
+        self.flush();
+        let duration = self
+            .frames
+            .last()
+            .map(|f| f.ts + frame_duration)
+            .unwrap_or(frame_duration);
+        Clip {
+            frames: self.frames,
+            duration,
+            frame_duration,
+        }
+    }
+}
+
+/// The parts of an RTP packet (RFC 3550) that preparation needs.
+pub(crate) struct RtpView<'a> {
+    pub marker: bool,
+    pub timestamp: u32,
+    pub payload: &'a [u8],
+}
+
+impl<'a> RtpView<'a> {
+    /// Parses a packet; `None` for anything that is not RTP version 2.
+    pub(crate) fn parse(data: &'a [u8]) -> Option<Self> {
+        if data.len() < 12 || data[0] >> 6 != 2 {
+            return None;
+        }
+        let csrc = (data[0] & 0x0f) as usize * 4;
+        let mut offset = 12 + csrc;
+        if data[0] & 0x10 != 0 {
+            let ext = data.get(offset + 2..offset + 4)?;
+            offset += 4 + u16::from_be_bytes([ext[0], ext[1]]) as usize * 4;
+        }
+        let mut end = data.len();
+        if data[0] & 0x20 != 0 {
+            end = end.checked_sub(*data.last()? as usize)?;
+        }
+        Some(RtpView {
+            marker: data[1] & 0x80 != 0,
+            timestamp: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+            payload: data.get(offset..end)?,
+        })
+    }
+}
+
+/// Whether an RTP payload carries (part of the start of) a random-access picture.
+pub(crate) fn contains_irap(codec: Codec, payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    match codec {
+        Codec::H264 => {
+            let t = b0 & 0x1f;
+            match t {
+                // FU-A: the real type is in the FU header.
+                28 => payload.get(1).is_some_and(|h| codec.is_irap(h & 0x1f)),
+                // STAP-A: 16-bit size-prefixed NAL units.
+                24 => aggregated(&payload[1..])
+                    .any(|n| n.first().is_some_and(|b| codec.is_irap(b & 0x1f))),
+                t => codec.is_irap(t),
+            }
+        }
+        Codec::H265 => {
+            let t = (b0 >> 1) & 0x3f;
+            match t {
+                49 => payload.get(2).is_some_and(|h| codec.is_irap(h & 0x3f)),
+                48 => payload
+                    .get(2..)
+                    .map(|p| {
+                        aggregated(p)
+                            .any(|n| n.first().is_some_and(|b| codec.is_irap((b >> 1) & 0x3f)))
+                    })
+                    .unwrap_or(false),
+                t => codec.is_irap(t),
+            }
+        }
+    }
+}
+
+/// NAL units inside an aggregation packet body (each prefixed by a 16-bit size).
+fn aggregated(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if body.len() < 2 {
+            return None;
+        }
+        let n = u16::from_be_bytes([body[0], body[1]]) as usize;
+        let nal = body.get(2..2 + n)?;
+        body = &body[2 + n..];
+        Some(nal)
+    })
+}
+
+/// Builds the `a=fmtp` value from the payloader's caps (sprop-parameter-sets, profile-level-id …).
+fn fmtp_from_caps(caps: &gst::Caps) -> String {
+    const NOT_FMTP: [&str; 9] = [
+        "media",
+        "clock-rate",
+        "encoding-name",
+        "payload",
+        "ssrc",
+        "timestamp-offset",
+        "seqnum-offset",
+        "a-framerate",
+        "encoding-params",
+    ];
+    let Some(s) = caps.structure(0) else {
+        return String::new();
+    };
+    let mut params = Vec::new();
+    for (name, value) in s.iter() {
+        if NOT_FMTP.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(v) = value.get::<String>() {
+            params.push(format!("{name}={v}"));
+        }
+    }
+    params.join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_idr_in_fu_a_and_stap_a() {
+        // FU-A start of an IDR slice.
+        assert!(contains_irap(Codec::H264, &[0x7c, 0x85, 0x00]));
+        // FU-A of a non-IDR slice.
+        assert!(!contains_irap(Codec::H264, &[0x7c, 0x81, 0x00]));
+        // STAP-A carrying SPS, PPS and a small IDR.
+        let stap = [0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 0, 2, 0x65, 0x88];
+        assert!(contains_irap(Codec::H264, &stap));
+        // H.265 IDR_W_RADL (19) as a single NAL unit, and inside an FU.
+        assert!(contains_irap(Codec::H265, &[19 << 1, 1, 0]));
+        assert!(contains_irap(Codec::H265, &[49 << 1, 1, 0x80 | 19]));
+        assert!(!contains_irap(Codec::H265, &[1 << 1, 1, 0]));
+    }
+
+    #[test]
+    fn rtp_view_rejects_garbage_and_skips_csrc() {
+        assert!(RtpView::parse(&[0u8; 4]).is_none());
+        let mut pkt = vec![0x81, 0xe0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 7, 0xaa];
+        let v = RtpView::parse(&pkt).expect("valid packet");
+        assert!(v.marker);
+        assert_eq!(v.timestamp, 9);
+        assert_eq!(v.payload, &[0xaa]);
+        pkt[0] = 0x40; // version 1
+        assert!(RtpView::parse(&pkt).is_none());
+    }
+
+    #[test]
+    fn keyframe_lookup_wraps_and_goes_back_to_the_gop_start() {
+        let frame = |ts, keyframe| Frame {
+            ts,
+            keyframe,
+            packets: Vec::new(),
+        };
+        let clip = Clip {
+            frames: vec![
+                frame(0, true),
+                frame(10, false),
+                frame(20, true),
+                frame(30, false),
+            ],
+            duration: 40,
+            frame_duration: 10,
+        };
+        assert_eq!(clip.keyframe_at(15), 0);
+        assert_eq!(clip.keyframe_at(35), 2);
+        assert_eq!(clip.keyframe_at(45), 0);
+    }
+}

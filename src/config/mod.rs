@@ -1,0 +1,603 @@
+//! Service configuration: a TOML file (plus CSV camera inventories it names) comes in; a validated,
+//! typed [`Config`] goes out, or [`ConfigErrors`] listing every problem at once with its field path.
+//!
+//! The pipeline is `raw` (serde shapes, `deny_unknown_fields`, read section by section so one bad
+//! section does not hide the others) → `csv` (RFC 4180 inventories appended to the raw cameras) →
+//! `validate` (pure apart from the [`Environment`] it is handed, which resolves credential secrets).
+//! Secrets never appear in messages: inline passwords are refused without echoing them, URLs are
+//! shown with their userinfo stripped, and [`Secret`] prints `***`.
+
+mod csv;
+pub mod raw;
+mod types;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use types::{
+    AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint, HealthConfig,
+    IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
+    Timestamp, Transport, WebConfig,
+};
+pub use validate::{parse_duration, parse_rfc3339, validate};
+
+/// One problem in the configuration: where (`cameras[3].url`, `cameras.csv line 7 column url`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path, or file and line for syntax and CSV errors.
+    pub path: String,
+    /// What is wrong, naming the bad value unless it could be a secret.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds an error from a path and a message.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one configuration; never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The individual errors, in the order they were found.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// Number of errors.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no errors (never the case for a returned `Err`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(vec![ConfigError::new(path, message)])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One `path: message` per line, as `qianliyan check-config` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Where secrets and inventories come from; a trait so tests need neither real env vars nor files.
+pub trait Environment {
+    /// Value of an environment variable.
+    fn var(&self, name: &str) -> Result<String, std::env::VarError>;
+    /// Whole contents of a file.
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+/// The real process environment and file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemEnvironment;
+
+impl Environment for SystemEnvironment {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        std::env::var(name)
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+/// Loads a configuration file: relative paths resolve against its directory, CSV inventories are
+/// imported, credentials resolved from the process environment, and everything validated.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &SystemEnvironment)
+}
+
+/// [`load`] with an explicit [`Environment`].
+pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErrors> {
+    let shown = path.display().to_string();
+    let bytes = env
+        .read_file(path)
+        .map_err(|e| ConfigErrors::single(&shown, format!("cannot read the file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigErrors::single(
+            &shown,
+            format!(
+                "not valid UTF-8 (first bad byte at offset {}); save the file as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let source_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(shown);
+    parse_inner(&text, &source_name, &base_dir, env)
+}
+
+/// Parses TOML text as if it were a file in `base_dir`, using the process environment for secrets.
+pub fn parse_str(toml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    parse_str_with(toml, base_dir, &SystemEnvironment)
+}
+
+/// [`parse_str`] with an explicit [`Environment`].
+pub fn parse_str_with(
+    toml: &str,
+    base_dir: &Path,
+    env: &dyn Environment,
+) -> Result<Config, ConfigErrors> {
+    parse_inner(toml, "config", base_dir, env)
+}
+
+fn parse_inner(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+    env: &dyn Environment,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    // A syntax error leaves the document's shape unknown, so nothing after it is trustworthy.
+    let mut raw = raw::read_document(text, source_name, &mut errors)
+        .ok_or_else(|| ConfigErrors(std::mem::take(&mut errors)))?;
+
+    for label in raw.camera_csv.clone() {
+        let file = resolve(base_dir, Path::new(&label));
+        match env.read_file(&file) {
+            Ok(bytes) => raw.cameras.extend(csv::import(&label, &bytes, &mut errors)),
+            Err(e) => errors.push(ConfigError::new(
+                format!("camera_csv \"{label}\""),
+                format!("cannot read {}: {e}", file.display()),
+            )),
+        }
+    }
+
+    match validate(&raw, base_dir, env) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// `path` if absolute, else `base_dir/path`.
+pub(crate) fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base_dir.join(path)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// In-memory environment: variables and files by path.
+    #[derive(Default)]
+    pub(crate) struct FakeEnv {
+        pub vars: HashMap<String, String>,
+        pub files: HashMap<PathBuf, Vec<u8>>,
+    }
+
+    impl FakeEnv {
+        pub(crate) fn with_var(mut self, k: &str, v: &str) -> Self {
+            self.vars.insert(k.to_owned(), v.to_owned());
+            self
+        }
+        pub(crate) fn with_file(mut self, p: &str, contents: &str) -> Self {
+            self.files
+                .insert(PathBuf::from(p), contents.as_bytes().to_vec());
+            self
+        }
+    }
+
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+            self.vars
+                .get(name)
+                .cloned()
+                .ok_or(std::env::VarError::NotPresent)
+        }
+        fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    /// Real files from the repository; the secrets the configs name come from fakes, so the
+    /// test needs no `set_var` (unsafe in edition 2024) and no secret files on disk.
+    struct RepoEnv(FakeEnv);
+
+    impl Environment for RepoEnv {
+        fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+            self.0.var(name)
+        }
+        fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            match self.0.files.get(path) {
+                Some(bytes) => Ok(bytes.clone()),
+                None => std::fs::read(path),
+            }
+        }
+    }
+
+    fn repo_env() -> RepoEnv {
+        RepoEnv(
+            FakeEnv::default()
+                .with_var("QLY_CAMSIM_PASSWORD", "camsim-demo-secret")
+                .with_var("QLY_HIKVISION_PASSWORD", "hik-secret")
+                .with_file("/run/secrets/qly-dahua", "dahua-secret\n"),
+        )
+    }
+
+    fn repo_file(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    fn paths(e: &ConfigErrors) -> Vec<&str> {
+        e.errors().iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn demo_config_parses() {
+        let path = repo_file("config/demo.toml");
+        let cfg = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("demo.toml:\n{e}"));
+        assert_eq!(cfg.cameras.len(), 8);
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            assert_eq!(
+                cam.url.as_str(),
+                format!("rtsp://127.0.0.1:8554/cam/{:04}", i + 1)
+            );
+            let sub = cam.sub_url.as_ref().map(|u| u.as_str().to_owned());
+            assert_eq!(
+                sub.as_deref(),
+                Some(format!("rtsp://127.0.0.1:8554/cam/{:04}/sub", i + 1).as_str())
+            );
+            assert_eq!(cam.credentials.as_deref(), Some("camsim"));
+            assert!(cam.location.is_some());
+            assert!(cam.area_path.is_some());
+        }
+        let creds = &cfg.credentials["camsim"];
+        assert_eq!(creds.username, "admin");
+        assert_eq!(creds.password.expose(), "camsim-demo-secret");
+        let config_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        assert_eq!(cfg.node.data_dir, config_dir.join("../target/demo-data"));
+        assert_eq!(cfg.cameras[7].maintenance.len(), 1);
+        let stations: std::collections::BTreeSet<_> = cfg
+            .cameras
+            .iter()
+            .filter_map(|c| c.jurisdiction.as_deref())
+            .collect();
+        assert_eq!(stations.len(), 3);
+        let summary = cfg.summary();
+        assert!(summary.contains("camsim"));
+        assert!(!summary.contains("camsim-demo-secret"));
+    }
+
+    #[test]
+    fn reference_config_parses() {
+        let path = repo_file("config/reference.toml");
+        let cfg = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("reference.toml:\n{e}"));
+        // The reference imports the example inventory, so its cameras follow the TOML ones.
+        assert!(
+            cfg.cameras
+                .iter()
+                .any(|c| matches!(c.origin, CameraOrigin::Csv { .. }))
+        );
+        assert!(
+            cfg.cameras
+                .iter()
+                .any(|c| matches!(c.origin, CameraOrigin::Toml { .. }))
+        );
+        // Every documented key is a real key: the plain serde path accepts the file too.
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let plain: Result<raw::RawConfig, _> = ::toml::from_str(&text);
+        assert!(plain.is_ok(), "{plain:?}");
+    }
+
+    #[test]
+    fn example_csv_parses() {
+        let dir = repo_file("config");
+        let toml = r#"
+            camera_csv = ["cameras.example.csv"]
+            [credentials.hikvision]
+            username = "admin"
+            password_env = "QLY_HIKVISION_PASSWORD"
+            [credentials.dahua]
+            username = "admin"
+            password_file = "/run/secrets/qly-dahua"
+        "#;
+        let cfg = parse_str_with(toml, &dir, &repo_env())
+            .unwrap_or_else(|e| panic!("cameras.example.csv:\n{e}"));
+        assert_eq!(cfg.cameras.len(), 10);
+        assert_eq!(cfg.cameras[0].name, "人民路与解放路交叉口,东北角");
+        assert!(cfg.cameras.iter().any(|c| !c.enabled));
+        assert!(cfg.cameras.iter().any(|c| c.source == SourceKind::Rtmp));
+        assert_eq!(cfg.credentials["dahua"].password.expose(), "dahua-secret");
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let cfg = parse_str_with("", Path::new("/etc/qly"), &FakeEnv::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.node.name, "qianliyan");
+        assert_eq!(cfg.node.data_dir, PathBuf::from("/etc/qly/data"));
+        assert_eq!(cfg.web.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.ingest.transport, Transport::Tcp);
+        assert_eq!(cfg.ingest.stall_after, std::time::Duration::from_secs(10));
+        assert_eq!(cfg.health.offline_after, cfg.ingest.stall_after);
+        assert_eq!(cfg.health.grace, std::time::Duration::from_secs(5));
+        assert_eq!(cfg.ingest.stream, StreamChoice::Sub);
+        assert!(cfg.cameras.is_empty());
+    }
+
+    #[test]
+    fn every_error_reported_at_once_with_paths() {
+        let toml = r#"
+            [web]
+            listen = "localhost"
+            [ingest]
+            transport = "tcpp"
+            stall_after = "10"
+            backoff_initial = "10s"
+            backoff_max = "5s"
+            analysis_fps = 0.0
+            [credentials.cams]
+            username = "admin"
+            password_env = "NOT_SET_ANYWHERE"
+            [[cameras]]
+            id = "ok-1"
+            name = "东门"
+            url = "rtsp://10.0.0.1/live"
+            [[cameras]]
+            id = "bad id!"
+            name = ""
+            url = "ftp://10.0.0.2/x"
+            credentials = "nope"
+            lat = 95.0
+            priority = 9
+            gb_code = "123"
+            area_code = "3411"
+            area_path = "示范县//东街村"
+            maintenance = [{ start = "2026-11-22T03:00:00+08:00", end = "2026-11-22T01:00:00+08:00" }]
+            [[cameras]]
+            id = "ok-1"
+            name = "重复"
+            url = "rtsp://10.0.0.3/live"
+            sub_url = "rtsp://10.0.0.3:554/sub"
+            foo = 1
+        "#;
+        let err = parse_str_with(toml, Path::new("/x"), &FakeEnv::default())
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        let p = paths(&err);
+        for want in [
+            "web.listen",
+            "ingest.transport",
+            "ingest.stall_after",
+            "ingest.backoff_max",
+            "ingest.analysis_fps",
+            "credentials.cams.password_env",
+            "cameras[1].id",
+            "cameras[1].name",
+            "cameras[1].url",
+            "cameras[1].credentials",
+            "cameras[1].lat",
+            "cameras[1].lon",
+            "cameras[1].priority",
+            "cameras[1].gb_code",
+            "cameras[1].area_code",
+            "cameras[1].area_path",
+            "cameras[1].maintenance[0].end",
+            "cameras[2].foo",
+            "cameras[2].id",
+        ] {
+            assert!(p.contains(&want), "missing {want} in\n{err}");
+        }
+        let text = err.to_string();
+        assert_eq!(text.lines().count(), err.len());
+        assert!(text.contains("\"tcpp\""), "{text}");
+        assert!(text.contains("NOT_SET_ANYWHERE"), "{text}");
+        assert!(text.contains("unknown field `foo`"), "{text}");
+        assert!(
+            text.contains(
+                "cameras[2].id: duplicate camera id \"ok-1\"; first defined at cameras[0]"
+            ),
+            "{text}"
+        );
+        // Dropped keys are not reported a second time as "missing".
+        assert_eq!(
+            p.iter().filter(|p| p.starts_with("cameras[2]")).count(),
+            2,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn inline_password_rejected_without_echo() {
+        let toml = r#"
+            [credentials.camsim]
+            username = "admin"
+            password = "Hunter2-very-secret"
+            [[cameras]]
+            id = "c1"
+            name = "x"
+            url = "rtsp://admin:Hunter2-very-secret@10.0.0.1/live"
+            password = "Hunter2-very-secret"
+        "#;
+        let err = parse_str_with(toml, Path::new("/x"), &FakeEnv::default())
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        let text = err.to_string();
+        assert!(!text.contains("Hunter2"), "{text}");
+        assert!(text.contains("credentials.camsim.password:"), "{text}");
+        assert!(text.contains("password_env"), "{text}");
+        assert!(text.contains("cameras[0].url:"), "{text}");
+        assert!(
+            text.contains("put credentials in a [credentials] set"),
+            "{text}"
+        );
+        assert!(text.contains("cameras[0].password:"), "{text}");
+    }
+
+    #[test]
+    fn secret_never_printed() {
+        let toml = r#"
+            [credentials.camsim]
+            username = "admin"
+            password_env = "CAM_PW"
+        "#;
+        let env = FakeEnv::default().with_var("CAM_PW", "s3cr3t-value");
+        let cfg = parse_str_with(toml, Path::new("/x"), &env).unwrap_or_else(|e| panic!("{e}"));
+        let all = format!("{cfg:?}\n{}", cfg.summary());
+        assert!(!all.contains("s3cr3t-value"), "{all}");
+        assert_eq!(cfg.credentials["camsim"].password.expose(), "s3cr3t-value");
+        assert_eq!(format!("{}", cfg.credentials["camsim"].password), "***");
+    }
+
+    #[test]
+    fn password_file_resolved_relative_to_config() {
+        let toml = r#"
+            [credentials.hik]
+            username = "admin"
+            password_file = "secrets/hik.pw"
+            [credentials.gone]
+            username = "admin"
+            password_file = "secrets/missing.pw"
+            [credentials.both]
+            username = "admin"
+            password_file = "a"
+            password_env = "B"
+            [credentials.neither]
+            username = "admin"
+        "#;
+        let env = FakeEnv::default().with_file("/etc/qly/secrets/hik.pw", "pw-from-file\n");
+        let err = parse_str_with(toml, Path::new("/etc/qly"), &env)
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        let p = paths(&err);
+        assert!(p.contains(&"credentials.gone.password_file"), "{err}");
+        assert!(p.contains(&"credentials.both"), "{err}");
+        assert!(p.contains(&"credentials.neither"), "{err}");
+        assert!(!p.iter().any(|p| p.starts_with("credentials.hik")), "{err}");
+        assert!(
+            err.to_string().contains("/etc/qly/secrets/missing.pw"),
+            "{err}"
+        );
+
+        let ok = parse_str_with(
+            "[credentials.hik]\nusername = \"admin\"\npassword_file = \"secrets/hik.pw\"\n",
+            Path::new("/etc/qly"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.credentials["hik"].password.expose(), "pw-from-file");
+    }
+
+    #[test]
+    fn system_environment_is_used_by_parse_str() {
+        // PATH is set in every test runner, so the real lookup is exercised without set_var.
+        let toml = "[credentials.any]\nusername = \"u\"\npassword_env = \"PATH\"\n";
+        let cfg = parse_str(toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!cfg.credentials["any"].password.expose().is_empty());
+    }
+
+    #[test]
+    fn csv_import_and_duplicates_across_sources() {
+        let toml = r#"
+            camera_csv = ["inv/cameras.csv", "inv/missing.csv"]
+            [[cameras]]
+            id = "cam-0001"
+            name = "城关镇东街"
+            url = "rtsp://10.0.0.1/live"
+        "#;
+        let csv = "id,name,url,lat,lon,priority,enabled,note\n\
+                   cam-0002,\"东街口, 北向\",rtsp://10.0.0.2/live,31.1,117.2,2,yes,\"a \"\"quoted\"\" note\"\n\
+                   cam-0001,重复,rtsp://10.0.0.3/live,,,,,\n\
+                   cam-0004,坏坐标,rtsp://10.0.0.4/live,abc,117.2,7,maybe,\n";
+        let env = FakeEnv::default().with_file("/srv/inv/cameras.csv", csv);
+        let err = parse_str_with(toml, Path::new("/srv"), &env)
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        let text = err.to_string();
+        assert!(
+            text.contains("inv/cameras.csv line 3 column id: duplicate camera id \"cam-0001\"; first defined at cameras[0]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inv/cameras.csv line 4 column lat:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inv/cameras.csv line 4 column priority:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("inv/cameras.csv line 4 column enabled:"),
+            "{text}"
+        );
+        assert!(text.contains("camera_csv \"inv/missing.csv\":"), "{text}");
+        assert!(!text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let err = parse_str_with(
+            "[node]\nname = \"x\nweb = 1\n",
+            Path::new("/x"),
+            &FakeEnv::default(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("expected errors"));
+        assert!(
+            err.errors()[0].path.starts_with("config line 2 column"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn load_reports_unreadable_file() {
+        let err = load_with(Path::new("/nope/qly.toml"), &FakeEnv::default())
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        assert_eq!(err.len(), 1);
+        assert!(err.errors()[0].path.contains("/nope/qly.toml"));
+    }
+}

@@ -1,0 +1,11 @@
+//! qianliyan (千里眼): camera health, batched ONNX analysis and alert delivery for county
+//! public-security command centres. See `../shared/design/ARCHITECTURE.md` for the data flow.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod camsim;
+pub mod clock;
+pub mod config;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,133 @@
+//! The `qianliyan` command: `camsim`, `check-config`, and (as stages land) the service itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use qianliyan::camsim;
+use qianliyan::telemetry::{self, LogFormat};
+
+/// 千里眼 qianliyan — camera health, analysis and alerts for command centres.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Log format (level via RUST_LOG, e.g. RUST_LOG=qianliyan=debug).
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the RTSP camera simulator: N cameras from one video file, with fault injection.
+    Camsim(CamsimArgs),
+    /// Validate a configuration file: every error with its field path (exit 2), or a summary.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct CamsimArgs {
+    /// Number of cameras, served as rtsp://HOST:PORT/cam/0001 …
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    cameras: u32,
+    /// Main-stream video file (H.264 or H.265 in MP4/MKV/TS), e.g. assets/video/vtest_main.mp4.
+    #[arg(long)]
+    source: PathBuf,
+    /// Optional sub-stream file, served as rtsp://HOST:PORT/cam/0001/sub.
+    #[arg(long)]
+    sub_source: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// RTSP port.
+    #[arg(long, default_value_t = 8554)]
+    rtsp_port: u16,
+    /// Control API port (fault injection).
+    #[arg(long, default_value_t = 8555)]
+    control_port: u16,
+    /// UDP port for RTP (RTCP on the next one); 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    udp_port: u16,
+    /// Require this user name (with --password).
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    /// Password for --user; better given through the environment than on the command line.
+    #[arg(
+        long,
+        env = "QLY_CAMSIM_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    password: Option<String>,
+    /// Challenge clients with Digest (default) or Basic; credentials of either scheme are accepted.
+    #[arg(long, value_enum, default_value = "digest")]
+    auth: camsim::AuthScheme,
+    /// RTP transports to accept (tcp-only or udp-only simulate picky cameras).
+    #[arg(long, value_enum, default_value = "both")]
+    transports: camsim::TransportPolicy,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Camsim(args) => run_camsim(args),
+        Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("qly-rt")
+        .build()?)
+}
+
+fn run_camsim(args: CamsimArgs) -> ExitCode {
+    let opts = camsim::Options {
+        cameras: args.cameras,
+        source: args.source,
+        sub_source: args.sub_source,
+        rtsp_listen: SocketAddr::new(args.bind, args.rtsp_port),
+        control_listen: SocketAddr::new(args.bind, args.control_port),
+        udp_port: args.udp_port,
+        auth: args
+            .user
+            .zip(args.password)
+            .map(|(u, p)| camsim::Auth::new(u, p, args.auth)),
+        transports: args.transports,
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let cancel = qianliyan::shutdown::install();
+            camsim::run(opts, cancel).await.map_err(anyhow::Error::from)
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("camsim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match qianliyan::config::load(file) {
+        Ok(cfg) => {
+            println!("{}: OK", file.display());
+            println!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", file.display(), errors.len());
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Shared helpers for integration tests: assets from scripts/setup, a camsim per test binary,
+//! and a GStreamer decoder that hands back grey frames.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use qianliyan::camsim;
+use tokio_util::sync::CancellationToken;
+
+/// A file made by `scripts/setup`; a missing one fails the test with the fix in the message.
+pub fn asset(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/setup` (or `make test`, which runs it) first",
+        p.display()
+    );
+    p
+}
+
+/// A camsim running on a background runtime for the whole test binary.
+pub struct Sim {
+    /// Bound addresses and state.
+    pub running: camsim::Running,
+    _rt: tokio::runtime::Runtime,
+    _cancel: CancellationToken,
+}
+
+/// Starts camsim with `cameras` cameras on free ports, serving the sub-stream file as main and sub.
+pub fn start_sim(
+    cameras: u32,
+    auth: Option<camsim::Auth>,
+    transports: camsim::TransportPolicy,
+) -> Sim {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    let opts = camsim::Options {
+        cameras,
+        source: asset("video/vtest_sub.mp4"),
+        sub_source: None,
+        rtsp_listen: "127.0.0.1:0".parse().expect("addr"),
+        control_listen: "127.0.0.1:0".parse().expect("addr"),
+        udp_port: 0,
+        auth,
+        transports,
+    };
+    let running = rt
+        .block_on(camsim::start(opts, cancel.clone()))
+        .expect("camsim starts");
+    Sim {
+        running,
+        _rt: rt,
+        _cancel: cancel,
+    }
+}
+
+/// The plain camsim shared by the tests of one binary (8 cameras, no auth).
+pub fn shared_sim() -> &'static Sim {
+    static SIM: OnceLock<Sim> = OnceLock::new();
+    SIM.get_or_init(|| start_sim(8, None, camsim::TransportPolicy::Both))
+}
+
+/// Runs a command with a deadline; returns (success, stdout, stderr).
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.is_some_and(|s| s.success()), out, err)
+}
+
+/// A small grey picture decoded from a stream.
+pub struct Gray {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Row-major luma, no padding.
+    pub data: Vec<u8>,
+}
+
+impl Gray {
+    /// Mean luma.
+    pub fn mean(&self) -> f64 {
+        self.data.iter().map(|&v| v as f64).sum::<f64>() / self.data.len().max(1) as f64
+    }
+
+    /// Mean absolute difference to another picture of the same size.
+    pub fn diff(&self, other: &Gray) -> f64 {
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(&a, &b)| (a as f64 - b as f64).abs())
+            .sum::<f64>()
+            / self.data.len().max(1) as f64
+    }
+
+    /// Fraction of 8×8 blocks whose luma range is at most 4 (flat, untextured).
+    pub fn flat_fraction(&self) -> f64 {
+        let (bw, bh) = (self.width / 8, self.height / 8);
+        let mut flat = 0;
+        for by in 0..bh {
+            for bx in 0..bw {
+                let (mut lo, mut hi) = (255u8, 0u8);
+                for y in 0..8 {
+                    for x in 0..8 {
+                        let v = self.data[(by * 8 + y) * self.width + bx * 8 + x];
+                        lo = lo.min(v);
+                        hi = hi.max(v);
+                    }
+                }
+                if hi - lo <= 4 {
+                    flat += 1;
+                }
+            }
+        }
+        flat as f64 / (bw * bh).max(1) as f64
+    }
+}
+
+/// Opens `url` with GStreamer's `rtspsrc` and decodes frames to GRAY8.
+pub struct Decoder {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl Decoder {
+    /// Starts decoding; `protocols` is "tcp" or "udp".
+    pub fn open(url: &str, protocols: &str) -> Decoder {
+        Self::open_auth(url, protocols, None)
+    }
+
+    /// Like [`Decoder::open`], answering authentication challenges with `(user, password)`.
+    pub fn open_auth(url: &str, protocols: &str, credentials: Option<(&str, &str)>) -> Decoder {
+        gst::init().expect("gst init");
+        let desc = format!(
+            "rtspsrc name=src protocols={protocols} latency=100 ! rtph264depay ! h264parse ! avdec_h264 ! \
+             videoconvert ! video/x-raw,format=GRAY8 ! appsink name=sink sync=false max-buffers=200"
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .expect("pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        pipeline
+            .by_name("src")
+            .expect("src")
+            .set_property("location", url);
+        if let Some((user, password)) = credentials {
+            let src = pipeline.by_name("src").expect("src");
+            src.set_property("user-id", user);
+            src.set_property("user-pw", password);
+        }
+        let sink = pipeline
+            .by_name("sink")
+            .expect("sink")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        Decoder { pipeline, sink }
+    }
+
+    /// The next decoded frame, or `None` if none arrives within `limit`.
+    pub fn next(&self, limit: Duration) -> Option<Gray> {
+        let sample = self
+            .sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(limit.as_millis() as u64))?;
+        let caps = sample.caps()?;
+        let s = caps.structure(0)?;
+        let width = s.get::<i32>("width").ok()? as usize;
+        let height = s.get::<i32>("height").ok()? as usize;
+        let buffer = sample.buffer()?;
+        let map = buffer.map_readable().ok()?;
+        // GRAY8 rows are padded to 4 bytes.
+        let stride = (width + 3) & !3;
+        let mut data = Vec::with_capacity(width * height);
+        for y in 0..height {
+            data.extend_from_slice(map.get(y * stride..y * stride + width)?);
+        }
+        Some(Gray {
+            width,
+            height,
+            data,
+        })
+    }
+
+    /// Discards frames already queued, so the next one reflects the stream now.
+    pub fn drain(&self) {
+        while self.sink.try_pull_sample(gst::ClockTime::ZERO).is_some() {}
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Sets a fault through camsim's real control API (HTTP over a socket).
+pub fn set_fault(sim: &Sim, camera: &str, kind: &str) -> (u16, String) {
+    http(
+        sim.running.control_addr,
+        "POST",
+        &format!("/cameras/{camera}/fault"),
+        &format!("{{\"kind\":\"{kind}\"}}"),
+    )
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body).
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect control");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
