@@ -379,6 +379,28 @@ fn markdown(opts: &Opts, machine: &Value, rows: &[Row]) -> String {
             let _ = writeln!(md);
         }
     }
+    // A fixed start-up cost (libraries, prepared clips) dominates RSS at small N; the slope
+    // between the smallest and largest row shows what one more camera costs.
+    for kind in [ServerKind::Camsim, ServerKind::Gst] {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.server == kind.name()).collect();
+        let lo = mine.iter().min_by_key(|r| r.clients_playing);
+        let hi = mine.iter().max_by_key(|r| r.clients_playing);
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && hi.clients_playing > lo.clients_playing
+        {
+            let d = (hi.clients_playing - lo.clients_playing) as f64;
+            let _ = writeln!(
+                md,
+                "- {} marginal cost from {} to {} clients playing: {:.4} % CPU, {:.0} KB RSS, {:.2} threads per camera",
+                kind.name(),
+                lo.clients_playing,
+                hi.clients_playing,
+                (hi.cpu_percent - lo.cpu_percent) / d,
+                (hi.rss_kb as f64 - lo.rss_kb as f64) / d,
+                (hi.threads as f64 - lo.threads as f64) / d,
+            );
+        }
+    }
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         let _ = writeln!(md, "- note, {} at {}: {}", r.server, r.cameras, r.note);
     }

@@ -21,7 +21,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct LoadStats {
     /// Clients that reached PLAY.
     pub playing: AtomicU64,
-    /// Clients that failed to connect or set up.
+    /// Clients that failed to connect or set up, or whose stream ended.
     pub failed: AtomicU64,
     /// Clients whose stream ended early.
     pub ended: AtomicU64,
@@ -33,7 +33,7 @@ pub struct LoadStats {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Network error.
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Io {
         /// The URL.
         url: String,
@@ -244,4 +244,30 @@ impl Handshake<'_> {
             }
         }
     }
+}
+
+/// The video track's control URL: the SDP's last `a=control` (the media-level one) resolved against
+/// Content-Base or the request URL.
+fn track_url(url: &str, describe: &Response<Vec<u8>>) -> String {
+    let sdp = String::from_utf8_lossy(describe.body());
+    let control = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=control:"))
+        .filter(|c| *c != "*")
+        .last()
+        .unwrap_or("trackID=0")
+        .to_owned();
+    if control.starts_with("rtsp://") {
+        return control;
+    }
+    let base = describe
+        .header(&headers::CONTENT_BASE)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_else(|| format!("{}/", url.trim_end_matches('/')));
+    let base = if base.ends_with('/') {
+        base
+    } else {
+        format!("{base}/")
+    };
+    format!("{base}{control}")
 }

@@ -32,7 +32,7 @@ pub enum MediaError {
         path: PathBuf,
     },
     /// A GStreamer pipeline could not be built (plugin missing or bad description).
-    #[error("building the {what} pipeline for {path}: {source}")]
+    #[error("building the {what} pipeline for {path}")]
     Pipeline {
         /// Which pipeline (probe, payload, black clip …).
         what: &'static str,

@@ -296,7 +296,7 @@ pub enum CamsimError {
     #[error(transparent)]
     Media(#[from] MediaError),
     /// A listen address is taken or not allowed.
-    #[error("cannot listen for {what} on {addr}: {source}")]
+    #[error("cannot listen for {what} on {addr}")]
     Bind {
         /// rtsp, udp or control.
         what: &'static str,

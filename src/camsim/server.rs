@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::media::{CLOCK_RATE, Clip, Media, PAYLOAD_TYPE, Variant};
 use super::{CamsimError, Fault, Shared, TransportPolicy};
@@ -85,7 +86,8 @@ impl Server {
                         self.shared.stats.connections_total.fetch_add(1, Ordering::Relaxed);
                         let _ = stream.set_nodelay(true);
                         let conn = Connection::new(self.shared.clone(), self.udp.clone(), peer);
-                        tracker.spawn(conn.run(stream, cancel.clone()));
+                        let span = tracing::debug_span!("rtsp_conn", %peer);
+                        tracker.spawn(conn.run(stream, cancel.clone()).instrument(span));
                     }
                     Err(e) => {
                         // Out of file descriptors or similar: back off instead of spinning.
@@ -224,8 +226,6 @@ impl Connection {
 
     async fn run(mut self, mut stream: TcpStream, cancel: CancellationToken) {
         let mut buf = BytesMut::with_capacity(4096);
-        let span = tracing::debug_span!("rtsp_conn", peer = %self.peer);
-        let _enter = span.enter();
         while !self.close {
             let due = self
                 .session

@@ -20,7 +20,7 @@ pub use types::{
     IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
     Timestamp, Transport, WebConfig,
 };
-pub use validate::{parse_duration, parse_rfc3339, validate};
+pub use validate::{parse_duration, parse_rfc3339, validate, validate_runtime_cameras};
 
 /// One problem in the configuration: where (`cameras[3].url`, `cameras.csv line 7 column url`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -600,4 +600,18 @@ pub(crate) mod tests {
         assert_eq!(err.len(), 1);
         assert!(err.errors()[0].path.contains("/nope/qly.toml"));
     }
+}
+
+/// Reads a CSV inventory uploaded at run time (`POST /api/cameras/import`) and validates its rows
+/// against the running configuration: returns the valid cameras and every error by line and column.
+pub fn import_csv_cameras(
+    label: &str,
+    bytes: &[u8],
+    running: &Config,
+) -> (Vec<Camera>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let raw = csv::import(label, bytes, &mut errors);
+    let (cameras, more) = validate_runtime_cameras(raw, running);
+    errors.extend(more);
+    (cameras, errors)
 }

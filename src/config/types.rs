@@ -412,6 +412,8 @@ pub enum CameraOrigin {
         /// 1-based line where the row starts (the header is line 1).
         line: usize,
     },
+    /// The JSON body of an API request; field paths are the body's own keys.
+    Api,
 }
 
 impl CameraOrigin {
@@ -420,6 +422,7 @@ impl CameraOrigin {
         match self {
             Self::Toml { index } => format!("cameras[{index}].{field}"),
             Self::Csv { file, line } => format!("{file} line {line} column {field}"),
+            Self::Api => field.to_owned(),
         }
     }
 }
@@ -429,6 +432,7 @@ impl fmt::Display for CameraOrigin {
         match self {
             Self::Toml { index } => write!(f, "cameras[{index}]"),
             Self::Csv { file, line } => write!(f, "{file} line {line}"),
+            Self::Api => write!(f, "the request body"),
         }
     }
 }

@@ -68,6 +68,23 @@ pub fn validate(
     }
 }
 
+/// Validates cameras that arrive while the service runs (API body, CSV upload) against the running
+/// configuration: its ingest defaults and credential set names. Returns the valid cameras and every
+/// error (a bad row never blocks the good ones). Ids already in use are the caller's to check.
+pub fn validate_runtime_cameras(
+    raw: Vec<RawCamera>,
+    running: &Config,
+) -> (Vec<Camera>, Vec<ConfigError>) {
+    let mut shell = RawConfig::default();
+    for name in running.credentials.keys() {
+        shell.credentials.insert(name.clone(), Default::default());
+    }
+    shell.cameras = raw;
+    let mut v = Validator { errors: Vec::new() };
+    let cameras = v.cameras(&shell, &running.ingest);
+    (cameras, v.errors)
+}
+
 struct Validator {
     errors: Vec<ConfigError>,
 }

@@ -1,5 +1,7 @@
 //! Telemetry: tracing initialisation (human or JSON lines, level from `RUST_LOG`).
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
