@@ -4,8 +4,18 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod app;
+pub mod batch;
+pub mod camera;
 pub mod camsim;
 pub mod clock;
 pub mod config;
+pub mod decode;
+pub mod health;
+pub mod infer;
+pub mod ingest;
+pub mod rules;
 pub mod shutdown;
 pub mod telemetry;
+pub mod track;
+pub mod web;

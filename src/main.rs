@@ -23,11 +23,29 @@ struct Cli {
 enum Command {
     /// Run the RTSP camera simulator: N cameras from one video file, with fault injection.
     Camsim(CamsimArgs),
+    /// Run the service: ingest every camera, track health, serve the API.
+    Serve(ServeArgs),
     /// Validate a configuration file: every error with its field path (exit 2), or a summary.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override `web.listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Override `node.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Replace the configured cameras by this CSV inventory.
+    #[arg(long)]
+    cameras: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +96,59 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Camsim(args) => run_camsim(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match qianliyan::config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!(
+                "{}: {} error(s)\n{errors}",
+                args.config.display(),
+                errors.len()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(csv) = &args.cameras {
+        let bytes = match std::fs::read(csv) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("--cameras {}: {e}", csv.display());
+                return ExitCode::from(2);
+            }
+        };
+        let label = csv.display().to_string();
+        let (cameras, errors) = qianliyan::config::import_csv_cameras(&label, &bytes, &config);
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        if !errors.is_empty() {
+            return ExitCode::from(2);
+        }
+        config.cameras = cameras;
+    }
+    let overrides = qianliyan::app::Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+    };
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let cancel = qianliyan::shutdown::install();
+            let service = qianliyan::app::start(config, overrides, cancel.clone()).await?;
+            cancel.cancelled().await;
+            service.stop().await;
+            Ok(())
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -113,13 +113,14 @@ async fn hold_inner(
         buf: &mut buf,
         cseq: 0,
     };
-    conn.request(
-        Method::Describe,
-        url,
-        &[(headers::ACCEPT, "application/sdp")],
-    )
-    .await?;
-    let track = format!("{}/trackID=0", url.trim_end_matches('/'));
+    let described = conn
+        .request(
+            Method::Describe,
+            url,
+            &[(headers::ACCEPT, "application/sdp")],
+        )
+        .await?;
+    let track = track_url(url, &described);
     let setup = conn
         .request(
             Method::Setup,
@@ -253,8 +254,7 @@ fn track_url(url: &str, describe: &Response<Vec<u8>>) -> String {
     let control = sdp
         .lines()
         .filter_map(|l| l.trim().strip_prefix("a=control:"))
-        .filter(|c| *c != "*")
-        .last()
+        .rfind(|c| *c != "*")
         .unwrap_or("trackID=0")
         .to_owned();
     if control.starts_with("rtsp://") {

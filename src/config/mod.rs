@@ -203,6 +203,20 @@ pub(crate) fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// Reads a CSV inventory uploaded at run time (`POST /api/cameras/import`) and validates its rows
+/// against the running configuration: returns the valid cameras and every error by line and column.
+pub fn import_csv_cameras(
+    label: &str,
+    bytes: &[u8],
+    running: &Config,
+) -> (Vec<Camera>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let raw = csv::import(label, bytes, &mut errors);
+    let (cameras, more) = validate_runtime_cameras(raw, running);
+    errors.extend(more);
+    (cameras, errors)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -600,18 +614,4 @@ pub(crate) mod tests {
         assert_eq!(err.len(), 1);
         assert!(err.errors()[0].path.contains("/nope/qly.toml"));
     }
-}
-
-/// Reads a CSV inventory uploaded at run time (`POST /api/cameras/import`) and validates its rows
-/// against the running configuration: returns the valid cameras and every error by line and column.
-pub fn import_csv_cameras(
-    label: &str,
-    bytes: &[u8],
-    running: &Config,
-) -> (Vec<Camera>, Vec<ConfigError>) {
-    let mut errors = Vec::new();
-    let raw = csv::import(label, bytes, &mut errors);
-    let (cameras, more) = validate_runtime_cameras(raw, running);
-    errors.extend(more);
-    (cameras, errors)
 }

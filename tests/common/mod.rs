@@ -262,3 +262,18 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) ->
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
+
+/// An in-memory environment for configs in tests (edition 2024 makes `set_var` unsafe).
+pub struct MapEnv(pub std::collections::BTreeMap<String, String>);
+
+impl qianliyan::config::Environment for MapEnv {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or(std::env::VarError::NotPresent)
+    }
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}

@@ -1,0 +1,498 @@
+//! Wiring: builds each stage and its channels, and owns the shutdown order.
+//!
+//! cameras (fleet) → ingest → decoder pool → decode dispatcher (VQD → health trackers, latest frame)
+//! health poller (1 s) → transitions → ledger thread (SQLite) and the transition broadcast.
+//! Shutdown: stop the web server and camera tasks, drain the decoder, then let the ledger write what it has.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::camera::{Fleet, FleetContext, FrameSink, lock};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Camera, Config};
+use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
+use crate::health::{self, AvailabilityRow, GroupBy, Ledger, Transition, VqdConfig, VqdSample};
+use crate::web::{self, AppState, DropCounts};
+
+/// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
+const LEDGER_QUEUE: usize = 16_384;
+/// Transition broadcast for live subscribers; a slow subscriber loses the oldest and is told so.
+const BROADCAST_QUEUE: usize = 4_096;
+
+/// Command-line overrides of the config for scripted runs.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created.
+    #[error("creating data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The ledger database could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] health::LedgerError),
+    /// The decoder could not be started (e.g. NVDEC requested on a machine without it).
+    #[error(transparent)]
+    Decode(#[from] crate::decode::DecodeError),
+    /// The listen address is taken.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+enum LedgerCmd {
+    Record(Box<Transition>),
+    Heartbeat(SystemTime),
+    Upsert(Box<Camera>),
+    Remove(String),
+    Availability {
+        from: SystemTime,
+        to: SystemTime,
+        group_by: GroupBy,
+        reply: oneshot::Sender<Result<Vec<AvailabilityRow>, String>>,
+    },
+    History {
+        camera: String,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Transition>, String>>,
+    },
+}
+
+/// A handle to the ledger thread.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    tx: mpsc::Sender<LedgerCmd>,
+}
+
+impl LedgerHandle {
+    async fn send(&self, cmd: LedgerCmd) {
+        if self.tx.send(cmd).await.is_err() {
+            tracing::error!("ledger thread is gone; a ledger write was lost");
+        }
+    }
+
+    /// Persists a transition (waits if the ledger is behind).
+    pub async fn record(&self, t: Transition) {
+        self.send(LedgerCmd::Record(Box::new(t))).await;
+    }
+
+    /// Stores a camera's descriptive fields (area, jurisdiction) for roll-ups.
+    pub async fn upsert_camera(&self, c: &Camera) {
+        self.send(LedgerCmd::Upsert(Box::new(c.clone()))).await;
+    }
+
+    /// Marks a camera removed (its history stays).
+    pub async fn remove_camera(&self, id: &str) {
+        self.send(LedgerCmd::Remove(id.to_owned())).await;
+    }
+
+    /// Time-weighted availability over `[from, to)`.
+    pub async fn availability(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        group_by: GroupBy,
+    ) -> Result<Vec<AvailabilityRow>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(LedgerCmd::Availability {
+            from,
+            to,
+            group_by,
+            reply,
+        })
+        .await;
+        rx.await.map_err(|_| "ledger thread stopped".to_owned())?
+    }
+
+    /// A camera's recent transitions, newest first.
+    pub async fn history(&self, camera: &str, limit: usize) -> Result<Vec<Transition>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(LedgerCmd::History {
+            camera: camera.to_owned(),
+            limit,
+            reply,
+        })
+        .await;
+        rx.await.map_err(|_| "ledger thread stopped".to_owned())?
+    }
+}
+
+fn spawn_ledger(
+    mut ledger: Ledger,
+    mut rx: mpsc::Receiver<LedgerCmd>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ledger".into())
+        .spawn(move || {
+            while let Some(cmd) = rx.blocking_recv() {
+                let result = match cmd {
+                    LedgerCmd::Record(t) => ledger.record(&t).map_err(|e| e.to_string()),
+                    LedgerCmd::Heartbeat(now) => ledger.heartbeat(now).map_err(|e| e.to_string()),
+                    LedgerCmd::Upsert(c) => ledger.upsert_camera(&c).map_err(|e| e.to_string()),
+                    LedgerCmd::Remove(id) => ledger.remove_camera(&id).map_err(|e| e.to_string()),
+                    LedgerCmd::Availability {
+                        from,
+                        to,
+                        group_by,
+                        reply,
+                    } => {
+                        let _ = reply.send(
+                            ledger
+                                .availability(from, to, group_by, SystemTime::now())
+                                .map_err(|e| e.to_string()),
+                        );
+                        Ok(())
+                    }
+                    LedgerCmd::History {
+                        camera,
+                        limit,
+                        reply,
+                    } => {
+                        let _ =
+                            reply.send(ledger.history(&camera, limit).map_err(|e| e.to_string()));
+                        Ok(())
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "ledger write failed");
+                }
+            }
+        })
+}
+
+/// Keyframe-only cameras share the pool; a camera that decodes full GOPs gets its own decoder,
+/// started on its first frame (a decoder that cannot start is reported once and retried on the next
+/// keyframe).
+struct RoutingSink {
+    pool: Arc<DecoderPool>,
+    config: DecodeConfig,
+    out: crossbeam_channel::Sender<DecodeEvent>,
+    dedicated: std::sync::Mutex<std::collections::HashMap<Arc<str>, crate::decode::CameraDecoder>>,
+}
+
+impl FrameSink for RoutingSink {
+    fn submit(&self, frame: EncodedFrame, keyframe_only: bool) {
+        if keyframe_only {
+            self.pool.submit(frame);
+            return;
+        }
+        let mut dedicated = lock(&self.dedicated);
+        if !dedicated.contains_key(&frame.camera) {
+            if !frame.keyframe {
+                return;
+            }
+            match crate::decode::CameraDecoder::start(
+                frame.camera.clone(),
+                frame.codec,
+                self.config,
+                self.out.clone(),
+            ) {
+                Ok(d) => {
+                    dedicated.insert(frame.camera.clone(), d);
+                }
+                Err(e) => {
+                    let _ = self.out.try_send(DecodeEvent::Error {
+                        camera: frame.camera.clone(),
+                        detail: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+        if let Some(d) = dedicated.get(&frame.camera) {
+            d.submit(frame);
+        }
+    }
+
+    fn release(&self, camera: &str) {
+        let removed = lock(&self.dedicated).remove(camera);
+        if let Some(d) = removed {
+            d.shutdown();
+        }
+    }
+}
+
+impl RoutingSink {
+    fn shutdown(self) {
+        let dedicated = std::mem::take(&mut *lock(&self.dedicated));
+        for (_, d) in dedicated {
+            d.shutdown();
+        }
+        match Arc::try_unwrap(self.pool) {
+            Ok(pool) => pool.shutdown(),
+            Err(_) => tracing::warn!("decoder pool still referenced at shutdown; not drained"),
+        }
+    }
+}
+
+/// Decoded frames → VQD → the camera's tracker; the latest frame is kept for thumbnails.
+fn spawn_dispatcher(
+    fleet: std::sync::Weak<Fleet>,
+    rx: crossbeam_channel::Receiver<DecodeEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
+        for event in rx.iter() {
+            match event {
+                DecodeEvent::Frame(frame) => {
+                    let Some(entry) = fleet.upgrade().and_then(|f| f.get(&frame.camera)) else { continue };
+                    match VqdSample::measure(&frame.data, frame.width, frame.height, frame.stride) {
+                        Ok(sample) => lock(&entry.tracker).on_decoded(&sample),
+                        Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
+                    }
+                    entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
+                    *lock(&entry.latest) = Some(Arc::new(frame));
+                }
+                DecodeEvent::Error { camera, detail } => {
+                    tracing::warn!(camera_id = %camera, %detail, "decode error");
+                    if let Some(entry) = fleet.upgrade().and_then(|f| f.get(&camera)) {
+                        *lock(&entry.last_error) = Some(format!("decode: {detail}"));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Polls every tracker once a second; transitions go to the ledger and the broadcast.
+async fn health_poller(
+    fleet: Arc<Fleet>,
+    ledger: LedgerHandle,
+    events: broadcast::Sender<Transition>,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let wall = clock.wall();
+        ticks += 1;
+        if ticks.is_multiple_of(60) {
+            ledger.send(LedgerCmd::Heartbeat(wall)).await;
+        }
+        let mut transitions = Vec::new();
+        for entry in fleet.list() {
+            let maintenance = entry
+                .config
+                .read()
+                .map(|c| c.in_maintenance_at(wall))
+                .unwrap_or(false);
+            let mut t = lock(&entry.tracker);
+            t.set_maintenance(maintenance);
+            while let Some(tr) = t.poll() {
+                transitions.push(tr);
+            }
+        }
+        for tr in transitions {
+            tracing::info!(
+                camera_id = %tr.camera,
+                from = ?tr.from.state,
+                to = ?tr.to.state,
+                reason = ?tr.to.reason,
+                faults = ?tr.to.faults,
+                "camera state changed"
+            );
+            let _ = events.send(tr.clone());
+            ledger.record(tr).await;
+        }
+    }
+}
+
+/// The running service.
+pub struct Service {
+    /// The fleet.
+    pub fleet: Arc<Fleet>,
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// Transitions as they happen.
+    pub transitions: broadcast::Sender<Transition>,
+    /// Ledger access.
+    pub ledger: LedgerHandle,
+    web_task: tokio::task::JoinHandle<()>,
+    poller: tokio::task::JoinHandle<()>,
+    sink: Arc<RoutingSink>,
+    dispatcher: std::thread::JoinHandle<()>,
+    ledger_thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
+pub async fn start(
+    mut config: Config,
+    overrides: Overrides,
+    cancel: CancellationToken,
+) -> Result<Service, AppError> {
+    if let Some(l) = overrides.listen {
+        config.web.listen = l;
+    }
+    if let Some(d) = overrides.data_dir {
+        config.node.data_dir = d;
+    }
+    let data_dir = config.node.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    let mut ledger = Ledger::open(data_dir.join("qianliyan.db"))?;
+    // Time while the service was down counts as unknown, not as the last state seen.
+    ledger.begin_run(clock.wall())?;
+    let (ledger_tx, ledger_rx) = mpsc::channel(LEDGER_QUEUE);
+    let ledger_thread = spawn_ledger(ledger, ledger_rx).map_err(|source| AppError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let ledger = LedgerHandle { tx: ledger_tx };
+
+    let (decoded_tx, decoded_rx) = crossbeam_channel::bounded(1024);
+    let pool = Arc::new(DecoderPool::start(
+        DecodeConfig {
+            kind: config.ingest.decoder.into(),
+            ..DecodeConfig::default()
+        },
+        decoded_tx.clone(),
+    )?);
+
+    let sink = Arc::new(RoutingSink {
+        pool: pool.clone(),
+        config: DecodeConfig {
+            kind: config.ingest.decoder.into(),
+            ..DecodeConfig::default()
+        },
+        out: decoded_tx.clone(),
+        dedicated: std::sync::Mutex::new(Default::default()),
+    });
+    let fleet = Fleet::new(
+        FleetContext {
+            ingest: config.ingest.clone(),
+            health: config.health,
+            vqd: VqdConfig::default(),
+            stream: config.ingest.stream,
+            credentials: std::sync::RwLock::new(config.credentials.clone()),
+            sink: sink.clone(),
+            clock: clock.clone(),
+        },
+        cancel.child_token(),
+    );
+    for camera in config.cameras.clone() {
+        ledger.upsert_camera(&camera).await;
+        if let Err(e) = fleet.add(camera) {
+            tracing::error!(error = %e, "camera not added");
+        }
+    }
+    let dispatcher = spawn_dispatcher(Arc::downgrade(&fleet), decoded_rx).map_err(|source| {
+        AppError::DataDir {
+            path: data_dir.clone(),
+            source,
+        }
+    })?;
+    let (transitions, _) = broadcast::channel(BROADCAST_QUEUE);
+    let poller = tokio::spawn(health_poller(
+        fleet.clone(),
+        ledger.clone(),
+        transitions.clone(),
+        clock.clone(),
+        cancel.clone(),
+    ));
+
+    let listen = config.web.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(listen);
+    let stats_pool = pool.clone();
+    drop(pool);
+    drop(decoded_tx);
+    let state = Arc::new(AppState {
+        fleet: fleet.clone(),
+        ledger: ledger.clone(),
+        config,
+        started: SystemTime::now(),
+        decode_stats: Arc::new(move || {
+            let s = stats_pool.stats();
+            DropCounts {
+                gate: 0,
+                queue_full: s.dropped.queue_full,
+                decode_error: s.dropped.decode_error,
+            }
+        }),
+    });
+    let app = web::router(state);
+    let web_cancel = cancel.clone();
+    let web_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { web_cancel.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "web server stopped");
+        }
+    });
+    tracing::info!(%addr, cameras = fleet.list().len(), "qianliyan serving");
+    Ok(Service {
+        fleet,
+        addr,
+        transitions,
+        ledger,
+        web_task,
+        poller,
+        sink,
+        dispatcher,
+        ledger_thread,
+    })
+}
+
+impl Service {
+    /// After the cancel token fired: waits for sources, drains the decoder, flushes the ledger.
+    pub async fn stop(self) {
+        let _ = self.web_task.await;
+        self.fleet.wait().await;
+        let _ = self.poller.await;
+        // Camera tasks and the web state are gone; dropping the fleet drops the last frame sink,
+        // so the pool is ours alone and can drain; its end closes the dispatcher's channel.
+        drop(self.fleet);
+        let sink = self.sink;
+        let dispatcher = self.dispatcher;
+        let _ = tokio::task::spawn_blocking(move || {
+            match Arc::try_unwrap(sink) {
+                Ok(sink) => sink.shutdown(),
+                Err(_) => {
+                    tracing::warn!("frame sink still referenced at shutdown; decoders not drained")
+                }
+            }
+            let _ = dispatcher.join();
+        })
+        .await;
+        drop(self.ledger);
+        drop(self.transitions);
+        let ledger_thread = self.ledger_thread;
+        let _ = tokio::task::spawn_blocking(move || ledger_thread.join()).await;
+    }
+}

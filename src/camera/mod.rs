@@ -1,0 +1,417 @@
+//! Cameras: the live inventory and one supervisor task per camera.
+//!
+//! In: cameras from the config or the API. Out: access units to the decoder (through a
+//! [`FrameSink`], which never blocks: the decoder's queue drops the oldest), health events into each
+//! camera's tracker. A camera's failure only ever touches that camera's task; the task reconnects with
+//! jittered exponential backoff after tearing the old session down.
+
+mod backoff;
+
+pub use backoff::Backoff;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::{self, Camera, IngestConfig, StreamChoice};
+use crate::decode::{EncodedFrame, VideoCodec};
+use crate::health::{CameraTracker, OfflineReason, TrackerConfig, VqdConfig};
+use crate::ingest::{self, AccessUnit, SessionObserver, SessionSpec, StreamInfo};
+
+/// Where admitted access units go (the decoder pool in production, a recorder in tests).
+pub trait FrameSink: Send + Sync {
+    /// Hands a frame over; must not block. `keyframe_only` says which decoder path the camera uses.
+    fn submit(&self, frame: EncodedFrame, keyframe_only: bool);
+    /// The camera's session ended: release what the sink holds for it (a dedicated decoder).
+    fn release(&self, _camera: &str) {}
+}
+
+/// Locks a mutex, recovering from a poisoned lock (a panicked holder must not stop the fleet).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Per-camera counters (read by the API and /metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Access units received.
+    pub frames_in: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Keyframes received.
+    pub keyframes_in: AtomicU64,
+    /// Access units handed to the decoder.
+    pub submitted: AtomicU64,
+    /// Frames decoded and analysed (VQD, later the models).
+    pub analysed: AtomicU64,
+    /// Access units not decoded because analysis did not need them (keyframe/analysis-rate gate).
+    pub skipped_by_gate: AtomicU64,
+    /// Sessions ended, by reason (index = [`OfflineReason`] order in [`REASONS`]).
+    pub reconnects: [AtomicU64; REASONS.len()],
+}
+
+/// Reasons in a fixed order, for counters and metrics labels.
+pub const REASONS: [OfflineReason; 8] = [
+    OfflineReason::Unreachable,
+    OfflineReason::Refused,
+    OfflineReason::AuthFailed,
+    OfflineReason::NotFound,
+    OfflineReason::Timeout,
+    OfflineReason::Stalled,
+    OfflineReason::DecodeError,
+    OfflineReason::Eos,
+];
+
+/// A camera in the live inventory.
+pub struct CameraEntry {
+    /// Id (also the key in the fleet).
+    pub id: Arc<str>,
+    /// Its current configuration.
+    pub config: RwLock<Camera>,
+    /// Health state machine.
+    pub tracker: Mutex<CameraTracker>,
+    /// Counters.
+    pub counters: Counters,
+    /// The stream as last negotiated.
+    pub stream: Mutex<Option<StreamInfo>>,
+    /// Last failure, for engineers (reason detail; never a credential).
+    pub last_error: Mutex<Option<String>>,
+    /// Latest decoded picture (for thumbnails and the zone editor).
+    pub latest: Mutex<Option<Arc<crate::decode::DecodedFrame>>>,
+    /// When analysis last took a frame (rate gate).
+    last_admitted: Mutex<Option<Instant>>,
+    cancel: CancellationToken,
+}
+
+impl CameraEntry {
+    /// A snapshot of the camera's configuration.
+    pub fn camera(&self) -> Camera {
+        read(&self.config).clone()
+    }
+}
+
+/// Everything camera tasks share.
+pub struct FleetContext {
+    /// Fleet-wide ingest settings.
+    pub ingest: IngestConfig,
+    /// Health settings.
+    pub health: config::HealthConfig,
+    /// Video-quality thresholds.
+    pub vqd: VqdConfig,
+    /// Which URL analysis uses.
+    pub stream: StreamChoice,
+    /// Credential sets by name.
+    pub credentials: RwLock<BTreeMap<String, config::Credentials>>,
+    /// Where frames go.
+    pub sink: Arc<dyn FrameSink>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why a fleet change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// Adding a camera whose id is taken.
+    #[error("camera {0} already exists")]
+    Exists(String),
+    /// Changing or removing an unknown camera.
+    #[error("camera {0} does not exist")]
+    Missing(String),
+    /// The camera names a credential set that is not configured.
+    #[error("camera {camera}: credentials {set:?} is not a configured credential set")]
+    UnknownCredentials {
+        /// Camera id.
+        camera: String,
+        /// The set's name.
+        set: String,
+    },
+}
+
+/// The live inventory: cameras and their supervisor tasks.
+pub struct Fleet {
+    cameras: RwLock<BTreeMap<Arc<str>, Arc<CameraEntry>>>,
+    ctx: Arc<FleetContext>,
+    tasks: TaskTracker,
+    root: CancellationToken,
+}
+
+impl Fleet {
+    /// An empty fleet; camera tasks are children of `root`.
+    pub fn new(ctx: FleetContext, root: CancellationToken) -> Arc<Fleet> {
+        Arc::new(Fleet {
+            cameras: RwLock::new(BTreeMap::new()),
+            ctx: Arc::new(ctx),
+            tasks: TaskTracker::new(),
+            root,
+        })
+    }
+
+    /// Shared context.
+    pub fn context(&self) -> &Arc<FleetContext> {
+        &self.ctx
+    }
+
+    /// All cameras, ordered by id.
+    pub fn list(&self) -> Vec<Arc<CameraEntry>> {
+        read(&self.cameras).values().cloned().collect()
+    }
+
+    /// One camera.
+    pub fn get(&self, id: &str) -> Option<Arc<CameraEntry>> {
+        read(&self.cameras).get(id).cloned()
+    }
+
+    fn check_credentials(&self, camera: &Camera) -> Result<(), FleetError> {
+        match &camera.credentials {
+            Some(set) if !read(&self.ctx.credentials).contains_key(set) => {
+                Err(FleetError::UnknownCredentials {
+                    camera: camera.id.clone(),
+                    set: set.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a camera and starts its task (if enabled). Must be called inside the tokio runtime.
+    pub fn add(&self, camera: Camera) -> Result<Arc<CameraEntry>, FleetError> {
+        self.check_credentials(&camera)?;
+        let mut cameras = write(&self.cameras);
+        if cameras.contains_key(camera.id.as_str()) {
+            return Err(FleetError::Exists(camera.id));
+        }
+        let entry = self.make_entry(camera);
+        cameras.insert(entry.id.clone(), entry.clone());
+        drop(cameras);
+        self.start(&entry);
+        Ok(entry)
+    }
+
+    fn make_entry(&self, camera: Camera) -> Arc<CameraEntry> {
+        let id: Arc<str> = Arc::from(camera.id.as_str());
+        let mut tracker = CameraTracker::new(
+            id.to_string(),
+            self.tracker_config(&camera),
+            self.ctx.clock.clone(),
+        );
+        tracker.set_enabled(camera.enabled);
+        Arc::new(CameraEntry {
+            id,
+            config: RwLock::new(camera),
+            tracker: Mutex::new(tracker),
+            counters: Counters::default(),
+            stream: Mutex::new(None),
+            last_error: Mutex::new(None),
+            latest: Mutex::new(None),
+            last_admitted: Mutex::new(None),
+            cancel: self.root.child_token(),
+        })
+    }
+
+    fn tracker_config(&self, _camera: &Camera) -> TrackerConfig {
+        TrackerConfig {
+            grace: self.ctx.health.grace,
+            stall_after: self.ctx.ingest.stall_after,
+            // Unknown until the stream says; 0 disables the low-fps check.
+            expected_fps: 0.0,
+            vqd: self.ctx.vqd.clone(),
+        }
+    }
+
+    fn start(&self, entry: &Arc<CameraEntry>) {
+        if !read(&entry.config).enabled {
+            return;
+        }
+        let entry = entry.clone();
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(async move {
+            supervise(&entry, &ctx).await;
+            ctx.sink.release(&entry.id);
+        });
+    }
+
+    /// Replaces a camera's configuration: its session restarts; other cameras are untouched.
+    pub fn update(&self, camera: Camera) -> Result<Arc<CameraEntry>, FleetError> {
+        self.check_credentials(&camera)?;
+        let old = self
+            .get(&camera.id)
+            .ok_or_else(|| FleetError::Missing(camera.id.clone()))?;
+        old.cancel.cancel();
+        let entry = self.make_entry(camera);
+        write(&self.cameras).insert(entry.id.clone(), entry.clone());
+        self.start(&entry);
+        Ok(entry)
+    }
+
+    /// Removes a camera and stops its task.
+    pub fn remove(&self, id: &str) -> Result<Arc<CameraEntry>, FleetError> {
+        let entry = write(&self.cameras)
+            .remove(id)
+            .ok_or_else(|| FleetError::Missing(id.to_owned()))?;
+        entry.cancel.cancel();
+        Ok(entry)
+    }
+
+    /// Waits for every camera task to end (after the root token was cancelled).
+    pub async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// One camera's life: open → run → backoff → reopen, until cancelled.
+async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
+    let span = tracing::info_span!("camera", camera_id = %entry.id);
+    let _g = span.enter();
+    let mut backoff = Backoff::new(ctx.ingest.backoff_initial, ctx.ingest.backoff_max);
+    loop {
+        let spec = match session_spec(entry, ctx) {
+            Some(s) => s,
+            None => return,
+        };
+        lock(&entry.tracker).on_connecting();
+        let mut observer = Observer { entry, ctx };
+        let failure = tokio::select! {
+            _ = entry.cancel.cancelled() => return,
+            f = ingest::run_session(&spec, &mut observer) => f,
+        };
+        let idx = REASONS
+            .iter()
+            .position(|r| *r == failure.reason)
+            .unwrap_or(0);
+        entry.counters.reconnects[idx].fetch_add(1, Ordering::Relaxed);
+        lock(&entry.tracker).on_failure(failure.reason);
+        *lock(&entry.stream) = None;
+        // The old session's decoder goes before the next session starts.
+        ctx.sink.release(&entry.id);
+        tracing::info!(reason = ?failure.reason, detail = %failure.detail, "session ended");
+        *lock(&entry.last_error) = Some(failure.detail.clone());
+        if failure.had_media {
+            backoff.reset();
+        }
+        let delay = if failure.reason == OfflineReason::AuthFailed {
+            // Retrying a wrong password quickly locks accounts on many cameras.
+            ctx.ingest.auth_failed_backoff
+        } else {
+            backoff.next_delay()
+        };
+        tokio::select! {
+            _ = entry.cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn session_spec(entry: &CameraEntry, ctx: &FleetContext) -> Option<SessionSpec> {
+    let camera = read(&entry.config);
+    let credentials = camera.credentials.as_ref().and_then(|set| {
+        read(&ctx.credentials)
+            .get(set)
+            .map(|c| (c.username.clone(), c.password.clone()))
+    });
+    Some(SessionSpec {
+        camera: entry.id.clone(),
+        url: camera.analysis_url(ctx.stream).clone(),
+        transport: camera.transport,
+        credentials,
+        stall_after: ctx.ingest.stall_after,
+    })
+}
+
+struct Observer<'a> {
+    entry: &'a CameraEntry,
+    ctx: &'a FleetContext,
+}
+
+impl SessionObserver for Observer<'_> {
+    fn playing(&mut self, info: &StreamInfo) {
+        tracing::info!(codec = ?info.codec, width = info.width, height = info.height, transport = info.transport, "playing");
+        lock(&self.entry.tracker).on_playing();
+        *lock(&self.entry.stream) = Some(info.clone());
+        *lock(&self.entry.last_error) = None;
+    }
+
+    fn access_unit(&mut self, au: AccessUnit, info: &StreamInfo) {
+        let c = &self.entry.counters;
+        c.frames_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in
+            .fetch_add(au.data.len() as u64, Ordering::Relaxed);
+        if au.keyframe {
+            c.keyframes_in.fetch_add(1, Ordering::Relaxed);
+        }
+        lock(&self.entry.tracker).on_media(au.data.len());
+        if !self.admit(&au) {
+            c.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        c.submitted.fetch_add(1, Ordering::Relaxed);
+        let keyframe_only = read(&self.entry.config).keyframe_only;
+        self.ctx.sink.submit(
+            EncodedFrame {
+                camera: self.entry.id.clone(),
+                codec: info.codec,
+                data: au.data,
+                keyframe: au.keyframe,
+                pts_90k: au.pts_90k,
+                arrival: au.arrival,
+                width: info.width,
+                height: info.height,
+            },
+            keyframe_only,
+        );
+    }
+}
+
+impl Observer<'_> {
+    /// Keyframe-only analysis: at most `analysis_fps` keyframes per second reach the decoder.
+    fn admit(&self, au: &AccessUnit) -> bool {
+        let (keyframe_only, fps) = {
+            let cam = read(&self.entry.config);
+            (cam.keyframe_only, cam.analysis_fps)
+        };
+        if !keyframe_only {
+            // A full-GOP decoder needs every unit; the analysis rate is applied after decoding.
+            return true;
+        }
+        if !au.keyframe {
+            return false;
+        }
+        let now = self.ctx.clock.now();
+        let mut last = lock(&self.entry.last_admitted);
+        // 10 % slack so a 1 fps target is met by a stream whose keyframes arrive every 0.98 s.
+        let min_gap = Duration::from_secs_f64(0.9 / fps.max(0.01));
+        if last.is_some_and(|t| now.saturating_duration_since(t) < min_gap) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// Seconds since the unix epoch, for JSON.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The codec name used in the API.
+pub fn codec_name(c: VideoCodec) -> &'static str {
+    match c {
+        VideoCodec::H264 => "h264",
+        VideoCodec::H265 => "h265",
+    }
+}

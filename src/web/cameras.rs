@@ -1,0 +1,363 @@
+//! Camera inventory and health endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::camera::{CameraEntry, REASONS, codec_name, lock, unix_ms};
+use crate::config::{self, CameraOrigin, raw::RawCamera};
+use crate::health::{self, GroupBy, QualityFault};
+
+/// A camera as the API shows it.
+#[derive(Serialize)]
+pub struct CameraView {
+    id: String,
+    gb_code: Option<String>,
+    name: String,
+    area_code: Option<String>,
+    area_path: Option<String>,
+    jurisdiction: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    priority: u8,
+    tags: Vec<String>,
+    enabled: bool,
+    state: health::CameraState,
+    reason: Option<health::OfflineReason>,
+    faults: Vec<FaultView>,
+    since_ms: i64,
+    fps_in: f64,
+    fps_analysed: f64,
+    stream: Option<StreamView>,
+    last_error: Option<String>,
+    counters: CountersView,
+}
+
+#[derive(Serialize)]
+struct FaultView {
+    code: QualityFault,
+    zh: &'static str,
+    en: &'static str,
+}
+
+#[derive(Serialize)]
+struct StreamView {
+    codec: &'static str,
+    width: u32,
+    height: u32,
+    transport: &'static str,
+}
+
+#[derive(Serialize)]
+struct CountersView {
+    frames_in: u64,
+    keyframes_in: u64,
+    bytes_in: u64,
+    submitted: u64,
+    analysed: u64,
+    skipped_by_gate: u64,
+    reconnects: BTreeMap<&'static str, u64>,
+}
+
+/// Builds the view of one camera.
+pub fn view(entry: &CameraEntry) -> CameraView {
+    let cam = entry.camera();
+    let (status, fps_in, fps_analysed) = {
+        let t = lock(&entry.tracker);
+        (t.status(), t.fps_in(), t.fps_analysed())
+    };
+    let c = &entry.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    CameraView {
+        id: cam.id.clone(),
+        gb_code: cam.gb_code.clone(),
+        name: cam.name.clone(),
+        area_code: cam.area_code.clone(),
+        area_path: cam.area_path.as_ref().map(|a| a.to_string()),
+        jurisdiction: cam.jurisdiction.clone(),
+        lat: cam.location.as_ref().map(|g| g.lat),
+        lon: cam.location.as_ref().map(|g| g.lon),
+        priority: cam.priority,
+        tags: cam.tags.clone(),
+        enabled: cam.enabled,
+        state: status.state,
+        reason: status.reason,
+        faults: status
+            .faults
+            .iter()
+            .map(|f| FaultView {
+                code: *f,
+                zh: f.zh(),
+                en: f.en(),
+            })
+            .collect(),
+        since_ms: unix_ms(status.since),
+        fps_in,
+        fps_analysed,
+        stream: lock(&entry.stream).as_ref().map(|s| StreamView {
+            codec: codec_name(s.codec),
+            width: s.width,
+            height: s.height,
+            transport: s.transport,
+        }),
+        last_error: lock(&entry.last_error).clone(),
+        counters: CountersView {
+            frames_in: get(&c.frames_in),
+            keyframes_in: get(&c.keyframes_in),
+            bytes_in: get(&c.bytes_in),
+            submitted: get(&c.submitted),
+            analysed: get(&c.analysed),
+            skipped_by_gate: get(&c.skipped_by_gate),
+            reconnects: REASONS
+                .iter()
+                .zip(&c.reconnects)
+                .map(|(r, n)| (r.as_str(), get(n)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        },
+    }
+}
+
+/// Filters for `GET /api/cameras`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only cameras whose area path starts with this (`示范县/城关镇`).
+    area: Option<String>,
+    /// Only cameras in this state.
+    state: Option<String>,
+}
+
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CameraView>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let views = st
+        .fleet
+        .list()
+        .iter()
+        .map(|e| view(e))
+        .filter(|v| {
+            q.area
+                .as_deref()
+                .is_none_or(|a| v.area_path.as_deref().is_some_and(|p| p.starts_with(a)))
+        })
+        .filter(|v| {
+            q.state.as_deref().is_none_or(|s| {
+                serde_json::to_value(v.state)
+                    .ok()
+                    .and_then(|j| j.as_str().map(|x| x == s))
+                    == Some(true)
+            })
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+pub async fn one(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    let entry = st.fleet.get(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("camera {id:?} does not exist"),
+        )
+    })?;
+    Ok(Json(view(&entry)))
+}
+
+fn parse_camera(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+    st: &AppState,
+) -> Result<config::Camera, ApiError> {
+    let Json(value) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let mut raw: RawCamera = serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("camera: {e}")))?;
+    raw.origin = Some(CameraOrigin::Api);
+    let (mut cameras, errors) = config::validate_runtime_cameras(vec![raw], &st.config);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("the camera is not valid", errors));
+    }
+    cameras
+        .pop()
+        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "the camera is not valid"))
+}
+
+fn fleet_error(e: crate::camera::FleetError) -> ApiError {
+    use crate::camera::FleetError::*;
+    let status = match e {
+        Exists(_) => StatusCode::CONFLICT,
+        Missing(_) => StatusCode::NOT_FOUND,
+        UnknownCredentials { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<CameraView>), ApiError> {
+    let camera = parse_camera(body, &st)?;
+    let entry = st.fleet.add(camera).map_err(fleet_error)?;
+    st.ledger.upsert_camera(&entry.camera()).await;
+    Ok((StatusCode::CREATED, Json(view(&entry))))
+}
+
+pub async fn replace(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<CameraView>, ApiError> {
+    let camera = parse_camera(body, &st)?;
+    if camera.id != id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("id: the body says {:?} but the URL says {id:?}", camera.id),
+        ));
+    }
+    let entry = st.fleet.update(camera).map_err(fleet_error)?;
+    st.ledger.upsert_camera(&entry.camera()).await;
+    Ok(Json(view(&entry)))
+}
+
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    st.fleet.remove(&id).map_err(fleet_error)?;
+    st.ledger.remove_camera(&id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct ImportResult {
+    imported: Vec<String>,
+    errors: Vec<super::FieldError>,
+}
+
+/// `POST /api/cameras/import`: a CSV body; valid rows are added, every bad row is reported by line and column.
+pub async fn import(
+    State(st): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<ImportResult>, ApiError> {
+    let (cameras, errors) = config::import_csv_cameras("upload.csv", &body, &st.config);
+    let mut errors: Vec<super::FieldError> = errors
+        .into_iter()
+        .map(|e| super::FieldError {
+            field: e.path,
+            message: e.message,
+        })
+        .collect();
+    let mut imported = Vec::new();
+    for camera in cameras {
+        let id = camera.id.clone();
+        match st.fleet.add(camera) {
+            Ok(entry) => {
+                st.ledger.upsert_camera(&entry.camera()).await;
+                imported.push(id);
+            }
+            Err(e) => errors.push(super::FieldError {
+                field: format!("camera {id}"),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(Json(ImportResult { imported, errors }))
+}
+
+pub async fn summary(State(st): State<Arc<AppState>>) -> Json<health::Summary> {
+    let statuses: Vec<health::Status> = st
+        .fleet
+        .list()
+        .iter()
+        .map(|e| lock(&e.tracker).status())
+        .collect();
+    Json(health::summarize(statuses.iter()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityQuery {
+    /// Start, unix milliseconds (default: 24 h ago).
+    from: Option<i64>,
+    /// End, unix milliseconds (default: now).
+    to: Option<i64>,
+    /// camera | area | day | month (default camera).
+    group_by: Option<String>,
+}
+
+pub async fn availability(
+    State(st): State<Arc<AppState>>,
+    query: Result<Query<AvailabilityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<health::AvailabilityRow>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let now = SystemTime::now();
+    let at = |ms: i64, field: &str| {
+        u64::try_from(ms)
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{field}: must be unix milliseconds ≥ 0"),
+                )
+            })
+    };
+    let to = q.to.map(|ms| at(ms, "to")).transpose()?.unwrap_or(now);
+    let from = q
+        .from
+        .map(|ms| at(ms, "from"))
+        .transpose()?
+        .unwrap_or(to - Duration::from_secs(86_400));
+    if from >= to {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "from: must be before to",
+        ));
+    }
+    let group_by = match q.group_by.as_deref().unwrap_or("camera") {
+        "camera" => GroupBy::Camera,
+        "area" => GroupBy::Area,
+        "day" => GroupBy::Day,
+        "month" => GroupBy::Month,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("group_by: {other:?} is not one of camera, area, day, month"),
+            ));
+        }
+    };
+    st.ledger
+        .availability(from, to, group_by)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+pub async fn history(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Vec<health::Transition>>, ApiError> {
+    st.ledger
+        .history(&id, q.limit.unwrap_or(100).min(10_000))
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+}

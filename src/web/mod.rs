@@ -1,0 +1,121 @@
+//! Web: the HTTP API (axum, JSON) and Prometheus `/metrics`.
+//!
+//! In: requests. Out: views of the fleet and the ledger, and camera changes applied to the fleet.
+//! Handlers never block the runtime: ledger queries go to the ledger thread and await its answer.
+
+mod cameras;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::app::LedgerHandle;
+use crate::camera::Fleet;
+use crate::config::{Config, ConfigError};
+
+/// What handlers share.
+pub struct AppState {
+    /// The live inventory.
+    pub fleet: Arc<Fleet>,
+    /// The online-rate ledger (on its own thread).
+    pub ledger: LedgerHandle,
+    /// The configuration the service started with (defaults for cameras added at run time).
+    pub config: Config,
+    /// Start time, for /api/system.
+    pub started: SystemTime,
+    /// Reads the decoder's drop counters.
+    pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
+}
+
+/// Frames dropped before analysis, by reason.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DropCounts {
+    /// Not needed by analysis (keyframe / analysis-rate gate).
+    pub gate: u64,
+    /// The decoder's queue was full; the oldest frame was dropped.
+    pub queue_full: u64,
+    /// The decoder failed on the frame.
+    pub decode_error: u64,
+}
+
+impl AppState {
+    fn decode_drops(&self) -> DropCounts {
+        (self.decode_stats)()
+    }
+}
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/cameras", get(cameras::list).post(cameras::create))
+        .route("/api/cameras/import", axum::routing::post(cameras::import))
+        .route(
+            "/api/cameras/{id}",
+            get(cameras::one)
+                .put(cameras::replace)
+                .delete(cameras::delete),
+        )
+        .route("/api/cameras/{id}/history", get(cameras::history))
+        .route("/api/health/summary", get(cameras::summary))
+        .route("/api/health/availability", get(cameras::availability))
+        .route("/metrics", get(metrics::render))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// An API error: status, a message naming the problem, and the field errors if any.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    fields: Vec<FieldError>,
+}
+
+/// One invalid field.
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    /// Field path (`url`, `cameras.csv line 4 column lat`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error without field details.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// 422 with every field error.
+    pub fn invalid(message: impl Into<String>, errors: Vec<ConfigError>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+            fields: errors
+                .into_iter()
+                .map(|e| FieldError {
+                    field: e.path,
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "fields": self.fields });
+        (self.status, Json(body)).into_response()
+    }
+}

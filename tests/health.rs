@@ -1,0 +1,366 @@
+//! The service against camsim over real RTSP: states, reasons and quality faults as an engineer sees
+//! them through the HTTP API.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{http, set_fault, start_sim};
+use qianliyan::camsim::{Auth, AuthScheme, TransportPolicy};
+use serde_json::Value;
+
+struct Svc {
+    addr: std::net::SocketAddr,
+    _cancel: tokio_util::sync::CancellationToken,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `qianliyan serve` in-process with `cameras_toml` appended to a small base config.
+fn start_service(cameras_toml: &str, env: &[(&str, &str)]) -> Svc {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        r#"
+[node]
+name = "test"
+data_dir = "{data}"
+[web]
+listen = "127.0.0.1:0"
+[ingest]
+stall_after = "10s"
+backoff_initial = "500ms"
+backoff_max = "4s"
+auth_failed_backoff = "5s"
+[health]
+grace = "3s"
+{cameras_toml}
+"#,
+        data = dir.path().join("data").display()
+    );
+    let env: std::collections::BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config =
+        qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env)).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let service = rt
+        .block_on(qianliyan::app::start(
+            config,
+            Default::default(),
+            cancel.clone(),
+        ))
+        .expect("service starts");
+    let addr = service.addr;
+    rt.spawn(async move {
+        let _keep = service;
+        std::future::pending::<()>().await
+    });
+    Svc {
+        addr,
+        _cancel: cancel,
+        _rt: rt,
+        _dir: dir,
+    }
+}
+
+fn camera(svc: &Svc, id: &str) -> Value {
+    let (status, body) = http(svc.addr, "GET", &format!("/api/cameras/{id}"), "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// Polls the camera until `pred` holds; returns the seconds it took, or panics with the last view.
+fn wait_for(
+    svc: &Svc,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> f64 {
+    let t0 = Instant::now();
+    loop {
+        let v = camera(svc, id);
+        if pred(&v) {
+            return t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "camera {id}: not {what} within {limit:?}; last seen {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn is_state(v: &Value, state: &str) -> bool {
+    v["state"] == state
+}
+
+fn has_fault(v: &Value, fault: &str) -> bool {
+    v["faults"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|f| f["code"] == fault))
+}
+
+fn cameras_toml(url_of: impl Fn(u32) -> String, n: u32) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                "[[cameras]]\nid = \"c{i}\"\nname = \"测试{i}\"\nurl = \"{}\"\narea_path = \"示范县/城关镇/东街村\"\n",
+                url_of(i)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn faults_show_up_as_states_reasons_and_quality_faults_then_clear() {
+    let sim = start_sim(6, None, TransportPolicy::Both);
+    let url = |i| sim.running.url(i);
+    let svc = start_service(&cameras_toml(url, 6), &[]);
+    for i in 1..=6 {
+        wait_for(
+            &svc,
+            &format!("c{i}"),
+            Duration::from_secs(20),
+            "online",
+            |v| is_state(v, "online"),
+        );
+    }
+    // Let the quality baselines settle on normal video before injecting faults.
+    std::thread::sleep(Duration::from_secs(4));
+    for i in 1..=6 {
+        let v = camera(&svc, &format!("c{i}"));
+        assert!(
+            is_state(&v, "online"),
+            "normal video must not raise a fault: {v}"
+        );
+    }
+    for (cam, kind) in [
+        ("0001", "down"),
+        ("0002", "stall"),
+        ("0003", "freeze"),
+        ("0004", "black"),
+        ("0005", "cover"),
+    ] {
+        assert_eq!(set_fault(&sim, cam, kind).0, 200);
+    }
+    let t = wait_for(
+        &svc,
+        "c1",
+        Duration::from_secs(12),
+        "offline(refused)",
+        |v| is_state(v, "offline") && v["reason"] == "refused",
+    );
+    eprintln!("down → offline(refused) after {t:.1} s");
+    let t = wait_for(
+        &svc,
+        "c2",
+        Duration::from_secs(12),
+        "offline(stalled)",
+        |v| is_state(v, "offline") && v["reason"] == "stalled",
+    );
+    eprintln!("stall → offline(stalled) after {t:.1} s");
+    for (id, fault) in [("c3", "frozen"), ("c4", "dark"), ("c5", "occlusion")] {
+        let t = wait_for(&svc, id, Duration::from_secs(15), fault, |v| {
+            is_state(v, "degraded") && has_fault(v, fault)
+        });
+        eprintln!("{id} → degraded({fault}) after {t:.1} s");
+    }
+    let v6 = camera(&svc, "c6");
+    assert!(is_state(&v6, "online"), "other cameras are untouched: {v6}");
+    let (_, summary) = http(svc.addr, "GET", "/api/health/summary", "");
+    let summary: Value = serde_json::from_str(&summary).expect("json");
+    assert_eq!(summary["enabled"], 6, "{summary}");
+    assert_eq!(summary["offline"], 2, "{summary}");
+    assert_eq!(summary["degraded"], 3, "{summary}");
+    assert!(
+        (summary["online_rate"].as_f64().unwrap_or(0.0) - 4.0 / 6.0).abs() < 1e-9,
+        "{summary}"
+    );
+    assert!(
+        (summary["intact_rate"].as_f64().unwrap_or(0.0) - 1.0 / 6.0).abs() < 1e-9,
+        "{summary}"
+    );
+
+    for cam in ["0001", "0002", "0003", "0004", "0005"] {
+        assert_eq!(set_fault(&sim, cam, "restore").0, 200);
+    }
+    // Backoff cap 4 s + 5 s.
+    for id in ["c1", "c2"] {
+        let t = wait_for(&svc, id, Duration::from_secs(9), "online again", |v| {
+            is_state(v, "online")
+        });
+        eprintln!("{id} online again after {t:.1} s");
+    }
+    for id in ["c3", "c4", "c5"] {
+        let t = wait_for(&svc, id, Duration::from_secs(15), "cleared", |v| {
+            is_state(v, "online")
+        });
+        eprintln!("{id} fault cleared after {t:.1} s");
+    }
+    let (status, body) = http(svc.addr, "GET", "/api/cameras/c1/history", "");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("refused"),
+        "the ledger kept the offline period: {body}"
+    );
+}
+
+#[test]
+fn wrong_password_is_auth_failed_and_bad_urls_have_their_own_reasons() {
+    let sim = start_sim(
+        2,
+        Some(Auth::new(
+            "admin".into(),
+            "right-pass-1".into(),
+            AuthScheme::Digest,
+        )),
+        TransportPolicy::Both,
+    );
+    // A port nobody listens on, and an HTTP server that is not a camera (camsim's control API).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let cams = format!(
+        r#"
+[credentials.wrong]
+username = "admin"
+password_env = "QLY_TEST_WRONG"
+[credentials.right]
+username = "admin"
+password_env = "QLY_TEST_RIGHT"
+[[cameras]]
+id = "wrongpw"
+name = "wrong password"
+url = "{u1}"
+credentials = "wrong"
+[[cameras]]
+id = "rightpw"
+name = "right password"
+url = "{u2}"
+credentials = "right"
+[[cameras]]
+id = "closed"
+name = "nobody listens"
+url = "rtsp://127.0.0.1:{closed}/x"
+[[cameras]]
+id = "nothttp"
+name = "not a camera"
+url = "rtsp://{control}/cameras"
+"#,
+        u1 = sim.running.url(1),
+        u2 = sim.running.url(2),
+        control = sim.running.control_addr,
+    );
+    let svc = start_service(
+        &cams,
+        &[
+            ("QLY_TEST_WRONG", "not-it"),
+            ("QLY_TEST_RIGHT", "right-pass-1"),
+        ],
+    );
+    wait_for(
+        &svc,
+        "wrongpw",
+        Duration::from_secs(12),
+        "offline(auth_failed)",
+        |v| is_state(v, "offline") && v["reason"] == "auth_failed",
+    );
+    wait_for(
+        &svc,
+        "closed",
+        Duration::from_secs(12),
+        "offline(refused)",
+        |v| is_state(v, "offline") && v["reason"] == "refused",
+    );
+    wait_for(
+        &svc,
+        "nothttp",
+        Duration::from_secs(12),
+        "offline with a reason",
+        |v| is_state(v, "offline") && v["reason"].is_string() && v["last_error"].is_string(),
+    );
+    wait_for(&svc, "rightpw", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+    let body = http(svc.addr, "GET", "/api/cameras", "").1;
+    assert!(
+        !body.contains("right-pass-1") && !body.contains("not-it"),
+        "no password in API answers"
+    );
+}
+
+#[test]
+fn cameras_are_added_changed_removed_and_imported_at_run_time() {
+    let sim = start_sim(4, None, TransportPolicy::Both);
+    let svc = start_service(&cameras_toml(|i| sim.running.url(i), 1), &[]);
+    wait_for(&svc, "c1", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+
+    let body = format!(
+        r#"{{"id":"api1","name":"接口添加","url":"{}","area_path":"示范县/桃源镇"}}"#,
+        sim.running.url(2)
+    );
+    let (status, resp) = http(svc.addr, "POST", "/api/cameras", &body);
+    assert_eq!(status, 201, "{resp}");
+    wait_for(&svc, "api1", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+    let (status, resp) = http(svc.addr, "POST", "/api/cameras", &body);
+    assert_eq!(status, 409, "duplicate id: {resp}");
+
+    let bad = r#"{"id":"bad one","name":"x","url":"ftp://u:secretpw@h/x","lat":120}"#;
+    let (status, resp) = http(svc.addr, "POST", "/api/cameras", bad);
+    assert_eq!(status, 422, "{resp}");
+    for field in ["\"id\"", "\"url\"", "\"lat\""] {
+        assert!(resp.contains(field), "error names {field}: {resp}");
+    }
+    assert!(!resp.contains("secretpw"), "no credential echoed: {resp}");
+
+    let csv = format!(
+        "id,name,url,lat,lon,area_path\nimp1,导入一,{},31.8,117.2,示范县/青山乡\nimp2,坏行,not a url,31.8,117.2,示范县\nimp3,坏纬度,{},99,117.2,示范县\n",
+        sim.running.url(3),
+        sim.running.url(4)
+    );
+    let (status, resp) = http(svc.addr, "POST", "/api/cameras/import", &csv);
+    assert_eq!(status, 200, "{resp}");
+    let v: Value = serde_json::from_str(&resp).expect("json");
+    assert_eq!(v["imported"], serde_json::json!(["imp1"]), "{resp}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("line 3") && errors.contains("url"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("line 4") && errors.contains("lat"),
+        "{errors}"
+    );
+    wait_for(&svc, "imp1", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+
+    let (status, _) = http(svc.addr, "DELETE", "/api/cameras/api1", "");
+    assert_eq!(status, 204);
+    let (status, _) = http(svc.addr, "GET", "/api/cameras/api1", "");
+    assert_eq!(status, 404);
+    let c1 = camera(&svc, "c1");
+    assert!(is_state(&c1, "online"), "other cameras untouched: {c1}");
+
+    let metrics = http(svc.addr, "GET", "/metrics", "").1;
+    assert!(
+        metrics.contains("qly_cameras{state=\"online\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("qly_frames_in_total{camera=\"c1\"}"),
+        "{metrics}"
+    );
+}
