@@ -1,0 +1,298 @@
+//! Infer: in, [`Batch`]es from the batcher ([`BatchReceiver`], bounded: when every inference thread is busy
+//! and the channel is full, the batcher holds frames in its newest-only per-camera queues and drops the
+//! superseded ones); out, one [`Analysed`] (detections + the frame) per frame on the caller's bounded
+//! channel — when that is full the inference thread waits, which backs up into the batcher the same way.
+//!
+//! `threads` dedicated threads (`infer-N`), each with its own ONNX Runtime session of one model, run
+//! preprocess (OpenCV, into a reused NCHW buffer) → `Session::run` → postprocess. The model's manifest
+//! (`models/<name>.toml`) decides the postprocess: `detector` (YOLOv8 decode + class-aware NMS, boxes in
+//! camera pixels) or `anomaly` (per-frame score) — one code path for both. Sessions are built and
+//! shape-checked before the threads start, so a missing, corrupt or mismatched model fails start-up with
+//! an error naming the model and tensor. The execution provider (`cpu`, `cuda`, `tensorrt`) is explicit:
+//! one that cannot be registered is an error unless `allow_cpu_fallback`; the one in use is logged and
+//! reported by [`Inferencer::provider_in_use`].
+
+mod config;
+mod ep;
+mod error;
+pub mod manifest;
+pub mod postprocess;
+pub mod preprocess;
+mod runner;
+pub mod session;
+mod sha256;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+
+pub use config::{InferSettings, RawInferConfig};
+pub use error::{InferError, Issue, ManifestError};
+pub use manifest::{ModelKind, ModelManifest, ObjectKind};
+pub use postprocess::Detection;
+pub use preprocess::{Geometry, Preprocessor, check_frame};
+pub use runner::{ModelRunner, StageTiming};
+pub use session::{ExecutionProvider, ModelSession, OrtRuntime, SessionConfig};
+
+use crate::batch::{AdmissionBudget, Batch, BatchReceiver};
+use crate::decode::DecodedFrame;
+
+/// What a model found in one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detections {
+    /// Camera id.
+    pub camera: Arc<str>,
+    /// The frame's presentation time (90 kHz).
+    pub pts_90k: i64,
+    /// When ingest received the frame.
+    pub arrival: SystemTime,
+    /// Frame `(width, height)`; boxes are in these pixels.
+    pub frame_size: (u32, u32),
+    /// Model name (from its manifest).
+    pub model: Arc<str>,
+    /// Objects after NMS (detectors; empty for anomaly models).
+    pub objects: Vec<Detection>,
+    /// Per-frame anomaly score (anomaly models).
+    pub anomaly: Option<f32>,
+    /// Frames in the batch this frame ran in.
+    pub batch_size: usize,
+    /// `Session::run` time of that batch.
+    pub infer_ms: f32,
+}
+
+/// One analysed frame: what the model found, and the picture (for tracking, rules and snapshots).
+#[derive(Debug, Clone)]
+pub struct Analysed {
+    /// Model output for the frame.
+    pub detections: Detections,
+    /// The frame itself.
+    pub frame: Arc<DecodedFrame>,
+}
+
+/// How the inference stage runs one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InferConfig {
+    /// Provider, threads per session, fallback.
+    pub session: SessionConfig,
+    /// Inference threads (each with its own session).
+    pub threads: usize,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            threads: 1,
+        }
+    }
+}
+
+/// Inference counters, cumulative since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct InferStats {
+    /// Batches run.
+    pub batches: u64,
+    /// Frames analysed.
+    pub frames: u64,
+    /// Frames skipped before inference (bad geometry).
+    pub rejected: u64,
+    /// Frames in batches that failed in ONNX Runtime or OpenCV.
+    pub failed: u64,
+    /// Busy time (preprocess + run + postprocess), milliseconds.
+    pub busy_ms: f64,
+}
+
+#[derive(Debug, Default)]
+struct InferCounters {
+    batches: AtomicU64,
+    frames: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    busy_us: AtomicU64,
+}
+
+impl InferCounters {
+    fn snapshot(&self) -> InferStats {
+        InferStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            frames: self.frames.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            busy_ms: self.busy_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+}
+
+/// The inference threads of one model.
+#[derive(Debug)]
+pub struct Inferencer {
+    model: Arc<str>,
+    provider: &'static str,
+    handles: Vec<JoinHandle<()>>,
+    counters: Arc<InferCounters>,
+}
+
+impl Inferencer {
+    /// Checks the model file, builds `cfg.threads` sessions (failing start-up on any error), then starts
+    /// the threads `infer-0` … They stop when the batch channel closes or `out`'s receiver is dropped.
+    /// Each finished batch's cost goes to `budget`.
+    pub fn start(
+        rt: &OrtRuntime,
+        manifest: Arc<ModelManifest>,
+        cfg: &InferConfig,
+        batches: BatchReceiver,
+        out: Sender<Analysed>,
+        budget: Option<Arc<AdmissionBudget>>,
+    ) -> Result<Self, InferError> {
+        manifest.verify_file()?;
+        let threads = cfg.threads.max(1);
+        let mut session = cfg.session.clone();
+        if session.intra_threads == 0 && threads > 1 {
+            // Each session would otherwise start one intra-op thread per core: share the cores out.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            session.intra_threads = (cores / threads).max(1);
+        }
+        let mut runners = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            runners.push(ModelRunner::new(rt, manifest.clone(), &session)?);
+        }
+        let provider = runners
+            .first()
+            .map_or(cfg.session.provider.as_str(), ModelRunner::provider_in_use);
+        tracing::info!(
+            model = %manifest.name,
+            provider,
+            requested = cfg.session.provider.as_str(),
+            threads,
+            max_batch = manifest.max_batch,
+            "inference starting"
+        );
+        let counters = Arc::new(InferCounters::default());
+        let mut handles = Vec::with_capacity(threads);
+        for (i, runner) in runners.into_iter().enumerate() {
+            let name = format!("infer-{i}");
+            let ctx = Worker {
+                runner,
+                batches: batches.clone(),
+                out: out.clone(),
+                budget: budget.clone(),
+                counters: counters.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || ctx.run())
+                .map_err(|source| InferError::Thread { name, source })?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            model: manifest.name.clone(),
+            provider,
+            handles,
+            counters,
+        })
+    }
+
+    /// The provider actually running the model (`cpu`, `cuda`, `tensorrt`).
+    pub fn provider_in_use(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Model name.
+    pub fn model(&self) -> &Arc<str> {
+        &self.model
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> InferStats {
+        self.counters.snapshot()
+    }
+
+    /// Waits for the threads (close the batch channel, i.e. stop the batcher, first).
+    pub fn join(self) {
+        for h in self.handles {
+            if h.join().is_err() {
+                tracing::error!(model = %self.model, "inference thread panicked");
+            }
+        }
+    }
+}
+
+struct Worker {
+    runner: ModelRunner,
+    batches: BatchReceiver,
+    out: Sender<Analysed>,
+    budget: Option<Arc<AdmissionBudget>>,
+    counters: Arc<InferCounters>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let model = self.runner.manifest().name.clone();
+        let span = tracing::info_span!("infer", model = %model);
+        let _entered = span.enter();
+        let mut frames: Vec<Arc<DecodedFrame>> =
+            Vec::with_capacity(self.runner.manifest().max_batch);
+        while let Ok(batch) = self.batches.recv() {
+            if !self.process(batch, &mut frames) {
+                tracing::debug!("output closed; inference thread stopping");
+                return;
+            }
+        }
+        tracing::debug!("batch channel closed; inference thread stopping");
+    }
+
+    /// Runs one batch; `false` when the output channel is gone.
+    fn process(&mut self, batch: Batch, frames: &mut Vec<Arc<DecodedFrame>>) -> bool {
+        frames.clear();
+        for item in batch.items {
+            match check_frame(&item.frame) {
+                Ok(()) => frames.push(item.frame),
+                Err(e) => {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(camera_id = %item.frame.camera, error = %e, "frame skipped");
+                }
+            }
+        }
+        if frames.is_empty() {
+            return true;
+        }
+        let _span = tracing::debug_span!("batch", size = frames.len()).entered();
+        let started = Instant::now();
+        let result = self.runner.run(frames);
+        let busy = started.elapsed();
+        self.counters
+            .busy_us
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+        if let Some(b) = &self.budget {
+            b.observe_batch(frames.len(), busy);
+        }
+        match result {
+            Ok(found) => {
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .frames
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                for (detections, frame) in found.into_iter().zip(frames.drain(..)) {
+                    if self.out.send(Analysed { detections, frame }).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                self.counters
+                    .failed
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                let cameras: Vec<&str> = frames.iter().map(|f| f.camera.as_ref()).collect();
+                tracing::error!(cameras = ?cameras, error = %e, retryable = e.retryable(), "batch failed");
+            }
+        }
+        true
+    }
+}
