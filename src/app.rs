@@ -13,11 +13,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::board::{self, AlertBoard};
+use crate::batch::{BatchInput, BatchStage};
 use crate::camera::{Fleet, FleetContext, FrameSink, lock};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Camera, Config};
 use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
 use crate::health::{self, AvailabilityRow, GroupBy, Ledger, Transition, VqdConfig, VqdSample};
+use crate::infer::{Analysed, Inferencer, ModelManifest, OrtRuntime};
+use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::web::{self, AppState, DropCounts};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
@@ -51,6 +55,9 @@ pub enum AppError {
     /// The decoder could not be started (e.g. NVDEC requested on a machine without it).
     #[error(transparent)]
     Decode(#[from] crate::decode::DecodeError),
+    /// A model, the ONNX Runtime or an analysis stage could not start.
+    #[error("analysis: {0}")]
+    Analysis(String),
     /// The listen address is taken.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -250,6 +257,8 @@ impl RoutingSink {
 fn spawn_dispatcher(
     fleet: std::sync::Weak<Fleet>,
     rx: crossbeam_channel::Receiver<DecodeEvent>,
+    analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
+    analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
         for event in rx.iter() {
@@ -261,7 +270,27 @@ fn spawn_dispatcher(
                         Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
                     }
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
-                    *lock(&entry.latest) = Some(Arc::new(frame));
+                    let frame = Arc::new(frame);
+                    if !analysis.is_empty() {
+                        let (priority, configured_fps) = entry
+                            .config
+                            .read()
+                            .map(|c| (c.priority, c.analysis_fps))
+                            .unwrap_or((3, 1.0));
+                        for tx in &analysis {
+                            let input = BatchInput {
+                                frame: frame.clone(),
+                                priority,
+                                configured_fps,
+                            };
+                            // The batcher keeps only each camera's newest frame anyway; a full
+                            // hand-over queue means inference is far behind: drop and count.
+                            if tx.try_send(input).is_err() {
+                                analysis_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    *lock(&entry.latest) = Some(frame);
                 }
                 DecodeEvent::Error { camera, detail } => {
                     tracing::warn!(camera_id = %camera, %detail, "decode error");
@@ -323,6 +352,117 @@ async fn health_poller(
     }
 }
 
+/// Frames decoded → per-model batcher → inference threads → rules thread → alerts thread.
+struct Analysis {
+    inputs: Vec<crossbeam_channel::Sender<BatchInput>>,
+    batchers: Vec<BatchStage>,
+    inferencers: Vec<Inferencer>,
+    rules: std::thread::JoinHandle<()>,
+    alerts: std::thread::JoinHandle<()>,
+    /// Model names and the execution provider each runs on.
+    models: Vec<(String, &'static str)>,
+    stats: Arc<RulesStats>,
+}
+
+/// Hand-over queue from the decode dispatcher to each model's batcher.
+const ANALYSIS_QUEUE: usize = 256;
+/// Model outputs waiting for the rules thread (inference waits when full).
+const ANALYSED_QUEUE: usize = 64;
+/// Candidates waiting for the alerts thread (the rules thread waits when full).
+const CANDIDATE_QUEUE: usize = 256;
+
+fn start_analysis(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    board: Arc<AlertBoard>,
+    fleet: std::sync::Weak<Fleet>,
+) -> Result<Option<Analysis>, AppError> {
+    let Some(analysis) = &config.analysis else {
+        return Ok(None);
+    };
+    let err = |e: &dyn std::fmt::Display| AppError::Analysis(e.to_string());
+    let settings = &analysis.inference;
+    let ort = OrtRuntime::init(&settings.ort_library).map_err(|e| err(&e))?;
+    let (analysed_tx, analysed_rx) = crossbeam_channel::bounded::<Analysed>(ANALYSED_QUEUE);
+    let mut inputs = Vec::new();
+    let mut batchers = Vec::new();
+    let mut inferencers = Vec::new();
+    let mut models = Vec::new();
+    for path in &settings.models {
+        let manifest =
+            Arc::new(ModelManifest::load(path, &config.node.assets_dir).map_err(|e| err(&e))?);
+        let budget = Arc::new(crate::batch::AdmissionBudget::new(settings.budget));
+        let (batch_tx, batch_rx) = crate::batch::channel(settings.infer.threads.max(1));
+        let inferencer = Inferencer::start(
+            ort,
+            manifest.clone(),
+            &settings.infer,
+            batch_rx,
+            analysed_tx.clone(),
+            Some(budget.clone()),
+        )
+        .map_err(|e| err(&e))?;
+        let (in_tx, in_rx) = crossbeam_channel::bounded(ANALYSIS_QUEUE);
+        let stage = BatchStage::start(
+            &manifest.name,
+            settings.batch_config(&manifest),
+            clock.clone(),
+            Some(budget),
+            in_rx,
+            batch_tx,
+        )
+        .map_err(|e| err(&e))?;
+        tracing::info!(model = %manifest.name, provider = inferencer.provider_in_use(), "model loaded");
+        models.push((manifest.name.to_string(), inferencer.provider_in_use()));
+        inputs.push(in_tx);
+        batchers.push(stage);
+        inferencers.push(inferencer);
+    }
+    drop(analysed_tx);
+    let stats = Arc::new(RulesStats::default());
+    let (cand_tx, cand_rx) = crossbeam_channel::bounded::<Candidate>(CANDIDATE_QUEUE);
+    let rules = rules_runner::spawn(
+        analysed_rx,
+        &analysis.rules,
+        crate::track::TrackerConfig::default(),
+        cand_tx,
+        stats.clone(),
+    )
+    .map_err(|e| err(&e))?;
+    let names: Arc<dyn Fn(&str) -> String + Send + Sync> = Arc::new(move |id: &str| {
+        fleet
+            .upgrade()
+            .and_then(|f| f.get(id))
+            .map(|e| e.camera().name)
+            .unwrap_or_else(|| id.to_owned())
+    });
+    let alerts = board::spawn(cand_rx, board, names).map_err(|e| err(&e))?;
+    Ok(Some(Analysis {
+        inputs,
+        batchers,
+        inferencers,
+        rules,
+        alerts,
+        models,
+        stats,
+    }))
+}
+
+impl Analysis {
+    /// Closes the inputs and joins each stage in data-flow order.
+    fn stop(self) {
+        drop(self.inputs);
+        for b in self.batchers {
+            b.join();
+        }
+        for i in self.inferencers {
+            i.join();
+        }
+        let _ = self.rules.join();
+        let _ = self.alerts.join();
+    }
+}
+
 /// The running service.
 pub struct Service {
     /// The fleet.
@@ -338,6 +478,9 @@ pub struct Service {
     sink: Arc<RoutingSink>,
     dispatcher: std::thread::JoinHandle<()>,
     ledger_thread: std::thread::JoinHandle<()>,
+    analysis: Option<Analysis>,
+    /// Recent alerts (candidates with snapshots).
+    pub alerts: Arc<AlertBoard>,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -405,11 +548,21 @@ pub async fn start(
             tracing::error!(error = %e, "camera not added");
         }
     }
-    let dispatcher = spawn_dispatcher(Arc::downgrade(&fleet), decoded_rx).map_err(|source| {
-        AppError::DataDir {
-            path: data_dir.clone(),
-            source,
-        }
+    let alert_board = AlertBoard::new(data_dir.join("snapshots"));
+    let analysis = start_analysis(&config, &clock, alert_board.clone(), Arc::downgrade(&fleet))?;
+    let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dispatcher = spawn_dispatcher(
+        Arc::downgrade(&fleet),
+        decoded_rx,
+        analysis
+            .as_ref()
+            .map(|a| a.inputs.clone())
+            .unwrap_or_default(),
+        analysis_dropped.clone(),
+    )
+    .map_err(|source| AppError::DataDir {
+        path: data_dir.clone(),
+        source,
     })?;
     let (transitions, _) = broadcast::channel(BROADCAST_QUEUE);
     let poller = tokio::spawn(health_poller(
@@ -436,6 +589,13 @@ pub async fn start(
         ledger: ledger.clone(),
         config,
         started: SystemTime::now(),
+        alerts: alert_board.clone(),
+        models: analysis
+            .as_ref()
+            .map(|a| a.models.clone())
+            .unwrap_or_default(),
+        analysis_dropped: analysis_dropped.clone(),
+        rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
         decode_stats: Arc::new(move || {
             let s = stats_pool.stats();
             DropCounts {
@@ -466,6 +626,8 @@ pub async fn start(
         sink,
         dispatcher,
         ledger_thread,
+        analysis,
+        alerts: alert_board,
     })
 }
 
@@ -480,6 +642,7 @@ impl Service {
         drop(self.fleet);
         let sink = self.sink;
         let dispatcher = self.dispatcher;
+        let analysis = self.analysis;
         let _ = tokio::task::spawn_blocking(move || {
             match Arc::try_unwrap(sink) {
                 Ok(sink) => sink.shutdown(),
@@ -488,6 +651,10 @@ impl Service {
                 }
             }
             let _ = dispatcher.join();
+            // The dispatcher held the analysis inputs' senders; now the analysis stages drain.
+            if let Some(a) = analysis {
+                a.stop();
+            }
         })
         .await;
         drop(self.ledger);

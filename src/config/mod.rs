@@ -16,9 +16,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use types::{
-    AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint, HealthConfig,
-    IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
-    Timestamp, Transport, WebConfig,
+    AnalysisConfig, AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint,
+    HealthConfig, IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind,
+    StreamChoice, Timestamp, Transport, WebConfig,
 };
 pub use validate::{parse_duration, parse_rfc3339, validate, validate_runtime_cameras};
 

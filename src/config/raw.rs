@@ -39,6 +39,12 @@ pub struct RawConfig {
     /// CSV inventory files, relative to the config file's directory.
     #[serde(default)]
     pub camera_csv: Vec<String>,
+    /// `[inference]`: models, execution provider, batching; no section = no analysis.
+    #[serde(default)]
+    pub inference: Option<crate::infer::RawInferConfig>,
+    /// Rules file (zones and behaviour rules), relative to the config file's directory.
+    #[serde(default)]
+    pub rules: Option<String>,
 }
 
 /// Top-level keys, in the order sections are read and reported.
@@ -50,6 +56,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "credentials",
     "cameras",
     "camera_csv",
+    "inference",
+    "rules",
 ];
 
 /// `[node]`.
@@ -60,6 +68,9 @@ pub struct RawNode {
     pub name: Option<String>,
     /// Data directory (database, snapshots); default "data", relative to the config file.
     pub data_dir: Option<String>,
+    /// Where scripts/setup put the model, runtime library and videos; default "assets" relative to the
+    /// working directory (the repository root when run through `make`), or `$QLY_ASSETS_DIR`.
+    pub assets_dir: Option<String>,
 }
 
 /// `[web]`.
@@ -288,6 +299,12 @@ impl Reader<'_, '_> {
         }
         if let Some(v) = sections.remove("camera_csv") {
             raw.camera_csv = self.section(v, "camera_csv").unwrap_or_default();
+        }
+        if let Some(v) = sections.remove("inference") {
+            raw.inference = self.section(v, "inference");
+        }
+        if let Some(v) = sections.remove("rules") {
+            raw.rules = self.section(v, "rules");
         }
         raw
     }

@@ -23,6 +23,17 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credentials>,
     /// Cameras from `[[cameras]]` first, then from each `camera_csv` file in order.
     pub cameras: Vec<Camera>,
+    /// `[inference]` and the rules file; `None` runs health only.
+    pub analysis: Option<AnalysisConfig>,
+}
+
+/// What the analysis stages run.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    /// Models, provider, batching.
+    pub inference: crate::infer::InferSettings,
+    /// Zones and rules per camera (empty when no rules file is given).
+    pub rules: crate::rules::RulesConfig,
 }
 
 /// This node's identity and storage.
@@ -32,6 +43,8 @@ pub struct NodeConfig {
     pub name: String,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
+    /// Installed assets (model, ONNX Runtime, videos).
+    pub assets_dir: PathBuf,
 }
 
 /// HTTP API, WebSocket feed and UI.

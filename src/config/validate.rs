@@ -53,6 +53,7 @@ pub fn validate(
     };
     let credentials = v.credentials(raw, base_dir, env);
     let cameras = v.cameras(raw, &ingest);
+    let analysis = v.analysis(raw, base_dir, &node.assets_dir, &cameras, env);
 
     if v.errors.is_empty() {
         Ok(Config {
@@ -62,6 +63,7 @@ pub fn validate(
             health,
             credentials,
             cameras,
+            analysis,
         })
     } else {
         Err(ConfigErrors(v.errors))
@@ -90,6 +92,74 @@ struct Validator {
 }
 
 impl Validator {
+    /// `[inference]` and the rules file; rules are checked against the cameras and the model kinds.
+    fn analysis(
+        &mut self,
+        raw: &RawConfig,
+        base_dir: &Path,
+        assets_dir: &Path,
+        cameras: &[Camera],
+        env: &dyn Environment,
+    ) -> Option<crate::config::AnalysisConfig> {
+        let Some(inf) = &raw.inference else {
+            if raw.rules.is_some() {
+                self.err(
+                    "rules",
+                    "rules need models: add an [inference] section with `models = [...]`",
+                );
+            }
+            return None;
+        };
+        let inference = match inf.validate("inference", base_dir, assets_dir) {
+            Ok(s) => Some(s),
+            Err(issues) => {
+                for i in issues {
+                    self.err(i.field, i.message);
+                }
+                None
+            }
+        };
+        let anomaly_model = inference.as_ref().is_some_and(|s| {
+            s.models.iter().any(|m| {
+                crate::infer::ModelManifest::load(m, assets_dir)
+                    .map(|mf| matches!(mf.kind, crate::infer::ModelKind::Anomaly(_)))
+                    .unwrap_or(false)
+            })
+        });
+        let rules = match &raw.rules {
+            None => crate::rules::RulesConfig::default(),
+            Some(file) => {
+                let path = resolve(base_dir, Path::new(file));
+                match env.read_file(&path) {
+                    Err(e) => {
+                        self.err("rules", format!("cannot read {}: {e}", path.display()));
+                        crate::rules::RulesConfig::default()
+                    }
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let ctx = crate::rules::ValidateContext {
+                            known_cameras: Some(cameras.iter().map(|c| c.id.clone()).collect()),
+                            action_model: false,
+                            anomaly_model,
+                        };
+                        match crate::rules::parse_toml(&text, &ctx) {
+                            Ok(r) => r,
+                            Err(errs) => {
+                                for e in errs.0 {
+                                    self.err(format!("{file}: {}", e.path), e.message);
+                                }
+                                crate::rules::RulesConfig::default()
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        inference.map(|inference| crate::config::AnalysisConfig { inference, rules })
+    }
+}
+
+impl Validator {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError::new(path, message));
     }
@@ -110,9 +180,16 @@ impl Validator {
         if data_dir.trim().is_empty() {
             self.err("node.data_dir", "must not be empty");
         }
+        let assets_dir = match raw.node.assets_dir.as_deref() {
+            Some(dir) => resolve(base_dir, Path::new(dir)),
+            None => std::env::var_os("QLY_ASSETS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("assets")),
+        };
         NodeConfig {
             name: name.to_owned(),
             data_dir: resolve(base_dir, Path::new(data_dir)),
+            assets_dir,
         }
     }
 

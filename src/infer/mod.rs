@@ -23,6 +23,8 @@ pub mod session;
 mod sha256;
 
 #[cfg(test)]
+mod anomaly_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

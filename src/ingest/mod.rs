@@ -5,6 +5,8 @@
 //! classified into the reasons of DOMAIN.md. Nothing is queued here: the callback decides what to keep
 //! (the camera supervisor gates by keyframe/analysis rate and the decoder queue drops the oldest).
 
+pub mod gst_source;
+
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;

@@ -18,3 +18,7 @@ pub const RECONNECTS: &str = "qly_reconnects_total";
 pub const FPS_IN: &str = "qly_fps_in";
 /// Measured analysed frame rate per camera.
 pub const FPS_ANALYSED: &str = "qly_fps_analysed";
+/// Model outputs processed by the rules stage.
+pub const ANALYSED_FRAMES: &str = "qly_rules_frames_total";
+/// Candidate alerts raised by the rules.
+pub const ALERT_CANDIDATES: &str = "qly_alert_candidates_total";

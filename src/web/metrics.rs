@@ -105,6 +105,10 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         ("gate", drops.gate),
         ("decode_queue_full", drops.queue_full),
         ("decode_error", drops.decode_error),
+        (
+            "analysis_queue_full",
+            st.analysis_dropped.load(Ordering::Relaxed),
+        ),
     ] {
         let _ = writeln!(out, "{}{{reason=\"{reason}\"}} {n}", m::FRAMES_DROPPED);
     }
@@ -117,6 +121,22 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         out.push_str(&body);
+    }
+    if let Some(r) = &st.rules_stats {
+        let _ = writeln!(out, "# TYPE {} counter", m::ANALYSED_FRAMES);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            m::ANALYSED_FRAMES,
+            r.frames.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE {} counter", m::ALERT_CANDIDATES);
+        let _ = writeln!(
+            out,
+            "{} {}",
+            m::ALERT_CANDIDATES,
+            r.candidates.load(Ordering::Relaxed)
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

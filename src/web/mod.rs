@@ -3,6 +3,7 @@
 //! In: requests. Out: views of the fleet and the ledger, and camera changes applied to the fleet.
 //! Handlers never block the runtime: ledger queries go to the ledger thread and await its answer.
 
+mod alerts;
 mod cameras;
 mod metrics;
 
@@ -30,6 +31,14 @@ pub struct AppState {
     pub config: Config,
     /// Start time, for /api/system.
     pub started: SystemTime,
+    /// Recent alerts.
+    pub alerts: Arc<crate::alert::board::AlertBoard>,
+    /// Loaded models and the execution provider each runs on.
+    pub models: Vec<(String, &'static str)>,
+    /// Decoded frames not handed to analysis because its queue was full.
+    pub analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Rules-stage counters, when analysis runs.
+    pub rules_stats: Option<Arc<crate::rules::runner::RulesStats>>,
     /// Reads the decoder's drop counters.
     pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
 }
@@ -65,6 +74,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/cameras/{id}/history", get(cameras::history))
         .route("/api/health/summary", get(cameras::summary))
         .route("/api/health/availability", get(cameras::availability))
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/{id}", get(alerts::one))
+        .route("/api/alerts/{id}/snapshot.jpg", get(alerts::snapshot))
+        .route("/api/system", get(alerts::system))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)

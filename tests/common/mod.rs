@@ -35,9 +35,19 @@ pub struct Sim {
     _cancel: CancellationToken,
 }
 
-/// Starts camsim with `cameras` cameras on free ports, serving the sub-stream file as main and sub.
+/// Starts camsim with `cameras` cameras on free ports, serving the sub-stream file.
 pub fn start_sim(
     cameras: u32,
+    auth: Option<camsim::Auth>,
+    transports: camsim::TransportPolicy,
+) -> Sim {
+    start_sim_with(cameras, "video/vtest_sub.mp4", auth, transports)
+}
+
+/// Starts camsim serving `source` (relative to assets/) as every camera's main stream.
+pub fn start_sim_with(
+    cameras: u32,
+    source: &str,
     auth: Option<camsim::Auth>,
     transports: camsim::TransportPolicy,
 ) -> Sim {
@@ -49,7 +59,7 @@ pub fn start_sim(
     let cancel = CancellationToken::new();
     let opts = camsim::Options {
         cameras,
-        source: asset("video/vtest_sub.mp4"),
+        source: asset(source),
         sub_source: None,
         rtsp_listen: "127.0.0.1:0".parse().expect("addr"),
         control_listen: "127.0.0.1:0".parse().expect("addr"),

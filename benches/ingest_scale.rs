@@ -1,0 +1,1501 @@
+//! ingest_scale bench: `qianliyan serve` ingesting N camsim sub-streams (keyframe-only decode, 1
+//! analysed fps per camera, health and VQD on) against the same N streams received by bare
+//! `gst-launch-1.0 rtspsrc … ! rtph264depay ! h264parse ! fakesink` pipelines, in the same run.
+//!
+//! `cargo bench --bench ingest_scale -- [--cameras 100,500,1300] [--seconds 30] [--warmup 10]
+//! [--stagger 10] [--online-timeout 120] [--per-process 50] [--no-baseline] [--hold 0]
+//! [--source PATH]`
+//!
+//! For each N, one after the other:
+//! 1. camsim (`qianliyan camsim --cameras N --source vtest_sub.mp4`) starts as a child process and
+//!    stays up for both halves of the row, so both receivers get the very same streams.
+//! 2. The service starts as a separate child (`qianliyan serve --config <generated TOML>`) with N
+//!    cameras on camsim's streams, `keyframe_only = true`, `analysis_fps = 1.0`, `stall_after = 10s`.
+//!    camsim starts a session's GOP at its PLAY, so cameras that connect together send their keyframes
+//!    together (real cameras' GOPs free-run): with `--stagger S` (default 10 s) the service starts with
+//!    no camera and the bench adds the N cameras through `POST /api/cameras` evenly over S seconds, so
+//!    their keyframe phases spread as a real fleet's do; `--stagger 0` puts all N in the config instead
+//!    (the start-up path, every keyframe of the fleet in one burst per GOP).
+//!    The bench polls `GET /api/health/summary` until every camera is online (or the online timeout),
+//!    warms up, and over the window samples the SERVICE's `/proc/<pid>`: CPU (utime + stime, in % of
+//!    one core; per thread, grouped by thread name), RSS and PSS, threads and fds at the window's end;
+//!    `GET /api/cameras` before and after the window gives the frames received, keyframes received and
+//!    frames analysed (decoded + VQD) per second; the summary after the window gives the online rate.
+//!    camsim's keyframe interval is 2 s, so 1 analysed fps per camera means a decode target of
+//!    N × 0.5 keyframes/s. The service is then stopped (SIGTERM).
+//! 3. The baseline: ⌈N / K⌉ `gst-launch-1.0` processes, each with K cameras as K independent
+//!    `rtspsrc location=… protocols=tcp ! rtph264depay ! h264parse ! fakesink` branches of one
+//!    pipeline description (K = `--per-process`, default 50). Once camsim reports N active sessions,
+//!    after the same warm-up, the bench samples the SUM over those processes over a window of the same
+//!    length.
+//!
+//! The machine is shared (camsim, the bench, and whatever else runs): absolute numbers move from run
+//! to run, so compare within one run. The machine's total busy CPU (`/proc/stat`) and camsim's CPU are
+//! reported beside each window so saturation is visible. Results go to
+//! `target/bench/ingest_scale.{json,md}` (rewritten after every row); the service's config and logs
+//! stay under `target/bench/ingest_scale/`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const DEFAULT_SOURCE: &str = "assets/video/vtest_sub.mp4";
+/// camsim's keyframe interval on the sample clips (GOP of 20 frames at 10 fps).
+const KEYFRAME_INTERVAL_S: f64 = 2.0;
+/// Analysis rate configured for every camera.
+const ANALYSIS_FPS: f64 = 1.0;
+/// How long camsim may take to prepare its clips and accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a child gets to exit after SIGTERM before it is killed (the service drains its decoder
+/// and flushes the ledger).
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Goal of the issue: online rate held.
+const ONLINE_GOAL: f64 = 0.99;
+/// Machine busy above this share of all cores counts as saturated.
+const SATURATED: f64 = 0.95;
+/// HTTP timeout for the service's API (a 1,300-camera list on a loaded machine takes a while).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match Opts::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ingest_scale: {e}");
+            eprintln!(
+                "usage: cargo bench --bench ingest_scale -- [--cameras 100,500,1300] [--seconds 30] \
+                 [--warmup 10] [--stagger 10] [--online-timeout 120] [--per-process 50] [--no-baseline] \
+                 [--hold 0] [--source PATH]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ingest_scale: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Opts {
+    cameras: Vec<u32>,
+    seconds: f64,
+    warmup: f64,
+    online_timeout: f64,
+    per_process: u32,
+    baseline: bool,
+    hold: f64,
+    stagger: f64,
+    source: PathBuf,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Opts, String> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut opts = Opts {
+            cameras: vec![100, 500, 1300],
+            seconds: 30.0,
+            warmup: 10.0,
+            online_timeout: 120.0,
+            per_process: 50,
+            baseline: true,
+            hold: 0.0,
+            stagger: 10.0,
+            source: manifest.join(DEFAULT_SOURCE),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            let secs = |name: &str, v: String, zero_ok: bool| -> Result<f64, String> {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| (*s > 0.0 || (zero_ok && *s == 0.0)) && s.is_finite())
+                    .ok_or_else(|| format!("{name}: {v:?} is not a positive number of seconds"))
+            };
+            match arg.as_str() {
+                // cargo passes --bench to harness = false benches.
+                "--bench" => {}
+                "--cameras" => {
+                    let v = value("--cameras")?;
+                    opts.cameras = v
+                        .split(',')
+                        .map(|s| {
+                            s.trim()
+                                .parse::<u32>()
+                                .ok()
+                                .filter(|n| (1..=9999).contains(n))
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| {
+                            format!("--cameras: {v:?} is not a comma-separated list of 1..=9999")
+                        })?;
+                }
+                "--seconds" => opts.seconds = secs("--seconds", value("--seconds")?, false)?,
+                "--warmup" => opts.warmup = secs("--warmup", value("--warmup")?, true)?,
+                "--online-timeout" => {
+                    opts.online_timeout =
+                        secs("--online-timeout", value("--online-timeout")?, false)?
+                }
+                "--hold" => opts.hold = secs("--hold", value("--hold")?, true)?,
+                "--stagger" => opts.stagger = secs("--stagger", value("--stagger")?, true)?,
+                "--per-process" => {
+                    let v = value("--per-process")?;
+                    opts.per_process =
+                        v.parse::<u32>().ok().filter(|k| *k >= 1).ok_or_else(|| {
+                            format!("--per-process: {v:?} is not a positive count")
+                        })?;
+                }
+                "--no-baseline" => opts.baseline = false,
+                "--source" => opts.source = PathBuf::from(value("--source")?),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if !opts.source.is_file() {
+            return Err(format!(
+                "source {} not found; run scripts/setup to fetch and encode the test videos, or pass --source",
+                opts.source.display()
+            ));
+        }
+        opts.source = opts
+            .source
+            .canonicalize()
+            .map_err(|e| format!("source {}: {e}", opts.source.display()))?;
+        Ok(opts)
+    }
+}
+
+// ───────────────────────────── /proc sampling ─────────────────────────────
+
+/// One process's counters at one instant.
+#[derive(Clone, Default)]
+struct ProcSample {
+    /// utime + stime of the whole process, clock ticks.
+    ticks: u64,
+    /// Per thread: tid → (name, utime + stime).
+    tasks: BTreeMap<u32, (String, u64)>,
+}
+
+/// Memory and handles of a process at one instant.
+#[derive(Clone, Copy, Default)]
+struct ProcFootprint {
+    rss_kb: u64,
+    pss_kb: u64,
+    threads: u64,
+    fds: u64,
+}
+
+impl ProcFootprint {
+    fn add(&mut self, o: &ProcFootprint) {
+        self.rss_kb += o.rss_kb;
+        self.pss_kb += o.pss_kb;
+        self.threads += o.threads;
+        self.fds += o.fds;
+    }
+}
+
+/// utime + stime from a `/proc/…/stat` line, in clock ticks.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let ticks = stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let mut tasks = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let base = e.path();
+            let comm = std::fs::read_to_string(base.join("comm"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            if let Some(t) = std::fs::read_to_string(base.join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(stat_ticks)
+            {
+                tasks.insert(tid, (comm, t));
+            }
+        }
+    }
+    Some(ProcSample { ticks, tasks })
+}
+
+fn proc_footprint(pid: u32) -> Option<ProcFootprint> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let pss_kb = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| field(&s, "Pss:"))
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    Some(ProcFootprint {
+        rss_kb: field(&status, "VmRSS:")?,
+        pss_kb,
+        threads: field(&status, "Threads:")?,
+        fds,
+    })
+}
+
+/// (busy, total) jiffies of the whole machine, from the first line of `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user)
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// CPU by thread name between two samples of the same processes, in % of one core, busiest first.
+fn thread_groups(
+    before: &[ProcSample],
+    after: &[ProcSample],
+    ticks: f64,
+    window: f64,
+) -> Vec<(String, u64, f64)> {
+    let mut groups: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (b, a) in before.iter().zip(after) {
+        for (tid, (name, t1)) in &a.tasks {
+            let t0 = b.tasks.get(tid).map(|(_, t)| *t).unwrap_or(0);
+            let g = groups.entry(name.clone()).or_default();
+            g.0 += 1;
+            g.1 += t1.saturating_sub(t0);
+        }
+    }
+    let mut v: Vec<(String, u64, f64)> = groups
+        .into_iter()
+        .map(|(name, (n, t))| (name, n, t as f64 / ticks / window * 100.0))
+        .collect();
+    v.sort_by(|x, y| y.2.total_cmp(&x.2));
+    v
+}
+
+/// Clock ticks per second for /proc times: `getconf CLK_TCK`, else Linux's usual 100.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+// ───────────────────────────── children and HTTP ─────────────────────────────
+
+/// A child that is stopped (SIGTERM, then SIGKILL) however the bench leaves its scope.
+struct Kid {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Kid {
+    /// Spawns `program args…` through bash with the soft open-file limit raised to the hard one
+    /// (1,300 cameras need more than 1,024 descriptors).
+    fn spawn(
+        name: String,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Result<Kid, String> {
+        let file =
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let raise = r#"ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#;
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", raise]).arg(program).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
+        let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Kid { child, name, log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        if tail.is_empty() {
+            format!(" (stderr empty: {})", self.log.display())
+        } else {
+            format!("; stderr tail ({}):\n{tail}", self.log.display())
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL; returns how long it took to exit.
+    fn stop(&mut self) -> f64 {
+        let t0 = Instant::now();
+        if self.exited().is_some() {
+            return 0.0;
+        }
+        self.signal("-TERM");
+        while t0.elapsed() < STOP_TIMEOUT {
+            if self.exited().is_some() {
+                return t0.elapsed().as_secs_f64();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "   {} did not exit {STOP_TIMEOUT:?} after SIGTERM; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        t0.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free a moment ago (the child binds it right away).
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+/// A minimal HTTP/1.0 GET on 127.0.0.1: (status, body), or `None` if nothing sensible came back.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+fn http_json(port: u16, path: &str) -> Option<Value> {
+    http_get(port, path)
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+}
+
+/// Fleet counters from `GET /api/cameras`, summed.
+#[derive(Clone, Copy, Default)]
+struct FleetCounters {
+    frames_in: u64,
+    keyframes_in: u64,
+    analysed: u64,
+    reconnects: u64,
+    /// When the answer arrived (middle of the request).
+    at: Option<Instant>,
+}
+
+fn fleet_counters(port: u16) -> Option<FleetCounters> {
+    let t0 = Instant::now();
+    let v = http_json(port, "/api/cameras")?;
+    let t1 = Instant::now();
+    let mut c = FleetCounters {
+        at: Some(t0 + (t1 - t0) / 2),
+        ..Default::default()
+    };
+    for cam in v.as_array()? {
+        let k = &cam["counters"];
+        let get = |name: &str| k[name].as_u64().unwrap_or(0);
+        c.frames_in += get("frames_in");
+        c.keyframes_in += get("keyframes_in");
+        c.analysed += get("analysed");
+        c.reconnects += k["reconnects"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum::<u64>())
+            .unwrap_or(0);
+    }
+    Some(c)
+}
+
+/// `qly_frames_dropped_total{reason="…"}` from the service's /metrics.
+fn dropped(port: u16) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    if let Some((200, body)) = http_get(port, "/metrics") {
+        for line in body.lines() {
+            if let Some(rest) = line.strip_prefix("qly_frames_dropped_total{reason=\"")
+                && let Some((reason, n)) = rest.split_once("\"} ")
+                && let Ok(n) = n.trim().parse::<u64>()
+            {
+                out.insert(reason.to_owned(), n);
+            }
+        }
+    }
+    out
+}
+
+/// camsim's `/stats` counters.
+#[derive(Clone, Copy, Default)]
+struct SimStats {
+    sessions_active: u64,
+    bytes_sent: u64,
+    late_resyncs: u64,
+}
+
+fn sim_stats(port: u16) -> Option<SimStats> {
+    let v = http_json(port, "/stats")?;
+    let get = |k: &str| v[k].as_u64().unwrap_or(0);
+    Some(SimStats {
+        sessions_active: get("sessions_active"),
+        bytes_sent: get("bytes_sent"),
+        late_resyncs: get("late_resyncs"),
+    })
+}
+
+// ───────────────────────────── rows ─────────────────────────────
+
+/// What one window measured on one receiver (the service, or the sum of the gst-launch processes).
+#[derive(Clone, Default)]
+struct Window {
+    seconds: f64,
+    cpu_percent: f64,
+    mem: ProcFootprint,
+    groups: Vec<(String, u64, f64)>,
+    camsim_cpu_percent: f64,
+    machine_busy_percent: f64,
+    camsim_mbit_s: f64,
+    late_resyncs: u64,
+}
+
+#[derive(Default)]
+struct ServiceResult {
+    ramp_99_s: Option<f64>,
+    ramp_all_s: Option<f64>,
+    w: Window,
+    summary: Value,
+    online: u64,
+    online_rate: f64,
+    analysed_fps: f64,
+    fps_in: f64,
+    keyframes_fps: f64,
+    reconnects: u64,
+    drops: BTreeMap<String, u64>,
+    stop_s: f64,
+}
+
+#[derive(Default)]
+struct BaselineResult {
+    processes: u32,
+    per_process: u32,
+    sessions: u64,
+    ramp_s: Option<f64>,
+    exited: u32,
+    w: Window,
+}
+
+struct Row {
+    cameras: u32,
+    service: ServiceResult,
+    baseline: Option<BaselineResult>,
+    notes: Vec<String>,
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+impl Row {
+    fn target_fps(&self) -> f64 {
+        f64::from(self.cameras) * ANALYSIS_FPS.min(1.0 / KEYFRAME_INTERVAL_S)
+    }
+    fn per_cam(&self) -> f64 {
+        // Per-camera figures divide by the cameras the service holds online (at least 1).
+        (self.service.online.max(1)) as f64
+    }
+    fn svc_cpu_per_cam(&self) -> f64 {
+        self.service.w.cpu_percent / self.per_cam()
+    }
+    fn svc_rss_per_cam_kb(&self) -> f64 {
+        self.service.w.mem.rss_kb as f64 / self.per_cam()
+    }
+    fn svc_ingest_cpu(&self) -> f64 {
+        ingest_cpu(&self.service.w.groups)
+    }
+    fn base_per_cam(&self) -> f64 {
+        self.baseline
+            .as_ref()
+            .map(|b| b.sessions.min(u64::from(self.cameras)).max(1) as f64)
+            .unwrap_or(1.0)
+    }
+    fn base_cpu_per_cam(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|b| b.w.cpu_percent / self.base_per_cam())
+    }
+    fn base_rss_per_cam_kb(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|b| b.w.mem.rss_kb as f64 / self.base_per_cam())
+    }
+    fn cpu_ratio(&self) -> Option<f64> {
+        self.base_cpu_per_cam()
+            .map(|b| ratio(self.svc_cpu_per_cam(), b))
+    }
+    fn ingest_cpu_ratio(&self) -> Option<f64> {
+        self.base_cpu_per_cam()
+            .map(|b| ratio(self.svc_ingest_cpu() / self.per_cam(), b))
+    }
+    fn rss_ratio(&self) -> Option<f64> {
+        self.base_rss_per_cam_kb()
+            .map(|b| ratio(self.svc_rss_per_cam_kb(), b))
+    }
+    fn pss_ratio(&self) -> Option<f64> {
+        self.baseline.as_ref().map(|b| {
+            ratio(
+                self.service.w.mem.pss_kb as f64 / self.per_cam(),
+                b.w.mem.pss_kb as f64 / self.base_per_cam(),
+            )
+        })
+    }
+    fn saturated(&self) -> bool {
+        self.service.w.machine_busy_percent / 100.0 >= SATURATED * nproc() as f64
+    }
+    fn decoded_share(&self) -> f64 {
+        ratio(self.service.analysed_fps, self.target_fps())
+    }
+    /// Whether this N is held: ≥ 99 % online, decode keeping up (≥ 95 % of target) and the machine
+    /// not saturated.
+    fn verdict(&self) -> (bool, Vec<String>) {
+        let mut why = Vec::new();
+        if self.service.online_rate < ONLINE_GOAL {
+            why.push(format!(
+                "online {:.1} % < {:.0} %",
+                self.service.online_rate * 100.0,
+                ONLINE_GOAL * 100.0
+            ));
+        }
+        if self.decoded_share() < 0.95 {
+            why.push(format!(
+                "decoded {:.0} % of target",
+                self.decoded_share() * 100.0
+            ));
+        }
+        if self.saturated() {
+            why.push(format!(
+                "machine busy {:.0} % of {} cores",
+                self.service.w.machine_busy_percent,
+                nproc()
+            ));
+        }
+        (why.is_empty(), why)
+    }
+
+    fn json(&self) -> Value {
+        let s = &self.service;
+        let groups = |g: &[(String, u64, f64)]| {
+            g.iter()
+                .take(12)
+                .map(|(name, n, cpu)| json!({"thread": name, "count": n, "cpu_percent": round(*cpu, 2)}))
+                .collect::<Vec<_>>()
+        };
+        let window = |w: &Window| {
+            json!({
+                "seconds": round(w.seconds, 2),
+                "cpu_percent_of_one_core": round(w.cpu_percent, 2),
+                "rss_mb": round(w.mem.rss_kb as f64 / 1024.0, 1),
+                "pss_mb": round(w.mem.pss_kb as f64 / 1024.0, 1),
+                "threads": w.mem.threads,
+                "fds": w.mem.fds,
+                "threads_by_name": groups(&w.groups),
+                "camsim_cpu_percent": round(w.camsim_cpu_percent, 1),
+                "machine_busy_percent": round(w.machine_busy_percent, 1),
+                "camsim_mbit_s": round(w.camsim_mbit_s, 1),
+                "camsim_late_resyncs": w.late_resyncs,
+            })
+        };
+        let (fits, why) = self.verdict();
+        json!({
+            "cameras": self.cameras,
+            "service": {
+                "window": window(&s.w),
+                "cpu_per_camera_percent": round(self.svc_cpu_per_cam(), 4),
+                "ingest_cpu_percent": round(self.svc_ingest_cpu(), 2),
+                "rss_per_camera_kb": round(self.svc_rss_per_cam_kb(), 1),
+                "online": s.online,
+                "online_rate": s.online_rate,
+                "summary": s.summary,
+                "ramp_to_99_percent_online_s": s.ramp_99_s.map(|x| round(x, 1)),
+                "ramp_to_all_online_s": s.ramp_all_s.map(|x| round(x, 1)),
+                "decoded_fps": round(s.analysed_fps, 2),
+                "decoded_fps_target": round(self.target_fps(), 2),
+                "decoded_share": round(self.decoded_share(), 4),
+                "frames_in_fps": round(s.fps_in, 1),
+                "keyframes_in_fps": round(s.keyframes_fps, 2),
+                "reconnects_in_window": s.reconnects,
+                "frames_dropped_in_window": s.drops,
+                "stop_seconds": round(s.stop_s, 1),
+            },
+            "baseline": self.baseline.as_ref().map(|b| json!({
+                "command": "gst-launch-1.0 rtspsrc location=… protocols=tcp ! rtph264depay ! h264parse ! fakesink",
+                "processes": b.processes,
+                "cameras_per_process": b.per_process,
+                "camsim_sessions_active": b.sessions,
+                "processes_exited_early": b.exited,
+                "ramp_s": b.ramp_s.map(|x| round(x, 1)),
+                "window": window(&b.w),
+                "cpu_per_camera_percent": self.base_cpu_per_cam().map(|x| round(x, 4)),
+                "rss_per_camera_kb": self.base_rss_per_cam_kb().map(|x| round(x, 1)),
+            })),
+            "ratios": {
+                "cpu_per_camera_service_over_baseline": self.cpu_ratio().map(|x| round(x, 3)),
+                "ingest_cpu_per_camera_over_baseline": self.ingest_cpu_ratio().map(|x| round(x, 3)),
+                "rss_per_camera_service_over_baseline": self.rss_ratio().map(|x| round(x, 3)),
+                "pss_per_camera_service_over_baseline": self.pss_ratio().map(|x| round(x, 3)),
+                "goal_cpu": 1.0 / 3.0,
+                "goal_memory": 0.2,
+            },
+            "fits": fits,
+            "not_fitting_because": why,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// CPU of the threads that do ingest (tokio runtime workers: retina, health poller, API), as opposed
+/// to decode (pool workers, GStreamer streaming threads), the VQD dispatcher and the ledger.
+fn ingest_cpu(groups: &[(String, u64, f64)]) -> f64 {
+    groups
+        .iter()
+        .filter(|(name, _, _)| name.starts_with("qly-rt") || name == "qianliyan")
+        .map(|(_, _, c)| c)
+        .sum()
+}
+
+fn nproc() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+// ───────────────────────────── the run ─────────────────────────────
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn run(opts: &Opts) -> Result<(), String> {
+    let ticks = clock_ticks();
+    let out_dir = target_dir().join("bench");
+    let work = out_dir.join("ingest_scale");
+    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let gst = which("gst-launch-1.0");
+    if opts.baseline && gst.is_none() {
+        return Err(
+            "gst-launch-1.0 not found (apt-get install gstreamer1.0-tools), or pass --no-baseline"
+                .into(),
+        );
+    }
+    println!(
+        "ingest_scale: source {}, cameras {:?}, {} s window after {} s warm-up; baseline {}; CPU from /proc at {ticks} ticks/s; {} CPUs",
+        opts.source.display(),
+        opts.cameras,
+        opts.seconds,
+        opts.warmup,
+        if opts.baseline {
+            format!("{} cameras per gst-launch process", opts.per_process)
+        } else {
+            "off".into()
+        },
+        nproc(),
+    );
+    let machine = machine_info(ticks);
+    let mut rows = Vec::new();
+    for &n in &opts.cameras {
+        println!("-- {n} cameras");
+        let row = measure(opts, n, ticks, &work, gst.as_deref())?;
+        rows.push(row);
+        write_reports(opts, &machine, &rows, &out_dir)?;
+    }
+    let md = markdown(opts, &machine, &rows);
+    println!("\n{md}");
+    println!(
+        "wrote {} and {}",
+        out_dir.join("ingest_scale.json").display(),
+        out_dir.join("ingest_scale.md").display()
+    );
+    Ok(())
+}
+
+fn write_reports(opts: &Opts, machine: &Value, rows: &[Row], out_dir: &Path) -> Result<(), String> {
+    let report = json!({
+        "bench": "ingest_scale",
+        "source": opts.source.display().to_string(),
+        "window_seconds": opts.seconds,
+        "warmup_seconds": opts.warmup,
+        "analysis_fps": ANALYSIS_FPS,
+        "keyframe_interval_s": KEYFRAME_INTERVAL_S,
+        "keyframe_only": true,
+        "baseline_cameras_per_process": opts.per_process,
+        "machine": machine,
+        "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    let json_path = out_dir.join("ingest_scale.json");
+    let md_path = out_dir.join("ingest_scale.md");
+    let pretty = serde_json::to_string_pretty(&report).map_err(|e| format!("JSON: {e}"))?;
+    std::fs::write(&json_path, pretty + "\n")
+        .map_err(|e| format!("writing {}: {e}", json_path.display()))?;
+    std::fs::write(&md_path, markdown(opts, machine, rows))
+        .map_err(|e| format!("writing {}: {e}", md_path.display()))?;
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn service_toml(n: u32, rtsp_port: u16, data_dir: &Path) -> String {
+    let mut toml = format!(
+        r#"# Generated by benches/ingest_scale.rs: {n} cameras on camsim's streams.
+[node]
+name = "ingest-scale"
+data_dir = "{data}"
+
+[web]
+listen = "127.0.0.1:0"
+
+[ingest]
+transport = "tcp"
+stall_after = "10s"
+backoff_initial = "1s"
+backoff_max = "30s"
+decoder = "cpu"
+keyframe_only = true
+analysis_fps = {ANALYSIS_FPS:.1}
+stream = "sub"
+
+[health]
+grace = "5s"
+"#,
+        data = data_dir.display()
+    );
+    let width = n.to_string().len().max(4);
+    for i in 1..=n {
+        let _ = write!(
+            toml,
+            "\n[[cameras]]\nid = \"cam-{i:05}\"\nname = \"bench camera {i}\"\nurl = \"rtsp://127.0.0.1:{rtsp_port}/cam/{i:0width$}\"\n\
+             area_path = \"示范县/镇{}/村{}\"\nkeyframe_only = true\nanalysis_fps = {ANALYSIS_FPS:.1}\n",
+            i % 13,
+            i % 97
+        );
+    }
+    toml
+}
+
+/// Samples the given processes (and camsim, and the machine) over `seconds`.
+fn window(
+    pids: &[u32],
+    camsim: (u32, u16),
+    seconds: f64,
+    ticks: f64,
+) -> Result<(Window, Vec<ProcSample>), String> {
+    let sim0 = sim_stats(camsim.1).unwrap_or_default();
+    let m0 = machine_ticks();
+    let c0 = proc_sample(camsim.0);
+    let s0: Vec<ProcSample> = pids
+        .iter()
+        .map(|p| proc_sample(*p).unwrap_or_default())
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let s1: Vec<ProcSample> = pids
+        .iter()
+        .map(|p| proc_sample(*p).unwrap_or_default())
+        .collect();
+    let c1 = proc_sample(camsim.0);
+    let m1 = machine_ticks();
+    let secs = t0.elapsed().as_secs_f64();
+    let sim1 = sim_stats(camsim.1).unwrap_or_default();
+    let mut mem = ProcFootprint::default();
+    for p in pids {
+        if let Some(f) = proc_footprint(*p) {
+            mem.add(&f);
+        }
+    }
+    let cpu = |a: u64, b: u64| b.saturating_sub(a) as f64 / ticks / secs * 100.0;
+    let sum0: u64 = s0.iter().map(|s| s.ticks).sum();
+    let sum1: u64 = s1.iter().map(|s| s.ticks).sum();
+    let w = Window {
+        seconds: secs,
+        cpu_percent: cpu(sum0, sum1),
+        mem,
+        groups: thread_groups(&s0, &s1, ticks, secs),
+        camsim_cpu_percent: match (c0, c1) {
+            (Some(a), Some(b)) => cpu(a.ticks, b.ticks),
+            _ => f64::NAN,
+        },
+        machine_busy_percent: match (m0, m1) {
+            (Some((b0, t0)), Some((b1, t1))) => {
+                ratio((b1 - b0) as f64, (t1 - t0) as f64) * 100.0 * nproc() as f64
+            }
+            _ => f64::NAN,
+        },
+        camsim_mbit_s: sim1.bytes_sent.saturating_sub(sim0.bytes_sent) as f64 * 8.0 / 1e6 / secs,
+        late_resyncs: sim1.late_resyncs.saturating_sub(sim0.late_resyncs),
+    };
+    Ok((w, s1))
+}
+
+fn measure(
+    opts: &Opts,
+    n: u32,
+    ticks: f64,
+    work: &Path,
+    gst: Option<&Path>,
+) -> Result<Row, String> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_qianliyan"));
+    let mut notes = Vec::new();
+
+    // camsim, for both halves of the row.
+    let rtsp_port = free_port()?;
+    let cport = free_port()?;
+    let mut camsim = Kid::spawn(
+        "camsim".into(),
+        bin,
+        &[
+            "camsim".into(),
+            "--cameras".into(),
+            n.to_string(),
+            "--source".into(),
+            opts.source.display().to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--rtsp-port".into(),
+            rtsp_port.to_string(),
+            "--control-port".into(),
+            cport.to_string(),
+        ],
+        &[("RUST_LOG", "warn")],
+        work.join(format!("camsim.{n}.log")),
+    )?;
+    let started = Instant::now();
+    while sim_stats(cport).is_none() {
+        if let Some(status) = camsim.exited() {
+            return Err(format!(
+                "camsim exited with {status} before it was ready{}",
+                camsim.stderr_tail()
+            ));
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "camsim not ready after {READY_TIMEOUT:?}{}",
+                camsim.stderr_tail()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "   camsim ready (pid {}) in {:.1} s on port {rtsp_port}",
+        camsim.pid(),
+        started.elapsed().as_secs_f64()
+    );
+    let sim = (camsim.pid(), cport);
+
+    let service = measure_service(opts, n, ticks, work, bin, rtsp_port, sim, &mut notes)?;
+    // Sessions must be gone before the baseline connects, or camsim's session count lies.
+    let t0 = Instant::now();
+    while sim_stats(cport).is_some_and(|s| s.sessions_active > 0)
+        && t0.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(left) = sim_stats(cport)
+        .map(|s| s.sessions_active)
+        .filter(|s| *s > 0)
+    {
+        notes.push(format!(
+            "{left} camsim sessions still active 30 s after the service stopped"
+        ));
+    }
+    let baseline = match gst {
+        Some(gst) if opts.baseline => Some(measure_baseline(
+            opts, n, ticks, work, gst, rtsp_port, sim, &mut notes,
+        )?),
+        _ => None,
+    };
+    camsim.stop();
+    let row = Row {
+        cameras: n,
+        service,
+        baseline,
+        notes,
+    };
+    print_row(&row);
+    Ok(row)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_service(
+    opts: &Opts,
+    n: u32,
+    ticks: f64,
+    work: &Path,
+    bin: &Path,
+    rtsp_port: u16,
+    sim: (u32, u16),
+    notes: &mut Vec<String>,
+) -> Result<ServiceResult, String> {
+    let dir = work.join(format!("n{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let data = tempfile::Builder::new()
+        .prefix("ingest_scale.")
+        .tempdir()
+        .map_err(|e| format!("temp data dir: {e}"))?;
+    let config = dir.join("service.toml");
+    std::fs::write(&config, service_toml(n, rtsp_port, data.path()))
+        .map_err(|e| format!("writing {}: {e}", config.display()))?;
+    let port = free_port()?;
+    let mut svc = Kid::spawn(
+        "service".into(),
+        bin,
+        &[
+            "serve".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            data.path().display().to_string(),
+        ],
+        &[("RUST_LOG", "info")],
+        dir.join("service.log"),
+    )?;
+    let pid = svc.pid();
+    let t0 = Instant::now();
+    let (mut ramp_99, mut ramp_all) = (None, None);
+    let mut last = Value::Null;
+    let timeout = Duration::from_secs_f64(opts.online_timeout);
+    loop {
+        if let Some(status) = svc.exited() {
+            return Err(format!(
+                "service exited with {status} during start-up{}",
+                svc.stderr_tail()
+            ));
+        }
+        if let Some(s) = http_json(port, "/api/health/summary") {
+            let up = s["online"].as_u64().unwrap_or(0) + s["degraded"].as_u64().unwrap_or(0);
+            let rate = up as f64 / f64::from(n);
+            if rate >= ONLINE_GOAL && ramp_99.is_none() {
+                ramp_99 = Some(t0.elapsed().as_secs_f64());
+            }
+            if up >= u64::from(n) {
+                ramp_all = Some(t0.elapsed().as_secs_f64());
+                last = s;
+                break;
+            }
+            last = s;
+        }
+        if t0.elapsed() > timeout {
+            notes.push(format!(
+                "service: not all cameras online after {:.0} s: {last}",
+                opts.online_timeout
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "   service (pid {pid}): 99 % online after {}, all after {}; last summary {last}",
+        ramp_99.map_or("—".into(), |x| format!("{x:.1} s")),
+        ramp_all.map_or("—".into(), |x| format!("{x:.1} s")),
+    );
+    std::thread::sleep(Duration::from_secs_f64(opts.warmup));
+    let f0 = fleet_counters(port);
+    let d0 = dropped(port);
+    let (w, _) = window(&[pid], sim, opts.seconds, ticks)?;
+    let f1 = fleet_counters(port);
+    let d1 = dropped(port);
+    let summary = http_json(port, "/api/health/summary").unwrap_or(Value::Null);
+    if let Some(status) = svc.exited() {
+        return Err(format!(
+            "service exited with {status} during the window{}",
+            svc.stderr_tail()
+        ));
+    }
+    let online =
+        summary["online"].as_u64().unwrap_or(0) + summary["degraded"].as_u64().unwrap_or(0);
+    let mut r = ServiceResult {
+        ramp_99_s: ramp_99,
+        ramp_all_s: ramp_all,
+        w,
+        online,
+        online_rate: online as f64 / f64::from(n),
+        summary,
+        ..Default::default()
+    };
+    match (f0, f1) {
+        (Some(a), Some(b)) => {
+            let secs = match (a.at, b.at) {
+                (Some(x), Some(y)) => (y - x).as_secs_f64(),
+                _ => opts.seconds,
+            };
+            r.analysed_fps = b.analysed.saturating_sub(a.analysed) as f64 / secs;
+            r.fps_in = b.frames_in.saturating_sub(a.frames_in) as f64 / secs;
+            r.keyframes_fps = b.keyframes_in.saturating_sub(a.keyframes_in) as f64 / secs;
+            r.reconnects = b.reconnects.saturating_sub(a.reconnects);
+        }
+        _ => notes.push("service: GET /api/cameras failed around the window".into()),
+    }
+    r.drops = d1
+        .iter()
+        .map(|(k, v)| (k.clone(), v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
+        .collect();
+    if opts.hold > 0.0 {
+        println!(
+            "   holding {} s for profiling: service pid {pid}, camsim pid {}",
+            opts.hold, sim.0
+        );
+        std::thread::sleep(Duration::from_secs_f64(opts.hold));
+    }
+    r.stop_s = svc.stop();
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_baseline(
+    opts: &Opts,
+    n: u32,
+    ticks: f64,
+    work: &Path,
+    gst: &Path,
+    rtsp_port: u16,
+    sim: (u32, u16),
+    notes: &mut Vec<String>,
+) -> Result<BaselineResult, String> {
+    let k = opts.per_process.min(n);
+    let width = n.to_string().len().max(4);
+    let mut kids = Vec::new();
+    let mut i = 1;
+    while i <= n {
+        let last = (i + k - 1).min(n);
+        let mut args = vec!["-q".to_owned()];
+        for cam in i..=last {
+            args.extend(
+                [
+                    "rtspsrc".to_owned(),
+                    format!("location=rtsp://127.0.0.1:{rtsp_port}/cam/{cam:0width$}"),
+                    "protocols=tcp".to_owned(),
+                    "!".to_owned(),
+                    "rtph264depay".to_owned(),
+                    "!".to_owned(),
+                    "h264parse".to_owned(),
+                    "!".to_owned(),
+                    "fakesink".to_owned(),
+                ]
+                .into_iter(),
+            );
+        }
+        kids.push(Kid::spawn(
+            format!("gst-launch {i}-{last}"),
+            gst,
+            &args,
+            &[("GST_DEBUG", "1")],
+            work.join(format!("n{n}/gst-launch.{i}.log")),
+        )?);
+        i = last + 1;
+    }
+    let t0 = Instant::now();
+    let timeout = Duration::from_secs_f64(opts.online_timeout);
+    let mut ramp = None;
+    let mut sessions = 0;
+    while t0.elapsed() < timeout {
+        sessions = sim_stats(sim.1).map_or(0, |s| s.sessions_active);
+        if sessions >= u64::from(n) {
+            ramp = Some(t0.elapsed().as_secs_f64());
+            break;
+        }
+        if kids.iter_mut().all(|k| k.exited().is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "   baseline: {} gst-launch processes × ≤ {k} cameras, {sessions} camsim sessions after {:.1} s",
+        kids.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    if ramp.is_none() {
+        notes.push(format!(
+            "baseline: only {sessions} of {n} camsim sessions active after {:.0} s",
+            opts.online_timeout
+        ));
+    }
+    std::thread::sleep(Duration::from_secs_f64(opts.warmup));
+    let pids: Vec<u32> = kids.iter().map(Kid::pid).collect();
+    let (w, _) = window(&pids, sim, opts.seconds, ticks)?;
+    let sessions = sim_stats(sim.1).map_or(sessions, |s| s.sessions_active);
+    let mut exited = 0;
+    for kid in &mut kids {
+        if let Some(status) = kid.exited() {
+            exited += 1;
+            notes.push(format!(
+                "baseline: {} exited with {status}{}",
+                kid.name,
+                kid.stderr_tail()
+            ));
+        }
+    }
+    for kid in &mut kids {
+        kid.signal("-TERM");
+    }
+    for mut kid in kids {
+        kid.stop();
+    }
+    Ok(BaselineResult {
+        processes: n.div_ceil(k),
+        per_process: k,
+        sessions,
+        ramp_s: ramp,
+        exited,
+        w,
+    })
+}
+
+// ───────────────────────────── reporting ─────────────────────────────
+
+fn print_row(r: &Row) {
+    let s = &r.service;
+    println!(
+        "   service: CPU {:.1} % ({:.3} %/camera; ingest threads {:.1} %), RSS {:.1} MB ({:.0} KB/camera), {} threads, {} fds; \
+         online {:.1} %; decoded {:.1}/{:.1} fps; in {:.0} fps; camsim {:.1} %, machine {:.0} %",
+        s.w.cpu_percent,
+        r.svc_cpu_per_cam(),
+        r.svc_ingest_cpu(),
+        s.w.mem.rss_kb as f64 / 1024.0,
+        r.svc_rss_per_cam_kb(),
+        s.w.mem.threads,
+        s.w.mem.fds,
+        s.online_rate * 100.0,
+        s.analysed_fps,
+        r.target_fps(),
+        s.fps_in,
+        s.w.camsim_cpu_percent,
+        s.w.machine_busy_percent,
+    );
+    let top: Vec<String> =
+        s.w.groups
+            .iter()
+            .take(8)
+            .map(|(name, c, cpu)| format!("{name}×{c} {cpu:.1} %"))
+            .collect();
+    println!("   service threads: {}", top.join(", "));
+    if let Some(b) = &r.baseline {
+        println!(
+            "   baseline: CPU {:.1} % ({:.3} %/camera), RSS {:.1} MB ({:.0} KB/camera), PSS {:.1} MB, {} threads, {} fds; \
+             camsim {:.1} %, machine {:.0} %",
+            b.w.cpu_percent,
+            r.base_cpu_per_cam().unwrap_or(f64::NAN),
+            b.w.mem.rss_kb as f64 / 1024.0,
+            r.base_rss_per_cam_kb().unwrap_or(f64::NAN),
+            b.w.mem.pss_kb as f64 / 1024.0,
+            b.w.mem.threads,
+            b.w.mem.fds,
+            b.w.camsim_cpu_percent,
+            b.w.machine_busy_percent,
+        );
+    }
+    for n in &r.notes {
+        println!("   note: {n}");
+    }
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    match x {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "—".into(),
+    }
+}
+
+fn markdown(opts: &Opts, machine: &Value, rows: &[Row]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# ingest_scale\n");
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs ({}), kernel {}, GStreamer {}. camsim serves `{}` (384×288, 10 fps, keyframe every \
+         {KEYFRAME_INTERVAL_S} s) on the same machine. The service: keyframe-only, {ANALYSIS_FPS} analysed fps per \
+         camera → decode target N × {:.1} keyframes/s, health + VQD on, TCP. Baseline: \
+         `gst-launch-1.0 rtspsrc location=… protocols=tcp ! rtph264depay ! h264parse ! fakesink`, {} cameras per \
+         process as parallel branches of one pipeline, CPU/RSS/threads SUMMED over the processes. Per row: {} s \
+         warm-up after all cameras are online, {} s window; CPU = utime+stime over the window in % of one core; \
+         RSS, threads, fds at the window's end; per-camera figures divide by cameras online (service) or camsim \
+         sessions (baseline).\n",
+        machine["nproc"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["gstreamer"].as_str().unwrap_or("?"),
+        opts.source
+            .file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        ANALYSIS_FPS.min(1.0 / KEYFRAME_INTERVAL_S),
+        opts.per_process,
+        opts.warmup,
+        opts.seconds,
+    );
+    let _ = writeln!(
+        md,
+        "| N | service CPU % | CPU %/camera | RSS MB | RSS KB/camera | threads | fds | online % | decoded fps (achieved / target) | baseline CPU % | baseline RSS MB | baseline threads | CPU ratio (goal ≤ 0.33) | ingest-only CPU ratio | RSS ratio (goal ≤ 0.20) | PSS ratio | fits |"
+    );
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in rows {
+        let s = &r.service;
+        let b = r.baseline.as_ref();
+        let (fits, why) = r.verdict();
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.3} | {:.1} | {:.0} | {} | {} | {:.1} | {:.1} / {:.1} ({:.0} %) | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.cameras,
+            s.w.cpu_percent,
+            r.svc_cpu_per_cam(),
+            s.w.mem.rss_kb as f64 / 1024.0,
+            r.svc_rss_per_cam_kb(),
+            s.w.mem.threads,
+            s.w.mem.fds,
+            s.online_rate * 100.0,
+            s.analysed_fps,
+            r.target_fps(),
+            r.decoded_share() * 100.0,
+            opt(b.map(|b| b.w.cpu_percent), 1),
+            opt(b.map(|b| b.w.mem.rss_kb as f64 / 1024.0), 1),
+            b.map_or("—".into(), |b| b.w.mem.threads.to_string()),
+            opt(r.cpu_ratio(), 2),
+            opt(r.ingest_cpu_ratio(), 2),
+            opt(r.rss_ratio(), 3),
+            opt(r.pss_ratio(), 3),
+            if fits {
+                "yes".to_owned()
+            } else {
+                format!("no: {}", why.join(", "))
+            },
+        );
+    }
+    let _ = writeln!(md, "\nContext (same windows):\n");
+    let _ = writeln!(
+        md,
+        "| N | ramp to 99 % / all online s | frames in fps (per camera) | keyframes in fps | reconnects in window | dropped (queue_full / decode_error) | service ingest-thread CPU % | service PSS MB | baseline CPU %/camera | baseline RSS KB/camera | baseline PSS MB | baseline sessions | camsim CPU % (service / baseline) | camsim Mbit/s (service / baseline) | camsim late resyncs (service / baseline) | machine busy % of {} (service / baseline) |",
+        nproc() * 100
+    );
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let s = &r.service;
+        let b = r.baseline.as_ref();
+        let _ = writeln!(
+            md,
+            "| {} | {} / {} | {:.0} ({:.2}) | {:.1} | {} | {} / {} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} / {} | {:.1} / {} | {} / {} | {:.0} / {} |",
+            r.cameras,
+            opt(s.ramp_99_s, 1),
+            opt(s.ramp_all_s, 1),
+            s.fps_in,
+            s.fps_in / r.per_cam(),
+            s.keyframes_fps,
+            s.reconnects,
+            s.drops.get("decode_queue_full").copied().unwrap_or(0),
+            s.drops.get("decode_error").copied().unwrap_or(0),
+            r.svc_ingest_cpu(),
+            s.w.mem.pss_kb as f64 / 1024.0,
+            opt(r.base_cpu_per_cam(), 3),
+            opt(r.base_rss_per_cam_kb(), 0),
+            opt(b.map(|b| b.w.mem.pss_kb as f64 / 1024.0), 1),
+            b.map_or("—".into(), |b| b.sessions.to_string()),
+            s.w.camsim_cpu_percent,
+            opt(b.map(|b| b.w.camsim_cpu_percent), 1),
+            s.w.camsim_mbit_s,
+            opt(b.map(|b| b.w.camsim_mbit_s), 1),
+            s.w.late_resyncs,
+            b.map_or("—".into(), |b| b.w.late_resyncs.to_string()),
+            s.w.machine_busy_percent,
+            opt(b.map(|b| b.w.machine_busy_percent), 0),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nService CPU by thread (% of one core, threads of that name):\n"
+    );
+    for r in rows {
+        let top: Vec<String> = r
+            .service
+            .w
+            .groups
+            .iter()
+            .take(10)
+            .map(|(name, c, cpu)| format!("`{name}`×{c} {cpu:.1}"))
+            .collect();
+        let _ = writeln!(md, "- {}: {}", r.cameras, top.join(", "));
+    }
+    if rows.iter().any(|r| r.baseline.is_some()) {
+        let _ = writeln!(md, "\nBaseline CPU by thread (summed over processes):\n");
+        for r in rows {
+            if let Some(b) = &r.baseline {
+                let top: Vec<String> =
+                    b.w.groups
+                        .iter()
+                        .take(8)
+                        .map(|(name, c, cpu)| format!("`{name}`×{c} {cpu:.1}"))
+                        .collect();
+                let _ = writeln!(md, "- {}: {}", r.cameras, top.join(", "));
+            }
+        }
+    }
+    // Fixed start-up cost dominates RSS at small N; the slope between rows is what one camera costs.
+    let _ = writeln!(md);
+    if let (Some(lo), Some(hi)) = (
+        rows.iter().min_by_key(|r| r.service.online),
+        rows.iter().max_by_key(|r| r.service.online),
+    ) && hi.service.online > lo.service.online
+    {
+        let d = (hi.service.online - lo.service.online) as f64;
+        let _ = writeln!(
+            md,
+            "- service marginal cost from {} to {} cameras online: {:.4} % CPU, {:.0} KB RSS, {:.3} threads per camera",
+            lo.service.online,
+            hi.service.online,
+            (hi.service.w.cpu_percent - lo.service.w.cpu_percent) / d,
+            (hi.service.w.mem.rss_kb as f64 - lo.service.w.mem.rss_kb as f64) / d,
+            (hi.service.w.mem.threads as f64 - lo.service.w.mem.threads as f64) / d,
+        );
+        if let (Some(bl), Some(bh)) = (&lo.baseline, &hi.baseline)
+            && bh.sessions > bl.sessions
+        {
+            let d = (bh.sessions - bl.sessions) as f64;
+            let _ = writeln!(
+                md,
+                "- baseline marginal cost from {} to {} sessions: {:.4} % CPU, {:.0} KB RSS, {:.2} threads per camera",
+                bl.sessions,
+                bh.sessions,
+                (bh.w.cpu_percent - bl.w.cpu_percent) / d,
+                (bh.w.mem.rss_kb as f64 - bl.w.mem.rss_kb as f64) / d,
+                (bh.w.mem.threads as f64 - bl.w.mem.threads as f64) / d,
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "- context: the service also DECODES one keyframe per camera every {KEYFRAME_INTERVAL_S} s (avdec_h264 → BGR), runs VQD \
+         on it and the health state machine, and serves the API; the baseline only depayloads and parses. \
+         \"ingest-only\" counts the service's tokio threads (`qly-rt`: retina sessions, health poller, API) against \
+         the whole baseline."
+    );
+    for r in rows {
+        for n in &r.notes {
+            let _ = writeln!(md, "- note, {}: {n}", r.cameras);
+        }
+    }
+    md
+}
+
+fn machine_info(ticks: f64) -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let gst = Command::new("gst-launch-1.0")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().nth(1).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "unavailable".into());
+    json!({
+        "nproc": nproc(),
+        "cpu_model": model,
+        "kernel": kernel,
+        "mem_total_mb": mem_kb / 1024,
+        "clock_ticks_per_s": ticks,
+        "gstreamer": gst,
+    })
+}

@@ -1,0 +1,222 @@
+//! The candidate-alert stage: candidate → annotated JPEG snapshot on disk → the recent-alerts board the
+//! API serves. (The durable store, lifecycle and delivery build on this.)
+//!
+//! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
+//! Out: [`AlertRecord`]s kept newest-first in memory (bounded: the oldest records leave the board,
+//! their files stay on disk) and JPEG files under `<data_dir>/snapshots/`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crossbeam_channel::Receiver;
+use serde::Serialize;
+
+use super::snapshot::{Overlay, OverlayBox, Renderer};
+use crate::rules::runner::Candidate;
+use crate::rules::{AlertType, Severity};
+
+/// How many alerts the board keeps in memory.
+pub const BOARD_CAPACITY: usize = 1000;
+
+/// A ULID (time-ordered, 26 Crockford base-32 characters): sorts by creation time across restarts.
+pub fn ulid(at: SystemTime) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let ms = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        & ((1u128 << 48) - 1);
+    let random = rand::random::<u128>() & ((1u128 << 80) - 1);
+    let mut v = (ms << 80) | random;
+    let mut out = [0u8; 26];
+    for c in out.iter_mut().rev() {
+        *c = ALPHABET[(v & 31) as usize];
+        v >>= 5;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An alert as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    /// ULID.
+    pub id: String,
+    /// Camera id.
+    pub camera: String,
+    /// Camera name.
+    pub camera_name: String,
+    /// Rule that raised it.
+    pub rule_id: String,
+    /// Type code name (`intrusion` …).
+    pub alert_type: AlertType,
+    /// Chinese type name (区域入侵 …).
+    pub type_zh: &'static str,
+    /// English type name.
+    pub type_en: &'static str,
+    /// GA/T 2000.254 code where one exists.
+    pub code: Option<&'static str>,
+    /// Severity.
+    pub severity: Severity,
+    /// Frame time, unix milliseconds.
+    pub time_ms: i64,
+    /// Score.
+    pub score: f32,
+    /// Boxes that raised it (camera pixels).
+    pub boxes: Vec<[f32; 4]>,
+    /// Their track ids.
+    pub track_ids: Vec<u64>,
+    /// Message, Chinese.
+    pub message_zh: String,
+    /// Message, English.
+    pub message_en: String,
+    /// Whether the rule asks for police dispatch.
+    pub dispatch: bool,
+    /// Snapshot file name under `<data_dir>/snapshots/`, if it was written.
+    pub snapshot: Option<String>,
+}
+
+/// Recent alerts, newest first.
+pub struct AlertBoard {
+    recent: Mutex<VecDeque<AlertRecord>>,
+    /// Where snapshots are written.
+    pub snapshot_dir: PathBuf,
+}
+
+impl AlertBoard {
+    /// An empty board writing snapshots into `snapshot_dir`.
+    pub fn new(snapshot_dir: PathBuf) -> Arc<AlertBoard> {
+        Arc::new(AlertBoard {
+            recent: Mutex::new(VecDeque::with_capacity(BOARD_CAPACITY)),
+            snapshot_dir,
+        })
+    }
+
+    /// The newest `limit` alerts, optionally of one camera.
+    pub fn list(&self, camera: Option<&str>, limit: usize) -> Vec<AlertRecord> {
+        crate::camera::lock(&self.recent)
+            .iter()
+            .filter(|a| camera.is_none_or(|c| a.camera == c))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// One alert.
+    pub fn get(&self, id: &str) -> Option<AlertRecord> {
+        crate::camera::lock(&self.recent)
+            .iter()
+            .find(|a| a.id == id)
+            .cloned()
+    }
+
+    fn push(&self, record: AlertRecord) {
+        let mut recent = crate::camera::lock(&self.recent);
+        if recent.len() >= BOARD_CAPACITY {
+            recent.pop_back();
+        }
+        recent.push_front(record);
+    }
+}
+
+fn time_text(t: SystemTime) -> String {
+    crate::health::format_cst(t)
+}
+
+/// Runs the stage on a named thread until `rx` closes. `names` maps camera ids to display names.
+pub fn spawn(
+    rx: Receiver<Candidate>,
+    board: Arc<AlertBoard>,
+    names: Arc<dyn Fn(&str) -> String + Send + Sync>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("alerts".into()).spawn(move || {
+        let mut renderer = match Renderer::new(None) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot renderer unavailable; alerts will have no snapshot");
+                None
+            }
+        };
+        if let Err(e) = std::fs::create_dir_all(&board.snapshot_dir) {
+            tracing::error!(dir = %board.snapshot_dir.display(), error = %e, "cannot create the snapshot directory");
+        }
+        for c in rx.iter() {
+            let a = &c.alert;
+            let id = ulid(c.arrival);
+            let camera_name = names(&a.camera);
+            let snapshot = renderer.as_mut().and_then(|r| {
+                let boxes = c
+                    .tracks
+                    .iter()
+                    .map(|t| OverlayBox {
+                        bbox: t.bbox,
+                        label_zh: t.kind.zh().to_owned(),
+                        label_en: t.kind.en().to_owned(),
+                        track_id: Some(t.id),
+                        score: Some(t.score),
+                        highlight: a.track_ids.contains(&t.id),
+                    })
+                    .collect();
+                let overlay = Overlay {
+                    title_zh: format!("{} · {camera_name}", a.alert_type.zh()),
+                    title_en: a.alert_type.en().to_owned(),
+                    time_text: time_text(c.arrival),
+                    zone: a.zone.clone(),
+                    boxes,
+                    severity: a.severity,
+                    direction: None,
+                };
+                match r.render(&c.frame, &overlay) {
+                    Ok(jpeg) => {
+                        let name = format!("{id}.jpg");
+                        match std::fs::write(board.snapshot_dir.join(&name), jpeg) {
+                            Ok(()) => Some(name),
+                            Err(e) => {
+                                tracing::error!(camera_id = %a.camera, error = %e, "snapshot not written");
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(camera_id = %a.camera, error = %e, "snapshot not rendered");
+                        None
+                    }
+                }
+            });
+            board.push(AlertRecord {
+                id,
+                camera: a.camera.clone(),
+                camera_name,
+                rule_id: a.rule_id.clone(),
+                alert_type: a.alert_type,
+                type_zh: a.alert_type.zh(),
+                type_en: a.alert_type.en(),
+                code: a.code,
+                severity: a.severity,
+                time_ms: crate::camera::unix_ms(c.arrival),
+                score: a.score,
+                boxes: a.boxes.clone(),
+                track_ids: a.track_ids.clone(),
+                message_zh: a.message_zh.clone(),
+                message_en: a.message_en.clone(),
+                dispatch: a.dispatch,
+                snapshot,
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulids_are_26_chars_and_sort_by_time() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_000);
+        let a = ulid(t0);
+        let b = ulid(t0 + std::time::Duration::from_millis(1));
+        assert_eq!(a.len(), 26);
+        assert!(a < b, "{a} < {b}");
+    }
+}

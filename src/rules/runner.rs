@@ -1,0 +1,131 @@
+//! The rules stage thread: model outputs → per-camera tracker → rules → candidate alerts.
+//!
+//! In: [`Analysed`] frames from every model (bounded; the inference threads wait when it is full).
+//! Out: [`Candidate`]s with the frame they were seen on; the alert stage must keep up — candidates are
+//! never dropped here (the send blocks), because an alert that was seen must not be lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::{CandidateAlert, RuleSet, RulesConfig};
+use crate::decode::DecodedFrame;
+use crate::infer::{Analysed, ObjectKind as ModelKind};
+use crate::track::{Detection, ObjectKind, Track, Tracker, TrackerConfig};
+
+/// A candidate alert with the picture it was raised on.
+#[derive(Clone)]
+pub struct Candidate {
+    /// What the rule saw.
+    pub alert: CandidateAlert,
+    /// The analysed frame (for the snapshot).
+    pub frame: Arc<DecodedFrame>,
+    /// Every confirmed track on that frame (drawn in the snapshot).
+    pub tracks: Vec<Track>,
+    /// When the frame arrived.
+    pub arrival: SystemTime,
+}
+
+/// Counters of the rules stage.
+#[derive(Debug, Default)]
+pub struct RulesStats {
+    /// Model outputs processed.
+    pub frames: AtomicU64,
+    /// Candidate alerts raised.
+    pub candidates: AtomicU64,
+}
+
+fn to_track_kind(k: ModelKind) -> ObjectKind {
+    match k {
+        ModelKind::Person => ObjectKind::Person,
+        ModelKind::FallenPerson => ObjectKind::FallenPerson,
+        ModelKind::Vehicle => ObjectKind::Vehicle,
+        _ => ObjectKind::Other,
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct CameraState {
+    tracker: Tracker,
+    last_tracks: Vec<Track>,
+}
+
+/// Runs the stage on a named thread until `rx` closes.
+pub fn spawn(
+    rx: Receiver<Analysed>,
+    rules: &RulesConfig,
+    tracker_config: TrackerConfig,
+    out: Sender<Candidate>,
+    stats: Arc<RulesStats>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut set = match RuleSet::new(rules) {
+        Ok(s) => s,
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    std::thread::Builder::new().name("rules".into()).spawn(move || {
+        let mut cameras: HashMap<Arc<str>, CameraState> = HashMap::new();
+        for analysed in rx.iter() {
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            let d = &analysed.detections;
+            let (w, h) = d.frame_size;
+            let t = unix_seconds(d.arrival);
+            let state = match cameras.get_mut(&d.camera) {
+                Some(s) => s,
+                None => match Tracker::new(tracker_config.clone()) {
+                    Ok(tracker) => cameras.entry(d.camera.clone()).or_insert(CameraState {
+                        tracker,
+                        last_tracks: Vec::new(),
+                    }),
+                    Err(e) => {
+                        tracing::error!(camera_id = %d.camera, errors = ?e, "tracker config invalid");
+                        continue;
+                    }
+                },
+            };
+            let alerts = if let Some(score) = d.anomaly {
+                // Frame-level models do not move tracks; they feed the scene-anomaly rules.
+                set.observe(&d.camera, t, w, h, &state.last_tracks, Some(score))
+            } else {
+                let detections: Vec<Detection> = d
+                    .objects
+                    .iter()
+                    .map(|o| Detection {
+                        bbox: o.bbox,
+                        score: o.score,
+                        kind: to_track_kind(o.kind),
+                    })
+                    .collect();
+                state.last_tracks = state.tracker.update(t, w, h, &detections);
+                set.observe(&d.camera, t, w, h, &state.last_tracks, None)
+            };
+            for alert in alerts {
+                stats.candidates.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    camera_id = %alert.camera,
+                    rule = %alert.rule_id,
+                    kind = alert.alert_type.as_str(),
+                    score = alert.score,
+                    tracks = ?alert.track_ids,
+                    "candidate alert"
+                );
+                let candidate = Candidate {
+                    alert,
+                    frame: analysed.frame.clone(),
+                    tracks: state.last_tracks.clone(),
+                    arrival: d.arrival,
+                };
+                if out.send(candidate).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}

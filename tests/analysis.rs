@@ -1,0 +1,242 @@
+//! The real person/fall model on the real sample video, through camsim, the decoder, the batcher, the
+//! tracker and the rules, to alerts with snapshots in the API.
+//!
+//! Ground truth (established by looking at decoded frames of assets/video/vtest_main.mp4 at 5, 10, 20,
+//! 25, 30, 40 and 45 s, and at the detector's annotated output — see src/infer/tests.rs): the road
+//! that crosses the picture diagonally always has people walking on it (3–8 at a time, most of them
+//! crossing the whole picture in 10–30 s, some pairs walking together); nobody ever stands on the
+//! building's upper storey (the "roof" zone, top centre); the large yellow cloth on the lawn
+//! (bottom left) is the detector's known false "fall" and nobody falls in the video.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{asset, http};
+use qianliyan::camsim::TransportPolicy;
+use serde_json::Value;
+
+const RULES: &str = r#"
+[[zones]]
+id = "road"
+camera = "c1"
+polygon = [[0.0, 0.33], [1.0, 0.18], [1.0, 0.85], [0.0, 0.45]]
+
+[[zones]]
+id = "roof"
+camera = "c1"
+polygon = [[0.45, 0.0], [0.75, 0.0], [0.75, 0.12], [0.45, 0.12]]
+
+[[rules]]
+id = "road-intrusion"
+camera = "c1"
+kind = "intrusion"
+zone = "road"
+cooldown = "1s"
+rearm = "10s"
+
+[[rules]]
+id = "roof-intrusion"
+camera = "c1"
+kind = "intrusion"
+zone = "roof"
+
+[[rules]]
+id = "lawn-fall-masked"
+camera = "c1"
+kind = "fall"
+hold = "2s"
+masks = [[[0.03, 0.80], [0.30, 0.80], [0.30, 0.99], [0.03, 0.99]]]
+
+[[rules]]
+id = "loiter-low"
+camera = "c1"
+kind = "loitering"
+zone = "road"
+dwell = "4s"
+
+[[rules]]
+id = "loiter-high"
+camera = "c1"
+kind = "loitering"
+zone = "road"
+dwell = "10m"
+
+[[rules]]
+id = "gather-low"
+camera = "c1"
+kind = "gathering"
+zone = "road"
+min_count = 2
+hold = "3s"
+
+[[rules]]
+id = "gather-high"
+camera = "c1"
+kind = "gathering"
+zone = "road"
+min_count = 40
+hold = "3s"
+"#;
+
+#[test]
+fn the_real_model_on_the_sample_video_raises_the_right_alerts_with_snapshots() {
+    let sim = start_sim_main();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rules.toml"), RULES).expect("rules file");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let toml = format!(
+        r#"
+rules = "rules.toml"
+[node]
+data_dir = "{data}"
+assets_dir = "{repo}/assets"
+[web]
+listen = "127.0.0.1:0"
+[ingest]
+keyframe_only = false
+analysis_fps = 2.0
+[inference]
+models = ["{repo}/models/person_fall.toml"]
+threads = 1
+[[cameras]]
+id = "c1"
+name = "校园道路"
+url = "{url}"
+"#,
+        data = dir.path().join("data").display(),
+        url = sim.running.url(1),
+    );
+    let config =
+        qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(BTreeMap::new()))
+            .unwrap_or_else(|e| panic!("config: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let service = rt
+        .block_on(qianliyan::app::start(
+            config,
+            Default::default(),
+            cancel.clone(),
+        ))
+        .expect("service starts");
+    let addr = service.addr;
+
+    let (_, system) = http(addr, "GET", "/api/system", "");
+    assert!(
+        system.contains("\"execution_provider\":\"cpu\""),
+        "{system}"
+    );
+
+    // Analyse for 60 s of video.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (status, body) = http(addr, "GET", "/api/alerts?limit=1000", "");
+    assert_eq!(status, 200, "{body}");
+    let alerts: Vec<Value> = serde_json::from_str(&body).expect("json");
+    let by_rule = |rule: &str| {
+        alerts
+            .iter()
+            .filter(|a| a["rule_id"] == rule)
+            .collect::<Vec<_>>()
+    };
+    for rule in [
+        "road-intrusion",
+        "roof-intrusion",
+        "lawn-fall-masked",
+        "loiter-low",
+        "loiter-high",
+        "gather-low",
+        "gather-high",
+    ] {
+        eprintln!("{rule}: {} alert(s)", by_rule(rule).len());
+    }
+    let road = by_rule("road-intrusion");
+    assert!(
+        road.len() >= 2,
+        "people walk on the road all the time: {body}"
+    );
+    // One event, one alert: no track is reported twice for one entry.
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &road {
+        for id in a["track_ids"].as_array().expect("track ids") {
+            assert!(seen.insert(id.as_u64()), "track {id} alerted twice: {body}");
+        }
+        assert_eq!(a["code"], "06");
+        assert_eq!(a["type_zh"], "区域入侵");
+    }
+    assert!(
+        by_rule("roof-intrusion").is_empty(),
+        "nobody is on the roof: {body}"
+    );
+    assert!(
+        by_rule("lawn-fall-masked").is_empty(),
+        "the cloth is masked and nobody falls: {body}"
+    );
+    assert!(
+        !by_rule("loiter-low").is_empty(),
+        "people stay on the road longer than 4 s"
+    );
+    assert!(by_rule("loiter-high").is_empty(), "nobody stays 10 minutes");
+    assert!(
+        !by_rule("gather-low").is_empty(),
+        "two or more people are on the road at once"
+    );
+    assert!(by_rule("gather-high").is_empty(), "never 40 people");
+
+    // Every alert has an annotated JPEG snapshot.
+    for a in road.iter().take(3) {
+        let id = a["id"].as_str().expect("id");
+        let jpeg = raw_get(addr, &format!("/api/alerts/{id}/snapshot.jpg"));
+        assert!(
+            jpeg.starts_with(&[0xFF, 0xD8]),
+            "alert {id}: snapshot is a JPEG"
+        );
+        assert!(
+            jpeg.len() > 10_000,
+            "alert {id}: a real picture, {} bytes",
+            jpeg.len()
+        );
+    }
+    if let Some(a) = road.first() {
+        let id = a["id"].as_str().expect("id");
+        let out = std::path::Path::new(repo).join("target/screenshots");
+        let _ = std::fs::create_dir_all(&out);
+        let _ = std::fs::write(
+            out.join("intrusion_snapshot.jpg"),
+            raw_get(addr, &format!("/api/alerts/{id}/snapshot.jpg")),
+        );
+    }
+    cancel.cancel();
+    rt.block_on(service.stop());
+}
+
+fn start_sim_main() -> common::Sim {
+    // The main stream (768×576): people are large enough for the detector at 640×640.
+    let _ = asset("video/vtest_main.mp4");
+    common::start_sim_with(1, "video/vtest_main.mp4", None, TransportPolicy::Both)
+}
+
+fn raw_get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let at = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(buf.len());
+    buf.split_off(at)
+}
