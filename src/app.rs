@@ -420,11 +420,17 @@ fn start_analysis(
     }
     drop(analysed_tx);
     let stats = Arc::new(RulesStats::default());
+    let has_detector = settings.models.iter().any(|m| {
+        ModelManifest::load(m, &config.node.assets_dir)
+            .map(|mf| matches!(mf.kind, crate::infer::ModelKind::Detector(_)))
+            .unwrap_or(false)
+    });
     let (cand_tx, cand_rx) = crossbeam_channel::bounded::<Candidate>(CANDIDATE_QUEUE);
     let rules = rules_runner::spawn(
         analysed_rx,
         &analysis.rules,
         crate::track::TrackerConfig::default(),
+        has_detector,
         cand_tx,
         stats.clone(),
     )

@@ -72,6 +72,13 @@ min_count = 2
 hold = "3s"
 
 [[rules]]
+id = "scene"
+camera = "c1"
+kind = "scene_anomaly"
+threshold = 0.8
+samples = 3
+
+[[rules]]
 id = "gather-high"
 camera = "c1"
 kind = "gathering"
@@ -98,7 +105,7 @@ listen = "127.0.0.1:0"
 keyframe_only = false
 analysis_fps = 2.0
 [inference]
-models = ["{repo}/models/person_fall.toml"]
+models = ["{repo}/models/person_fall.toml", "{repo}/models/scene_anomaly.toml"]
 threads = 1
 [[cameras]]
 id = "c1"
@@ -154,6 +161,7 @@ url = "{url}"
         "loiter-high",
         "gather-low",
         "gather-high",
+        "scene",
     ] {
         eprintln!("{rule}: {} alert(s)", by_rule(rule).len());
     }
@@ -189,6 +197,22 @@ url = "{url}"
         "two or more people are on the road at once"
     );
     assert!(by_rule("gather-high").is_empty(), "never 40 people");
+    assert!(by_rule("scene").is_empty(), "normal footage is not a scene anomaly: {body}");
+
+    // Cover the lens: the project's PCA scene model (batched through the same stage) must notice.
+    assert_eq!(common::set_fault(&sim, "0001", "cover").0, 200);
+    let t1 = Instant::now();
+    let scene = loop {
+        let (_, body) = http(addr, "GET", "/api/alerts?limit=1000", "");
+        let alerts: Vec<Value> = serde_json::from_str(&body).expect("json");
+        if let Some(a) = alerts.iter().find(|a| a["rule_id"] == "scene") {
+            break a.clone();
+        }
+        assert!(t1.elapsed() < Duration::from_secs(30), "no scene anomaly 30 s after covering the camera");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("scene anomaly after {:.1} s: score {}", t1.elapsed().as_secs_f64(), scene["score"]);
+    assert!(scene["score"].as_f64().unwrap_or(0.0) >= 0.8, "{scene}");
 
     // Every alert has an annotated JPEG snapshot.
     for a in road.iter().take(3) {

@@ -146,9 +146,11 @@ pub fn spawn(
             let id = ulid(c.arrival);
             let camera_name = names(&a.camera);
             let snapshot = renderer.as_mut().and_then(|r| {
+                // Tracks the detector missed on this frame would be drawn where they were, not are.
                 let boxes = c
                     .tracks
                     .iter()
+                    .filter(|t| t.missed == 0 || a.track_ids.contains(&t.id))
                     .map(|t| OverlayBox {
                         bbox: t.bbox,
                         label_zh: t.kind.zh().to_owned(),

@@ -443,8 +443,16 @@ struct Layout {
     header: Option<Rect>,
     /// Tag rectangles, in drawing order, with the text drawn in each.
     tags: Vec<(Rect, String)>,
-    label_px: u16,
-    title_px: u16,
+}
+
+/// Tag and title text sizes in pixels for a frame `height` lines high: 17 and 20 px at 576 lines,
+/// never below 12 px.
+fn text_px(height: u32) -> (u16, u16) {
+    let s = height as f32 / 576.0;
+    (
+        (17.0 * s).round().clamp(12.0, 64.0) as u16,
+        (20.0 * s).round().clamp(12.0, 72.0) as u16,
+    )
 }
 
 /// Draws annotated snapshots. Holds the font (shared by clones), a glyph cache and a reused canvas;
@@ -623,13 +631,8 @@ impl Renderer {
 
         let s = h as f32 / 576.0;
         let thick = (2.0 * s).round().max(1.0) as i32;
-        let label_px = (17.0 * s).round().clamp(12.0, 64.0) as u16;
-        let title_px = (20.0 * s).round().clamp(12.0, 72.0) as u16;
-        let mut layout = Layout {
-            label_px,
-            title_px,
-            ..Layout::default()
-        };
+        let (label_px, title_px) = text_px(frame.height);
+        let mut layout = Layout::default();
 
         let header_h = self.header_height(overlay, title_px);
         if let Some(zone) = &overlay.zone {
@@ -1140,7 +1143,7 @@ mod tests {
             assert!(r.layout.header.is_some());
             // Text scales with the frame height, never below 12 px.
             let want = if h == 576 { (17, 20) } else { (12, 12) };
-            assert_eq!((r.layout.label_px, r.layout.title_px), want);
+            assert_eq!(text_px(h), want);
         }
     }
 
@@ -1189,9 +1192,9 @@ mod tests {
         let area = (tag.width * tag.height) as usize;
         assert!(n < area * 6 / 10, "{n} of {area}: text, not a filled block");
         // And they are the real glyphs, not the font's "missing glyph" box (tofu).
-        let (_, tofu) = font.rasterize_indexed(0, f32::from(r.layout.label_px));
+        let (_, tofu) = font.rasterize_indexed(0, f32::from(text_px(576).0));
         for c in text.chars() {
-            let (_, bitmap) = font.rasterize(c, f32::from(r.layout.label_px));
+            let (_, bitmap) = font.rasterize(c, f32::from(text_px(576).0));
             assert_ne!(bitmap, tofu, "{c} rasterises as tofu");
             assert!(
                 bitmap.iter().filter(|&&a| a > 128).count() > 20,

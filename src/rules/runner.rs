@@ -36,6 +36,8 @@ pub struct RulesStats {
     pub frames: AtomicU64,
     /// Candidate alerts raised.
     pub candidates: AtomicU64,
+    /// Model outputs older than one already evaluated for the camera (skipped).
+    pub stale: AtomicU64,
 }
 
 fn to_track_kind(k: ModelKind) -> ObjectKind {
@@ -56,13 +58,20 @@ fn unix_seconds(t: SystemTime) -> f64 {
 struct CameraState {
     tracker: Tracker,
     last_tracks: Vec<Track>,
+    /// Newest frame time seen; model outputs arrive per model, so a late one can be older.
+    last_t: f64,
+    /// A frame-level score waiting to ride along with the next detector frame.
+    pending_anomaly: Option<f32>,
 }
 
-/// Runs the stage on a named thread until `rx` closes.
+/// Runs the stage on a named thread until `rx` closes. `has_detector` says whether a detector model
+/// runs: then frame-level anomaly scores are held and evaluated with the next detector frame, so the
+/// rules see each moment once, in time order; without one, anomaly scores are evaluated alone.
 pub fn spawn(
     rx: Receiver<Analysed>,
     rules: &RulesConfig,
     tracker_config: TrackerConfig,
+    has_detector: bool,
     out: Sender<Candidate>,
     stats: Arc<RulesStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -83,6 +92,8 @@ pub fn spawn(
                     Ok(tracker) => cameras.entry(d.camera.clone()).or_insert(CameraState {
                         tracker,
                         last_tracks: Vec::new(),
+                        last_t: f64::MIN,
+                        pending_anomaly: None,
                     }),
                     Err(e) => {
                         tracing::error!(camera_id = %d.camera, errors = ?e, "tracker config invalid");
@@ -90,21 +101,39 @@ pub fn spawn(
                     }
                 },
             };
-            let alerts = if let Some(score) = d.anomaly {
-                // Frame-level models do not move tracks; they feed the scene-anomaly rules.
-                set.observe(&d.camera, t, w, h, &state.last_tracks, Some(score))
-            } else {
-                let detections: Vec<Detection> = d
-                    .objects
-                    .iter()
-                    .map(|o| Detection {
-                        bbox: o.bbox,
-                        score: o.score,
-                        kind: to_track_kind(o.kind),
-                    })
-                    .collect();
-                state.last_tracks = state.tracker.update(t, w, h, &detections);
-                set.observe(&d.camera, t, w, h, &state.last_tracks, None)
+            let alerts = match d.anomaly {
+                Some(score) if has_detector => {
+                    // Keep the worst score until the detector's frame comes.
+                    state.pending_anomaly = Some(state.pending_anomaly.map_or(score, |p| p.max(score)));
+                    continue;
+                }
+                Some(score) => {
+                    if t < state.last_t {
+                        stats.stale.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    state.last_t = t;
+                    set.observe(&d.camera, t, w, h, &[], Some(score))
+                }
+                None => {
+                    if t < state.last_t {
+                        stats.stale.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    state.last_t = t;
+                    let detections: Vec<Detection> = d
+                        .objects
+                        .iter()
+                        .map(|o| Detection {
+                            bbox: o.bbox,
+                            score: o.score,
+                            kind: to_track_kind(o.kind),
+                        })
+                        .collect();
+                    state.last_tracks = state.tracker.update(t, w, h, &detections);
+                    let anomaly = state.pending_anomaly.take();
+                    set.observe(&d.camera, t, w, h, &state.last_tracks, anomaly)
+                }
             };
             for alert in alerts {
                 stats.candidates.fetch_add(1, Ordering::Relaxed);

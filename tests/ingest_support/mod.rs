@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use qianliyan::camera::Fleet;
+use qianliyan::camera::{CameraEntry, Fleet};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +20,23 @@ use crate::common;
 pub struct Svc {
     /// Where the HTTP API listens.
     pub addr: SocketAddr,
-    /// The live inventory, for counters read in-process.
-    pub fleet: Arc<Fleet>,
+    /// The live inventory, for counters read in-process. Weak: the service's shutdown drains the
+    /// decoders only once it holds the last reference.
+    fleet: std::sync::Weak<Fleet>,
     service: Option<qianliyan::app::Service>,
     cancel: CancellationToken,
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
+}
+
+impl Svc {
+    /// A camera's live entry (its counters), read in-process.
+    pub fn entry(&self, id: &str) -> Arc<CameraEntry> {
+        self.fleet
+            .upgrade()
+            .and_then(|f| f.get(id))
+            .unwrap_or_else(|| panic!("camera {id} is not in the fleet"))
+    }
 }
 
 impl Drop for Svc {
@@ -82,7 +93,7 @@ listen = "127.0.0.1:0"
         .expect("service starts");
     Svc {
         addr: service.addr,
-        fleet: service.fleet.clone(),
+        fleet: Arc::downgrade(&service.fleet),
         service: Some(service),
         cancel,
         rt,
@@ -383,6 +394,49 @@ impl SilentServer {
         SilentServer {
             addr: listener.local_addr().expect("addr"),
             _listener: listener,
+        }
+    }
+}
+
+/// A local address that drops every SYN, like a host behind a firewall that drops packets: a
+/// listener with a one-connection backlog, filled by connections nobody accepts. (A routed
+/// "blackhole" such as 10.255.255.1 is not one on every network: a transparent proxy may answer.)
+pub struct Blackhole {
+    /// Connecting here hangs until the client gives up.
+    pub addr: SocketAddr,
+    _fill: Vec<std::net::TcpStream>,
+    _listener: tokio::net::TcpListener,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Blackhole {
+    /// Binds, fills the accept queue, and checks that a further connect hangs.
+    pub fn start() -> Blackhole {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+            socket.listen(0).expect("listen")
+        });
+        let addr = listener.local_addr().expect("addr");
+        let mut fill = Vec::new();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => fill.push(s),
+                Err(_) => break,
+            }
+            assert!(fill.len() < 16, "the accept queue of {addr} never fills");
+        }
+        Blackhole {
+            addr,
+            _fill: fill,
+            _listener: listener,
+            _rt: rt,
         }
     }
 }
