@@ -944,3 +944,491 @@ fn classify(
     }
     (reason, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Real GStreamer against real files, a local HLS server and closed ports.
+
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
+
+    fn asset(name: &str) -> PathBuf {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/video")
+            .join(name);
+        assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+        p
+    }
+
+    fn file_url(path: &Path) -> url::Url {
+        url::Url::from_file_path(path).unwrap()
+    }
+
+    fn spec(camera: &str, url: url::Url) -> SourceSpec {
+        SourceSpec {
+            camera: Arc::from(camera),
+            url,
+            stall_after: Duration::from_secs(5),
+        }
+    }
+
+    /// Runs a gst-launch description to EOS (for cutting test media).
+    fn run_to_eos(desc: &str) {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(desc).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(30),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("no EOS within 30 s");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            matches!(msg.view(), gst::MessageView::Eos(_)),
+            "{desc}: {msg:?}"
+        );
+    }
+
+    /// A ≈3 s mp4 cut from vtest_sub.mp4 (10 fps, keyframes at 0 s and 2 s), so a loop comes quickly.
+    fn cut_clip(dir: &Path) -> PathBuf {
+        let out = dir.join("clip.mp4");
+        run_to_eos(&format!(
+            "filesrc location={} ! qtdemux ! h264parse ! identity eos-after=30 ! mp4mux \
+             ! filesink location={}",
+            asset("vtest_sub.mp4").display(),
+            out.display()
+        ));
+        out
+    }
+
+    /// NAL unit types of an Annex-B H.264 access unit.
+    fn nal_types(data: &[u8]) -> Vec<u8> {
+        let mut types = Vec::new();
+        let mut i = 0;
+        while i + 3 < data.len() {
+            if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+                types.push(data[i + 3] & 0x1f);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        types
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        infos: Vec<StreamInfo>,
+        aus: Vec<(Instant, AccessUnit)>,
+        au_before_playing: bool,
+    }
+
+    impl SessionObserver for Recorder {
+        fn playing(&mut self, info: &StreamInfo) {
+            self.infos.push(info.clone());
+        }
+
+        fn access_unit(&mut self, au: AccessUnit, _info: &StreamInfo) {
+            if self.infos.is_empty() {
+                self.au_before_playing = true;
+            }
+            self.aus.push((Instant::now(), au));
+        }
+    }
+
+    /// Runs the source for at most `limit`; `None` when it was still running (and got cancelled).
+    async fn run_for(spec: &SourceSpec, limit: Duration) -> (Recorder, Option<IngestFailure>) {
+        let mut rec = Recorder::default();
+        let failure = tokio::time::timeout(limit, run_source(spec, &mut rec))
+            .await
+            .ok();
+        (rec, failure)
+    }
+
+    async fn expect_failure(spec: &SourceSpec) -> IngestFailure {
+        let (rec, failure) = run_for(spec, Duration::from_secs(15)).await;
+        let failure = failure.expect("the source should have failed");
+        assert!(rec.aus.is_empty(), "{failure}");
+        assert!(!failure.had_media);
+        failure
+    }
+
+    /// Waits until the camera's pipeline is freed (Null, no references left).
+    async fn assert_freed(camera: &str) {
+        let weak = lock(&PIPELINES).get(camera).cloned().expect("no pipeline");
+        for _ in 0..100 {
+            if weak.upgrade().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let p = weak.upgrade().unwrap();
+        panic!(
+            "pipeline still alive: state {:?}, refcount {}",
+            p.current_state(),
+            p.ref_count()
+        );
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        crate::camera::lock(m)
+    }
+
+    #[test]
+    fn templates_render_quote_and_parse() {
+        gst::init().unwrap();
+        for t in [FILE_TEMPLATE, URI_TEMPLATE, H264_TAIL, H265_TAIL] {
+            let values: &[(&str, &str)] = match t.name {
+                "source_file.pipeline" => &[("location", "/tmp/a \"b\" \\c {x}.mp4")],
+                "source_uri.pipeline" => &[("uri", "http://127.0.0.1:1/a%20b.m3u8?x={y}")],
+                _ => &[],
+            };
+            let desc = render(t, values).unwrap();
+            assert!(!desc.contains('#'), "{}: {desc}", t.name);
+            if values.is_empty() {
+                gst::parse::bin_from_description(&desc, true)
+                    .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            } else {
+                let p = gst::parse::launch(&desc).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+                let p = p.downcast::<gst::Bin>().unwrap();
+                let src = p.by_name("src").unwrap();
+                let (key, value) = values[0];
+                assert_eq!(src.property::<Option<String>>(key).as_deref(), Some(value));
+                assert!(p.by_name("parse").is_some());
+            }
+        }
+        assert!(render(FILE_TEMPLATE, &[]).unwrap_err().contains("{location}"));
+    }
+
+    #[test]
+    fn credentials_are_redacted_from_details() {
+        assert_eq!(
+            redact_text("Not Found (404), URL: http://u:p@h:80/x.m3u8, Redirect to: (NULL)"),
+            "Not Found (404), URL: http://h:80/x.m3u8, Redirect to: (NULL)"
+        );
+        assert_eq!(redact_text("rtmp://h/live/k@x"), "rtmp://h/live/k@x");
+        let u = url::Url::parse("rtmp://user:pw@host:1935/live").unwrap();
+        assert_eq!(redact_url(&u), "rtmp://host:1935/live");
+        assert!(handles(&u));
+        assert!(!handles(&url::Url::parse("rtsp://h/x").unwrap()));
+    }
+
+    #[test]
+    fn run_source_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let spec = spec("send", url::Url::parse("file:///x").unwrap());
+        let mut rec = Recorder::default();
+        is_send(&run_source(&spec, &mut rec));
+    }
+
+    /// A file camera: real-time pace, keyframes with SPS/PPS, and it loops past the end of the file with
+    /// timestamps that keep growing.
+    #[tokio::test]
+    async fn file_loops_in_real_time_with_parameter_sets_in_band() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = cut_clip(dir.path());
+        let spec = spec("file-loop", file_url(&clip));
+        let started = Instant::now();
+        let (rec, failure) = run_for(&spec, Duration::from_secs(8)).await;
+        assert!(failure.is_none(), "{failure:?}");
+        assert!(!rec.au_before_playing);
+        assert_eq!(rec.infos.len(), 1, "playing once");
+        let info = &rec.infos[0];
+        assert_eq!(info.codec, VideoCodec::H264);
+        assert_eq!(info.transport, "gstreamer");
+        assert!(info.width > 0 && info.height > 0, "{info:?}");
+        let tool = info.tool.as_deref().unwrap();
+        assert!(tool.contains("filesrc") && tool.contains("qtdemux"), "{tool}");
+
+        // ≈10 access units per second of wall time (the clip is 10 fps), not a burst.
+        let n = rec.aus.len();
+        assert!((60..=85).contains(&n), "{n} access units in 8 s");
+        let (t0, first) = &rec.aus[0];
+        assert!(t0.duration_since(started) < Duration::from_secs(2));
+        assert!(first.keyframe && first.pts_90k == 0);
+        let (t_last, last) = rec.aus.last().unwrap();
+        let wall = t_last.duration_since(*t0).as_secs_f64();
+        let media = last.pts_90k as f64 / 90_000.0;
+        assert!((wall - media).abs() < 0.5, "wall {wall:.2}s, media {media:.2}s");
+
+        // Timestamps grow by one frame (100 ms) every time, across the loop points too.
+        for pair in rec.aus.windows(2) {
+            let step = pair[1].1.pts_90k - pair[0].1.pts_90k;
+            assert!((8_000..=10_000).contains(&step), "step {step}");
+        }
+        // Past the end of the ≈3 s clip at least twice: keyframes at 0, 2, 3, 5, 6 s …
+        assert!(media > 6.5, "only {media:.1}s of media");
+        let keyframes: Vec<&AccessUnit> = rec.aus.iter().map(|(_, a)| a).filter(|a| a.keyframe).collect();
+        assert!(keyframes.len() >= 5, "{} keyframes", keyframes.len());
+        for au in &rec.aus {
+            let types = nal_types(&au.1.data);
+            assert_eq!(au.1.loss, 0);
+            if au.1.keyframe {
+                for t in [7, 8, 5] {
+                    assert!(types.contains(&t), "keyframe NAL types {types:?}");
+                }
+            } else {
+                assert!(!types.contains(&5) && types.contains(&1), "delta NAL types {types:?}");
+            }
+        }
+        assert_freed("file-loop").await;
+    }
+
+    /// The full sample: a keyframe every 2 s at 10 fps, and its keyframes decode through the pool.
+    #[tokio::test]
+    async fn file_keyframes_decode_through_the_pool() {
+        let spec = spec("file-decode", file_url(&asset("vtest_sub.mp4")));
+        let (rec, failure) = run_for(&spec, Duration::from_millis(4_500)).await;
+        assert!(failure.is_none(), "{failure:?}");
+        let info = &rec.infos[0];
+        let keyframes: Vec<i64> = rec
+            .aus
+            .iter()
+            .filter(|(_, a)| a.keyframe)
+            .map(|(_, a)| a.pts_90k)
+            .collect();
+        assert_eq!(&keyframes[..3], &[0, 180_000, 360_000], "{keyframes:?}");
+        assert!((38..=48).contains(&rec.aus.len()), "{} units", rec.aus.len());
+
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let pool = DecoderPool::start(DecodeConfig::default(), tx).unwrap();
+        let au = &rec.aus.iter().find(|(_, a)| a.keyframe && a.pts_90k > 0).unwrap().1;
+        pool.submit(EncodedFrame {
+            camera: spec.camera.clone(),
+            codec: info.codec,
+            data: au.data.clone(),
+            keyframe: true,
+            pts_90k: au.pts_90k,
+            arrival: au.arrival,
+            width: info.width,
+            height: info.height,
+        });
+        match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+            DecodeEvent::Frame(f) => {
+                assert_eq!((f.width, f.height), (info.width, info.height));
+                assert_eq!(f.pts_90k, au.pts_90k);
+                assert_eq!(&*f.camera, "file-decode");
+            }
+            DecodeEvent::Error { detail, .. } => panic!("decode error: {detail}"),
+        }
+        drop(rx);
+        pool.shutdown();
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.mp4");
+        let f = expect_failure(&spec("file-missing", file_url(&path))).await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+        assert!(f.detail.contains("nope.mp4"), "{}", f.detail);
+        assert_freed("file-missing").await;
+    }
+
+    #[tokio::test]
+    async fn text_file_is_not_found_with_a_clear_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "camera 17 is on the north gate\n".repeat(200)).unwrap();
+        let f = expect_failure(&spec("file-text", file_url(&path))).await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+        assert!(f.detail.starts_with("no playable H.264/H.265 video"), "{}", f.detail);
+        assert!(f.detail.contains("type"), "{}", f.detail);
+    }
+
+    #[tokio::test]
+    async fn other_video_codec_is_not_found_naming_it() {
+        // vtest.avi is DivX 3.
+        let f = expect_failure(&spec("file-divx", file_url(&asset("vtest.avi")))).await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+        assert!(f.detail.contains("video/x-divx"), "{}", f.detail);
+        assert!(f.detail.contains("no H.264/H.265 video"), "{}", f.detail);
+    }
+
+    #[tokio::test]
+    async fn audio_only_file_is_not_found_naming_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tone.wav");
+        run_to_eos(&format!(
+            "audiotestsrc num-buffers=20 ! wavenc ! filesink location={}",
+            path.display()
+        ));
+        let f = expect_failure(&spec("file-audio", file_url(&path))).await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+        assert!(f.detail.contains("audio/x-raw"), "{}", f.detail);
+    }
+
+    /// A port nobody listens on: bind, take the port, close.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn closed_http_and_rtmp_ports_are_refused() {
+        let port = closed_port();
+        for url in [
+            format!("http://127.0.0.1:{port}/live/x.m3u8"),
+            format!("rtmp://127.0.0.1:{port}/live/x"),
+        ] {
+            let f = expect_failure(&spec("net-refused", url::Url::parse(&url).unwrap())).await;
+            assert_eq!(f.reason, OfflineReason::Refused, "{f}");
+            assert!(f.detail.contains(&port.to_string()), "{}", f.detail);
+        }
+    }
+
+    #[tokio::test]
+    async fn unsupported_schemes_say_why() {
+        let f = expect_failure(&spec("v4l2", url::Url::parse("v4l2:///dev/video0").unwrap())).await;
+        assert_eq!(f.reason, OfflineReason::NotFound);
+        assert!(f.detail.contains("V4L2") && f.detail.contains("not supported"), "{}", f.detail);
+        let f = expect_failure(&spec("rtsp", url::Url::parse("rtsp://h/x").unwrap())).await;
+        assert!(f.detail.contains("retina"), "{}", f.detail);
+    }
+
+    /// No access unit for `stall_after` once media flowed: `stalled`, with `had_media`.
+    #[tokio::test]
+    async fn silent_source_is_stalled() {
+        let camera = "file-stall";
+        let mut spec = spec(camera, file_url(&asset("vtest_sub.mp4")));
+        spec.stall_after = Duration::from_secs(1);
+        // Once the appsink exists, let 5 buffers through and swallow the rest.
+        let starve = tokio::spawn(async move {
+            loop {
+                let sink = lock(&PIPELINES)
+                    .get(camera)
+                    .and_then(|w| w.upgrade())
+                    .and_then(|p| p.by_name("sink"));
+                if let Some(sink) = sink {
+                    let passed = std::sync::atomic::AtomicU32::new(0);
+                    sink.static_pad("sink").unwrap().add_probe(
+                        gst::PadProbeType::BUFFER,
+                        move |_, _| {
+                            if passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                                gst::PadProbeReturn::Ok
+                            } else {
+                                gst::PadProbeReturn::Drop
+                            }
+                        },
+                    );
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let started = Instant::now();
+        let (rec, failure) = run_for(&spec, Duration::from_secs(10)).await;
+        starve.await.unwrap();
+        let f = failure.expect("should stall");
+        assert_eq!(f.reason, OfflineReason::Stalled, "{f}");
+        assert!(f.had_media);
+        assert!(!rec.aus.is_empty() && rec.aus.len() <= 6, "{}", rec.aus.len());
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_freed(camera).await;
+    }
+
+    /// Dropping the future (the supervisor's cancellation) takes the pipeline down at once.
+    #[tokio::test]
+    async fn cancellation_sets_the_pipeline_to_null() {
+        let camera = "file-cancel";
+        let spec = spec(camera, file_url(&asset("vtest_sub.mp4")));
+        let (rec, failure) = run_for(&spec, Duration::from_millis(1_500)).await;
+        assert!(failure.is_none());
+        assert!(!rec.aus.is_empty());
+        assert_freed(camera).await;
+    }
+
+    /// Serves the files of `dir` over HTTP/1.1 (one request per connection), like a tiny HLS origin.
+    async fn serve(dir: PathBuf) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let dir = dir.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let req = String::from_utf8_lossy(&req);
+                    let path = req.split_whitespace().nth(1).unwrap_or("/");
+                    let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
+                    let reply = match std::fs::read(dir.join(name)) {
+                        Ok(body) if !name.contains("..") => {
+                            let kind = if name.ends_with(".m3u8") {
+                                "application/vnd.apple.mpegurl"
+                            } else {
+                                "video/mp2t"
+                            };
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                                 Connection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            r.extend_from_slice(&body);
+                            r
+                        }
+                        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec(),
+                    };
+                    let _ = sock.write_all(&reply).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    /// An HLS playlist over HTTP: the same access units, paced, and `eos` at the end of a VOD playlist;
+    /// a playlist that is not there is `not_found`.
+    #[tokio::test]
+    async fn hls_over_http_yields_paced_access_units_then_eos() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = cut_clip(dir.path());
+        run_to_eos(&format!(
+            "filesrc location={} ! qtdemux ! h264parse ! hlssink2 location={} \
+             playlist-location={} target-duration=1 max-files=0 playlist-length=0",
+            clip.display(),
+            dir.path().join("seg%05d.ts").display(),
+            dir.path().join("cam.m3u8").display()
+        ));
+        let port = serve(dir.path().to_owned()).await;
+
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/cam.m3u8")).unwrap();
+        let started = Instant::now();
+        let (rec, failure) = run_for(&spec("hls", url), Duration::from_secs(15)).await;
+        let f = failure.expect("a VOD playlist ends");
+        assert_eq!(f.reason, OfflineReason::Eos, "{f}");
+        assert!(f.had_media);
+        let info = &rec.infos[0];
+        assert_eq!(info.codec, VideoCodec::H264);
+        let tool = info.tool.as_deref().unwrap();
+        assert!(tool.contains("souphttpsrc") && tool.contains("tsdemux"), "{tool}");
+        assert!((25..=31).contains(&rec.aus.len()), "{} units", rec.aus.len());
+        // Paced: ≈3 s of media takes ≈3 s.
+        let wall = rec.aus.last().unwrap().0.duration_since(rec.aus[0].0);
+        assert!(wall > Duration::from_secs(2), "{wall:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let first = &rec.aus[0].1;
+        assert!(first.keyframe);
+        let types = nal_types(&first.data);
+        assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "{types:?}");
+        assert_freed("hls").await;
+
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/gone.m3u8")).unwrap();
+        let f = expect_failure(&spec("hls-404", url)).await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+    }
+}
