@@ -75,6 +75,8 @@ pub struct AlertRecord {
     pub dispatch: bool,
     /// Snapshot file name under `<data_dir>/snapshots/`, if it was written.
     pub snapshot: Option<String>,
+    /// From the frame's arrival at ingest to the alert being recorded, milliseconds.
+    pub latency_ms: u64,
 }
 
 /// Recent alerts, newest first.
@@ -204,6 +206,10 @@ pub fn spawn(
                 message_en: a.message_en.clone(),
                 dispatch: a.dispatch,
                 snapshot,
+                latency_ms: SystemTime::now()
+                    .duration_since(c.arrival)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
             });
         }
     })

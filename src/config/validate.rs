@@ -119,13 +119,19 @@ impl Validator {
                 None
             }
         };
-        let anomaly_model = inference.as_ref().is_some_and(|s| {
-            s.models.iter().any(|m| {
-                crate::infer::ModelManifest::load(m, assets_dir)
-                    .map(|mf| matches!(mf.kind, crate::infer::ModelKind::Anomaly(_)))
-                    .unwrap_or(false)
-            })
-        });
+        // Each manifest must load and name a model file that is there (and matches its sha256).
+        let mut anomaly_model = false;
+        for (i, m) in inference.iter().flat_map(|s| s.models.iter()).enumerate() {
+            match crate::infer::ModelManifest::load(m, assets_dir) {
+                Ok(mf) => {
+                    if let Err(e) = mf.verify_file() {
+                        self.err(format!("inference.models[{i}]"), e.to_string());
+                    }
+                    anomaly_model |= matches!(mf.kind, crate::infer::ModelKind::Anomaly(_));
+                }
+                Err(e) => self.err(format!("inference.models[{i}]"), e.to_string()),
+            }
+        }
         let rules = match &raw.rules {
             None => crate::rules::RulesConfig::default(),
             Some(file) => {
