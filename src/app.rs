@@ -259,9 +259,21 @@ fn spawn_dispatcher(
     rx: crossbeam_channel::Receiver<DecodeEvent>,
     analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
     analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
-        for event in rx.iter() {
+        // Ends when every decoder is gone (the channel closes) or, as a fallback, when told to stop.
+        loop {
+            let event = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
             match event {
                 DecodeEvent::Frame(frame) => {
                     let Some(entry) = fleet.upgrade().and_then(|f| f.get(&frame.camera)) else { continue };
@@ -483,6 +495,7 @@ pub struct Service {
     poller: tokio::task::JoinHandle<()>,
     sink: Arc<RoutingSink>,
     dispatcher: std::thread::JoinHandle<()>,
+    dispatcher_stop: Arc<std::sync::atomic::AtomicBool>,
     ledger_thread: std::thread::JoinHandle<()>,
     analysis: Option<Analysis>,
     /// Recent alerts (candidates with snapshots).
@@ -557,6 +570,7 @@ pub async fn start(
     let alert_board = AlertBoard::new(data_dir.join("snapshots"));
     let analysis = start_analysis(&config, &clock, alert_board.clone(), Arc::downgrade(&fleet))?;
     let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dispatcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher = spawn_dispatcher(
         Arc::downgrade(&fleet),
         decoded_rx,
@@ -565,6 +579,7 @@ pub async fn start(
             .map(|a| a.inputs.clone())
             .unwrap_or_default(),
         analysis_dropped.clone(),
+        dispatcher_stop.clone(),
     )
     .map_err(|source| AppError::DataDir {
         path: data_dir.clone(),
@@ -631,6 +646,7 @@ pub async fn start(
         poller,
         sink,
         dispatcher,
+        dispatcher_stop,
         ledger_thread,
         analysis,
         alerts: alert_board,
@@ -649,6 +665,7 @@ impl Service {
         let sink = self.sink;
         let dispatcher = self.dispatcher;
         let analysis = self.analysis;
+        let dispatcher_stop = self.dispatcher_stop;
         let _ = tokio::task::spawn_blocking(move || {
             match Arc::try_unwrap(sink) {
                 Ok(sink) => sink.shutdown(),

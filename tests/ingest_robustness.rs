@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{asset, http, start_sim};
 use ingest_support::{
-    Blackhole, GstRtspServer, HtmlServer, Resources, SilentServer, Svc, camera, camera_toml, history,
-    is_state, reconnects_total, start_service, wait_for,
+    Blackhole, GstRtspServer, HtmlServer, Resources, SilentServer, Svc, camera, camera_toml,
+    history, is_state, reconnects_total, start_service, wait_for,
 };
 use qianliyan::camsim::{Fault, TransportPolicy};
 use serde_json::Value;
@@ -330,11 +330,14 @@ fn bad_sources_get_their_own_reasons_and_never_stop_a_good_camera() {
         for (id, _, reasons) in &cases {
             let v = camera(&svc, id);
             let (r, e) = seen.get_mut(id).expect("case");
-            if r.is_none() && is_state(&v, "offline") && reasons.iter().any(|x| v["reason"] == *x)
-            {
+            if r.is_none() && is_state(&v, "offline") && reasons.iter().any(|x| v["reason"] == *x) {
                 *r = Some(t);
             }
-            if e.is_none() && v["last_error"].as_str().is_some_and(|e| !e.trim().is_empty()) {
+            if e.is_none()
+                && v["last_error"]
+                    .as_str()
+                    .is_some_and(|e| !e.trim().is_empty())
+            {
                 *e = Some(t);
             }
             assert!(

@@ -11,15 +11,17 @@
 //!   measures `[t_r − t_f, t_r − t_f + 2.5 s]`; the point truth adds half the cap (1 s).
 //! - `stall` at t_f: the last media arrived ≤ 100 ms before t_f (10 fps); the offline state is dated
 //!   at that last frame whoever notices first (the tracker's watchdog or ingest's read timeout, both
-//!   at stall_after). Restore: as for `down` (a session may be open and resume at once, or be in backoff).
+//!   at stall_after: the tracker's rule "a transition's `at` is when its condition began").
+//!   Restore: as for `down` (a session may be open and resume at once, or be in backoff).
 //! - A `down` of 1 s is a blip: the first three retries come within 0.3 + 0.6 + 1.2 s of the failure
 //!   and the third no earlier than 1.05 s, so media flows again by ≈ 2.2 s < grace: never offline.
 //! - Quality faults (`black`, `cover`, `freeze`) keep the camera online (availability 100 %) but
 //!   not intact. Analysis takes ≤ 1 keyframe per 0.9 s and camsim's keyframes come every 2 s, so a
-//!   black/cover period starts and ends ≤ 2 s late: degraded measures `dur ± 2.3 s`. A freeze repeats
-//!   one keyframe (every frame is a keyframe, analysed ≈ 1/s) and is `frozen` from the 5th identical
-//!   sample (`frozen_samples`), the first of which may be the last normal sample: it shows 3–5 s late
-//!   and clears ≤ 2 s late: degraded measures `[dur − 5.5, dur − 0.5]`, point truth `dur − 3`.
+//!   black/cover period starts and ends ≤ 2 s (+ ≤ 0.5 s decoding) late: degraded measures
+//!   `dur ± 2.8 s`. A freeze repeats one keyframe (every frame is a keyframe, analysed ≈ 1/s) and is
+//!   `frozen` from the 5th identical sample (`frozen_samples`), the first of which may be the last
+//!   normal sample: it shows 3–5 s late and clears ≤ 2.5 s late: degraded measures
+//!   `[dur − 5.8, dur − 0.2]`, point truth `dur − 3`.
 //!
 //! The issue's criterion: availability per camera within 2 % (absolute, of the 180 s window = 3.6 s)
 //! of the truth; the tighter mechanistic bounds above are asserted too.
@@ -44,8 +46,12 @@ const GRACE: f64 = 3.0;
 const BACKOFF_MAX: f64 = 2.0;
 /// DESCRIBE/SETUP/PLAY and the first frame on loopback, on a loaded 2-core machine.
 const HANDSHAKE: f64 = 0.5;
-/// A fault lands between two frames (100 ms) and requests take some ms.
-const EDGE: f64 = 0.3;
+/// A fault lands between two frames (100 ms); and when several cameras reconnect at once, this
+/// 2-core machine (debug build, camsim in the same process) processes the last frame before a
+/// stall up to ≈ 0.5 s after it was sent (observed 0.4 s with 7 reconnects at t = 64 s).
+const EDGE: f64 = 0.6;
+/// From an access unit's arrival to its VQD verdict in the tracker (decoder pool, dispatcher).
+const DECODE: f64 = 0.5;
 /// Every change of the online count shows within this long (issue: offline within 12 s, back
 /// within the backoff cap + 5 s); checkpoints are at least this long after every change.
 const SETTLE: f64 = 12.0;
@@ -154,8 +160,9 @@ const SCRIPT: &[Step] = &[
     },
 ];
 
-/// Shorter `down`s than this are blips that never show offline (see the module comment).
-const BLIP: f64 = 1.0;
+/// A `down` restored before the earliest third retry (0.15 + 0.3 + 0.6 s) is a blip that never
+/// shows offline (see the module comment); the script's blip lasts 1 s.
+const BLIP: f64 = 1.05;
 /// The retries of a blip (0.3 + 0.6 + 1.2 s ceilings) and the handshake end within the grace.
 const _: () = assert!(0.3 + 0.6 + 1.2 + HANDSHAKE < GRACE);
 
@@ -173,24 +180,24 @@ fn is_offline_kind(kind: &str) -> bool {
     matches!(kind, "down" | "stall")
 }
 
-/// Fault periods per camera from the script.
-fn periods() -> BTreeMap<u32, Vec<Period>> {
+/// Fault periods per camera from steps applied at the given times (the script's, or as run).
+fn fault_periods(applied: &[(f64, &Step)]) -> BTreeMap<u32, Vec<Period>> {
     let mut out: BTreeMap<u32, Vec<Period>> = (1..=CAMERAS).map(|c| (c, Vec::new())).collect();
     let mut open: BTreeMap<u32, (&'static str, f64)> = BTreeMap::new();
-    let mut steps: Vec<&Step> = SCRIPT.iter().collect();
-    steps.sort_by(|a, b| a.at.total_cmp(&b.at));
-    for s in steps {
+    let mut steps = applied.to_vec();
+    steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (at, s) in steps {
         for &c in s.cameras {
             if let Some((kind, start)) = open.remove(&c) {
                 out.get_mut(&c).expect("camera").push(Period {
                     kind,
                     start,
-                    end: s.at,
+                    end: at,
                     restored: true,
                 });
             }
             if s.kind != "restore" {
-                open.insert(c, (s.kind, s.at));
+                open.insert(c, (s.kind, at));
             }
         }
     }
@@ -228,7 +235,7 @@ fn expected(periods: &[Period]) -> (Expect, Expect) {
     for p in periods {
         let d = p.end - p.start;
         match p.kind {
-            "down" if d <= BLIP && p.restored => {}
+            "down" if d < BLIP && p.restored => {}
             "down" | "stall" => {
                 let late = if p.restored {
                     (BACKOFF_MAX / 2.0, BACKOFF_MAX + HANDSHAKE)
@@ -238,12 +245,12 @@ fn expected(periods: &[Period]) -> (Expect, Expect) {
                 offline.add(d + late.0, d - EDGE, d + late.1 + EDGE);
             }
             "black" | "cover" => {
-                let late = if p.restored { 2.0 } else { 0.0 };
-                degraded.add(d, d - 2.0 - EDGE, d + late + EDGE);
+                let late = if p.restored { 2.0 + DECODE } else { 0.0 };
+                degraded.add(d, d - 2.0 - DECODE - EDGE, d + late + EDGE);
             }
             "freeze" => {
-                let clear = if p.restored { 2.0 } else { 0.0 };
-                degraded.add(d - 3.0, d - 5.0 - EDGE, d - 3.0 + clear + EDGE);
+                let clear = if p.restored { 2.0 + DECODE } else { 0.0 };
+                degraded.add(d - 3.0, d - 5.0 - DECODE - EDGE, d - 3.0 + clear + EDGE);
             }
             other => panic!("unscripted kind {other}"),
         }
@@ -368,7 +375,8 @@ grace = "3s"
         "all online and intact before the script: {s}"
     );
 
-    let periods = periods();
+    let scripted: Vec<(f64, &Step)> = SCRIPT.iter().map(|s| (s.at, s)).collect();
+    let periods = fault_periods(&scripted);
     // The script's checkpoints: 13 s after each step time, which is ≥ SETTLE after every change.
     let mut step_times: Vec<f64> = SCRIPT.iter().map(|s| s.at).collect();
     step_times.push(0.0);
@@ -397,16 +405,19 @@ grace = "3s"
         .collect();
     actions.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut log = Vec::new();
+    // When each step took effect: camsim applies it while answering the request.
+    let mut as_run: Vec<(f64, &Step)> = Vec::new();
     for (t, action) in actions {
         std::thread::sleep(at(t).saturating_duration_since(Instant::now()));
         match action {
             Some(step) => {
+                let before = t0.elapsed().as_secs_f64();
                 ingest_support::set_faults(&sim, step.cameras, step.kind);
+                let after = t0.elapsed().as_secs_f64();
+                as_run.push(((before + after) / 2.0, step));
                 eprintln!(
-                    "t={:>5.1}s  {} {:?}",
-                    t0.elapsed().as_secs_f64(),
-                    step.kind,
-                    step.cameras
+                    "t={before:>7.3}s..{after:>7.3}s  {} {:?}",
+                    step.kind, step.cameras
                 );
             }
             None => checkpoint(&svc, &periods, t, &mut log),
@@ -414,6 +425,8 @@ grace = "3s"
     }
     // Everything inside the window has been detected (last change at 160 s) and reached the ledger.
     std::thread::sleep(at(WINDOW + 4.0).saturating_duration_since(Instant::now()));
+    // The truth is the script as run (each step a few ms after its scheduled time).
+    let periods = fault_periods(&as_run);
     let t_end = t0_wall + Duration::from_secs_f64(WINDOW);
     let rows = availability(&svc, t0_wall, t_end, "camera");
     let by_key: BTreeMap<String, &Value> = rows
@@ -422,7 +435,7 @@ grace = "3s"
         .collect();
 
     eprintln!(
-        "\n{:<5} {:<28} {:>9} {:>15} {:>9} {:>9} {:>8} {:>15} {:>9} {:>8}",
+        "\n{:<5} {:<36} {:>9} {:>15} {:>9} {:>9} {:>8} {:>15} {:>9} {:>8}",
         "cam",
         "script",
         "truth_off",
@@ -449,10 +462,10 @@ grace = "3s"
         let avail_truth = (WINDOW - off.mid) / WINDOW;
         let script: Vec<String> = ps
             .iter()
-            .map(|p| format!("{}@{}-{}", p.kind, p.start, p.end))
+            .map(|p| format!("{}@{:.1}-{:.1}", p.kind, p.start, p.end))
             .collect();
         eprintln!(
-            "{id:<5} {:<28} {:>9.1} {:>15} {:>9.2} {:>8.2}% {:>7.2}% {:>15} {:>9.2} {:>7.2}%",
+            "{id:<5} {:<36} {:>9.1} {:>15} {:>9.2} {:>8.2}% {:>7.2}% {:>15} {:>9.2} {:>7.2}%",
             script.join(","),
             off.mid,
             format!("[{:.1},{:.1}]", off.lo, off.hi),
@@ -567,5 +580,27 @@ grace = "3s"
         "\nscenario took {:.0} s in all",
         started.elapsed().as_secs_f64()
     );
+    if !failures.is_empty() {
+        // The ledger's view of each camera that missed, for the diagnosis.
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &failures {
+            let Some(id) = f.split(':').next().filter(|id| id.starts_with('c')) else {
+                continue;
+            };
+            if seen.insert(id.to_owned()) {
+                eprintln!("\n{id} history (oldest first), t relative to the scenario start:");
+                let t0_ms = ingest_support::unix_ms(t0_wall) as f64;
+                for t in history(&svc, id).iter().rev() {
+                    eprintln!(
+                        "  t={:>7.2}s  {} → {} {}",
+                        (t["at_ms"].as_f64().unwrap_or(0.0) - t0_ms) / 1000.0,
+                        t["from"]["state"],
+                        t["to"]["state"],
+                        t["to"]["reason"]
+                    );
+                }
+            }
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -286,7 +286,7 @@ async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
         let mut observer = Observer { entry, ctx };
         let failure = tokio::select! {
             _ = entry.cancel.cancelled() => return,
-            f = ingest::run_session(&spec, &mut observer) => f,
+            f = ingest::gst_source::run_any(&spec, &mut observer) => f,
         };
         let idx = REASONS
             .iter()

@@ -466,7 +466,9 @@ impl Validator {
                     }
                 }
             }
+            // A row with a cell that was reported and dropped is not imported with a default.
             if self.errors.len() == before
+                && cam.rejected.is_empty()
                 && let Some(c) = camera.finish(origin)
             {
                 out.push(c);

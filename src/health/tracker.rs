@@ -277,6 +277,9 @@ impl CameraTracker {
     /// The session failed or ended, with ingest's classification.
     pub fn on_failure(&mut self, reason: OfflineReason) {
         let now = self.clock.now();
+        // Ingest gives up on a silent stream at about the moment the watchdog would: let the watchdog
+        // run first so a stall is dated at the last media, not at the moment ingest noticed.
+        self.watchdog(now);
         self.link = Link::Failed;
         self.go_down(now, now, reason, false);
     }

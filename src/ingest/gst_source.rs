@@ -8,8 +8,10 @@
 //!
 //! The pipeline is a source template from `pipelines/` (`source_file` or `source_uri`: protocol source ▸
 //! `parsebin`), plus a codec tail (`source_h264`/`source_h265`: parser with `config-interval=-1` ▸
-//! byte-stream/AU caps ▸ `appsink sync=true`) linked to parsebin's first H.264/H.265 pad once its caps
-//! are known. Nothing is decoded here. V4L2 (raw capture devices) is not supported yet: it needs an
+//! byte-stream/AU caps ▸ `appsink`) linked to parsebin's first H.264/H.265 pad once its caps are known.
+//! Files and HLS/DASH are paced on the pipeline clock (appsink `sync`), since they can be read faster than
+//! real time; RTMP and progressive HTTP arrive at the sender's pace. A file loops forever through segment
+//! seeks, so its timestamps keep growing. Nothing is decoded here. V4L2 (raw capture devices) is not supported yet: it needs an
 //! encoder in the pipeline, and such a URL fails at once as `not_found` with a detail saying so.
 //!
 //! Threads and queueing: the pipeline runs on GStreamer's streaming threads; the appsink callback sends
@@ -32,6 +34,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,7 +46,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use super::{AccessUnit, HANDSHAKE_TIMEOUT, IngestFailure, SessionObserver, StreamInfo};
+use super::{
+    AccessUnit, HANDSHAKE_TIMEOUT, IngestFailure, SessionObserver, SessionSpec, StreamInfo,
+};
 use crate::decode::VideoCodec;
 use crate::health::OfflineReason;
 
@@ -72,6 +77,28 @@ pub struct SourceSpec {
     pub url: url::Url,
     /// No access unit for this long, once media flowed, ends the source as `stalled`.
     pub stall_after: Duration,
+}
+
+impl SourceSpec {
+    /// The source spec for a camera's session spec. Transport and credentials do not apply: RTMP and
+    /// HTTP credentials, where a server needs them, go in the URL.
+    pub fn from_session(spec: &SessionSpec) -> Self {
+        Self {
+            camera: spec.camera.clone(),
+            url: spec.url.clone(),
+            stall_after: spec.stall_after,
+        }
+    }
+}
+
+/// Runs one session of a camera, whatever its URL: RTSP(S) through retina ([`super::run_session`]),
+/// anything else through a GStreamer source ([`run_source`]). Same observer, same failure reasons.
+pub async fn run_any(spec: &SessionSpec, observer: &mut dyn SessionObserver) -> IngestFailure {
+    if handles(&spec.url) {
+        run_source(&SourceSpec::from_session(spec), observer).await
+    } else {
+        super::run_session(spec, observer).await
+    }
 }
 
 /// True when `url` is ingested by [`run_source`] rather than by the retina session.
@@ -238,6 +265,8 @@ struct RawAu {
     keyframe: bool,
     /// Running time of the buffer's PTS, ns (grows across file loops).
     running_ns: Option<u64>,
+    /// First unit of a new segment (a file loop, a seek, an HLS discontinuity).
+    new_segment: bool,
     codec: VideoCodec,
     width: u32,
     height: u32,
@@ -248,6 +277,10 @@ struct RawAu {
 #[derive(Default)]
 struct Shared {
     pads: Mutex<PadState>,
+    /// Pace access units on the pipeline clock (appsink `sync`): a file, or an adaptive (HLS/DASH)
+    /// stream, which is downloaded ahead in bursts. RTMP and progressive HTTP streams arrive at the
+    /// sender's pace already, and their timestamps need not start near zero, so they are not synced.
+    pace: AtomicBool,
     /// Factory names of the protocol source and demuxers, in the order they appeared (for `tool`).
     elements: Mutex<Vec<String>>,
 }
@@ -266,6 +299,9 @@ impl Shared {
             return;
         };
         let klass = factory.metadata("klass").unwrap_or("");
+        if klass.contains("Adaptive") {
+            self.pace.store(true, Ordering::Relaxed);
+        }
         if klass.contains("Bin") || !(klass.contains("Source") || klass.contains("Demux")) {
             return;
         }
@@ -327,7 +363,8 @@ fn on_pad_added(parse: &gst::Element, pad: &gst::Pad, shared: &Shared, tx: &mpsc
             }
         }
     };
-    if let Err(detail) = attach_tail(parse, pad, codec, tx.clone()) {
+    let pace = shared.pace.load(Ordering::Relaxed);
+    if let Err(detail) = attach_tail(parse, pad, codec, pace, tx.clone()) {
         post(parse, "link-failed", &detail);
     }
 }
@@ -346,19 +383,22 @@ fn attach_tail(
     parse: &gst::Element,
     pad: &gst::Pad,
     codec: VideoCodec,
+    pace: bool,
     tx: mpsc::Sender<RawAu>,
 ) -> Result<(), String> {
     let t = tail_template(codec);
-    let desc = render(t, &[])?;
+    let desc = render(t, &[("sync", if pace { "true" } else { "false" })])?;
     let tail = gst::parse::bin_from_description(&desc, true)
         .map_err(|e| format!("template {}: {e}", t.name))?;
     let sink = tail
         .by_name("sink")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| format!("template {}: no appsink named `sink`", t.name))?;
+    // Segment base + 1 of the previous sample (0: none yet), to flag the first unit of each segment.
+    let last_segment = AtomicU64::new(0);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| on_sample(sink, codec, &tx))
+            .new_sample(move |sink| on_sample(sink, codec, &last_segment, &tx))
             .build(),
     );
     let parent = parse
@@ -382,17 +422,23 @@ fn attach_tail(
 fn on_sample(
     sink: &gst_app::AppSink,
     codec: VideoCodec,
+    last_segment: &AtomicU64,
     tx: &mpsc::Sender<RawAu>,
 ) -> Result<gst::FlowSuccess, gst::FlowError> {
     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
     let (width, height) = sample.caps().map_or((0, 0), size_of);
     let buffer = sample.buffer_owned().ok_or(gst::FlowError::Error)?;
-    let running_ns = sample
+    let segment = sample
         .segment()
-        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>());
+    let running_ns = segment
         .zip(buffer.pts())
         .and_then(|(segment, pts)| segment.to_running_time(pts))
         .map(gst::ClockTime::nseconds);
+    let base = segment
+        .and_then(|s| s.base())
+        .map_or(1, |b| b.nseconds().saturating_add(1));
+    let new_segment = last_segment.swap(base, Ordering::Relaxed) != base;
     let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
     let mapped = buffer
         .into_mapped_buffer_readable()
@@ -402,6 +448,7 @@ fn on_sample(
         data: Bytes::from_owner(mapped),
         keyframe,
         running_ns,
+        new_segment,
         codec,
         width,
         height,
@@ -483,6 +530,7 @@ async fn run_inner(
     gst::init().map_err(|e| (OfflineReason::DecodeError, format!("GStreamer init: {e}")))?;
     let (tx, rx) = mpsc::channel(AU_CHANNEL);
     let shared = Arc::new(Shared::default());
+    shared.pace.store(origin.is_file(), Ordering::Relaxed);
     let pipeline = build(spec, &origin, tx, &shared)?;
     let bus = pipeline.bus().ok_or_else(|| {
         (
@@ -596,9 +644,11 @@ async fn drive(
             STATE_FAILURE_GRACE
         };
     let mut seeked = false;
-    let mut info: Option<StreamInfo> = None;
-    let mut first_ns: Option<u64> = None;
-    let mut last_ns: u64 = 0;
+    let mut out = Delivered {
+        info: None,
+        timeline: Timeline::default(),
+        had_media,
+    };
     loop {
         tokio::select! {
             msg = messages.next() => {
@@ -607,10 +657,21 @@ async fn drive(
                 };
                 match msg.view() {
                     gst::MessageView::Error(e) => {
-                        return Err(classify(origin, *had_media, &msg, &e.error(), e.debug().as_deref()));
+                        let debug = e.debug();
+                        // A demuxer whose pads were all left unlinked (no H.264/H.265 among them) may
+                        // stop with not-linked before parsebin says no-more-pads.
+                        let unlinked = debug.as_deref().is_some_and(|d| d.contains("not-linked"));
+                        if unlinked && !*out.had_media && !crate::camera::lock(&shared.pads).linked {
+                            return Err((
+                                OfflineReason::NotFound,
+                                format!("no H.264/H.265 video track (found: {})", shared.ignored()),
+                            ));
+                        }
+                        return Err(classify(origin, *out.had_media, &msg, &e.error(), debug.as_deref()));
                     }
                     gst::MessageView::Eos(_) if looping => {
                         // Only when the demuxer refused the SEGMENT seek; the supervisor reopens it.
+                        drain(rx, &mut out, shared, observer);
                         return Err((
                             OfflineReason::Eos,
                             "end of file, and the file cannot be looped seamlessly (the demuxer \
@@ -618,7 +679,11 @@ async fn drive(
                                 .to_owned(),
                         ));
                     }
-                    gst::MessageView::Eos(_) => return Ok(()),
+                    gst::MessageView::Eos(_) => {
+                        // EOS reaches the bus after the sink rendered everything; hand over the rest.
+                        drain(rx, &mut out, shared, observer);
+                        return Ok(());
+                    }
                     gst::MessageView::AsyncDone(_) if looping && !seeked => {
                         seeked = true;
                         let p = pipeline.clone();
@@ -679,46 +744,21 @@ async fn drive(
                 let Some(au) = au else {
                     return Err((OfflineReason::Eos, "the source pipeline went away".to_owned()));
                 };
-                let ns = au.running_ns.unwrap_or(last_ns);
-                last_ns = ns;
-                let first = *first_ns.get_or_insert(ns);
-                let pts_90k = i64::try_from((i128::from(ns) - i128::from(first)) * 9 / 100_000)
-                    .unwrap_or(i64::MAX);
-                let info = match &mut info {
-                    Some(info) => {
-                        (info.width, info.height) = (au.width, au.height);
-                        info
-                    }
-                    None => {
-                        let fresh = info.insert(StreamInfo {
-                            codec: au.codec,
-                            width: au.width,
-                            height: au.height,
-                            transport: TRANSPORT,
-                            tool: Some(shared.tool()),
-                        });
-                        observer.playing(fresh);
-                        fresh
-                    }
-                };
-                *had_media = true;
+                deliver(au, &mut out, shared, observer);
                 deadline = tokio::time::Instant::now() + spec.stall_after;
-                observer.access_unit(
-                    AccessUnit {
-                        data: au.data,
-                        keyframe: au.keyframe,
-                        pts_90k,
-                        arrival: au.arrival,
-                        loss: 0,
-                    },
-                    info,
-                );
             }
             () = tokio::time::sleep_until(deadline) => {
-                return Err(if info.is_some() {
+                return Err(if out.info.is_some() {
                     (
                         OfflineReason::Stalled,
                         format!("no access unit for {}s on a playing source", spec.stall_after.as_secs_f32()),
+                    )
+                } else if !crate::camera::lock(&shared.pads).ignored.is_empty() {
+                    // The demuxer showed its streams and none is H.264/H.265 (parsebin said neither
+                    // no-more-pads nor not-linked in time).
+                    (
+                        OfflineReason::NotFound,
+                        format!("no H.264/H.265 video track (found: {})", shared.ignored()),
                     )
                 } else if started.is_err() {
                     (OfflineReason::DecodeError, "the source pipeline would not start".to_owned())
@@ -726,14 +766,122 @@ async fn drive(
                     (
                         OfflineReason::Timeout,
                         format!(
-                            "no video within {}s of opening (pads seen: {})",
-                            HANDSHAKE_TIMEOUT.as_secs(),
-                            shared.ignored()
+                            "no stream within {}s of opening",
+                            HANDSHAKE_TIMEOUT.as_secs()
                         ),
                     )
                 });
             }
         }
+    }
+}
+
+/// What the async side has handed to the observer so far.
+struct Delivered<'a> {
+    /// The stream as announced by `playing` (None until the first unit).
+    info: Option<StreamInfo>,
+    timeline: Timeline,
+    had_media: &'a mut bool,
+}
+
+/// Hands one unit to the observer, announcing `playing` before the first.
+fn deliver(
+    au: RawAu,
+    out: &mut Delivered<'_>,
+    shared: &Shared,
+    observer: &mut dyn SessionObserver,
+) {
+    let pts_90k = out.timeline.pts_90k(au.running_ns, au.new_segment);
+    let info = match &mut out.info {
+        Some(info) => {
+            (info.width, info.height) = (au.width, au.height);
+            info
+        }
+        None => {
+            let fresh = out.info.insert(StreamInfo {
+                codec: au.codec,
+                width: au.width,
+                height: au.height,
+                transport: TRANSPORT,
+                tool: Some(shared.tool()),
+            });
+            observer.playing(fresh);
+            fresh
+        }
+    };
+    *out.had_media = true;
+    observer.access_unit(
+        AccessUnit {
+            data: au.data,
+            keyframe: au.keyframe,
+            pts_90k,
+            arrival: au.arrival,
+            loss: 0,
+        },
+        info,
+    );
+}
+
+/// Hands over the units still in the channel.
+fn drain(
+    rx: &mut mpsc::Receiver<RawAu>,
+    out: &mut Delivered<'_>,
+    shared: &Shared,
+    observer: &mut dyn SessionObserver,
+) {
+    while let Ok(au) = rx.try_recv() {
+        deliver(au, out, shared, observer);
+    }
+}
+
+/// Turns running times into `pts_90k` since the first unit, never stepping back at a segment start.
+///
+/// Running time already grows across file loops (segment seeks accumulate it), but where a file's last
+/// frame has no duration the next loop starts ON that frame's time; an HLS discontinuity can even step
+/// back. The first unit of a segment that would not move forward is placed one frame interval after
+/// the latest unit, and everything after it shifts alike. Within a segment nothing is touched, so
+/// B-frame reordering is kept.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Running time of the first unit.
+    first_ns: Option<u64>,
+    /// Added to every running time (grows at each non-advancing segment start).
+    offset_ns: u64,
+    /// Latest (shifted) time handed out.
+    latest_ns: Option<u64>,
+    /// Last positive step between consecutive units: the frame interval.
+    step_ns: u64,
+    /// Previous shifted time, for the step.
+    prev_ns: Option<u64>,
+}
+
+impl Timeline {
+    /// Fallback frame interval before two units were seen (25 fps).
+    const DEFAULT_STEP_NS: u64 = 40_000_000;
+
+    fn pts_90k(&mut self, running_ns: Option<u64>, new_segment: bool) -> i64 {
+        // A unit without a timestamp keeps the previous one's.
+        let mut ns = match running_ns {
+            Some(rt) => rt.saturating_add(self.offset_ns),
+            None => self.prev_ns.unwrap_or(0),
+        };
+        if let Some(latest) = self.latest_ns.filter(|l| new_segment && ns <= *l) {
+            let step = if self.step_ns > 0 {
+                self.step_ns
+            } else {
+                Self::DEFAULT_STEP_NS
+            };
+            let bump = latest + step - ns;
+            self.offset_ns += bump;
+            ns += bump;
+        }
+        if let Some(prev) = self.prev_ns.filter(|p| ns > *p) {
+            self.step_ns = ns - prev;
+        }
+        self.prev_ns = Some(ns);
+        self.latest_ns = Some(self.latest_ns.map_or(ns, |l| l.max(ns)));
+        let first = *self.first_ns.get_or_insert(ns);
+        i64::try_from((i128::from(ns) - i128::from(first)) * 9 / 100_000).unwrap_or(i64::MAX)
     }
 }
 
@@ -870,12 +1018,11 @@ fn classify(
     if let Some(extra) = debug
         .and_then(|d| d.split_once('\n'))
         .map(|(_, rest)| rest.trim())
+        .filter(|rest| !rest.is_empty())
     {
-        if !extra.is_empty() {
-            detail.push_str(" (");
-            detail.push_str(&extra.replace('\n', " "));
-            detail.push(')');
-        }
+        detail.push_str(" (");
+        detail.push_str(&extra.replace('\n', " "));
+        detail.push(')');
     }
     let text = format!("{} {}", error.message(), debug.unwrap_or("")).to_ascii_lowercase();
     let network = || {
@@ -996,7 +1143,8 @@ mod tests {
         );
     }
 
-    /// A ≈3 s mp4 cut from vtest_sub.mp4 (10 fps, keyframes at 0 s and 2 s), so a loop comes quickly.
+    /// A 2.9 s mp4 (29 units) cut from vtest_sub.mp4 (10 fps, keyframes at 0 s and 2 s), so a loop comes
+    /// quickly. Its last frame has no duration, so each loop starts on that frame's time (see [`Timeline`]).
     fn cut_clip(dir: &Path) -> PathBuf {
         let out = dir.join("clip.mp4");
         run_to_eos(&format!(
@@ -1088,13 +1236,15 @@ mod tests {
             let values: &[(&str, &str)] = match t.name {
                 "source_file.pipeline" => &[("location", "/tmp/a \"b\" \\c {x}.mp4")],
                 "source_uri.pipeline" => &[("uri", "http://127.0.0.1:1/a%20b.m3u8?x={y}")],
-                _ => &[],
+                _ => &[("sync", "true")],
             };
             let desc = render(t, values).unwrap();
             assert!(!desc.contains('#'), "{}: {desc}", t.name);
-            if values.is_empty() {
-                gst::parse::bin_from_description(&desc, true)
+            if values[0].0 == "sync" {
+                let bin = gst::parse::bin_from_description(&desc, true)
                     .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+                assert!(bin.by_name("sink").unwrap().property::<bool>("sync"));
+                assert!(bin.static_pad("sink").is_some());
             } else {
                 let p = gst::parse::launch(&desc).unwrap_or_else(|e| panic!("{}: {e}", t.name));
                 let p = p.downcast::<gst::Bin>().unwrap();
@@ -1104,7 +1254,11 @@ mod tests {
                 assert!(p.by_name("parse").is_some());
             }
         }
-        assert!(render(FILE_TEMPLATE, &[]).unwrap_err().contains("{location}"));
+        assert!(
+            render(FILE_TEMPLATE, &[])
+                .unwrap_err()
+                .contains("{location}")
+        );
     }
 
     #[test]
@@ -1118,6 +1272,26 @@ mod tests {
         assert_eq!(redact_url(&u), "rtmp://host:1935/live");
         assert!(handles(&u));
         assert!(!handles(&url::Url::parse("rtsp://h/x").unwrap()));
+    }
+
+    #[test]
+    fn timeline_never_steps_back_at_a_segment_start() {
+        let mut t = Timeline::default();
+        let ms = |v: u64| Some(v * 1_000_000);
+        // 10 fps; the file's last frame (200 ms) has no duration, so the loop restarts at 200 ms.
+        assert_eq!(t.pts_90k(ms(1_000), true), 0);
+        assert_eq!(t.pts_90k(ms(1_100), false), 9_000);
+        assert_eq!(t.pts_90k(ms(1_200), false), 18_000);
+        assert_eq!(t.pts_90k(ms(1_200), true), 27_000);
+        assert_eq!(t.pts_90k(ms(1_300), false), 36_000);
+        // Inside a segment, reordered (B-frame) times are kept as they are.
+        assert_eq!(t.pts_90k(ms(1_250), false), 31_500);
+        // A discontinuity back in time: placed one interval after the latest.
+        assert_eq!(t.pts_90k(ms(0), true), 45_000);
+        // No timestamp: the previous one.
+        assert_eq!(t.pts_90k(None, false), 45_000);
+        // A forward jump at a segment start is kept (5 s after the unit at 0 ms).
+        assert_eq!(t.pts_90k(ms(5_000), true), 45_000 + 450_000);
     }
 
     #[test]
@@ -1136,7 +1310,7 @@ mod tests {
         let clip = cut_clip(dir.path());
         let spec = spec("file-loop", file_url(&clip));
         let started = Instant::now();
-        let (rec, failure) = run_for(&spec, Duration::from_secs(8)).await;
+        let (rec, failure) = run_for(&spec, Duration::from_secs(9)).await;
         assert!(failure.is_none(), "{failure:?}");
         assert!(!rec.au_before_playing);
         assert_eq!(rec.infos.len(), 1, "playing once");
@@ -1145,27 +1319,48 @@ mod tests {
         assert_eq!(info.transport, "gstreamer");
         assert!(info.width > 0 && info.height > 0, "{info:?}");
         let tool = info.tool.as_deref().unwrap();
-        assert!(tool.contains("filesrc") && tool.contains("qtdemux"), "{tool}");
+        assert!(
+            tool.contains("filesrc") && tool.contains("qtdemux"),
+            "{tool}"
+        );
 
-        // ≈10 access units per second of wall time (the clip is 10 fps), not a burst.
+        // ≈10 access units per second of wall time (the clip is 10 fps), not a burst. (Timings are
+        // loose: tests share two cores.)
         let n = rec.aus.len();
-        assert!((60..=85).contains(&n), "{n} access units in 8 s");
+        assert!((55..=95).contains(&n), "{n} access units in 9 s");
         let (t0, first) = &rec.aus[0];
-        assert!(t0.duration_since(started) < Duration::from_secs(2));
+        assert!(t0.duration_since(started) < Duration::from_secs(3));
         assert!(first.keyframe && first.pts_90k == 0);
         let (t_last, last) = rec.aus.last().unwrap();
         let wall = t_last.duration_since(*t0).as_secs_f64();
         let media = last.pts_90k as f64 / 90_000.0;
-        assert!((wall - media).abs() < 0.5, "wall {wall:.2}s, media {media:.2}s");
+        assert!(
+            (wall - media).abs() < 0.5,
+            "wall {wall:.2}s, media {media:.2}s"
+        );
+        let rate = (n - 1) as f64 / wall;
+        assert!((9.0..=11.0).contains(&rate), "{rate:.1} units/s");
 
         // Timestamps grow by one frame (100 ms) every time, across the loop points too.
         for pair in rec.aus.windows(2) {
             let step = pair[1].1.pts_90k - pair[0].1.pts_90k;
-            assert!((8_000..=10_000).contains(&step), "step {step}");
+            assert!(
+                (8_000..=10_000).contains(&step),
+                "step {step}: {:?}",
+                rec.aus
+                    .iter()
+                    .map(|(_, a)| (a.pts_90k, a.keyframe))
+                    .collect::<Vec<_>>()
+            );
         }
-        // Past the end of the ≈3 s clip at least twice: keyframes at 0, 2, 3, 5, 6 s …
-        assert!(media > 6.5, "only {media:.1}s of media");
-        let keyframes: Vec<&AccessUnit> = rec.aus.iter().map(|(_, a)| a).filter(|a| a.keyframe).collect();
+        // Past the end of the 2.9 s clip at least twice: keyframes at 0, 2, 2.9, 4.9, 5.8 s …
+        assert!(media > 6.0, "only {media:.1}s of media");
+        let keyframes: Vec<&AccessUnit> = rec
+            .aus
+            .iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.keyframe)
+            .collect();
         assert!(keyframes.len() >= 5, "{} keyframes", keyframes.len());
         for au in &rec.aus {
             let types = nal_types(&au.1.data);
@@ -1175,7 +1370,10 @@ mod tests {
                     assert!(types.contains(&t), "keyframe NAL types {types:?}");
                 }
             } else {
-                assert!(!types.contains(&5) && types.contains(&1), "delta NAL types {types:?}");
+                assert!(
+                    !types.contains(&5) && types.contains(&1),
+                    "delta NAL types {types:?}"
+                );
             }
         }
         assert_freed("file-loop").await;
@@ -1195,11 +1393,20 @@ mod tests {
             .map(|(_, a)| a.pts_90k)
             .collect();
         assert_eq!(&keyframes[..3], &[0, 180_000, 360_000], "{keyframes:?}");
-        assert!((38..=48).contains(&rec.aus.len()), "{} units", rec.aus.len());
+        assert!(
+            (38..=48).contains(&rec.aus.len()),
+            "{} units",
+            rec.aus.len()
+        );
 
         let (tx, rx) = crossbeam_channel::bounded(4);
         let pool = DecoderPool::start(DecodeConfig::default(), tx).unwrap();
-        let au = &rec.aus.iter().find(|(_, a)| a.keyframe && a.pts_90k > 0).unwrap().1;
+        let au = &rec
+            .aus
+            .iter()
+            .find(|(_, a)| a.keyframe && a.pts_90k > 0)
+            .unwrap()
+            .1;
         pool.submit(EncodedFrame {
             camera: spec.camera.clone(),
             codec: info.codec,
@@ -1232,6 +1439,32 @@ mod tests {
         assert_freed("file-missing").await;
     }
 
+    /// The supervisor's one call: a file URL in a session spec goes to GStreamer, RTSP to retina.
+    #[tokio::test]
+    async fn run_any_dispatches_on_the_scheme() {
+        let session = |camera: &str, url: &str| SessionSpec {
+            camera: Arc::from(camera),
+            url: url::Url::parse(url).unwrap(),
+            transport: crate::config::Transport::Tcp,
+            credentials: None,
+            stall_after: Duration::from_secs(5),
+        };
+        let mut rec = Recorder::default();
+        let f = run_any(
+            &session("any-file", "file:///nonexistent/cam.mp4"),
+            &mut rec,
+        )
+        .await;
+        assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
+        assert!(f.detail.contains("filesrc"), "{}", f.detail);
+        let port = closed_port();
+        let url = format!("rtsp://127.0.0.1:{port}/x");
+        let f = run_any(&session("any-rtsp", &url), &mut rec).await;
+        assert_eq!(f.reason, OfflineReason::Refused, "{f}");
+        assert!(!f.detail.contains("GStreamer"), "{}", f.detail);
+        assert!(rec.aus.is_empty());
+    }
+
     #[tokio::test]
     async fn text_file_is_not_found_with_a_clear_detail() {
         let dir = tempfile::tempdir().unwrap();
@@ -1239,8 +1472,12 @@ mod tests {
         std::fs::write(&path, "camera 17 is on the north gate\n".repeat(200)).unwrap();
         let f = expect_failure(&spec("file-text", file_url(&path))).await;
         assert_eq!(f.reason, OfflineReason::NotFound, "{f}");
-        assert!(f.detail.starts_with("no playable H.264/H.265 video"), "{}", f.detail);
-        assert!(f.detail.contains("type"), "{}", f.detail);
+        assert!(
+            f.detail.starts_with("no playable H.264/H.265 video"),
+            "{}",
+            f.detail
+        );
+        assert!(f.detail.contains("text file"), "{}", f.detail);
     }
 
     #[tokio::test]
@@ -1286,9 +1523,17 @@ mod tests {
 
     #[tokio::test]
     async fn unsupported_schemes_say_why() {
-        let f = expect_failure(&spec("v4l2", url::Url::parse("v4l2:///dev/video0").unwrap())).await;
+        let f = expect_failure(&spec(
+            "v4l2",
+            url::Url::parse("v4l2:///dev/video0").unwrap(),
+        ))
+        .await;
         assert_eq!(f.reason, OfflineReason::NotFound);
-        assert!(f.detail.contains("V4L2") && f.detail.contains("not supported"), "{}", f.detail);
+        assert!(
+            f.detail.contains("V4L2") && f.detail.contains("not supported"),
+            "{}",
+            f.detail
+        );
         let f = expect_failure(&spec("rtsp", url::Url::parse("rtsp://h/x").unwrap())).await;
         assert!(f.detail.contains("retina"), "{}", f.detail);
     }
@@ -1299,7 +1544,8 @@ mod tests {
         let camera = "file-stall";
         let mut spec = spec(camera, file_url(&asset("vtest_sub.mp4")));
         spec.stall_after = Duration::from_secs(1);
-        // Once the appsink exists, let 5 buffers through and swallow the rest.
+        // Once the appsink exists, let 5 buffers through, then block its streaming thread (teardown
+        // must still work: Null flushes the pad, which releases a blocking probe).
         let starve = tokio::spawn(async move {
             loop {
                 let sink = lock(&PIPELINES)
@@ -1309,12 +1555,12 @@ mod tests {
                 if let Some(sink) = sink {
                     let passed = std::sync::atomic::AtomicU32::new(0);
                     sink.static_pad("sink").unwrap().add_probe(
-                        gst::PadProbeType::BUFFER,
+                        gst::PadProbeType::BUFFER | gst::PadProbeType::BLOCK,
                         move |_, _| {
-                            if passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
-                                gst::PadProbeReturn::Ok
+                            if passed.fetch_add(1, Ordering::Relaxed) < 5 {
+                                gst::PadProbeReturn::Pass
                             } else {
-                                gst::PadProbeReturn::Drop
+                                gst::PadProbeReturn::Ok
                             }
                         },
                     );
@@ -1329,7 +1575,12 @@ mod tests {
         let f = failure.expect("should stall");
         assert_eq!(f.reason, OfflineReason::Stalled, "{f}");
         assert!(f.had_media);
-        assert!(!rec.aus.is_empty() && rec.aus.len() <= 6, "{}", rec.aus.len());
+        // The probe lands a few units after the appsink appears.
+        assert!(
+            !rec.aus.is_empty() && rec.aus.len() <= 12,
+            "{}",
+            rec.aus.len()
+        );
         assert!(started.elapsed() < Duration::from_secs(4));
         assert_freed(camera).await;
     }
@@ -1415,8 +1666,15 @@ mod tests {
         let info = &rec.infos[0];
         assert_eq!(info.codec, VideoCodec::H264);
         let tool = info.tool.as_deref().unwrap();
-        assert!(tool.contains("souphttpsrc") && tool.contains("tsdemux"), "{tool}");
-        assert!((25..=31).contains(&rec.aus.len()), "{} units", rec.aus.len());
+        assert!(
+            tool.contains("souphttpsrc") && tool.contains("tsdemux"),
+            "{tool}"
+        );
+        assert!(
+            (25..=31).contains(&rec.aus.len()),
+            "{} units",
+            rec.aus.len()
+        );
         // Paced: ≈3 s of media takes ≈3 s.
         let wall = rec.aus.last().unwrap().0.duration_since(rec.aus[0].0);
         assert!(wall > Duration::from_secs(2), "{wall:?}");
@@ -1424,8 +1682,25 @@ mod tests {
         let first = &rec.aus[0].1;
         assert!(first.keyframe);
         let types = nal_types(&first.data);
-        assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "{types:?}");
+        assert!(
+            types.contains(&7) && types.contains(&8) && types.contains(&5),
+            "{types:?}"
+        );
         assert_freed("hls").await;
+
+        // A progressive MPEG-TS over HTTP (like HTTP-FLV): not paced, the sender paces a live one.
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/seg00000.ts")).unwrap();
+        let (rec, failure) = run_for(&spec("http-ts", url), Duration::from_secs(15)).await;
+        let f = failure.expect("a finite stream ends");
+        assert_eq!(f.reason, OfflineReason::Eos, "{f}");
+        assert!(
+            (18..=21).contains(&rec.aus.len()),
+            "{} units",
+            rec.aus.len()
+        );
+        let wall = rec.aus.last().unwrap().0.duration_since(rec.aus[0].0);
+        assert!(wall < Duration::from_secs(1), "{wall:?}");
+        assert!(rec.aus[0].1.keyframe);
 
         let url = url::Url::parse(&format!("http://127.0.0.1:{port}/gone.m3u8")).unwrap();
         let f = expect_failure(&spec("hls-404", url)).await;

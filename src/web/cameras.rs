@@ -262,13 +262,14 @@ pub async fn import(
     let mut imported = Vec::new();
     for camera in cameras {
         let id = camera.id.clone();
+        let field = camera.origin.field_path("id");
         match st.fleet.add(camera) {
             Ok(entry) => {
                 st.ledger.upsert_camera(&entry.camera()).await;
                 imported.push(id);
             }
             Err(e) => errors.push(super::FieldError {
-                field: format!("camera {id}"),
+                field,
                 message: e.to_string(),
             }),
         }
