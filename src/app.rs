@@ -316,9 +316,33 @@ fn spawn_dispatcher(
 }
 
 /// Polls every tracker once a second; transitions go to the ledger and the broadcast.
+/// Raises alerts left `new` too long (every 10 s).
+async fn escalation_timer(delivery: Arc<crate::sinks::Delivery>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let d = delivery.clone();
+        match tokio::task::spawn_blocking(move || d.escalate_due()).await {
+            Ok(Ok(escalated)) if !escalated.is_empty() => {
+                tracing::warn!(
+                    count = escalated.len(),
+                    "alerts escalated: still new after the escalation time"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "escalation check failed"),
+            _ => {}
+        }
+    }
+}
+
 async fn health_poller(
     fleet: Arc<Fleet>,
     ledger: LedgerHandle,
+    delivery: Arc<crate::sinks::Delivery>,
+    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
     events: broadcast::Sender<Transition>,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
@@ -359,6 +383,14 @@ async fn health_poller(
                 "camera state changed"
             );
             let _ = events.send(tr.clone());
+            if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&tr)) {
+                z.publish_health(&tr.camera, json);
+            }
+            let d = delivery.clone();
+            let t = tr.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.health(&t)).await {
+                tracing::error!(error = %e, "health event not stored for the feed");
+            }
             ledger.record(tr).await;
         }
     }
@@ -388,6 +420,8 @@ fn start_analysis(
     clock: &Arc<dyn Clock>,
     board: Arc<AlertBoard>,
     fleet: std::sync::Weak<Fleet>,
+    delivery: Arc<crate::sinks::Delivery>,
+    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
 ) -> Result<Option<Analysis>, AppError> {
     let Some(analysis) = &config.analysis else {
         return Ok(None);
@@ -447,14 +481,9 @@ fn start_analysis(
         stats.clone(),
     )
     .map_err(|e| err(&e))?;
-    let names: Arc<dyn Fn(&str) -> String + Send + Sync> = Arc::new(move |id: &str| {
-        fleet
-            .upgrade()
-            .and_then(|f| f.get(id))
-            .map(|e| e.camera().name)
-            .unwrap_or_else(|| id.to_owned())
-    });
-    let alerts = board::spawn(cand_rx, board, names).map_err(|e| err(&e))?;
+    let cameras: board::CameraLookup =
+        Arc::new(move |id: &str| fleet.upgrade().and_then(|f| f.get(id)).map(|e| e.camera()));
+    let alerts = board::spawn(cand_rx, board, cameras, Some(delivery), zmq).map_err(|e| err(&e))?;
     Ok(Some(Analysis {
         inputs,
         batchers,
@@ -497,6 +526,7 @@ pub struct Service {
     dispatcher: std::thread::JoinHandle<()>,
     dispatcher_stop: Arc<std::sync::atomic::AtomicBool>,
     ledger_thread: std::thread::JoinHandle<()>,
+    delivery_tasks: Vec<tokio::task::JoinHandle<()>>,
     analysis: Option<Analysis>,
     /// Recent alerts (candidates with snapshots).
     pub alerts: Arc<AlertBoard>,
@@ -568,7 +598,33 @@ pub async fn start(
         }
     }
     let alert_board = AlertBoard::new(data_dir.join("snapshots"));
-    let analysis = start_analysis(&config, &clock, alert_board.clone(), Arc::downgrade(&fleet))?;
+    let store =
+        crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
+            .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
+    let delivery = crate::sinks::Delivery::new(store, config.delivery.clone(), clock.clone());
+    let worker = delivery
+        .worker()
+        .map_err(|e| AppError::Analysis(format!("delivery worker: {e}")))?;
+    let delivery_task = tokio::spawn(worker.run(delivery.wake.clone(), cancel.child_token()));
+    let escalation_task = tokio::spawn(escalation_timer(delivery.clone(), cancel.clone()));
+    let zmq = match &config.delivery.zmq_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let p =
+                crate::sinks::zmq_pub::ZmqPublisher::start(endpoint, config.delivery.zmq_hwm, 4096)
+                    .map_err(|e| AppError::Analysis(format!("ZeroMQ: {e}")))?;
+            tracing::info!(endpoint = p.endpoint(), "ZeroMQ PUB bound (best effort)");
+            Some(Arc::new(p))
+        }
+    };
+    let analysis = start_analysis(
+        &config,
+        &clock,
+        alert_board.clone(),
+        Arc::downgrade(&fleet),
+        delivery.clone(),
+        zmq.clone(),
+    )?;
     let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let dispatcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher = spawn_dispatcher(
@@ -589,6 +645,8 @@ pub async fn start(
     let poller = tokio::spawn(health_poller(
         fleet.clone(),
         ledger.clone(),
+        delivery.clone(),
+        zmq.clone(),
         transitions.clone(),
         clock.clone(),
         cancel.clone(),
@@ -617,6 +675,7 @@ pub async fn start(
             .unwrap_or_default(),
         analysis_dropped: analysis_dropped.clone(),
         rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
+        delivery: delivery.clone(),
         decode_stats: Arc::new(move || {
             let s = stats_pool.stats();
             DropCounts {
@@ -648,6 +707,7 @@ pub async fn start(
         dispatcher,
         dispatcher_stop,
         ledger_thread,
+        delivery_tasks: vec![delivery_task, escalation_task],
         analysis,
         alerts: alert_board,
     })
@@ -657,6 +717,9 @@ impl Service {
     /// After the cancel token fired: waits for sources, drains the decoder, flushes the ledger.
     pub async fn stop(self) {
         let _ = self.web_task.await;
+        for t in self.delivery_tasks {
+            let _ = t.await;
+        }
         self.fleet.wait().await;
         let _ = self.poller.await;
         // Camera tasks and the web state are gone; dropping the fleet drops the last frame sink,
@@ -670,7 +733,9 @@ impl Service {
             match Arc::try_unwrap(sink) {
                 Ok(sink) => sink.shutdown(),
                 Err(_) => {
-                    tracing::warn!("frame sink still referenced at shutdown; decoders not drained")
+                    // Someone still holds the fleet (and so the sink): stop without draining.
+                    tracing::warn!("frame sink still referenced at shutdown; decoders not drained");
+                    dispatcher_stop.store(true, Ordering::Relaxed);
                 }
             }
             let _ = dispatcher.join();

@@ -17,6 +17,8 @@ pub mod infer;
 pub mod ingest;
 pub mod rules;
 pub mod shutdown;
+pub mod sinks;
+pub mod store;
 pub mod telemetry;
 pub mod track;
 pub mod web;

@@ -126,11 +126,17 @@ fn time_text(t: SystemTime) -> String {
     crate::health::format_cst(t)
 }
 
-/// Runs the stage on a named thread until `rx` closes. `names` maps camera ids to display names.
+/// Looks a camera's configuration up by id.
+pub type CameraLookup = Arc<dyn Fn(&str) -> Option<crate::config::Camera> + Send + Sync>;
+
+/// Runs the stage on a named thread until `rx` closes. `cameras` looks a camera's configuration up;
+/// `delivery` stores each alert with its outbox rows (one transaction) and feeds the command hall.
 pub fn spawn(
     rx: Receiver<Candidate>,
     board: Arc<AlertBoard>,
-    names: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    cameras: CameraLookup,
+    delivery: Option<Arc<crate::sinks::Delivery>>,
+    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("alerts".into()).spawn(move || {
         let mut renderer = match Renderer::new(None) {
@@ -146,7 +152,8 @@ pub fn spawn(
         for c in rx.iter() {
             let a = &c.alert;
             let id = ulid(c.arrival);
-            let camera_name = names(&a.camera);
+            let camera = cameras(&a.camera);
+            let camera_name = camera.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| a.camera.clone());
             let snapshot = renderer.as_mut().and_then(|r| {
                 // Tracks the detector missed on this frame would be drawn where they were, not are.
                 let boxes = c
@@ -188,7 +195,7 @@ pub fn spawn(
                     }
                 }
             });
-            board.push(AlertRecord {
+            let record = AlertRecord {
                 id,
                 camera: a.camera.clone(),
                 camera_name,
@@ -210,7 +217,31 @@ pub fn spawn(
                     .duration_since(c.arrival)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
-            });
+            };
+            if let Some(d) = &delivery {
+                // An alert that was seen must not be lost: retry the store a few times before giving up loudly.
+                let mut attempt = 0;
+                loop {
+                    match d.record(&record, camera.as_ref()) {
+                        Ok(stored) => {
+                            if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
+                                // Best effort by design: a full queue or HWM is counted, never waited on.
+                                z.publish_alert(record.alert_type.as_str(), stored.area_code.as_deref(), json);
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            attempt += 1;
+                            tracing::error!(camera_id = %record.camera, alert = %record.id, attempt, error = %e, "alert not stored");
+                            if attempt >= 5 {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+                        }
+                    }
+                }
+            }
+            board.push(record);
         }
     })
 }

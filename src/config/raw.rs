@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// Rules file (zones and behaviour rules), relative to the config file's directory.
     #[serde(default)]
     pub rules: Option<String>,
+    /// `[delivery]`: case system, police stations, retry policy.
+    #[serde(default)]
+    pub delivery: crate::sinks::RawDeliveryConfig,
 }
 
 /// Top-level keys, in the order sections are read and reported.
@@ -58,6 +61,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "camera_csv",
     "inference",
     "rules",
+    "delivery",
 ];
 
 /// `[node]`.
@@ -305,6 +309,9 @@ impl Reader<'_, '_> {
         }
         if let Some(v) = sections.remove("rules") {
             raw.rules = self.section(v, "rules");
+        }
+        if let Some(v) = sections.remove("delivery") {
+            raw.delivery = self.section(v, "delivery").unwrap_or_default();
         }
         raw
     }

@@ -25,6 +25,8 @@ pub struct Config {
     pub cameras: Vec<Camera>,
     /// `[inference]` and the rules file; `None` runs health only.
     pub analysis: Option<AnalysisConfig>,
+    /// `[delivery]`: where alerts go besides the command hall.
+    pub delivery: crate::sinks::DeliveryConfig,
 }
 
 /// What the analysis stages run.

@@ -54,6 +54,18 @@ pub fn validate(
     let credentials = v.credentials(raw, base_dir, env);
     let cameras = v.cameras(raw, &ingest);
     let analysis = v.analysis(raw, base_dir, &node.assets_dir, &cameras, env);
+    let delivery = match raw.delivery.validate(&|k| env.var(k).ok()) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in errors {
+                match e.split_once(": ") {
+                    Some((path, message)) => v.err(path, message),
+                    None => v.err("delivery", e),
+                }
+            }
+            crate::sinks::DeliveryConfig::default()
+        }
+    };
 
     if v.errors.is_empty() {
         Ok(Config {
@@ -64,6 +76,7 @@ pub fn validate(
             credentials,
             cameras,
             analysis,
+            delivery,
         })
     } else {
         Err(ConfigErrors(v.errors))

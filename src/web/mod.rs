@@ -3,9 +3,10 @@
 //! In: requests. Out: views of the fleet and the ledger, and camera changes applied to the fleet.
 //! Handlers never block the runtime: ledger queries go to the ledger thread and await its answer.
 
-mod alerts;
+pub mod alert_api;
 mod cameras;
 mod metrics;
+mod system;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub models: Vec<(String, &'static str)>,
     /// Decoded frames not handed to analysis because its queue was full.
     pub analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Alert store, outbox and feed.
+    pub delivery: Arc<crate::sinks::Delivery>,
     /// Rules-stage counters, when analysis runs.
     pub rules_stats: Option<Arc<crate::rules::runner::RulesStats>>,
     /// Reads the decoder's drop counters.
@@ -74,13 +77,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/cameras/{id}/history", get(cameras::history))
         .route("/api/health/summary", get(cameras::summary))
         .route("/api/health/availability", get(cameras::availability))
-        .route("/api/alerts", get(alerts::list))
-        .route("/api/alerts/{id}", get(alerts::one))
-        .route("/api/alerts/{id}/snapshot.jpg", get(alerts::snapshot))
-        .route("/api/system", get(alerts::system))
+        .route("/api/system", get(system::system))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(alert_api::router(alert_api::AlertApi::new(
+            state.delivery.clone(),
+        )))
 }
 
 /// An API error: status, a message naming the problem, and the field errors if any.

@@ -1,0 +1,175 @@
+//! Command-hall WebSocket feed: replay from the store after the client's cursor, then live events
+//! from a tokio broadcast. A client that falls behind the broadcast buffer is told
+//! `{"kind":"resync","cursor":…}` and closed; the pipeline's `send` never waits for anyone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::health::Transition;
+use crate::rules::AlertType;
+use crate::store::{Alert, AlertFilter, AlertState, AlertStore};
+
+/// Replay page size.
+const PAGE: usize = 500;
+/// A client that does not take a message within this long is closed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One feed event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FeedEvent {
+    /// A new alert (also what replay sends).
+    Alert(Box<Alert>),
+    /// An alert's state / severity / case id changed (live only; `GET /api/alerts/{id}` has the rest).
+    AlertUpdate(AlertUpdate),
+    /// A camera's health changed.
+    Health(Transition),
+}
+
+/// The changed parts of an alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertUpdate {
+    /// Alert id.
+    pub id: String,
+    /// Current state.
+    pub state: AlertState,
+    /// Current severity.
+    pub severity: crate::rules::Severity,
+    /// Escalated.
+    pub escalated: bool,
+    /// Case id.
+    pub case_id: Option<String>,
+}
+
+impl From<&Alert> for AlertUpdate {
+    fn from(a: &Alert) -> Self {
+        AlertUpdate {
+            id: a.id.clone(),
+            state: a.state,
+            severity: a.severity,
+            escalated: a.escalated,
+            case_id: a.case_id.clone(),
+        }
+    }
+}
+
+/// The feed's sender; the lead keeps one and hands clones around.
+pub type FeedSender = broadcast::Sender<Arc<FeedEvent>>;
+
+/// A feed subscription's query.
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    /// Last alert id the client saw; replay starts after it. None: live only.
+    pub cursor: Option<String>,
+    /// Alert filter (area prefix, type, minimum severity).
+    pub filter: AlertFilter,
+}
+
+fn passes(filter: &AlertFilter, ev: &FeedEvent) -> bool {
+    match ev {
+        FeedEvent::Alert(a) => filter.matches(a),
+        // Updates and health carry no area; send them unless the client asked for one alert type
+        // (video faults are the health side of alerts).
+        FeedEvent::AlertUpdate(_) => true,
+        FeedEvent::Health(_) => filter.alert_type.is_none_or(|t| t == AlertType::VideoFault),
+    }
+}
+
+async fn send_json<T: Serialize>(socket: &mut WebSocket, v: &T) -> bool {
+    let Ok(text) = serde_json::to_string(v) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+#[derive(Serialize)]
+struct Resync<'a> {
+    kind: &'static str,
+    cursor: Option<&'a str>,
+}
+
+/// Serves one client until it leaves, lags or the feed closes. `rx` must be subscribed BEFORE the
+/// replay query so nothing stored in between is missed; duplicates are skipped by store sequence.
+pub async fn serve(
+    mut socket: WebSocket,
+    store: AlertStore,
+    mut rx: broadcast::Receiver<Arc<FeedEvent>>,
+    query: FeedQuery,
+) {
+    let mut cursor = query.cursor.clone();
+    let mut last_seq = 0i64;
+    if cursor.is_some() {
+        loop {
+            let (c, f) = (cursor.clone(), query.filter.clone());
+            let page = match store
+                .blocking(move |s| s.after_cursor(c.as_deref(), &f, PAGE))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "feed replay failed");
+                    let _ = send_json(
+                        &mut socket,
+                        &Resync {
+                            kind: "resync",
+                            cursor: cursor.as_deref(),
+                        },
+                    )
+                    .await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            };
+            let n = page.len();
+            for a in page {
+                last_seq = last_seq.max(a.seq);
+                cursor = Some(a.id.clone());
+                if !send_json(&mut socket, &FeedEvent::Alert(Box::new(a))).await {
+                    return;
+                }
+            }
+            if n < PAGE {
+                break;
+            }
+        }
+    }
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    if let FeedEvent::Alert(a) = ev.as_ref() {
+                        if a.seq <= last_seq {
+                            continue;
+                        }
+                        last_seq = a.seq;
+                        cursor = Some(a.id.clone());
+                    }
+                    if passes(&query.filter, &ev) && !send_json(&mut socket, ev.as_ref()).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "feed client too slow; told to resync");
+                    let _ = send_json(&mut socket, &Resync { kind: "resync", cursor: cursor.as_deref() }).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

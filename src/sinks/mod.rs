@@ -1,0 +1,111 @@
+//! Sinks: the command-hall feed (WebSocket, replay by cursor), the case system and police dispatch
+//! (signed webhooks from the durable outbox).
+//!
+//! In: stored alerts and health transitions ([`Delivery::record`], [`Delivery::health`]).
+//! Out: outbox rows drained by [`webhook::DeliveryWorker`]; [`feed::FeedEvent`]s on a broadcast.
+//! When full: the broadcast never waits (slow feed clients are told to resync); the outbox is durable,
+//! so a slow or absent receiver only grows it.
+
+pub mod config;
+pub mod feed;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, broadcast};
+
+pub use config::{DeliveryConfig, Endpoint, RawDeliveryConfig, RawEndpoint};
+pub use feed::{FeedEvent, FeedSender};
+pub use webhook::{DeliveryWorker, Secret, WebhookError};
+
+use crate::alert::board::AlertRecord;
+use crate::clock::Clock;
+use crate::config::Camera;
+use crate::store::{Alert, AlertStore, StoreError};
+
+/// Feed events buffered per client before it is told to resync.
+pub const FEED_CAPACITY: usize = 1024;
+
+/// The delivery side shared by the alert thread, the API and the worker.
+pub struct Delivery {
+    /// The store.
+    pub store: AlertStore,
+    /// Routing, secrets, retry policy.
+    pub config: Arc<DeliveryConfig>,
+    /// The command-hall feed.
+    pub feed: FeedSender,
+    /// Wakes the delivery worker.
+    pub wake: Arc<Notify>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Delivery {
+    /// Builds it (no tasks started; see [`Delivery::worker`]).
+    pub fn new(store: AlertStore, config: DeliveryConfig, clock: Arc<dyn Clock>) -> Arc<Delivery> {
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        Arc::new(Delivery {
+            store,
+            config: Arc::new(config),
+            feed,
+            wake: Arc::new(Notify::new()),
+            clock,
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::camera::unix_ms(self.clock.wall())
+    }
+
+    /// Blocking: stores the alert with its routes (one transaction), then puts it on the feed and
+    /// wakes the worker. Call from the alert thread after the snapshot is written.
+    pub fn record(
+        &self,
+        record: &AlertRecord,
+        camera: Option<&Camera>,
+    ) -> Result<Alert, StoreError> {
+        let alert = Alert::from_record(record, camera);
+        self.insert(&alert)
+    }
+
+    /// As [`Delivery::record`], for an already-built [`Alert`].
+    pub fn insert(&self, alert: &Alert) -> Result<Alert, StoreError> {
+        let routes = self
+            .config
+            .routes_for(alert.jurisdiction.as_deref(), alert.dispatch);
+        let stored = self.store.insert(alert, &routes, self.now_ms())?;
+        // No subscribers is fine: replay serves them from the store later.
+        let _ = self
+            .feed
+            .send(Arc::new(FeedEvent::Alert(Box::new(stored.clone()))));
+        if !routes.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// Blocking: records a camera health change and puts it on the feed.
+    pub fn health(&self, t: &crate::health::Transition) -> Result<(), StoreError> {
+        let r = self.store.record_health(t);
+        let _ = self.feed.send(Arc::new(FeedEvent::Health(t.clone())));
+        r
+    }
+
+    /// Blocking: escalates alerts still `new` after `config.escalate_after` and announces them.
+    /// Call from a timer (every few seconds).
+    pub fn escalate_due(&self) -> Result<Vec<Alert>, StoreError> {
+        let up = self
+            .store
+            .escalate_due(self.now_ms(), self.config.escalate_after)?;
+        for a in &up {
+            let _ = self.feed.send(Arc::new(FeedEvent::AlertUpdate(a.into())));
+        }
+        Ok(up)
+    }
+
+    /// The delivery worker; run it with `worker.run(delivery.wake.clone(), cancel)`.
+    pub fn worker(&self) -> Result<DeliveryWorker, WebhookError> {
+        DeliveryWorker::new(self.store.clone(), self.config.clone(), self.clock.clone())
+    }
+}
+pub mod zmq_pub;

@@ -1,0 +1,916 @@
+//! Store: alerts, their lifecycle events, camera health transitions and the delivery outbox in SQLite (WAL).
+//!
+//! In: alerts from the alert stage with their delivery routes (alert + outbox rows in ONE transaction),
+//! transitions from operators and the case system, health transitions.
+//! Out: queries for the API, cursor replay for the feed, due outbox rows for the delivery worker.
+//! One connection behind a `Mutex`: every call blocks for milliseconds, so the alert thread calls it
+//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `sinks`).
+//! Nothing is dropped: an insert either commits or returns its error to the caller.
+
+mod lifecycle;
+mod outbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+pub use lifecycle::{ALLOWED_TRANSITIONS, AlertState, allowed, next_states, raise};
+pub use outbox::{OutboxRow, OutboxState, Route};
+
+use crate::alert::board::AlertRecord;
+use crate::config::Camera;
+use crate::rules::{AlertType, Severity};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file (the database's folder, a snapshot) could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No such alert / outbox row.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// `alert` or `outbox row`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The lifecycle does not allow this step.
+    #[error(
+        "transition {from} → {to} is not allowed (from {from} the allowed next states are: {allowed})"
+    )]
+    NotAllowed {
+        /// Current state.
+        from: AlertState,
+        /// Requested state.
+        to: AlertState,
+        /// Allowed next states, comma separated (`none` for a terminal state).
+        allowed: String,
+    },
+    /// Only dead-lettered outbox rows can be retried.
+    #[error("outbox row {id} is {state}, only dead rows can be retried")]
+    NotDead {
+        /// The row.
+        id: i64,
+        /// Its state.
+        state: OutboxState,
+    },
+    /// A stored value no longer parses (written by a newer version?).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The blocking task was cancelled or panicked.
+    #[error("store task failed: {0}")]
+    Join(String),
+}
+
+/// A stored alert: the alert stage's record, the camera's place, and its lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Store order (insertion sequence); the feed cursor resolves to it.
+    pub seq: i64,
+    /// ULID.
+    pub id: String,
+    /// Camera id.
+    pub camera: String,
+    /// Camera name.
+    pub camera_name: String,
+    /// Rule that raised it.
+    pub rule_id: String,
+    /// Type (`intrusion` …).
+    pub alert_type: AlertType,
+    /// Chinese type name.
+    pub type_zh: String,
+    /// English type name.
+    pub type_en: String,
+    /// GA/T 2000.254 code where one exists.
+    pub code: Option<String>,
+    /// Severity (raised by escalation).
+    pub severity: Severity,
+    /// Frame time, unix milliseconds.
+    pub time_ms: i64,
+    /// Score.
+    pub score: f32,
+    /// Boxes (camera pixels).
+    pub boxes: Vec<[f32; 4]>,
+    /// Track ids.
+    pub track_ids: Vec<u64>,
+    /// Message, Chinese.
+    pub message_zh: String,
+    /// Message, English.
+    pub message_en: String,
+    /// Whether the rule asks for police dispatch.
+    pub dispatch: bool,
+    /// Snapshot file name under the snapshot folder.
+    pub snapshot: Option<String>,
+    /// Frame arrival → alert recorded, milliseconds.
+    pub latency_ms: u64,
+    /// Administrative-division code of the camera.
+    pub area_code: Option<String>,
+    /// County/township/village.
+    pub area_path: Vec<String>,
+    /// Police station responsible.
+    pub jurisdiction: Option<String>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// Lifecycle state.
+    pub state: AlertState,
+    /// Case id set by the case system's callback.
+    pub case_id: Option<String>,
+    /// Whether escalation has raised it.
+    pub escalated: bool,
+}
+
+impl Alert {
+    /// A `new` alert from the alert stage's record and its camera's metadata (when known).
+    pub fn from_record(r: &AlertRecord, camera: Option<&Camera>) -> Alert {
+        Alert {
+            seq: 0,
+            id: r.id.clone(),
+            camera: r.camera.clone(),
+            camera_name: r.camera_name.clone(),
+            rule_id: r.rule_id.clone(),
+            alert_type: r.alert_type,
+            type_zh: r.type_zh.to_owned(),
+            type_en: r.type_en.to_owned(),
+            code: r.code.map(str::to_owned),
+            severity: r.severity,
+            time_ms: r.time_ms,
+            score: r.score,
+            boxes: r.boxes.clone(),
+            track_ids: r.track_ids.clone(),
+            message_zh: r.message_zh.clone(),
+            message_en: r.message_en.clone(),
+            dispatch: r.dispatch,
+            snapshot: r.snapshot.clone(),
+            latency_ms: r.latency_ms,
+            area_code: camera.and_then(|c| c.area_code.clone()),
+            area_path: camera
+                .and_then(|c| c.area_path.as_ref())
+                .map(|p| p.segments().to_vec())
+                .unwrap_or_default(),
+            jurisdiction: camera.and_then(|c| c.jurisdiction.clone()),
+            lat: camera.and_then(|c| c.location.as_ref()).map(|p| p.lat),
+            lon: camera.and_then(|c| c.location.as_ref()).map(|p| p.lon),
+            state: AlertState::New,
+            case_id: None,
+            escalated: false,
+        }
+    }
+}
+
+/// One lifecycle event of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// When, unix milliseconds.
+    pub at_ms: i64,
+    /// Operator name, `system` or `case-system`.
+    pub who: String,
+    /// `created`, `transition`, `escalated` or `case`.
+    pub kind: String,
+    /// State before.
+    pub from: Option<AlertState>,
+    /// State after.
+    pub to: Option<AlertState>,
+    /// Free text.
+    pub note: String,
+}
+
+/// Which alerts a query returns. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Frame time at or after, unix ms.
+    pub since_ms: Option<i64>,
+    /// Frame time before, unix ms.
+    pub until_ms: Option<i64>,
+    /// Camera id.
+    pub camera: Option<String>,
+    /// Area-code prefix (`330102` matches `330102001`).
+    pub area: Option<String>,
+    /// Type.
+    pub alert_type: Option<AlertType>,
+    /// State.
+    pub state: Option<AlertState>,
+    /// At least this severity.
+    pub min_severity: Option<Severity>,
+}
+
+impl AlertFilter {
+    /// True when `a` passes (the same test the SQL makes; used on the live feed).
+    pub fn matches(&self, a: &Alert) -> bool {
+        self.since_ms.is_none_or(|s| a.time_ms >= s)
+            && self.until_ms.is_none_or(|u| a.time_ms < u)
+            && self.camera.as_ref().is_none_or(|c| &a.camera == c)
+            && self.area.as_ref().is_none_or(|p| {
+                a.area_code
+                    .as_ref()
+                    .is_some_and(|c| c.starts_with(p.as_str()))
+            })
+            && self.alert_type.is_none_or(|t| a.alert_type == t)
+            && self.state.is_none_or(|s| a.state == s)
+            && self.min_severity.is_none_or(|m| a.severity >= m)
+    }
+
+    fn sql(&self, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
+        if let Some(s) = self.since_ms {
+            clauses.push("time_ms >= ?".into());
+            args.push(Value::Integer(s));
+        }
+        if let Some(u) = self.until_ms {
+            clauses.push("time_ms < ?".into());
+            args.push(Value::Integer(u));
+        }
+        if let Some(c) = &self.camera {
+            clauses.push("camera = ?".into());
+            args.push(Value::Text(c.clone()));
+        }
+        if let Some(p) = &self.area {
+            clauses.push("substr(area_code, 1, length(?)) = ?".into());
+            args.push(Value::Text(p.clone()));
+            args.push(Value::Text(p.clone()));
+        }
+        if let Some(t) = self.alert_type {
+            clauses.push("alert_type = ?".into());
+            args.push(Value::Text(type_str(t)));
+        }
+        if let Some(s) = self.state {
+            clauses.push("state = ?".into());
+            args.push(Value::Text(s.as_str().into()));
+        }
+        if let Some(m) = self.min_severity {
+            let names: Vec<&str> = Severity::ALL
+                .iter()
+                .filter(|s| **s >= m)
+                .map(|s| s.as_str())
+                .collect();
+            clauses.push(format!(
+                "severity IN ({})",
+                vec!["?"; names.len()].join(",")
+            ));
+            args.extend(names.into_iter().map(|n| Value::Text(n.into())));
+        }
+    }
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    /// Alerts deleted.
+    pub alerts: usize,
+    /// Snapshot bytes freed.
+    pub bytes: u64,
+    /// Alerts kept past their age / the budget because a delivery is pending or dead.
+    pub kept_undelivered: usize,
+}
+
+const MIGRATIONS: &[&str] = &[
+    // v1
+    "CREATE TABLE alerts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        camera TEXT NOT NULL, camera_name TEXT NOT NULL, rule_id TEXT NOT NULL,
+        alert_type TEXT NOT NULL, type_zh TEXT NOT NULL, type_en TEXT NOT NULL, code TEXT,
+        severity TEXT NOT NULL, time_ms INTEGER NOT NULL, score REAL NOT NULL,
+        boxes TEXT NOT NULL, track_ids TEXT NOT NULL,
+        message_zh TEXT NOT NULL, message_en TEXT NOT NULL, dispatch INTEGER NOT NULL,
+        snapshot TEXT, snapshot_bytes INTEGER NOT NULL DEFAULT 0, latency_ms INTEGER NOT NULL,
+        area_code TEXT, area_path TEXT NOT NULL, jurisdiction TEXT, lat REAL, lon REAL,
+        state TEXT NOT NULL, case_id TEXT, escalated INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+     );
+     CREATE INDEX alerts_time ON alerts(time_ms);
+     CREATE INDEX alerts_camera ON alerts(camera, seq);
+     CREATE INDEX alerts_state ON alerts(state, time_ms);
+     CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL, at_ms INTEGER NOT NULL, who TEXT NOT NULL, kind TEXT NOT NULL,
+        from_state TEXT, to_state TEXT, note TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL, sink TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, first_at_ms INTEGER,
+        last_error TEXT, state TEXT NOT NULL DEFAULT 'pending', delivered_at_ms INTEGER,
+        UNIQUE(alert_id, sink, url)
+     );
+     CREATE INDEX outbox_due ON outbox(state, next_at_ms);
+     CREATE INDEX outbox_alert ON outbox(alert_id);
+     CREATE TABLE health_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        camera TEXT NOT NULL, at_ms INTEGER NOT NULL, from_status TEXT NOT NULL, to_status TEXT NOT NULL
+     );
+     CREATE INDEX health_events_camera ON health_events(camera, at_ms);",
+];
+
+/// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
+#[derive(Clone)]
+pub struct AlertStore {
+    conn: Arc<Mutex<Connection>>,
+    snapshot_dir: PathBuf,
+}
+
+impl std::fmt::Debug for AlertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertStore")
+            .field("snapshot_dir", &self.snapshot_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const ALERT_COLUMNS: &str = "seq, id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
+     severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, latency_ms, \
+     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated";
+
+fn type_str(t: AlertType) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{t:?}"),
+    }
+}
+
+/// Parses an alert type's snake_case name.
+pub fn parse_type(s: &str) -> Option<AlertType> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+fn corrupt(what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("bad {what}: {v:?}").into(),
+    )
+}
+
+fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+    let t: String = r.get(5)?;
+    let sev: String = r.get(9)?;
+    let boxes: String = r.get(12)?;
+    let tracks: String = r.get(13)?;
+    let path: String = r.get(20)?;
+    let state: String = r.get(24)?;
+    Ok(Alert {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        camera: r.get(2)?,
+        camera_name: r.get(3)?,
+        rule_id: r.get(4)?,
+        alert_type: parse_type(&t).ok_or_else(|| corrupt("alert_type", &t))?,
+        type_zh: r.get(6)?,
+        type_en: r.get(7)?,
+        code: r.get(8)?,
+        severity: Severity::parse(&sev).ok_or_else(|| corrupt("severity", &sev))?,
+        time_ms: r.get(10)?,
+        score: r.get::<_, f64>(11)? as f32,
+        boxes: serde_json::from_str(&boxes).map_err(|_| corrupt("boxes", &boxes))?,
+        track_ids: serde_json::from_str(&tracks).map_err(|_| corrupt("track_ids", &tracks))?,
+        message_zh: r.get(14)?,
+        message_en: r.get(15)?,
+        dispatch: r.get(16)?,
+        snapshot: r.get(17)?,
+        latency_ms: r.get::<_, i64>(18)?.max(0) as u64,
+        area_code: r.get(19)?,
+        area_path: serde_json::from_str(&path).map_err(|_| corrupt("area_path", &path))?,
+        jurisdiction: r.get(21)?,
+        lat: r.get(22)?,
+        lon: r.get(23)?,
+        state: AlertState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        case_id: r.get(25)?,
+        escalated: r.get(26)?,
+    })
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl AlertStore {
+    /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`.
+    pub fn open(path: &Path, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // FULL: a committed alert survives power loss, not only a killed process.
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        migrate(&mut conn)?;
+        Ok(AlertStore {
+            conn: Arc::new(Mutex::new(conn)),
+            snapshot_dir: snapshot_dir.to_owned(),
+        })
+    }
+
+    /// Where snapshot files are.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a blocking thread (for async callers).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&AlertStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Stores `alert` (state `new`) and one pending outbox row per route, in ONE transaction.
+    /// Returns the alert with its `seq`. The outbox body is the alert's JSON as stored.
+    pub fn insert(
+        &self,
+        alert: &Alert,
+        routes: &[Route],
+        now_ms: i64,
+    ) -> Result<Alert, StoreError> {
+        let snapshot_bytes = alert
+            .snapshot
+            .as_ref()
+            .and_then(|s| std::fs::metadata(self.snapshot_dir.join(s)).ok())
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
+             severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \
+             snapshot_bytes, latency_ms, area_code, area_path, jurisdiction, lat, lon, state, case_id, \
+             escalated, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+            params![
+                alert.id,
+                alert.camera,
+                alert.camera_name,
+                alert.rule_id,
+                type_str(alert.alert_type),
+                alert.type_zh,
+                alert.type_en,
+                alert.code,
+                alert.severity.as_str(),
+                alert.time_ms,
+                f64::from(alert.score),
+                serde_json::to_string(&alert.boxes).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&alert.track_ids).unwrap_or_else(|_| "[]".into()),
+                alert.message_zh,
+                alert.message_en,
+                alert.dispatch,
+                alert.snapshot,
+                snapshot_bytes,
+                i64::try_from(alert.latency_ms).unwrap_or(i64::MAX),
+                alert.area_code,
+                serde_json::to_string(&alert.area_path).unwrap_or_else(|_| "[]".into()),
+                alert.jurisdiction,
+                alert.lat,
+                alert.lon,
+                AlertState::New.as_str(),
+                alert.case_id,
+                alert.escalated,
+                now_ms,
+            ],
+        )?;
+        let mut stored = alert.clone();
+        stored.seq = tx.last_insert_rowid();
+        stored.state = AlertState::New;
+        let body =
+            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        insert_event(
+            &tx,
+            &stored.id,
+            now_ms,
+            "system",
+            "created",
+            None,
+            Some(AlertState::New),
+            "",
+        )?;
+        outbox::insert_routes(&tx, &stored.id, &body, routes, now_ms)?;
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// One alert.
+    pub fn get(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                [id],
+                alert_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Matching alerts, newest first, at most `limit`.
+    pub fn list(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut args = Vec::new();
+        filter.sql(&mut clauses, &mut args);
+        args.push(Value::Integer(limit.min(100_000) as i64));
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq DESC LIMIT ?",
+            where_clause(&clauses)
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), alert_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Matching alerts stored after the alert `cursor` (oldest first, at most `limit`); all of them
+    /// when `cursor` is `None`. The cursor resolves to the store's insertion order, so an alert
+    /// whose ULID is older than the cursor but was stored later is not skipped; a cursor no longer in
+    /// the store (retention) falls back to ULID order.
+    pub fn after_cursor(
+        &self,
+        cursor: Option<&str>,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut args = Vec::new();
+        let conn = self.conn();
+        if let Some(c) = cursor {
+            let seq: Option<i64> = conn
+                .query_row("SELECT seq FROM alerts WHERE id = ?1", [c], |r| r.get(0))
+                .optional()?;
+            match seq {
+                Some(s) => {
+                    clauses.push("seq > ?".into());
+                    args.push(Value::Integer(s));
+                }
+                None => {
+                    clauses.push("id > ?".into());
+                    args.push(Value::Text(c.to_owned()));
+                }
+            }
+        }
+        filter.sql(&mut clauses, &mut args);
+        args.push(Value::Integer(limit.min(100_000) as i64));
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq ASC LIMIT ?",
+            where_clause(&clauses)
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), alert_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The alert's lifecycle events, oldest first.
+    pub fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at_ms, who, kind, from_state, to_state, note FROM alert_events \
+             WHERE alert_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            let from: Option<String> = r.get(3)?;
+            let to: Option<String> = r.get(4)?;
+            Ok(AlertEvent {
+                at_ms: r.get(0)?,
+                who: r.get(1)?,
+                kind: r.get(2)?,
+                from: from.as_deref().and_then(AlertState::parse),
+                to: to.as_deref().and_then(AlertState::parse),
+                note: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Moves an alert to `to` when the lifecycle allows it, recording who/when/note; `routes` are
+    /// outbox rows to add in the same transaction (an operator's dispatch). Returns the updated alert.
+    pub fn transition(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        routes: &[Route],
+        now_ms: i64,
+    ) -> Result<Alert, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let alert = tx
+            .query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                [id],
+                alert_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "alert",
+                id: id.to_owned(),
+            })?;
+        if !allowed(alert.state, to) {
+            return Err(not_allowed(alert.state, to));
+        }
+        tx.execute(
+            "UPDATE alerts SET state = ?1 WHERE id = ?2",
+            params![to.as_str(), id],
+        )?;
+        insert_event(
+            &tx,
+            id,
+            now_ms,
+            who,
+            "transition",
+            Some(alert.state),
+            Some(to),
+            note,
+        )?;
+        let mut updated = alert;
+        updated.state = to;
+        if !routes.is_empty() {
+            let body =
+                serde_json::to_string(&updated).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            outbox::insert_routes(&tx, id, &body, routes, now_ms)?;
+        }
+        tx.commit()?;
+        Ok(updated)
+    }
+
+    /// The case system reports back: sets the case id and moves the state (`dispatched` from `new` /
+    /// `acknowledged`; `closed` → `resolved` from any non-terminal state); records a `case` event.
+    pub fn apply_case_status(
+        &self,
+        id: &str,
+        case_id: &str,
+        status: CaseStatus,
+        now_ms: i64,
+    ) -> Result<Alert, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut alert = tx
+            .query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                [id],
+                alert_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "alert",
+                id: id.to_owned(),
+            })?;
+        let from = alert.state;
+        let to = match status {
+            CaseStatus::Dispatched if allowed(from, AlertState::Dispatched) => {
+                AlertState::Dispatched
+            }
+            CaseStatus::Closed if !from.is_terminal() => AlertState::Resolved,
+            _ => from,
+        };
+        tx.execute(
+            "UPDATE alerts SET state = ?1, case_id = ?2 WHERE id = ?3",
+            params![to.as_str(), case_id, id],
+        )?;
+        let note = format!("case {case_id}: {}", status.as_str());
+        insert_event(
+            &tx,
+            id,
+            now_ms,
+            "case-system",
+            "case",
+            Some(from),
+            Some(to),
+            &note,
+        )?;
+        tx.commit()?;
+        alert.state = to;
+        alert.case_id = Some(case_id.to_owned());
+        Ok(alert)
+    }
+
+    /// Escalates every alert still `new` whose frame time is at least `after` before `now_ms` and that
+    /// was not escalated yet: severity one step up, `escalated` set, an `escalated` event. Returns them.
+    pub fn escalate_due(&self, now_ms: i64, after: Duration) -> Result<Vec<Alert>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let due: Vec<Alert> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'new' AND escalated = 0 \
+                 AND time_ms <= ?1 ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([now_ms.saturating_sub(ms(after))], alert_from_row)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(due.len());
+        for mut a in due {
+            let raised = raise(a.severity);
+            tx.execute(
+                "UPDATE alerts SET severity = ?1, escalated = 1 WHERE id = ?2",
+                params![raised.as_str(), a.id],
+            )?;
+            let note = format!(
+                "unacknowledged for {} s: severity {} → {}",
+                after.as_secs(),
+                a.severity.as_str(),
+                raised.as_str()
+            );
+            insert_event(
+                &tx,
+                &a.id,
+                now_ms,
+                "system",
+                "escalated",
+                Some(a.state),
+                Some(a.state),
+                &note,
+            )?;
+            a.severity = raised;
+            a.escalated = true;
+            out.push(a);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Records a camera health transition (history for the API and audits).
+    pub fn record_health(&self, t: &crate::health::Transition) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO health_events (camera, at_ms, from_status, to_status) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                t.camera,
+                crate::camera::unix_ms(t.at),
+                serde_json::to_string(&t.from).unwrap_or_default(),
+                serde_json::to_string(&t.to).unwrap_or_default(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Retention: deletes alerts older than `max_age` and then the oldest ones until their snapshots
+    /// fit in `max_bytes`, never one with a pending or dead outbox row; deletes their snapshot files,
+    /// events and delivered outbox rows.
+    pub fn cleanup(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<CleanupReport, StoreError> {
+        let mut report = CleanupReport::default();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // (seq, id, snapshot, bytes, old, undelivered), oldest first.
+        let rows: Vec<(String, Option<String>, u64, bool, bool)> = {
+            let mut stmt = tx.prepare(
+                "SELECT a.id, a.snapshot, a.snapshot_bytes, a.time_ms < ?1, \
+                 EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead')) \
+                 FROM alerts a ORDER BY a.seq",
+            )?;
+            let r = stmt.query_map([now_ms.saturating_sub(ms(max_age))], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?;
+            r.collect::<Result<_, _>>()?
+        };
+        let mut total: u64 = rows.iter().map(|r| r.2).sum();
+        let mut files = Vec::new();
+        for (id, snapshot, bytes, old, undelivered) in rows {
+            if !old && total <= max_bytes {
+                break;
+            }
+            if undelivered {
+                report.kept_undelivered += 1;
+                continue;
+            }
+            tx.execute("DELETE FROM alert_events WHERE alert_id = ?1", [&id])?;
+            tx.execute("DELETE FROM outbox WHERE alert_id = ?1", [&id])?;
+            tx.execute("DELETE FROM alerts WHERE id = ?1", [&id])?;
+            total = total.saturating_sub(bytes);
+            report.alerts += 1;
+            report.bytes += bytes;
+            files.extend(snapshot);
+        }
+        tx.commit()?;
+        drop(conn);
+        // After the commit: a crash in between leaves an orphan file, never a row without its file.
+        for f in files {
+            if let Some(p) = self.snapshot_path(&f) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(report)
+    }
+
+    /// The snapshot file for a stored name; `None` for a name that tries to leave the folder.
+    pub fn snapshot_path(&self, name: &str) -> Option<PathBuf> {
+        let ok = !name.is_empty()
+            && !name.contains(['/', '\\'])
+            && name != "."
+            && name != ".."
+            && !name.starts_with('.');
+        ok.then(|| self.snapshot_dir.join(name))
+    }
+}
+
+/// Status the case system reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// The case system has dispatched it.
+    Dispatched,
+    /// The case is closed.
+    Closed,
+}
+
+impl CaseStatus {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Dispatched => "dispatched",
+            CaseStatus::Closed => "closed",
+        }
+    }
+}
+
+fn not_allowed(from: AlertState, to: AlertState) -> StoreError {
+    let next = next_states(from);
+    let allowed = if next.is_empty() {
+        "none (terminal state)".to_owned()
+    } else {
+        next.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    StoreError::NotAllowed { from, to, allowed }
+}
+
+fn where_clause(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_event(
+    tx: &Connection,
+    id: &str,
+    at_ms: i64,
+    who: &str,
+    kind: &str,
+    from: Option<AlertState>,
+    to: Option<AlertState>,
+    note: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO alert_events (alert_id, at_ms, who, kind, from_state, to_state, note) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            at_ms,
+            who,
+            kind,
+            from.map(|s| s.as_str()),
+            to.map(|s| s.as_str()),
+            note
+        ],
+    )?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(m)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

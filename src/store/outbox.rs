@@ -1,0 +1,241 @@
+//! The delivery outbox: one row per (alert, sink, url), written with the alert, drained by the worker.
+
+use std::fmt;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::{AlertStore, StoreError};
+
+/// Where an alert goes: `case` or `dispatch:<station>`, and the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `case` or `dispatch:<jurisdiction>`.
+    pub sink: String,
+    /// Endpoint URL.
+    pub url: String,
+}
+
+/// An outbox row's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Waiting for (another) attempt at `next_at_ms`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Gave up after the maximum age; waits for an engineer's retry.
+    Dead,
+}
+
+impl OutboxState {
+    /// The JSON/SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Option<OutboxState> {
+        [
+            OutboxState::Pending,
+            OutboxState::Delivered,
+            OutboxState::Dead,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One delivery of one alert to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    /// Row id (the retry API takes it).
+    pub id: i64,
+    /// The alert (also the `Idempotency-Key`).
+    pub alert_id: String,
+    /// `case` or `dispatch:<station>`.
+    pub sink: String,
+    /// Endpoint.
+    pub url: String,
+    /// The JSON body, fixed when the row was written (so every attempt signs the same bytes).
+    #[serde(skip)]
+    pub body: String,
+    /// Attempts made (reset by a manual retry).
+    pub attempts: u32,
+    /// Next attempt, unix ms.
+    pub next_at_ms: i64,
+    /// First attempt (of this retry round), unix ms.
+    pub first_at_ms: Option<i64>,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// State.
+    pub state: OutboxState,
+    /// When delivered, unix ms.
+    pub delivered_at_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, alert_id, sink, url, body, attempts, next_at_ms, first_at_ms, last_error, \
+                       state, delivered_at_ms";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
+    let state: String = r.get(9)?;
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        alert_id: r.get(1)?,
+        sink: r.get(2)?,
+        url: r.get(3)?,
+        body: r.get(4)?,
+        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_at_ms: r.get(6)?,
+        first_at_ms: r.get(7)?,
+        last_error: r.get(8)?,
+        state: OutboxState::parse(&state).ok_or_else(|| super::corrupt("outbox state", &state))?,
+        delivered_at_ms: r.get(10)?,
+    })
+}
+
+pub(super) fn insert_routes(
+    tx: &Connection,
+    alert_id: &str,
+    body: &str,
+    routes: &[Route],
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (alert_id, sink, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for r in routes {
+        stmt.execute(params![alert_id, r.sink, r.url, body, now_ms])?;
+    }
+    Ok(())
+}
+
+impl AlertStore {
+    /// Pending rows due at `now_ms`, oldest first.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_at_ms <= ?1 \
+             ORDER BY next_at_ms, id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now_ms, limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest `next_at_ms` of a pending row.
+    pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT MIN(next_at_ms) FROM outbox WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Rows in `state` (all when `None`), newest first.
+    pub fn outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![state.map(|s| s.as_str()), limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One outbox row.
+    pub fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// The receiver accepted the row.
+    pub fn mark_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at_ms = ?1, \
+             first_at_ms = COALESCE(first_at_ms, ?1), last_error = NULL WHERE id = ?2",
+            params![now_ms, id],
+        )?;
+        Ok(())
+    }
+
+    /// An attempt failed: the row becomes `dead` when `max_age_ms` has passed since its first attempt,
+    /// else waits until `next_at_ms`. Returns the new state.
+    pub fn mark_failed(
+        &self,
+        id: i64,
+        now_ms: i64,
+        error: &str,
+        max_age_ms: i64,
+        next_at_ms: i64,
+    ) -> Result<OutboxState, StoreError> {
+        let conn = self.conn();
+        let state: Option<String> = conn
+            .query_row(
+                "UPDATE outbox SET attempts = attempts + 1, first_at_ms = COALESCE(first_at_ms, ?1), \
+                 last_error = ?2, next_at_ms = ?3, \
+                 state = CASE WHEN ?1 - COALESCE(first_at_ms, ?1) >= ?4 THEN 'dead' ELSE 'pending' END \
+                 WHERE id = ?5 AND state = 'pending' RETURNING state",
+                params![now_ms, error, next_at_ms, max_age_ms, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(state
+            .as_deref()
+            .and_then(OutboxState::parse)
+            .unwrap_or(OutboxState::Pending))
+    }
+
+    /// Moves a dead row back to pending, due now, with a fresh maximum-age window.
+    pub fn retry(&self, id: i64, now_ms: i64) -> Result<OutboxRow, StoreError> {
+        let conn = self.conn();
+        let current = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+                [id],
+                row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "outbox row",
+                id: id.to_string(),
+            })?;
+        if current.state != OutboxState::Dead {
+            return Err(StoreError::NotDead {
+                id,
+                state: current.state,
+            });
+        }
+        conn.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, first_at_ms = NULL, next_at_ms = ?1 \
+             WHERE id = ?2",
+            params![now_ms, id],
+        )?;
+        Ok(OutboxRow {
+            state: OutboxState::Pending,
+            attempts: 0,
+            first_at_ms: None,
+            next_at_ms: now_ms,
+            ..current
+        })
+    }
+}

@@ -1,0 +1,194 @@
+use super::*;
+
+pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
+    Alert {
+        seq: 0,
+        id: id.into(),
+        camera: "cam-1".into(),
+        camera_name: "东门".into(),
+        rule_id: "r1".into(),
+        alert_type: AlertType::Intrusion,
+        type_zh: "区域入侵".into(),
+        type_en: "intrusion".into(),
+        code: Some("06".into()),
+        severity: Severity::High,
+        time_ms,
+        score: 0.9,
+        boxes: vec![[1.0, 2.0, 3.0, 4.0]],
+        track_ids: vec![7],
+        message_zh: "入侵".into(),
+        message_en: "intrusion".into(),
+        dispatch: true,
+        snapshot: None,
+        latency_ms: 12,
+        area_code: Some("330102001".into()),
+        area_path: vec!["县".into()],
+        jurisdiction: Some("east".into()),
+        lat: Some(30.0),
+        lon: Some(120.0),
+        state: AlertState::New,
+        case_id: None,
+        escalated: false,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> AlertStore {
+    AlertStore::open(&dir.path().join("a.db"), &dir.path().join("snapshots")).unwrap()
+}
+
+fn route() -> Vec<Route> {
+    vec![Route {
+        sink: "case".into(),
+        url: "http://127.0.0.1:1/case".into(),
+    }]
+}
+
+#[test]
+fn insert_round_trips_and_writes_outbox_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let a = s.insert(&alert("01A", 1000), &route(), 1000).unwrap();
+    assert_eq!(s.get("01A").unwrap().unwrap(), a);
+    assert_eq!(s.due(1000, 10).unwrap().len(), 1);
+    // A duplicate id fails the whole transaction: no second outbox row.
+    assert!(s.insert(&alert("01A", 1000), &route(), 1000).is_err());
+    assert_eq!(s.outbox(None, 10).unwrap().len(), 1);
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(s.get("01A").unwrap().unwrap(), a);
+}
+
+#[test]
+fn filters_and_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for (i, id) in ["01C", "01A", "01B"].iter().enumerate() {
+        let mut a = alert(id, 1000 + i as i64);
+        if i == 1 {
+            a.area_code = Some("440000".into());
+            a.alert_type = AlertType::Fall;
+        }
+        s.insert(&a, &[], 0).unwrap();
+    }
+    let f = AlertFilter::default();
+    let ids = |v: Vec<Alert>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list(&f, 10).unwrap()), ["01B", "01A", "01C"]);
+    // Insertion order, not ULID order: 01A was stored after 01C.
+    assert_eq!(
+        ids(s.after_cursor(Some("01C"), &f, 10).unwrap()),
+        ["01A", "01B"]
+    );
+    let area = AlertFilter {
+        area: Some("3301".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list(&area, 10).unwrap()), ["01B", "01C"]);
+    let fall = AlertFilter {
+        alert_type: Some(AlertType::Fall),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list(&fall, 10).unwrap()), ["01A"]);
+    let crit = AlertFilter {
+        min_severity: Some(Severity::Critical),
+        ..Default::default()
+    };
+    assert!(s.list(&crit, 10).unwrap().is_empty());
+}
+
+#[test]
+fn transitions_follow_the_table_and_escalation_raises_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.insert(&alert("01A", 0), &[], 0).unwrap();
+    let e = s
+        .transition("01A", AlertState::Resolved, "op", "", &[], 1)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotAllowed { .. }), "{e}");
+    assert!(e.to_string().contains("new → resolved"), "{e}");
+    let up = s.escalate_due(60_000, Duration::from_secs(60)).unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].severity, Severity::Critical);
+    assert!(
+        s.escalate_due(120_000, Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
+    s.transition("01A", AlertState::Acknowledged, "op", "seen", &[], 2)
+        .unwrap();
+    assert!(
+        s.escalate_due(999_999, Duration::from_secs(1))
+            .unwrap()
+            .is_empty()
+    );
+    let kinds: Vec<String> = s
+        .events("01A")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["created", "escalated", "transition"]);
+}
+
+#[test]
+fn cleanup_keeps_undelivered_alerts_and_deletes_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    std::fs::create_dir_all(s.snapshot_dir()).unwrap();
+    for id in ["01A", "01B"] {
+        std::fs::write(s.snapshot_dir().join(format!("{id}.jpg")), [0u8; 100]).unwrap();
+        let mut a = alert(id, 0);
+        a.snapshot = Some(format!("{id}.jpg"));
+        s.insert(&a, &route(), 0).unwrap();
+    }
+    let row = s
+        .due(0, 10)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.alert_id == "01A")
+        .unwrap();
+    s.mark_delivered(row.id, 1).unwrap();
+    let r = s.cleanup(10_000, Duration::from_secs(1), u64::MAX).unwrap();
+    assert_eq!((r.alerts, r.bytes, r.kept_undelivered), (1, 100, 1));
+    assert!(s.get("01A").unwrap().is_none());
+    assert!(!s.snapshot_dir().join("01A.jpg").exists());
+    assert!(s.get("01B").unwrap().is_some());
+    assert!(s.snapshot_dir().join("01B.jpg").exists());
+}
+
+#[test]
+fn outbox_dies_after_max_age_and_retry_revives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.insert(&alert("01A", 0), &route(), 0).unwrap();
+    let id = s.due(0, 1).unwrap()[0].id;
+    assert_eq!(
+        s.mark_failed(id, 0, "500", 1000, 10).unwrap(),
+        OutboxState::Pending
+    );
+    assert_eq!(
+        s.mark_failed(id, 999, "500", 1000, 1010).unwrap(),
+        OutboxState::Pending
+    );
+    assert_eq!(
+        s.mark_failed(id, 1000, "500", 1000, 2000).unwrap(),
+        OutboxState::Dead
+    );
+    assert!(s.due(i64::MAX, 10).unwrap().is_empty());
+    assert!(matches!(
+        s.retry(id + 1, 0),
+        Err(StoreError::NotFound { .. })
+    ));
+    let r = s.retry(id, 5000).unwrap();
+    assert_eq!(r.state, OutboxState::Pending);
+    assert!(matches!(s.retry(id, 0), Err(StoreError::NotDead { .. })));
+    assert_eq!(s.due(5000, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn snapshot_names_cannot_escape_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    assert!(s.snapshot_path("../x").is_none());
+    assert!(s.snapshot_path("a/b.jpg").is_none());
+    assert!(s.snapshot_path("01A.jpg").is_some());
+}

@@ -1,0 +1,444 @@
+//! The alert and delivery API: stored alerts, lifecycle transitions, snapshots, the outbox and dead
+//! letters, the case system's signed callback, and the command-hall WebSocket feed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::rules::{AlertType, Severity};
+use crate::sinks::feed::{AlertUpdate, FeedQuery};
+use crate::sinks::{Delivery, FeedEvent, webhook};
+use crate::store::{AlertFilter, AlertState, CaseStatus, OutboxState, StoreError, parse_type};
+
+/// Default and largest page of `GET /api/alerts`.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+/// The API's state.
+pub struct AlertApi {
+    /// Store, feed, routing, secrets and the worker's wake-up.
+    pub delivery: Arc<Delivery>,
+}
+
+impl AlertApi {
+    /// Wraps the delivery side.
+    pub fn new(delivery: Arc<Delivery>) -> Arc<AlertApi> {
+        Arc::new(AlertApi { delivery })
+    }
+    fn now_ms(&self) -> i64 {
+        crate::camera::unix_ms(self.delivery.clock.wall())
+    }
+}
+
+/// The routes; `.merge()` into the main router.
+pub fn router(state: Arc<AlertApi>) -> Router {
+    Router::new()
+        .route("/api/alerts", get(list))
+        .route("/api/alerts/feed", get(feed))
+        .route("/api/alerts/{id}", get(one))
+        .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/alerts/{id}/transition", post(transition))
+        .route("/api/delivery/outbox", get(outbox))
+        .route("/api/delivery/dead", get(dead))
+        .route("/api/delivery/{id}/retry", post(retry))
+        .route("/api/case-callback", post(case_callback))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    match &e {
+        StoreError::NotFound { .. } => error(StatusCode::NOT_FOUND, e.to_string()),
+        StoreError::NotAllowed { .. } | StoreError::NotDead { .. } => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        _ => {
+            tracing::error!(error = %e, "alert store failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "alert store failed")
+        }
+    }
+}
+
+/// A request value that does not parse: 422 naming the field.
+struct Invalid(String);
+
+impl IntoResponse for Invalid {
+    fn into_response(self) -> Response {
+        error(StatusCode::UNPROCESSABLE_ENTITY, self.0)
+    }
+}
+
+fn invalid(field: &str, msg: impl std::fmt::Display) -> Invalid {
+    Invalid(format!("field `{field}`: {msg}"))
+}
+
+fn unprocessable(field: &str, msg: impl std::fmt::Display) -> Response {
+    invalid(field, msg).into_response()
+}
+
+fn names<T: Copy>(all: &[T], name: impl Fn(T) -> String) -> String {
+    all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", ")
+}
+
+fn type_name(t: AlertType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Parses the shared query fields; `Err` is a 422 naming the field.
+fn parse_filter(q: &HashMap<String, String>) -> Result<AlertFilter, Invalid> {
+    let int = |k: &str| -> Result<Option<i64>, Invalid> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| invalid(k, format!("{v:?} is not unix milliseconds")))
+            })
+            .transpose()
+    };
+    let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    let alert_type = text("type")
+        .map(|t| {
+            parse_type(&t).ok_or_else(|| {
+                invalid(
+                    "type",
+                    format!(
+                        "unknown type {t:?}; expected one of {}",
+                        names(&AlertType::ALL, type_name)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let state = text("state")
+        .map(|s| {
+            AlertState::parse(&s).ok_or_else(|| {
+                invalid(
+                    "state",
+                    format!(
+                        "unknown state {s:?}; expected one of {}",
+                        names(&AlertState::ALL, |s| s.as_str().into())
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let min_severity = text("severity")
+        .map(|s| {
+            Severity::parse(&s).ok_or_else(|| {
+                invalid(
+                    "severity",
+                    format!(
+                        "unknown severity {s:?}; expected one of {}",
+                        names(&Severity::ALL, |s| s.as_str().into())
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(AlertFilter {
+        since_ms: int("since")?,
+        until_ms: int("until")?,
+        camera: text("camera"),
+        area: text("area"),
+        alert_type,
+        state,
+        min_severity,
+    })
+}
+
+async fn list(
+    State(api): State<Arc<AlertApi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let filter = match parse_filter(&q) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let limit = match q.get("limit").filter(|v| !v.is_empty()) {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return unprocessable("limit", format!("{v:?} is not a number in 1..={MAX_LIMIT}"));
+            }
+        },
+    };
+    match api
+        .delivery
+        .store
+        .blocking(move |s| s.list(&filter, limit))
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn one(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Response {
+    let id2 = id.clone();
+    let r = api
+        .delivery
+        .store
+        .blocking(move |s| Ok((s.get(&id2)?, s.events(&id2)?)))
+        .await;
+    match r {
+        Ok((Some(a), events)) => {
+            let mut v = serde_json::to_value(&a).unwrap_or_default();
+            v["events"] = serde_json::to_value(events).unwrap_or_default();
+            Json(v).into_response()
+        }
+        Ok((None, _)) => error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn snapshot(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Response {
+    let store = api.delivery.store.clone();
+    let id2 = id.clone();
+    let path = match store.blocking(move |s| s.get(&id2)).await {
+        Ok(Some(a)) => a.snapshot.as_deref().and_then(|n| store.snapshot_path(n)),
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    let Some(path) = path else {
+        return error(StatusCode::NOT_FOUND, format!("alert {id} has no snapshot"));
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("snapshot of alert {id} is no longer on disk"),
+        ),
+    }
+}
+
+async fn transition(
+    State(api): State<Arc<AlertApi>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object {\"to\", \"note\"}",
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let to = match v.get("to") {
+        Some(serde_json::Value::String(s)) => match AlertState::parse(s) {
+            Some(t) => t,
+            None => {
+                return unprocessable(
+                    "to",
+                    format!(
+                        "unknown state {s:?}; expected one of {}",
+                        names(&AlertState::ALL, |s| s.as_str().into())
+                    ),
+                );
+            }
+        },
+        Some(_) => return unprocessable("to", "must be a string"),
+        None => return unprocessable("to", "missing"),
+    };
+    let note = match v.get("note") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => return unprocessable("note", "must be a string"),
+    };
+    let who = match v.get("who") {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => headers
+            .get("x-operator")
+            // Operator names are Chinese: accept UTF-8, not only visible ASCII.
+            .and_then(|h| std::str::from_utf8(h.as_bytes()).ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("operator")
+            .to_owned(),
+        Some(_) => return unprocessable("who", "must be a string"),
+    };
+    let now = api.now_ms();
+    let d = api.delivery.clone();
+    let r = api
+        .delivery
+        .store
+        .blocking(move |s| {
+            // An operator's dispatch goes to the camera's stations through the same outbox.
+            let routes = if to == AlertState::Dispatched {
+                let j = s.get(&id)?.and_then(|a| a.jurisdiction);
+                d.config.dispatch_routes(j.as_deref())
+            } else {
+                Vec::new()
+            };
+            s.transition(&id, to, &who, &note, &routes, now)
+        })
+        .await;
+    match r {
+        Ok(a) => {
+            let _ = api
+                .delivery
+                .feed
+                .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(&a))));
+            if to == AlertState::Dispatched {
+                api.delivery.wake.notify_one();
+            }
+            Json(a).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn outbox_list(
+    api: &AlertApi,
+    state: Option<OutboxState>,
+    q: &HashMap<String, String>,
+) -> Response {
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, MAX_LIMIT);
+    match api
+        .delivery
+        .store
+        .blocking(move |s| s.outbox(state, limit))
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn outbox(
+    State(api): State<Arc<AlertApi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let state = match q.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some("pending") => Some(OutboxState::Pending),
+        Some("delivered") => Some(OutboxState::Delivered),
+        Some("dead") => Some(OutboxState::Dead),
+        Some(s) => {
+            return unprocessable(
+                "state",
+                format!("unknown state {s:?}; expected pending, delivered or dead"),
+            );
+        }
+    };
+    outbox_list(&api, state, &q).await
+}
+
+async fn dead(
+    State(api): State<Arc<AlertApi>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    outbox_list(&api, Some(OutboxState::Dead), &q).await
+}
+
+async fn retry(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return unprocessable("id", format!("{id:?} is not an outbox row id"));
+    };
+    let now = api.now_ms();
+    match api.delivery.store.blocking(move |s| s.retry(id, now)).await {
+        Ok(row) => {
+            tracing::info!(outbox_id = id, alert_id = %row.alert_id, "dead letter retried by operator");
+            api.delivery.wake.notify_one();
+            Json(row).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn case_callback(
+    State(api): State<Arc<AlertApi>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(secret) = api.delivery.config.callback_secret() else {
+        return error(StatusCode::NOT_FOUND, "no case system is configured");
+    };
+    let sig = headers.get("x-signature").and_then(|h| h.to_str().ok());
+    if !webhook::verify(secret, &body, sig) {
+        tracing::warn!("case callback with a missing or bad signature rejected");
+        return error(StatusCode::UNAUTHORIZED, "missing or bad X-Signature");
+    }
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let field = |k: &str| -> Result<String, Invalid> {
+        match v.get(k) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(_) => Err(invalid(k, "must be a non-empty string")),
+            None => Err(invalid(k, "missing")),
+        }
+    };
+    let (alert_id, case_id, status) = match (field("alert_id"), field("case_id"), field("status")) {
+        (Ok(a), Ok(c), Ok(s)) => (a, c, s),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r.into_response(),
+    };
+    let status = match status.as_str() {
+        "dispatched" => CaseStatus::Dispatched,
+        "closed" => CaseStatus::Closed,
+        s => {
+            return unprocessable(
+                "status",
+                format!("unknown status {s:?}; expected dispatched or closed"),
+            );
+        }
+    };
+    let now = api.now_ms();
+    match api
+        .delivery
+        .store
+        .blocking(move |s| s.apply_case_status(&alert_id, &case_id, status, now))
+        .await
+    {
+        Ok(a) => {
+            let _ = api
+                .delivery
+                .feed
+                .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(&a))));
+            Json(a).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+async fn feed(
+    State(api): State<Arc<AlertApi>>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let filter = match parse_filter(&q) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let query = FeedQuery {
+        cursor: q.get("cursor").filter(|c| !c.is_empty()).cloned(),
+        filter,
+    };
+    // Subscribed before the upgrade completes, so replay and live overlap rather than leave a gap.
+    let rx = api.delivery.feed.subscribe();
+    let store = api.delivery.store.clone();
+    ws.on_upgrade(move |socket| crate::sinks::feed::serve(socket, store, rx, query))
+}

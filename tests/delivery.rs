@@ -1,0 +1,641 @@
+//! Alert store + delivery with real peers: an axum HTTP receiver that dedups by `Idempotency-Key`
+//! and can be switched to fail, a tokio-tungstenite WebSocket client, a temp SQLite file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use futures::StreamExt;
+use qianliyan::clock::{Clock, ManualClock};
+use qianliyan::rules::{AlertType, Severity};
+use qianliyan::sinks::webhook::{sign, verify};
+use qianliyan::sinks::{Delivery, DeliveryConfig, Endpoint, Secret};
+use qianliyan::store::{Alert, AlertState, AlertStore, OutboxState};
+use qianliyan::web::alert_api::{self, AlertApi};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "s3cret-shared";
+
+/// The case system: verifies signatures, processes each idempotency key once, counts duplicates.
+#[derive(Default)]
+struct Receiver {
+    /// 0 = answer 200, 1 = answer 500.
+    failing: AtomicUsize,
+    /// Delay before answering (after processing), ms.
+    delay_ms: AtomicU64,
+    processed: Mutex<Vec<String>>,
+    deliveries: Mutex<HashMap<String, usize>>,
+    bad_signatures: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+impl Receiver {
+    fn processed(&self) -> Vec<String> {
+        self.processed.lock().unwrap().clone()
+    }
+    fn duplicates(&self) -> usize {
+        self.deliveries
+            .lock()
+            .unwrap()
+            .values()
+            .map(|n| n - 1)
+            .sum()
+    }
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.requests.fetch_add(1, Ordering::SeqCst);
+    let sig = headers.get("x-signature").and_then(|h| h.to_str().ok());
+    if !verify(&Secret::new(SECRET), &body, sig)
+        || headers.get("content-type").and_then(|h| h.to_str().ok()) != Some("application/json")
+    {
+        r.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED;
+    }
+    if r.failing.load(Ordering::SeqCst) == 1 {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["id"], key.as_str());
+    {
+        let mut d = r.deliveries.lock().unwrap();
+        let n = d.entry(key.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            r.processed.lock().unwrap().push(key);
+        }
+    }
+    let delay = r.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    StatusCode::OK
+}
+
+async fn serve_on(listener: tokio::net::TcpListener, app: Router) -> SocketAddr {
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+async fn start_receiver(addr: Option<SocketAddr>) -> (Arc<Receiver>, SocketAddr) {
+    let r = Arc::new(Receiver::default());
+    let app = Router::new()
+        .route("/case", post(receive))
+        .route("/station", post(receive))
+        .with_state(r.clone());
+    let listener =
+        tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+    (r.clone(), serve_on(listener, app).await)
+}
+
+fn config(addr: SocketAddr, max_age: Duration) -> DeliveryConfig {
+    DeliveryConfig {
+        case: Some(Endpoint {
+            url: format!("http://{addr}/case"),
+            secret: Secret::new(SECRET),
+        }),
+        stations: [("east".to_owned(), vec![format!("http://{addr}/station")])].into(),
+        stations_secret: Some(Secret::new(SECRET)),
+        max_age,
+        backoff_initial: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        escalate_after: Duration::from_secs(60),
+        ..DeliveryConfig::default()
+    }
+}
+
+fn alert(dispatch: bool) -> Alert {
+    // Distinct milliseconds keep the ULIDs in insertion order.
+    std::thread::sleep(Duration::from_millis(2));
+    let now = SystemTime::now();
+    Alert {
+        seq: 0,
+        id: qianliyan::alert::board::ulid(now),
+        camera: "cam-7".into(),
+        camera_name: "东门广场".into(),
+        rule_id: "zone-a".into(),
+        alert_type: AlertType::Intrusion,
+        type_zh: "区域入侵".into(),
+        type_en: "intrusion".into(),
+        code: Some("06".into()),
+        severity: Severity::High,
+        time_ms: qianliyan::camera::unix_ms(now),
+        score: 0.87,
+        boxes: vec![[10.0, 20.0, 30.0, 40.0]],
+        track_ids: vec![3],
+        message_zh: "有人进入禁区".into(),
+        message_en: "person in forbidden zone".into(),
+        dispatch,
+        snapshot: None,
+        latency_ms: 40,
+        area_code: Some("330102001".into()),
+        area_path: vec!["上城区".into()],
+        jurisdiction: Some("east".into()),
+        lat: Some(30.25),
+        lon: Some(120.17),
+        state: AlertState::New,
+        case_id: None,
+        escalated: false,
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            clock: ManualClock::default(),
+        }
+    }
+    fn delivery(&self, cfg: DeliveryConfig) -> Arc<Delivery> {
+        let store = AlertStore::open(
+            &self.dir.path().join("alerts.db"),
+            &self.dir.path().join("snapshots"),
+        )
+        .unwrap();
+        Delivery::new(store, cfg, Arc::new(self.clock.clone()) as Arc<dyn Clock>)
+    }
+}
+
+async fn start_api(d: &Arc<Delivery>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, alert_api::router(AlertApi::new(d.clone()))).await
+}
+
+fn states(d: &Delivery) -> Vec<OutboxState> {
+    d.store
+        .outbox(None, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.state)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_case_system_down_then_back_every_alert_arrives_once() {
+    let fx = Fixture::new();
+    // A free port with nothing listening: connection refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = fx.delivery(config(addr, Duration::from_secs(3600)));
+    let worker = d.worker().unwrap();
+    let ids: Vec<String> = (0..6)
+        .map(|_| d.insert(&alert(false)).unwrap().id)
+        .collect();
+
+    let r = worker.run_once().await.unwrap();
+    assert_eq!((r.delivered, r.retrying), (0, 6), "connection refused");
+    // Not due yet: nothing is attempted before the backoff passes.
+    assert_eq!(worker.run_once().await.unwrap().retrying, 0);
+
+    let (rx, _) = start_receiver(Some(addr)).await;
+    rx.failing.store(1, Ordering::SeqCst);
+    fx.clock.advance(Duration::from_secs(10));
+    let r = worker.run_once().await.unwrap();
+    assert_eq!((r.delivered, r.retrying), (0, 6), "HTTP 500");
+    let row = &d.store.outbox(None, 10).unwrap()[0];
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.last_error.as_deref(), Some("HTTP 500"));
+
+    rx.failing.store(0, Ordering::SeqCst);
+    fx.clock.advance(Duration::from_secs(10));
+    assert_eq!(worker.run_once().await.unwrap().delivered, 6);
+    let (mut got, mut want) = (rx.processed(), ids.clone());
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "every alert, once (delivered concurrently, so in any order)"
+    );
+    assert_eq!(rx.duplicates(), 0);
+    assert_eq!(rx.bad_signatures.load(Ordering::SeqCst), 0);
+    assert!(states(&d).iter().all(|s| *s == OutboxState::Delivered));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn b_reopen_mid_delivery_loses_nothing_and_processes_nothing_twice() {
+    let fx = Fixture::new();
+    let (rx, addr) = start_receiver(None).await;
+    rx.delay_ms.store(400, Ordering::SeqCst);
+    let d = fx.delivery(config(addr, Duration::from_secs(3600)));
+    // Half ask for dispatch: case + station rows.
+    let ids: Vec<String> = (0..40)
+        .map(|i| d.insert(&alert(i % 2 == 0)).unwrap().id)
+        .collect();
+    let total_rows = d.store.outbox(None, 1000).unwrap().len();
+    assert_eq!(total_rows, 60);
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(d.worker().unwrap().run(d.wake.clone(), cancel.clone()));
+    // Wait until the receiver has processed some, while their 200s are still on the way.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rx.processed().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    task.abort();
+    let _ = task.await;
+    drop(d);
+    let in_flight = rx.processed().len();
+    assert!(in_flight > 0);
+
+    rx.delay_ms.store(0, Ordering::SeqCst);
+    let d = fx.delivery(config(addr, Duration::from_secs(3600)));
+    assert_eq!(
+        d.store.list(&Default::default(), 1000).unwrap().len(),
+        40,
+        "no alert lost"
+    );
+    let pending = states(&d)
+        .iter()
+        .filter(|s| **s == OutboxState::Pending)
+        .count();
+    assert_eq!(pending, 60, "the killed worker never recorded the 200s");
+    let worker = d.worker().unwrap();
+    let mut delivered = 0;
+    for _ in 0..10 {
+        delivered += worker.run_once().await.unwrap().delivered;
+        if delivered == 60 {
+            break;
+        }
+        fx.clock.advance(Duration::from_secs(10));
+    }
+    assert_eq!(delivered, 60);
+    let processed = rx.processed();
+    let mut unique = processed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), processed.len(), "each key processed once");
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(unique, want, "every alert arrived");
+    assert!(
+        rx.duplicates() >= in_flight,
+        "redelivered (at-least-once), deduped by key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn c_500_forever_dead_letters_after_max_age_and_manual_retry_delivers() {
+    let fx = Fixture::new();
+    let (rx, addr) = start_receiver(None).await;
+    rx.failing.store(1, Ordering::SeqCst);
+    let d = fx.delivery(config(addr, Duration::from_secs(60)));
+    let api = start_api(&d).await;
+    let id = d.insert(&alert(false)).unwrap().id;
+    let worker = d.worker().unwrap();
+    let mut rounds = 0;
+    while states(&d)[0] != OutboxState::Dead {
+        worker.run_once().await.unwrap();
+        fx.clock.advance(Duration::from_secs(6));
+        rounds += 1;
+        assert!(rounds < 30, "never dead-lettered");
+    }
+    // 60 s of max age at ≤ 5 s backoff: many attempts, none after the max age.
+    let row = d.store.outbox(None, 1).unwrap().remove(0);
+    assert!(row.attempts >= 10, "{}", row.attempts);
+    assert!(row.first_at_ms.is_some());
+
+    let http = reqwest::Client::new();
+    let dead: Vec<serde_json::Value> = http
+        .get(format!("http://{api}/api/delivery/dead"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["alert_id"], id.as_str());
+    assert!(dead[0].get("body").is_none());
+    // Dead rows are not attempted.
+    fx.clock.advance(Duration::from_secs(3600));
+    assert_eq!(worker.run_once().await.unwrap(), Default::default());
+
+    rx.failing.store(0, Ordering::SeqCst);
+    let resp = http
+        .post(format!("http://{api}/api/delivery/{}/retry", row.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(worker.run_once().await.unwrap().delivered, 1);
+    assert_eq!(rx.processed(), vec![id]);
+    let again = http
+        .post(format!("http://{api}/api/delivery/{}/retry", row.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let missing = http
+        .post(format!("http://{api}/api/delivery/999/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn d_case_callback_needs_a_valid_signature() {
+    let fx = Fixture::new();
+    let d = fx.delivery(config(
+        "127.0.0.1:9".parse().unwrap(),
+        Duration::from_secs(60),
+    ));
+    let api = start_api(&d).await;
+    let id = d.insert(&alert(false)).unwrap().id;
+    let body =
+        serde_json::json!({"alert_id": id, "case_id": "AJ-2024-0001", "status": "dispatched"})
+            .to_string();
+    let http = reqwest::Client::new();
+    let url = format!("http://{api}/api/case-callback");
+    let post = |sig: Option<String>| {
+        let mut req = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(s) = sig {
+            req = req.header("x-signature", s);
+        }
+        req.send()
+    };
+    for bad in [
+        None,
+        Some(sign(&Secret::new("wrong"), body.as_bytes())),
+        Some("sha256=00".into()),
+    ] {
+        assert_eq!(post(bad).await.unwrap().status(), 401);
+    }
+    let a = d.store.get(&id).unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.case_id),
+        (AlertState::New, None),
+        "a bad signature changes nothing"
+    );
+    assert_eq!(d.store.events(&id).unwrap().len(), 1);
+
+    let ok = post(Some(sign(&Secret::new(SECRET), body.as_bytes())))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let a = d.store.get(&id).unwrap().unwrap();
+    assert_eq!(a.case_id.as_deref(), Some("AJ-2024-0001"));
+    assert_eq!(a.state, AlertState::Dispatched);
+    let ev = d.store.events(&id).unwrap();
+    assert_eq!(
+        (ev[1].kind.as_str(), ev[1].who.as_str()),
+        ("case", "case-system")
+    );
+}
+
+async fn next_alert_ids(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    n: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["kind"], "alert", "{v}");
+            out.push(v["id"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e_ws_reconnect_with_cursor_gets_exactly_what_it_missed() {
+    let fx = Fixture::new();
+    let mut cfg = config("127.0.0.1:9".parse().unwrap(), Duration::from_secs(60));
+    cfg.case = None;
+    cfg.stations.clear();
+    let d = fx.delivery(cfg);
+    let api = start_api(&d).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed"))
+        .await
+        .unwrap();
+    let first: Vec<String> = (0..3)
+        .map(|_| d.insert(&alert(false)).unwrap().id)
+        .collect();
+    assert_eq!(next_alert_ids(&mut ws, 3).await, first);
+    ws.close(None).await.unwrap();
+    drop(ws);
+
+    let missed: Vec<String> = (0..4)
+        .map(|_| d.insert(&alert(false)).unwrap().id)
+        .collect();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed?cursor={}", first[2]))
+            .await
+            .unwrap();
+    assert_eq!(
+        next_alert_ids(&mut ws, 4).await,
+        missed,
+        "exactly the missed ones, in order"
+    );
+    let live = d.insert(&alert(false)).unwrap().id;
+    assert_eq!(next_alert_ids(&mut ws, 1).await, vec![live]);
+    // Nothing else (no duplicate of the replayed ones).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), ws.next())
+            .await
+            .is_err()
+    );
+
+    // Server-side filter: a fall alert in another area is not sent to an area-filtered client.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{api}/api/alerts/feed?area=3301&severity=high"
+    ))
+    .await
+    .unwrap();
+    let mut other = alert(false);
+    other.area_code = Some("440100".into());
+    d.insert(&other).unwrap();
+    let mine = d.insert(&alert(false)).unwrap().id;
+    assert_eq!(next_alert_ids(&mut ws, 1).await, vec![mine]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn e2_slow_client_is_told_to_resync_and_pipeline_never_waits() {
+    let fx = Fixture::new();
+    let mut cfg = config("127.0.0.1:9".parse().unwrap(), Duration::from_secs(60));
+    cfg.case = None;
+    let d = fx.delivery(cfg);
+    let api = start_api(&d).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed"))
+        .await
+        .unwrap();
+    // The client reads nothing while far more than the feed buffer is published.
+    let big = alert(false);
+    let t0 = std::time::Instant::now();
+    for _ in 0..(qianliyan::sinks::FEED_CAPACITY * 3) {
+        let _ = d
+            .feed
+            .send(Arc::new(qianliyan::sinks::FeedEvent::Alert(Box::new(
+                Alert {
+                    seq: i64::MAX,
+                    ..big.clone()
+                },
+            ))));
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "publishing never waits for a client"
+    );
+    let mut saw_resync = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        if let Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["kind"] == "resync" {
+                saw_resync = true;
+            }
+        }
+    }
+    assert!(saw_resync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f_transitions_409_422_and_the_recorded_chain() {
+    let fx = Fixture::new();
+    let (_rx, addr) = start_receiver(None).await;
+    let d = fx.delivery(config(addr, Duration::from_secs(60)));
+    let api = start_api(&d).await;
+    let id = d.insert(&alert(false)).unwrap().id;
+    let http = reqwest::Client::new();
+    let go = |to: serde_json::Value| {
+        http.post(format!("http://{api}/api/alerts/{id}/transition"))
+            .header("x-operator", "王警官")
+            .json(&serde_json::json!({"to": to, "note": "checked on camera"}))
+            .send()
+    };
+    let r = go("resolved".into()).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let msg = r.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("new → resolved") && msg.contains("acknowledged, dispatched, false_alarm"),
+        "{msg}"
+    );
+    let r = go("bogus".into()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("`to`"));
+    assert_eq!(go(serde_json::json!(5)).await.unwrap().status(), 422);
+
+    for to in ["acknowledged", "dispatched", "resolved"] {
+        let r = go(to.into()).await.unwrap();
+        assert_eq!(r.status(), 200, "{to}");
+    }
+    assert_eq!(
+        go("false_alarm".into()).await.unwrap().status(),
+        409,
+        "terminal"
+    );
+    let v: serde_json::Value = http
+        .get(format!("http://{api}/api/alerts/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["state"], "resolved");
+    let ev = v["events"].as_array().unwrap();
+    let chain: Vec<(&str, &str)> = ev
+        .iter()
+        .map(|e| (e["to"].as_str().unwrap(), e["who"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("new", "system"),
+            ("acknowledged", "王警官"),
+            ("dispatched", "王警官"),
+            ("resolved", "王警官")
+        ]
+    );
+    assert_eq!(ev[1]["note"], "checked on camera");
+    // The operator's dispatch added the station route to the outbox.
+    let sinks: Vec<String> = d
+        .store
+        .outbox(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.sink)
+        .collect();
+    assert!(sinks.contains(&"dispatch:east".to_owned()), "{sinks:?}");
+
+    let list: Vec<serde_json::Value> = http
+        .get(format!(
+            "http://{api}/api/alerts?state=resolved&area=3301&type=intrusion"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    let bad = http
+        .get(format!("http://{api}/api/alerts?since=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("`since`"));
+    assert_eq!(
+        http.get(format!("http://{api}/api/alerts/{id}/snapshot.jpg"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_raises_severity_once_with_an_explicit_clock() {
+    let fx = Fixture::new();
+    let mut cfg = config("127.0.0.1:9".parse().unwrap(), Duration::from_secs(60));
+    cfg.case = None;
+    let d = fx.delivery(cfg);
+    let a = d.insert(&alert(false)).unwrap();
+    assert!(d.escalate_due().unwrap().is_empty());
+    fx.clock.advance(Duration::from_secs(61));
+    let up = d.escalate_due().unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].severity, Severity::Critical);
+    assert!(d.escalate_due().unwrap().is_empty());
+    let ev = d.store.events(&a.id).unwrap();
+    assert_eq!(ev.last().unwrap().kind, "escalated");
+}
