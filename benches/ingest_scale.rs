@@ -57,8 +57,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Goal of the issue: online rate held.
 const ONLINE_GOAL: f64 = 0.99;
-/// Machine busy above this share of all cores counts as saturated.
+/// The service and camsim above this share of all cores count as saturated.
 const SATURATED: f64 = 0.95;
+/// One thread above this (in % of one core) is at its ceiling.
+const SINGLE_THREAD_CEILING: f64 = 90.0;
 /// HTTP timeout for the service's API (a 1,300-camera list on a loaded machine takes a while).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -275,6 +277,25 @@ fn machine_ticks() -> Option<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     Some((total.saturating_sub(idle), total))
+}
+
+/// The single busiest thread between two samples: (name, % of one core).
+fn busiest_thread(
+    before: &[ProcSample],
+    after: &[ProcSample],
+    ticks: f64,
+    window: f64,
+) -> (String, f64) {
+    let mut best = (String::new(), 0u64);
+    for (b, a) in before.iter().zip(after) {
+        for (tid, (name, t1)) in &a.tasks {
+            let d = t1.saturating_sub(b.tasks.get(tid).map(|(_, t)| *t).unwrap_or(0));
+            if d > best.1 {
+                best = (name.clone(), d);
+            }
+        }
+    }
+    (best.0, best.1 as f64 / ticks / window * 100.0)
 }
 
 /// CPU by thread name between two samples of the same processes, in % of one core, busiest first.
@@ -528,6 +549,8 @@ struct Window {
     cpu_percent: f64,
     mem: ProcFootprint,
     groups: Vec<(String, u64, f64)>,
+    /// The busiest single thread: a thread near 100 % is a ceiling more cores do not lift.
+    busiest: (String, f64),
     camsim_cpu_percent: f64,
     machine_busy_percent: f64,
     camsim_mbit_s: f64,
@@ -629,8 +652,16 @@ impl Row {
             )
         })
     }
+    /// CPU of the machine not used by the service, camsim or this bench's own sampling (other work
+    /// on a shared machine), in % of one core.
+    fn other_load(&self) -> f64 {
+        let w = &self.service.w;
+        (w.machine_busy_percent - w.cpu_percent - w.camsim_cpu_percent).max(0.0)
+    }
+    /// The service and camsim together use (nearly) every core.
     fn saturated(&self) -> bool {
-        self.service.w.machine_busy_percent / 100.0 >= SATURATED * nproc() as f64
+        let w = &self.service.w;
+        (w.cpu_percent + w.camsim_cpu_percent) / 100.0 >= SATURATED * nproc() as f64
     }
     fn decoded_share(&self) -> f64 {
         ratio(self.service.analysed_fps, self.target_fps())
@@ -654,10 +685,14 @@ impl Row {
         }
         if self.saturated() {
             why.push(format!(
-                "machine busy {:.0} % of {} cores",
-                self.service.w.machine_busy_percent,
+                "service + camsim use {:.0} % of {} cores",
+                self.service.w.cpu_percent + self.service.w.camsim_cpu_percent,
                 nproc()
             ));
+        }
+        let (name, cpu) = &self.service.w.busiest;
+        if *cpu >= SINGLE_THREAD_CEILING {
+            why.push(format!("thread `{name}` at {cpu:.0} % of one core"));
         }
         (why.is_empty(), why)
     }
@@ -679,6 +714,7 @@ impl Row {
                 "threads": w.mem.threads,
                 "fds": w.mem.fds,
                 "threads_by_name": groups(&w.groups),
+                "busiest_thread": {"thread": w.busiest.0, "cpu_percent": round(w.busiest.1, 1)},
                 "camsim_cpu_percent": round(w.camsim_cpu_percent, 1),
                 "machine_busy_percent": round(w.machine_busy_percent, 1),
                 "camsim_mbit_s": round(w.camsim_mbit_s, 1),
@@ -693,6 +729,7 @@ impl Row {
                 "cpu_per_camera_percent": round(self.svc_cpu_per_cam(), 4),
                 "ingest_cpu_percent": round(self.svc_ingest_cpu(), 2),
                 "rss_per_camera_kb": round(self.svc_rss_per_cam_kb(), 1),
+                "other_load_on_machine_percent": round(self.other_load(), 1),
                 "online": s.online,
                 "online_rate": s.online_rate,
                 "summary": s.summary,
@@ -962,6 +999,7 @@ fn window(
         cpu_percent: cpu(sum0, sum1),
         mem,
         groups: thread_groups(&s0, &s1, ticks, secs),
+        busiest: busiest_thread(&s0, &s1, ticks, secs),
         camsim_cpu_percent: match (c0, c1) {
             (Some(a), Some(b)) => cpu(a.ticks, b.ticks),
             _ => f64::NAN,
@@ -1239,20 +1277,17 @@ fn measure_baseline(
         let last = (i + k - 1).min(n);
         let mut args = vec!["-q".to_owned()];
         for cam in i..=last {
-            args.extend(
-                [
-                    "rtspsrc".to_owned(),
-                    format!("location=rtsp://127.0.0.1:{rtsp_port}/cam/{cam:0width$}"),
-                    "protocols=tcp".to_owned(),
-                    "!".to_owned(),
-                    "rtph264depay".to_owned(),
-                    "!".to_owned(),
-                    "h264parse".to_owned(),
-                    "!".to_owned(),
-                    "fakesink".to_owned(),
-                ]
-                .into_iter(),
-            );
+            args.extend([
+                "rtspsrc".to_owned(),
+                format!("location=rtsp://127.0.0.1:{rtsp_port}/cam/{cam:0width$}"),
+                "protocols=tcp".to_owned(),
+                "!".to_owned(),
+                "rtph264depay".to_owned(),
+                "!".to_owned(),
+                "h264parse".to_owned(),
+                "!".to_owned(),
+                "fakesink".to_owned(),
+            ]);
         }
         kids.push(Kid::spawn(
             format!("gst-launch {i}-{last}"),
@@ -1455,19 +1490,19 @@ fn markdown(opts: &Opts, machine: &Value, rows: &[Row]) -> String {
     let _ = writeln!(md, "\nContext (same windows):\n");
     let _ = writeln!(
         md,
-        "| N | ramp to 99 % / all online s | frames in fps (per camera) | keyframes in fps | reconnects in window | dropped (queue_full / decode_error) | service ingest-thread CPU % | service PSS MB | baseline CPU %/camera | baseline RSS KB/camera | baseline PSS MB | baseline sessions | camsim CPU % (service / baseline) | camsim Mbit/s (service / baseline) | camsim late resyncs (service / baseline) | machine busy % of {} (service / baseline) |",
+        "| N | ramp to 99 % / all online s | frames in fps (per camera) | keyframes in fps | reconnects in window | dropped (queue_full / decode_error) | service ingest-thread CPU % | service PSS MB | baseline CPU %/camera | baseline RSS KB/camera | baseline PSS MB | baseline sessions | camsim CPU % (service / baseline) | camsim Mbit/s (service / baseline) | camsim late resyncs (service / baseline) | machine busy % of {} (service / baseline) | other work on the machine % | busiest service thread % |",
         nproc() * 100
     );
     let _ = writeln!(
         md,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for r in rows {
         let s = &r.service;
         let b = r.baseline.as_ref();
         let _ = writeln!(
             md,
-            "| {} | {} / {} | {:.0} ({:.2}) | {:.1} | {} | {} / {} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} / {} | {:.1} / {} | {} / {} | {:.0} / {} |",
+            "| {} | {} / {} | {:.0} ({:.2}) | {:.1} | {} | {} / {} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} / {} | {:.1} / {} | {} / {} | {:.0} / {} | {:.0} | `{}` {:.1} |",
             r.cameras,
             opt(s.ramp_99_s, 1),
             opt(s.ramp_all_s, 1),
@@ -1491,6 +1526,9 @@ fn markdown(opts: &Opts, machine: &Value, rows: &[Row]) -> String {
             b.map_or("—".into(), |b| b.w.late_resyncs.to_string()),
             s.w.machine_busy_percent,
             opt(b.map(|b| b.w.machine_busy_percent), 0),
+            r.other_load(),
+            s.w.busiest.0,
+            s.w.busiest.1,
         );
     }
     let _ = writeln!(

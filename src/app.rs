@@ -1,6 +1,6 @@
 //! Wiring: builds each stage and its channels, and owns the shutdown order.
 //!
-//! cameras (fleet) → ingest → decoder pool → decode dispatcher (VQD → health trackers, latest frame)
+//! cameras (fleet) → ingest → decoder pool → decode dispatcher (VQD → health trackers, → analysis)
 //! health poller (1 s) → transitions → ledger thread (SQLite) and the transition broadcast.
 //! Shutdown: stop the web server and camera tasks, drain the decoder, then let the ledger write what it has.
 
@@ -253,7 +253,7 @@ impl RoutingSink {
     }
 }
 
-/// Decoded frames → VQD → the camera's tracker; the latest frame is kept for thumbnails.
+/// Decoded frames → VQD → the camera's tracker, and on to each model's batcher.
 fn spawn_dispatcher(
     fleet: std::sync::Weak<Fleet>,
     rx: crossbeam_channel::Receiver<DecodeEvent>,
@@ -302,7 +302,6 @@ fn spawn_dispatcher(
                             }
                         }
                     }
-                    *lock(&entry.latest) = Some(frame);
                 }
                 DecodeEvent::Error { camera, detail } => {
                     tracing::warn!(camera_id = %camera, %detail, "decode error");
@@ -562,9 +561,17 @@ pub async fn start(
     let ledger = LedgerHandle { tx: ledger_tx };
 
     let (decoded_tx, decoded_rx) = crossbeam_channel::bounded(1024);
+    // One pool worker per core (measured: decoding is the fleet's largest cost), and a queue deep
+    // enough for the keyframes of cameras whose GOPs happen to line up.
+    let decode_workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
     let pool = Arc::new(DecoderPool::start(
         DecodeConfig {
             kind: config.ingest.decoder.into(),
+            workers: decode_workers,
+            queue: 512,
             ..DecodeConfig::default()
         },
         decoded_tx.clone(),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{self, Camera, IngestConfig, StreamChoice};
@@ -89,8 +90,6 @@ pub struct CameraEntry {
     pub stream: Mutex<Option<StreamInfo>>,
     /// Last failure, for engineers (reason detail; never a credential).
     pub last_error: Mutex<Option<String>>,
-    /// Latest decoded picture (for thumbnails and the zone editor).
-    pub latest: Mutex<Option<Arc<crate::decode::DecodedFrame>>>,
     /// When analysis last took a frame (rate gate).
     last_admitted: Mutex<Option<Instant>>,
     cancel: CancellationToken,
@@ -215,7 +214,6 @@ impl Fleet {
             counters: Counters::default(),
             stream: Mutex::new(None),
             last_error: Mutex::new(None),
-            latest: Mutex::new(None),
             last_admitted: Mutex::new(None),
             cancel: self.root.child_token(),
         })
@@ -237,10 +235,16 @@ impl Fleet {
         }
         let entry = entry.clone();
         let ctx = self.ctx.clone();
-        self.tasks.spawn(async move {
-            supervise(&entry, &ctx).await;
-            ctx.sink.release(&entry.id);
-        });
+        // The span is attached to the future (not entered across awaits), so every log line of this
+        // task carries this camera's id and no other's.
+        let span = tracing::info_span!("camera", camera_id = %entry.id);
+        self.tasks.spawn(
+            async move {
+                supervise(&entry, &ctx).await;
+                ctx.sink.release(&entry.id);
+            }
+            .instrument(span),
+        );
     }
 
     /// Replaces a camera's configuration: its session restarts; other cameras are untouched.
@@ -274,8 +278,6 @@ impl Fleet {
 
 /// One camera's life: open → run → backoff → reopen, until cancelled.
 async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
-    let span = tracing::info_span!("camera", camera_id = %entry.id);
-    let _g = span.enter();
     let mut backoff = Backoff::new(ctx.ingest.backoff_initial, ctx.ingest.backoff_max);
     loop {
         let spec = match session_spec(entry, ctx) {
