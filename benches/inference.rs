@@ -46,7 +46,8 @@ fn main() -> Res<()> {
     }
 
     let rt = OrtRuntime::init(&ort_lib)?;
-    let mut manifest = ModelManifest::load(&root.join("models/person_fall.toml"), &root.join("assets"))?;
+    let mut manifest =
+        ModelManifest::load(&root.join("models/person_fall.toml"), &root.join("assets"))?;
     // The shipped manifest batches at most 8 (a CPU gains nothing from more); the model's batch
     // dimension is dynamic, so the bench measures 16 too, as a GPU deployment would configure.
     manifest.max_batch = manifest.max_batch.max(16);

