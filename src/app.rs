@@ -527,8 +527,6 @@ pub struct Service {
     ledger_thread: std::thread::JoinHandle<()>,
     delivery_tasks: Vec<tokio::task::JoinHandle<()>>,
     analysis: Option<Analysis>,
-    /// Recent alerts (candidates with snapshots).
-    pub alerts: Arc<AlertBoard>,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -675,7 +673,6 @@ pub async fn start(
         ledger: ledger.clone(),
         config,
         started: SystemTime::now(),
-        alerts: alert_board.clone(),
         models: analysis
             .as_ref()
             .map(|a| a.models.clone())
@@ -716,7 +713,6 @@ pub async fn start(
         ledger_thread,
         delivery_tasks: vec![delivery_task, escalation_task],
         analysis,
-        alerts: alert_board,
     })
 }
 

@@ -2,12 +2,11 @@
 //! API serves. (The durable store, lifecycle and delivery build on this.)
 //!
 //! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
-//! Out: [`AlertRecord`]s kept newest-first in memory (bounded: the oldest records leave the board,
-//! their files stay on disk) and JPEG files under `<data_dir>/snapshots/`.
+//! Out: each [`AlertRecord`] stored with its outbox rows (the store feeds the command hall), and
+//! JPEG files under `<data_dir>/snapshots/`.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crossbeam_channel::Receiver;
@@ -16,9 +15,6 @@ use serde::Serialize;
 use super::snapshot::{Overlay, OverlayBox, Renderer};
 use crate::rules::runner::Candidate;
 use crate::rules::{AlertType, Severity};
-
-/// How many alerts the board keeps in memory.
-pub const BOARD_CAPACITY: usize = 1000;
 
 /// A ULID (time-ordered, 26 Crockford base-32 characters): sorts by creation time across restarts.
 pub fn ulid(at: SystemTime) -> String {
@@ -79,46 +75,16 @@ pub struct AlertRecord {
     pub latency_ms: u64,
 }
 
-/// Recent alerts, newest first.
+/// Where the alert stage writes snapshots (alerts themselves live in the store).
 pub struct AlertBoard {
-    recent: Mutex<VecDeque<AlertRecord>>,
     /// Where snapshots are written.
     pub snapshot_dir: PathBuf,
 }
 
 impl AlertBoard {
-    /// An empty board writing snapshots into `snapshot_dir`.
+    /// Writes snapshots into `snapshot_dir`.
     pub fn new(snapshot_dir: PathBuf) -> Arc<AlertBoard> {
-        Arc::new(AlertBoard {
-            recent: Mutex::new(VecDeque::with_capacity(BOARD_CAPACITY)),
-            snapshot_dir,
-        })
-    }
-
-    /// The newest `limit` alerts, optionally of one camera.
-    pub fn list(&self, camera: Option<&str>, limit: usize) -> Vec<AlertRecord> {
-        crate::camera::lock(&self.recent)
-            .iter()
-            .filter(|a| camera.is_none_or(|c| a.camera == c))
-            .take(limit)
-            .cloned()
-            .collect()
-    }
-
-    /// One alert.
-    pub fn get(&self, id: &str) -> Option<AlertRecord> {
-        crate::camera::lock(&self.recent)
-            .iter()
-            .find(|a| a.id == id)
-            .cloned()
-    }
-
-    fn push(&self, record: AlertRecord) {
-        let mut recent = crate::camera::lock(&self.recent);
-        if recent.len() >= BOARD_CAPACITY {
-            recent.pop_back();
-        }
-        recent.push_front(record);
+        Arc::new(AlertBoard { snapshot_dir })
     }
 }
 
@@ -241,7 +207,6 @@ pub fn spawn(
                     }
                 }
             }
-            board.push(record);
         }
     })
 }

@@ -355,12 +355,15 @@ impl SessionObserver for Observer<'_> {
             c.keyframes_in.fetch_add(1, Ordering::Relaxed);
         }
         lock(&self.entry.tracker).on_media(au.data.len());
-        if !self.admit(&au) {
+        let (keyframe_only, fps) = {
+            let cam = read(&self.entry.config);
+            (cam.keyframe_only, cam.analysis_fps)
+        };
+        if !self.admit(&au, keyframe_only, fps) {
             c.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
             return;
         }
         c.submitted.fetch_add(1, Ordering::Relaxed);
-        let keyframe_only = read(&self.entry.config).keyframe_only;
         self.ctx.sink.submit(
             EncodedFrame {
                 camera: self.entry.id.clone(),
@@ -379,11 +382,7 @@ impl SessionObserver for Observer<'_> {
 
 impl Observer<'_> {
     /// Keyframe-only analysis: at most `analysis_fps` keyframes per second reach the decoder.
-    fn admit(&self, au: &AccessUnit) -> bool {
-        let (keyframe_only, fps) = {
-            let cam = read(&self.entry.config);
-            (cam.keyframe_only, cam.analysis_fps)
-        };
+    fn admit(&self, au: &AccessUnit, keyframe_only: bool, fps: f64) -> bool {
         if !keyframe_only {
             // A full-GOP decoder needs every unit; the analysis rate is applied after decoding.
             return true;

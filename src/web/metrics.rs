@@ -86,19 +86,17 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
             s.as_str()
         );
     }
-    let _ = writeln!(out, "# TYPE {} gauge", m::ONLINE_RATE);
-    let _ = writeln!(
-        out,
-        "{} {}",
+    sample(
+        &mut out,
         m::ONLINE_RATE,
-        summary.online_rate.unwrap_or(f64::NAN)
+        "gauge",
+        summary.online_rate.unwrap_or(f64::NAN),
     );
-    let _ = writeln!(out, "# TYPE {} gauge", m::INTACT_RATE);
-    let _ = writeln!(
-        out,
-        "{} {}",
+    sample(
+        &mut out,
         m::INTACT_RATE,
-        summary.intact_rate.unwrap_or(f64::NAN)
+        "gauge",
+        summary.intact_rate.unwrap_or(f64::NAN),
     );
     let _ = writeln!(out, "# TYPE {} counter", m::FRAMES_DROPPED);
     for (reason, n) in [
@@ -123,20 +121,23 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         out.push_str(&body);
     }
     if let Some(r) = &st.rules_stats {
-        let _ = writeln!(out, "# TYPE {} counter", m::ANALYSED_FRAMES);
-        let _ = writeln!(
-            out,
-            "{} {}",
+        sample(
+            &mut out,
             m::ANALYSED_FRAMES,
-            r.frames.load(Ordering::Relaxed)
+            "counter",
+            r.frames.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE {} counter", m::ALERT_CANDIDATES);
-        let _ = writeln!(
-            out,
-            "{} {}",
+        sample(
+            &mut out,
             m::ALERT_CANDIDATES,
-            r.candidates.load(Ordering::Relaxed)
+            "counter",
+            r.candidates.load(Ordering::Relaxed),
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// A family with one unlabelled sample.
+fn sample(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
 }

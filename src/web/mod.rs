@@ -32,8 +32,6 @@ pub struct AppState {
     pub config: Config,
     /// Start time, for /api/system.
     pub started: SystemTime,
-    /// Recent alerts.
-    pub alerts: Arc<crate::alert::board::AlertBoard>,
     /// Loaded models and the execution provider each runs on.
     pub models: Vec<(String, &'static str)>,
     /// Decoded frames not handed to analysis because its queue was full.
