@@ -118,6 +118,9 @@ fn cameras_toml(url_of: impl Fn(u32) -> String, n: u32) -> String {
         .collect()
 }
 
+/// How long black and cover are held once detected: past two wraps of the fault clips.
+const HOLD_SECS: u64 = 22;
+
 #[test]
 fn faults_show_up_as_states_reasons_and_quality_faults_then_clear() {
     let sim = start_sim(6, None, TransportPolicy::Both);
@@ -171,6 +174,25 @@ fn faults_show_up_as_states_reasons_and_quality_faults_then_clear() {
             is_state(v, "degraded") && has_fault(v, fault)
         });
         eprintln!("{id} → degraded({fault}) after {t:.1} s");
+    }
+    // A black or covered picture is a picture: held past two loops of camsim's ten-second fault
+    // clips, those cameras stay degraded on one unbroken session (never offline, no reconnect).
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(HOLD_SECS) {
+        for (id, fault) in [("c4", "dark"), ("c5", "occlusion")] {
+            let v = camera(&svc, id);
+            assert!(
+                is_state(&v, "degraded") && has_fault(&v, fault),
+                "{id} left degraded({fault}) {:.1} s into the hold: {v}",
+                hold.elapsed().as_secs_f64()
+            );
+            let reconnects: u64 = v["counters"]["reconnects"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(u64::MAX);
+            assert_eq!(reconnects, 0, "{id} reconnected: {v}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
     let v6 = camera(&svc, "c6");
     assert!(is_state(&v6, "online"), "other cameras are untouched: {v6}");

@@ -83,9 +83,11 @@ const SCRIPT: &[Step] = &[
         cameras: &[9],
         kind: "restore",
     },
-    // Camera 10 had `black` 32–96 s here. Twice in a row its ingest saw no media for 5 s midway
-    // through the black period (offline "stalled" for ~5.3 s), which a black camera must not do;
-    // that defect is open (see the issue note) and black is covered by tests/health.rs meanwhile.
+    Step {
+        at: 32.0,
+        cameras: &[10],
+        kind: "black",
+    },
     Step {
         at: 48.0,
         cameras: &[9, 16],

@@ -454,7 +454,18 @@ fn payload_clip(
             reason: format!("the {what} pipeline produced no packets"),
         })?;
         let frame_duration = (CLOCK_RATE as u64 * den as u64 / num.max(1) as u64).max(1);
-        let clip = builder.finish(frame_duration);
+        let mut clip = builder.finish(frame_duration);
+        if variant.is_some() {
+            // The encoder drains one extra picture at end of stream, stamped well after the
+            // others (0.6 s at 10 fps), and its timestamps can skip a slot: looped, that was a
+            // hole in the stream every ten seconds. A synthetic clip gets an exact cadence
+            // (no B-frames, so decode order is presentation order).
+            clip.frames.truncate(frames as usize);
+            for (i, f) in clip.frames.iter_mut().enumerate() {
+                f.ts = i as u64 * frame_duration;
+            }
+            clip.duration = clip.frames.len() as u64 * frame_duration;
+        }
         if !clip.frames.first().is_some_and(|f| f.keyframe) {
             return Err(MediaError::Unsupported {
                 path: path.to_owned(),
@@ -767,5 +778,41 @@ mod tests {
         assert_eq!(clip.keyframe_at(15), 0);
         assert_eq!(clip.keyframe_at(35), 2);
         assert_eq!(clip.keyframe_at(45), 0);
+    }
+}
+#[cfg(test)]
+mod cadence {
+    /// A looped fault clip must have no hole: a receiver sees one every ten seconds otherwise.
+    #[test]
+    fn fault_clips_loop_with_an_exact_frame_cadence() {
+        gstreamer::init().unwrap();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/video/vtest_sub.mp4");
+        let m = super::Media::prepare(&path).expect("prepare the sample video (run scripts/setup)");
+        for (name, c) in [
+            ("normal", &m.normal),
+            ("black", &m.black),
+            ("cover", &m.cover),
+        ] {
+            assert!(c.frames[0].keyframe, "{name} starts with a keyframe");
+            for w in c.frames.windows(2) {
+                assert_eq!(
+                    w[1].ts - w[0].ts,
+                    c.frame_duration,
+                    "{name}: hole at ts {}",
+                    w[0].ts
+                );
+            }
+            let last = c.frames.last().unwrap().ts;
+            assert_eq!(
+                c.duration,
+                last + c.frame_duration,
+                "{name}: the wrap is one frame long"
+            );
+        }
+        let (num, den) = m.framerate;
+        let expected = (super::FAULT_CLIP_SECONDS as i64 * num as i64 / den as i64) as usize;
+        assert_eq!(m.black.frames.len(), expected);
+        assert_eq!(m.cover.frames.len(), expected);
     }
 }

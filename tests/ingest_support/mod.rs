@@ -259,8 +259,8 @@ pub struct GstRtspServer {
 }
 
 impl GstRtspServer {
-    /// Serves each `(mount, launch)` pair, e.g. `("/live", "( filesrc … ! rtph264pay name=pay0 pt=96 )")`,
-    /// as a shared media factory.
+    /// Serves each `(mount, launch)` pair, e.g. `("/live", "( filesrc … ! rtph264pay name=pay0 pt=96 )")`;
+    /// each client gets its own media (not shared), so clients never race on one pipeline.
     pub fn start(mounts: &[(&str, String)]) -> GstRtspServer {
         use gstreamer::glib;
         use gstreamer_rtsp_server as rtsp;
@@ -285,7 +285,7 @@ impl GstRtspServer {
                 for (mount, launch) in &mounts {
                     let factory = rtsp::RTSPMediaFactory::new();
                     factory.set_launch(launch);
-                    factory.set_shared(true);
+                    factory.set_shared(false);
                     points.add_factory(mount, factory);
                 }
                 let source = server.attach(Some(&ctx)).expect("attach the RTSP server");
