@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -282,6 +282,7 @@ fn spawn_dispatcher(
                         Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
                     }
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
+                    refresh_thumbnail(&entry, &frame);
                     let frame = Arc::new(frame);
                     if !analysis.is_empty() {
                         let (priority, configured_fps) = entry
@@ -312,6 +313,25 @@ fn spawn_dispatcher(
             }
         }
     })
+}
+
+/// Encodes the camera's thumbnail when someone is watching it and the last one is old enough.
+fn refresh_thumbnail(entry: &crate::camera::CameraEntry, frame: &crate::decode::DecodedFrame) {
+    let now = Instant::now();
+    if !lock(&entry.thumbnail).due(now) {
+        return;
+    }
+    match crate::alert::snapshot::frame_jpeg(frame, crate::camera::Thumbnail::MAX_WIDTH, 75) {
+        Ok(jpeg) => {
+            let mut t = lock(&entry.thumbnail);
+            t.jpeg = Some((bytes::Bytes::from(jpeg), frame.decoded_at));
+            t.encoded_at = Some(now);
+        }
+        Err(e) => {
+            tracing::warn!(camera_id = %frame.camera, error = %e, "thumbnail not encoded");
+            lock(&entry.thumbnail).encoded_at = Some(now);
+        }
+    }
 }
 
 /// Polls every tracker once a second; transitions go to the ledger and the broadcast.
@@ -421,6 +441,7 @@ fn start_analysis(
     fleet: std::sync::Weak<Fleet>,
     delivery: Arc<crate::sinks::Delivery>,
     zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    live_rules: &crate::rules::live::LiveRules,
 ) -> Result<Option<Analysis>, AppError> {
     let Some(analysis) = &config.analysis else {
         return Ok(None);
@@ -478,6 +499,7 @@ fn start_analysis(
         has_detector,
         cand_tx,
         stats.clone(),
+        Some(live_rules.pending()),
     )
     .map_err(|e| err(&e))?;
     let cameras: board::CameraLookup =
@@ -622,6 +644,10 @@ pub async fn start(
             Some(Arc::new(p))
         }
     };
+    let live_rules = Arc::new(match &config.analysis {
+        Some(a) => crate::rules::live::LiveRules::new(a.rules_file.clone(), a.anomaly_model),
+        None => crate::rules::live::LiveRules::new(None, false),
+    });
     let analysis = start_analysis(
         &config,
         &clock,
@@ -629,6 +655,7 @@ pub async fn start(
         Arc::downgrade(&fleet),
         delivery.clone(),
         zmq.clone(),
+        &live_rules,
     )?;
     let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let dispatcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -679,6 +706,7 @@ pub async fn start(
             .unwrap_or_default(),
         analysis_dropped: analysis_dropped.clone(),
         rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
+        live_rules,
         delivery: delivery.clone(),
         decode_stats: Arc::new(move || {
             let s = stats_pool.stats();

@@ -590,45 +590,8 @@ impl Renderer {
 
     /// Copies the frame into the canvas and draws everything on it.
     fn draw(&mut self, frame: &DecodedFrame, overlay: &Overlay) -> Result<(), SnapshotError> {
-        let (w, h) = (frame.width as usize, frame.height as usize);
-        let bad = || SnapshotError::BadFrame {
-            width: frame.width,
-            height: frame.height,
-            stride: frame.stride,
-            len: frame.data.len(),
-        };
-        let row = w.checked_mul(3).ok_or_else(bad)?;
-        let needed = frame
-            .stride
-            .checked_mul(h.saturating_sub(1))
-            .and_then(|n| n.checked_add(row))
-            .ok_or_else(bad)?;
-        if w == 0
-            || h == 0
-            || frame.stride < row
-            || frame.data.len() < needed
-            || i32::try_from(w).is_err()
-            || i32::try_from(h).is_err()
-        {
-            return Err(bad());
-        }
-        let (wi, hi) = (w as i32, h as i32);
-        if self.canvas.cols() != wi
-            || self.canvas.rows() != hi
-            || self.canvas.typ() != opencv::core::CV_8UC3
-        {
-            self.canvas =
-                Mat::new_rows_cols_with_default(hi, wi, opencv::core::CV_8UC3, Scalar::all(0.0))
-                    .map_err(cv("canvas"))?;
-        }
-        {
-            let dst = self.canvas.data_bytes_mut().map_err(cv("canvas bytes"))?;
-            for (y, out) in dst.chunks_exact_mut(row).enumerate() {
-                let start = y * frame.stride;
-                out.copy_from_slice(&frame.data[start..start + row]);
-            }
-        }
-
+        let (wi, hi) = copy_into(&mut self.canvas, frame)?;
+        let h = hi as usize;
         let s = h as f32 / 576.0;
         let thick = (2.0 * s).round().max(1.0) as i32;
         let (label_px, title_px) = text_px(frame.height);
@@ -1036,6 +999,86 @@ impl Renderer {
         }
         p
     }
+}
+
+/// Copies a decoded frame (packed BGR rows of `stride` bytes) into `canvas`, resizing it if needed;
+/// returns the size. A frame whose sizes do not add up is an error, never a panic.
+fn copy_into(canvas: &mut Mat, frame: &DecodedFrame) -> Result<(i32, i32), SnapshotError> {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let bad = || SnapshotError::BadFrame {
+        width: frame.width,
+        height: frame.height,
+        stride: frame.stride,
+        len: frame.data.len(),
+    };
+    let row = w.checked_mul(3).ok_or_else(bad)?;
+    let needed = frame
+        .stride
+        .checked_mul(h.saturating_sub(1))
+        .and_then(|n| n.checked_add(row))
+        .ok_or_else(bad)?;
+    if w == 0
+        || h == 0
+        || frame.stride < row
+        || frame.data.len() < needed
+        || i32::try_from(w).is_err()
+        || i32::try_from(h).is_err()
+    {
+        return Err(bad());
+    }
+    let (wi, hi) = (w as i32, h as i32);
+    if canvas.cols() != wi || canvas.rows() != hi || canvas.typ() != opencv::core::CV_8UC3 {
+        *canvas = Mat::new_rows_cols_with_default(hi, wi, opencv::core::CV_8UC3, Scalar::all(0.0))
+            .map_err(cv("canvas"))?;
+    }
+    {
+        let dst = canvas.data_bytes_mut().map_err(cv("canvas bytes"))?;
+        for (y, out) in dst.chunks_exact_mut(row).enumerate() {
+            let start = y * frame.stride;
+            out.copy_from_slice(&frame.data[start..start + row]);
+        }
+    }
+
+    Ok((wi, hi))
+}
+
+/// The frame as a plain JPEG (no annotation), at most `max_width` wide: camera-wall thumbnails and
+/// the zone editor's background.
+pub fn frame_jpeg(
+    frame: &DecodedFrame,
+    max_width: u32,
+    quality: u8,
+) -> Result<Vec<u8>, SnapshotError> {
+    let mut full = Mat::default();
+    let (wi, hi) = copy_into(&mut full, frame)?;
+    let picture = if wi as u32 > max_width && max_width > 0 {
+        let nh = ((hi as f64) * f64::from(max_width) / f64::from(wi))
+            .round()
+            .max(1.0) as i32;
+        let mut small = Mat::default();
+        imgproc::resize(
+            &full,
+            &mut small,
+            opencv::core::Size::new(max_width as i32, nh),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .map_err(cv("thumbnail resize"))?;
+        small
+    } else {
+        full
+    };
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]);
+    let ok = imgcodecs::imencode(".jpg", &picture, &mut buf, &params).map_err(cv("JPEG encode"))?;
+    if !ok || buf.is_empty() {
+        return Err(SnapshotError::Encode {
+            width: frame.width,
+            height: frame.height,
+        });
+    }
+    Ok(buf.to_vec())
 }
 
 #[cfg(test)]

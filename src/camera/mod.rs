@@ -76,6 +76,17 @@ pub const REASONS: [OfflineReason; 8] = [
     OfflineReason::Eos,
 ];
 
+/// True when area path `path` ("示范县/城关镇/东街村") is `prefix` or lies under it, on `/` boundaries:
+/// "示范县/城关镇" contains "示范县/城关镇/东街村" but not "示范县/城关镇二". An empty prefix contains all.
+pub fn area_contains(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// A camera in the live inventory.
 pub struct CameraEntry {
     /// Id (also the key in the fleet).
@@ -92,7 +103,39 @@ pub struct CameraEntry {
     pub last_error: Mutex<Option<String>>,
     /// When analysis last took a frame (rate gate).
     last_admitted: Mutex<Option<Instant>>,
+    /// The latest picture as a JPEG, kept only while someone looks at it (camera wall, zone editor).
+    pub thumbnail: Mutex<Thumbnail>,
     cancel: CancellationToken,
+}
+
+/// A camera's latest picture for the UI. Encoding costs CPU, so it is refreshed from decoded frames
+/// only while `wanted_until` is in the future (each request extends it), at most every
+/// [`Thumbnail::REFRESH`].
+#[derive(Debug, Default)]
+pub struct Thumbnail {
+    /// JPEG bytes and when the frame was decoded.
+    pub jpeg: Option<(bytes::Bytes, std::time::SystemTime)>,
+    /// When the JPEG was last encoded (monotonic).
+    pub encoded_at: Option<Instant>,
+    /// Keep refreshing until then.
+    pub wanted_until: Option<Instant>,
+}
+
+impl Thumbnail {
+    /// Least time between two encodes of one camera's thumbnail.
+    pub const REFRESH: Duration = Duration::from_secs(5);
+    /// How long one request keeps the thumbnail refreshing.
+    pub const WATCH: Duration = Duration::from_secs(60);
+    /// Widest thumbnail, pixels.
+    pub const MAX_WIDTH: u32 = 640;
+
+    /// True when the next decoded frame should be encoded.
+    pub fn due(&self, now: Instant) -> bool {
+        self.wanted_until.is_some_and(|t| t > now)
+            && self
+                .encoded_at
+                .is_none_or(|e| now.saturating_duration_since(e) >= Self::REFRESH)
+    }
 }
 
 impl CameraEntry {
@@ -215,6 +258,7 @@ impl Fleet {
             stream: Mutex::new(None),
             last_error: Mutex::new(None),
             last_admitted: Mutex::new(None),
+            thumbnail: Mutex::new(Thumbnail::default()),
             cancel: self.root.child_token(),
         })
     }
@@ -414,5 +458,20 @@ pub fn codec_name(c: VideoCodec) -> &'static str {
     match c {
         VideoCodec::H264 => "h264",
         VideoCodec::H265 => "h265",
+    }
+}
+
+#[cfg(test)]
+mod area_tests {
+    use super::area_contains;
+
+    #[test]
+    fn areas_nest_on_slash_boundaries_only() {
+        assert!(area_contains("示范县/城关镇", "示范县/城关镇"));
+        assert!(area_contains("示范县/城关镇", "示范县/城关镇/东街村"));
+        assert!(area_contains("示范县/城关镇/", "示范县/城关镇/东街村"));
+        assert!(!area_contains("示范县/城关镇", "示范县/城关镇二"));
+        assert!(!area_contains("示范县/城关镇", "示范县"));
+        assert!(area_contains("", "示范县/河西镇"));
     }
 }

@@ -36,6 +36,10 @@ pub struct AnalysisConfig {
     pub inference: crate::infer::InferSettings,
     /// Zones and rules per camera (empty when no rules file is given).
     pub rules: crate::rules::RulesConfig,
+    /// The rules file (`rules = …`, resolved), which the API's rule editor saves to.
+    pub rules_file: Option<std::path::PathBuf>,
+    /// A scene-anomaly model is loaded (rules of kind `scene_anomaly` can run).
+    pub anomaly_model: bool,
 }
 
 /// This node's identity and storage.

@@ -174,7 +174,13 @@ impl Validator {
                 }
             }
         };
-        inference.map(|inference| crate::config::AnalysisConfig { inference, rules })
+        let rules_file = raw.rules.as_ref().map(|f| resolve(base_dir, Path::new(f)));
+        inference.map(|inference| crate::config::AnalysisConfig {
+            inference,
+            rules,
+            rules_file,
+            anomaly_model,
+        })
     }
 }
 

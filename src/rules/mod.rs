@@ -13,6 +13,7 @@ mod alert;
 mod config;
 mod engine;
 pub mod geom;
+pub mod live;
 pub mod runner;
 mod schedule;
 

@@ -38,6 +38,8 @@ pub struct RulesStats {
     pub candidates: AtomicU64,
     /// Model outputs older than one already evaluated for the camera (skipped).
     pub stale: AtomicU64,
+    /// Rule sets swapped in from the API.
+    pub replaced: AtomicU64,
 }
 
 fn to_track_kind(k: ModelKind) -> ObjectKind {
@@ -74,6 +76,7 @@ pub fn spawn(
     has_detector: bool,
     out: Sender<Candidate>,
     stats: Arc<RulesStats>,
+    updates: Option<Arc<super::live::PendingRules>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut set = match RuleSet::new(rules) {
         Ok(s) => s,
@@ -82,6 +85,16 @@ pub fn spawn(
     std::thread::Builder::new().name("rules".into()).spawn(move || {
         let mut cameras: HashMap<Arc<str>, CameraState> = HashMap::new();
         for analysed in rx.iter() {
+            // A document saved through the API: swap between two frames.
+            if let Some(new) = updates.as_ref().and_then(|u| u.take()) {
+                match RuleSet::new(&new) {
+                    Ok(s) => {
+                        set = s;
+                        stats.replaced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "saved rules could not be applied; the previous ones keep running"),
+                }
+            }
             stats.frames.fetch_add(1, Ordering::Relaxed);
             let d = &analysed.detections;
             let (w, h) = d.frame_size;

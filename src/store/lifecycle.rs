@@ -16,6 +16,10 @@ pub enum AlertState {
     Acknowledged,
     /// Sent to a police station / the case system for handling.
     Dispatched,
+    /// The police station took the job (接警).
+    Accepted,
+    /// Officers are on the scene (到场).
+    Arrived,
     /// Handled (terminal).
     Resolved,
     /// Judged not to be a real event (terminal).
@@ -24,10 +28,12 @@ pub enum AlertState {
 
 impl AlertState {
     /// All states, in lifecycle order.
-    pub const ALL: [AlertState; 5] = [
+    pub const ALL: [AlertState; 7] = [
         AlertState::New,
         AlertState::Acknowledged,
         AlertState::Dispatched,
+        AlertState::Accepted,
+        AlertState::Arrived,
         AlertState::Resolved,
         AlertState::FalseAlarm,
     ];
@@ -38,6 +44,8 @@ impl AlertState {
             AlertState::New => "new",
             AlertState::Acknowledged => "acknowledged",
             AlertState::Dispatched => "dispatched",
+            AlertState::Accepted => "accepted",
+            AlertState::Arrived => "arrived",
             AlertState::Resolved => "resolved",
             AlertState::FalseAlarm => "false_alarm",
         }
@@ -62,7 +70,9 @@ impl fmt::Display for AlertState {
 
 /// Every allowed `(from, to)`. Skipping acknowledgement is allowed (an operator may dispatch or dismiss
 /// straight from the feed); resolving needs someone to have looked (`acknowledged` or `dispatched`);
-/// a dispatched alert may still turn out false when the police arrive. Terminal states never move.
+/// the police station moves a dispatched alert through `accepted` (接警) and `arrived` (到场) to
+/// `resolved` (办结), and may skip steps it did not report; a dispatched alert may still turn out
+/// false when the police arrive. Terminal states never move.
 pub const ALLOWED_TRANSITIONS: &[(AlertState, AlertState)] = &[
     (AlertState::New, AlertState::Acknowledged),
     (AlertState::New, AlertState::Dispatched),
@@ -70,9 +80,39 @@ pub const ALLOWED_TRANSITIONS: &[(AlertState, AlertState)] = &[
     (AlertState::Acknowledged, AlertState::Dispatched),
     (AlertState::Acknowledged, AlertState::Resolved),
     (AlertState::Acknowledged, AlertState::FalseAlarm),
+    (AlertState::Dispatched, AlertState::Accepted),
+    (AlertState::Dispatched, AlertState::Arrived),
     (AlertState::Dispatched, AlertState::Resolved),
     (AlertState::Dispatched, AlertState::FalseAlarm),
+    (AlertState::Accepted, AlertState::Arrived),
+    (AlertState::Accepted, AlertState::Resolved),
+    (AlertState::Accepted, AlertState::FalseAlarm),
+    (AlertState::Arrived, AlertState::Resolved),
+    (AlertState::Arrived, AlertState::FalseAlarm),
 ];
+
+impl AlertState {
+    /// The police station's steps (接警, 到场, 办结): what a dispatcher may set.
+    pub fn is_police_step(self) -> bool {
+        matches!(
+            self,
+            AlertState::Accepted | AlertState::Arrived | AlertState::Resolved
+        )
+    }
+
+    /// Chinese label for the UI and messages.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            AlertState::New => "待处理",
+            AlertState::Acknowledged => "已确认",
+            AlertState::Dispatched => "已派警",
+            AlertState::Accepted => "已接警",
+            AlertState::Arrived => "已到场",
+            AlertState::Resolved => "已办结",
+            AlertState::FalseAlarm => "误报",
+        }
+    }
+}
 
 /// True when `from → to` is in [`ALLOWED_TRANSITIONS`].
 pub fn allowed(from: AlertState, to: AlertState) -> bool {
@@ -112,8 +152,19 @@ mod tests {
         assert!(allowed(AlertState::New, AlertState::Acknowledged));
         assert_eq!(
             next_states(AlertState::Dispatched),
+            vec![
+                AlertState::Accepted,
+                AlertState::Arrived,
+                AlertState::Resolved,
+                AlertState::FalseAlarm
+            ]
+        );
+        assert_eq!(
+            next_states(AlertState::Arrived),
             vec![AlertState::Resolved, AlertState::FalseAlarm]
         );
+        assert!(!allowed(AlertState::Acknowledged, AlertState::Accepted));
+        assert!(!allowed(AlertState::Arrived, AlertState::Accepted));
     }
 
     #[test]

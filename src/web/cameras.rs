@@ -148,9 +148,11 @@ pub async fn list(
         .iter()
         .map(|e| view(e))
         .filter(|v| {
-            q.area
-                .as_deref()
-                .is_none_or(|a| v.area_path.as_deref().is_some_and(|p| p.starts_with(a)))
+            q.area.as_deref().is_none_or(|a| {
+                v.area_path
+                    .as_deref()
+                    .is_some_and(|p| crate::camera::area_contains(a, p))
+            })
         })
         .filter(|v| {
             q.state.as_deref().is_none_or(|s| {
@@ -277,14 +279,91 @@ pub async fn import(
     Ok(Json(ImportResult { imported, errors }))
 }
 
-pub async fn summary(State(st): State<Arc<AppState>>) -> Json<health::Summary> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// Only cameras in this area or under it (`示范县/城关镇`).
+    area: Option<String>,
+}
+
+pub async fn summary(
+    State(st): State<Arc<AppState>>,
+    query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<health::Summary>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let statuses: Vec<health::Status> = st
         .fleet
         .list()
         .iter()
+        .filter(|e| q.area.as_deref().is_none_or(|a| camera_in_area(e, a)))
         .map(|e| lock(&e.tracker).status())
         .collect();
-    Json(health::summarize(statuses.iter()))
+    Ok(Json(health::summarize(statuses.iter())))
+}
+
+fn camera_in_area(e: &CameraEntry, area: &str) -> bool {
+    e.config
+        .read()
+        .map(|c| {
+            c.area_path
+                .as_ref()
+                .is_some_and(|p| crate::camera::area_contains(area, &p.to_string()))
+        })
+        .unwrap_or(false)
+}
+
+/// `GET /api/cameras/{id}/frame.jpg`: the camera's latest picture (plain, ≤ 640 px wide). The first
+/// request starts refreshing it from decoded frames and waits up to 5 s for one; later ones within a
+/// minute get the cached picture, at most 5 s old while frames flow. Header `X-Frame-Age-Ms`.
+pub async fn frame(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let entry = st.fleet.get(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("camera {id:?} does not exist"),
+        )
+    })?;
+    let watch = || {
+        let mut t = lock(&entry.thumbnail);
+        t.wanted_until = Some(std::time::Instant::now() + crate::camera::Thumbnail::WATCH);
+        t.jpeg.clone()
+    };
+    let fresh = |at: SystemTime| {
+        SystemTime::now()
+            .duration_since(at)
+            .is_ok_and(|age| age < Duration::from_secs(15))
+    };
+    let mut got = watch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !got.as_ref().is_some_and(|(_, at)| fresh(*at)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = lock(&entry.thumbnail).jpeg.clone();
+    }
+    let Some((jpeg, at)) = got else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "camera {id:?} has no decoded picture yet (offline, or no frame in the last 5 s)"
+            ),
+        ));
+    };
+    let age = SystemTime::now()
+        .duration_since(at)
+        .unwrap_or_default()
+        .as_millis()
+        .to_string();
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (axum::http::header::CACHE_CONTROL, "no-store".to_owned()),
+            (axum::http::HeaderName::from_static("x-frame-age-ms"), age),
+        ],
+        jpeg,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -296,12 +375,15 @@ pub struct AvailabilityQuery {
     to: Option<i64>,
     /// camera | area | day | month (default camera).
     group_by: Option<String>,
+    /// json (default) | csv (a table to download, e.g. the monthly report).
+    format: Option<String>,
 }
 
 pub async fn availability(
     State(st): State<Arc<AppState>>,
     query: Result<Query<AvailabilityQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<health::AvailabilityRow>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let now = SystemTime::now();
     let at = |ms: i64, field: &str| {
@@ -338,11 +420,113 @@ pub async fn availability(
             ));
         }
     };
-    st.ledger
+    let csv = match q.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("format: {other:?} is not one of json, csv"),
+            ));
+        }
+    };
+    let rows = st
+        .ledger
         .availability(from, to, group_by)
         .await
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if !csv {
+        return Ok(Json(rows).into_response());
+    }
+    let names: BTreeMap<String, (String, String)> = st
+        .fleet
+        .list()
+        .iter()
+        .map(|e| {
+            let c = e.camera();
+            (
+                c.id.clone(),
+                (
+                    c.name.clone(),
+                    c.area_path
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                ),
+            )
+        })
+        .collect();
+    let body = availability_csv(&rows, group_by, &names, from, to);
+    let file = format!(
+        "availability-{}-{}.csv",
+        unix_ms(from) / 1000,
+        unix_ms(to) / 1000
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The availability table as CSV (UTF-8 with a BOM so spreadsheet software shows Chinese properly).
+fn availability_csv(
+    rows: &[health::AvailabilityRow],
+    group_by: GroupBy,
+    names: &BTreeMap<String, (String, String)>,
+    from: SystemTime,
+    to: SystemTime,
+) -> String {
+    fn cell(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    }
+    let pct = |v: Option<f64>| v.map(|x| format!("{:.2}", 100.0 * x)).unwrap_or_default();
+    let mut out = String::from("\u{feff}");
+    out.push_str(&format!(
+        "# availability from {} to {} (unix ms)\n",
+        unix_ms(from),
+        unix_ms(to)
+    ));
+    let key = match group_by {
+        GroupBy::Camera => "camera_id,camera_name,area",
+        GroupBy::Area => "area",
+        GroupBy::Day => "day",
+        GroupBy::Month => "month",
+    };
+    out.push_str(&format!(
+        "{key},scheduled_hours,online_hours,intact_hours,availability_pct,intact_pct\n"
+    ));
+    for r in rows {
+        let k = match group_by {
+            GroupBy::Camera => {
+                let (name, area) = names.get(&r.key).cloned().unwrap_or_default();
+                format!("{},{},{}", cell(&r.key), cell(&name), cell(&area))
+            }
+            _ => cell(&r.key),
+        };
+        out.push_str(&format!(
+            "{k},{:.3},{:.3},{:.3},{},{}\n",
+            r.scheduled_s / 3600.0,
+            r.online_s / 3600.0,
+            r.intact_s / 3600.0,
+            pct(r.availability),
+            pct(r.intact_rate)
+        ));
+    }
+    out
 }
 
 #[derive(Deserialize)]

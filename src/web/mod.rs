@@ -6,7 +6,9 @@
 pub mod alert_api;
 mod cameras;
 mod metrics;
+mod rules_api;
 mod system;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub delivery: Arc<crate::sinks::Delivery>,
     /// Rules-stage counters, when analysis runs.
     pub rules_stats: Option<Arc<crate::rules::runner::RulesStats>>,
+    /// The rules document the editor reads and replaces.
+    pub live_rules: Arc<crate::rules::live::LiveRules>,
     /// Reads the decoder's drop counters.
     pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
 }
@@ -73,15 +77,18 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(cameras::delete),
         )
         .route("/api/cameras/{id}/history", get(cameras::history))
+        .route("/api/cameras/{id}/frame.jpg", get(cameras::frame))
         .route("/api/health/summary", get(cameras::summary))
         .route("/api/health/availability", get(cameras::availability))
         .route("/api/system", get(system::system))
+        .route("/api/rules", get(rules_api::get_rules).put(rules_api::put_rules))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state.clone())
         .merge(alert_api::router(alert_api::AlertApi::new(
             state.delivery.clone(),
         )))
+        .merge(ui::router())
 }
 
 /// An API error: status, a message naming the problem, and the field errors if any.
