@@ -425,6 +425,8 @@ struct Analysis {
     /// Model names and the execution provider each runs on.
     models: Vec<(String, &'static str)>,
     stats: Arc<RulesStats>,
+    /// Reads every model's batcher and inference counters.
+    model_stats: Arc<dyn Fn() -> Vec<web::ModelStats> + Send + Sync>,
 }
 
 /// Hand-over queue from the decode dispatcher to each model's batcher.
@@ -485,6 +487,22 @@ fn start_analysis(
         inferencers.push(inferencer);
     }
     drop(analysed_tx);
+    let readers: Vec<_> = models
+        .iter()
+        .zip(&batchers)
+        .zip(&inferencers)
+        .map(|(((name, _), b), i)| (name.clone(), b.counters(), i.stats_reader()))
+        .collect();
+    let model_stats: Arc<dyn Fn() -> Vec<web::ModelStats> + Send + Sync> = Arc::new(move || {
+        readers
+            .iter()
+            .map(|(model, batch, infer)| web::ModelStats {
+                model: model.clone(),
+                batch: batch.snapshot(),
+                infer: infer(),
+            })
+            .collect()
+    });
     let stats = Arc::new(RulesStats::default());
     let has_detector = settings.models.iter().any(|m| {
         ModelManifest::load(m, &config.node.assets_dir)
@@ -513,6 +531,7 @@ fn start_analysis(
         alerts,
         models,
         stats,
+        model_stats,
     }))
 }
 
@@ -708,14 +727,22 @@ pub async fn start(
         rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
         live_rules,
         delivery: delivery.clone(),
-        decode_stats: Arc::new(move || {
-            let s = stats_pool.stats();
-            DropCounts {
-                gate: 0,
-                queue_full: s.dropped.queue_full,
-                decode_error: s.dropped.decode_error,
-            }
-        }),
+        decode_stats: {
+            let pool = stats_pool.clone();
+            Arc::new(move || {
+                let s = pool.stats();
+                DropCounts {
+                    gate: 0,
+                    queue_full: s.dropped.queue_full,
+                    decode_error: s.dropped.decode_error,
+                }
+            })
+        },
+        decode_queue: Arc::new(move || stats_pool.stats().queue_depth),
+        model_stats: analysis
+            .as_ref()
+            .map(|a| a.model_stats.clone())
+            .unwrap_or_else(|| Arc::new(Vec::new)),
     });
     let app = web::router(state);
     let web_cancel = cancel.clone();

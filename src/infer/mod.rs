@@ -109,6 +109,33 @@ pub struct InferStats {
     pub failed: u64,
     /// Busy time (preprocess + run + postprocess), milliseconds.
     pub busy_ms: f64,
+    /// Batch latency histogram: cumulative counts at each [`LATENCY_BOUNDS_MS`] bound (then +Inf).
+    pub latency_le: [u64; LATENCY_BOUNDS_MS.len() + 1],
+    /// Batch size histogram: cumulative counts at each [`BATCH_BOUNDS`] bound (then +Inf).
+    pub batch_le: [u64; BATCH_BOUNDS.len() + 1],
+}
+
+/// Upper bounds (ms) of the batch-latency histogram buckets.
+pub const LATENCY_BOUNDS_MS: [f64; 10] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
+/// Upper bounds of the batch-size histogram buckets.
+pub const BATCH_BOUNDS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// Which bucket `v` falls in (the last one is +Inf).
+fn bucket(bounds: &[f64], v: f64) -> usize {
+    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
+}
+
+/// Per-bucket counts → cumulative (`le`) counts.
+fn cumulative<const N: usize>(counts: &[AtomicU64; N]) -> [u64; N] {
+    let mut out = [0; N];
+    let mut sum = 0;
+    for (o, c) in out.iter_mut().zip(counts) {
+        sum += c.load(Ordering::Relaxed);
+        *o = sum;
+    }
+    out
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +145,8 @@ struct InferCounters {
     rejected: AtomicU64,
     failed: AtomicU64,
     busy_us: AtomicU64,
+    latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    batch: [AtomicU64; BATCH_BOUNDS.len() + 1],
 }
 
 impl InferCounters {
@@ -128,6 +157,8 @@ impl InferCounters {
             rejected: self.rejected.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             busy_ms: self.busy_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            latency_le: cumulative(&self.latency),
+            batch_le: cumulative(&self.batch),
         }
     }
 }
@@ -216,6 +247,12 @@ impl Inferencer {
         self.counters.snapshot()
     }
 
+    /// A reader of the counters that outlives nothing it should not (for `/metrics`).
+    pub fn stats_reader(&self) -> impl Fn() -> InferStats + Send + Sync + 'static {
+        let c = self.counters.clone();
+        move || c.snapshot()
+    }
+
     /// Waits for the threads (close the batch channel, i.e. stop the batcher, first).
     pub fn join(self) {
         for h in self.handles {
@@ -272,6 +309,10 @@ impl Worker {
         self.counters
             .busy_us
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+        self.counters.latency[bucket(&LATENCY_BOUNDS_MS, busy.as_secs_f64() * 1000.0)]
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters.batch[bucket(&BATCH_BOUNDS, frames.len() as f64)]
+            .fetch_add(1, Ordering::Relaxed);
         if let Some(b) = &self.budget {
             b.observe_batch(frames.len(), busy);
         }

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
 pub use lifecycle::{ALLOWED_TRANSITIONS, AlertState, allowed, next_states, raise};
-pub use outbox::{OutboxRow, OutboxState, Route};
+pub use outbox::{MetricCounts, OutboxRow, OutboxState, Route};
 
 use crate::alert::board::AlertRecord;
 use crate::config::Camera;

@@ -55,6 +55,15 @@ impl fmt::Display for OutboxState {
     }
 }
 
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricCounts {
+    /// (alert type, state, count).
+    pub alerts: Vec<(String, String, i64)>,
+    /// (sink kind, state, rows, failed attempts).
+    pub outbox: Vec<(String, String, i64, i64)>,
+}
+
 /// One delivery of one alert to one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxRow {
@@ -165,6 +174,27 @@ impl AlertStore {
                 row,
             )
             .optional()?)
+    }
+
+    /// For `/metrics`: alerts by (type, state), and outbox rows by (sink kind, state) with their
+    /// failed attempts (`dispatch:<station>` counts as `dispatch`).
+    pub fn metric_counts(&self) -> Result<MetricCounts, StoreError> {
+        let conn = self.conn();
+        let mut alerts = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT alert_type, state, COUNT(*) FROM alerts GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+            alerts.push(row?);
+        }
+        let mut outbox = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT CASE WHEN sink LIKE 'dispatch:%' THEN 'dispatch' ELSE sink END AS kind, state,              COUNT(*), COALESCE(SUM(attempts - (state = 'delivered')), 0)              FROM outbox GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))? {
+            outbox.push(row?);
+        }
+        Ok(MetricCounts { alerts, outbox })
     }
 
     /// The receiver accepted the row.

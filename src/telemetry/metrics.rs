@@ -22,3 +22,92 @@ pub const FPS_ANALYSED: &str = "qly_fps_analysed";
 pub const ANALYSED_FRAMES: &str = "qly_rules_frames_total";
 /// Candidate alerts raised by the rules.
 pub const ALERT_CANDIDATES: &str = "qly_alert_candidates_total";
+/// Rule sets swapped in through the API.
+pub const RULES_REPLACED: &str = "qly_rules_replaced_total";
+/// Frames waiting in each decoder worker's queue (`worker` label).
+pub const DECODE_QUEUE: &str = "qly_decode_queue_depth";
+/// Frames waiting in each model's batcher (`model` label).
+pub const BATCH_PENDING: &str = "qly_batch_pending";
+/// Frames the batcher did not infer, by model and reason (`superseded` by a newer frame of the camera,
+/// over the admission `budget`, left at `shutdown`).
+pub const ANALYSIS_DROPPED: &str = "qly_analysis_dropped_total";
+/// Inference batches run, by model.
+pub const INFER_BATCHES: &str = "qly_inference_batches_total";
+/// Frames inferred, by model.
+pub const INFER_FRAMES: &str = "qly_inference_frames_total";
+/// Frames in failed batches, by model.
+pub const INFER_FAILED: &str = "qly_inference_failed_total";
+/// Batch latency (preprocess + run + postprocess), histogram by model.
+pub const INFER_LATENCY: &str = "qly_inference_latency_seconds";
+/// Frames per batch, histogram by model.
+pub const INFER_BATCH_SIZE: &str = "qly_inference_batch_size";
+/// Stored alerts by `type` and lifecycle `state`.
+pub const ALERTS: &str = "qly_alerts";
+/// Outbox rows by `sink` (case, dispatch) and `state` (pending = the backlog, dead).
+pub const OUTBOX: &str = "qly_outbox";
+/// Failed delivery attempts by `sink`.
+pub const DELIVERY_FAILURES: &str = "qly_delivery_failures_total";
+
+/// Every family `/metrics` exports.
+pub const ALL: &[&str] = &[
+    CAMERAS_BY_STATE,
+    ONLINE_RATE,
+    INTACT_RATE,
+    FRAMES_IN,
+    FRAMES_ANALYSED,
+    FRAMES_DROPPED,
+    RECONNECTS,
+    FPS_IN,
+    FPS_ANALYSED,
+    ANALYSED_FRAMES,
+    ALERT_CANDIDATES,
+    RULES_REPLACED,
+    DECODE_QUEUE,
+    BATCH_PENDING,
+    ANALYSIS_DROPPED,
+    INFER_BATCHES,
+    INFER_FRAMES,
+    INFER_FAILED,
+    INFER_LATENCY,
+    INFER_BATCH_SIZE,
+    ALERTS,
+    OUTBOX,
+    DELIVERY_FAILURES,
+];
+
+#[cfg(test)]
+mod tests {
+    /// The Grafana dashboard in the repository queries only metrics the service exports.
+    #[test]
+    fn grafana_dashboard_uses_only_exported_metrics() {
+        let text = include_str!("../../docs/grafana/qianliyan.json");
+        let dash: serde_json::Value = serde_json::from_str(text).expect("dashboard is JSON");
+        let mut used = std::collections::BTreeSet::new();
+        for panel in dash["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(i) = rest.find("qly_") {
+                    let name: String = rest[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[i + name.len()..];
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(&name)
+                        .to_owned();
+                    used.insert(family);
+                }
+            }
+        }
+        assert!(used.len() >= 10, "{used:?}");
+        for name in &used {
+            assert!(
+                super::ALL.contains(&name.as_str()),
+                "{name} is not exported"
+            );
+        }
+    }
+}

@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use super::{AppState, ModelStats};
 use crate::camera::{REASONS, lock};
 use crate::health::{self, CameraState};
+use crate::infer::{BATCH_BOUNDS, LATENCY_BOUNDS_MS};
 use crate::telemetry::metrics as m;
 
 const STATES: [CameraState; 6] = [
@@ -120,7 +121,20 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         out.push_str(&body);
     }
+    render_pipeline(&mut out, &st);
+    let store = st.delivery.store.clone();
+    match tokio::task::spawn_blocking(move || store.metric_counts()).await {
+        Ok(Ok(counts)) => render_store(&mut out, &counts),
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics: alert store counts unavailable"),
+        Err(e) => tracing::warn!(error = %e, "metrics: alert store counts unavailable"),
+    }
     if let Some(r) = &st.rules_stats {
+        sample(
+            &mut out,
+            m::RULES_REPLACED,
+            "counter",
+            r.replaced.load(Ordering::Relaxed),
+        );
         sample(
             &mut out,
             m::ANALYSED_FRAMES,
@@ -140,4 +154,135 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
 /// A family with one unlabelled sample.
 fn sample(out: &mut String, name: &str, kind: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
+}
+
+/// Queue depths, batcher drops and inference histograms.
+fn render_pipeline(out: &mut String, st: &AppState) {
+    let _ = writeln!(out, "# TYPE {} gauge", m::DECODE_QUEUE);
+    for (i, n) in (st.decode_queue)().iter().enumerate() {
+        let _ = writeln!(out, "{}{{worker=\"{i}\"}} {n}", m::DECODE_QUEUE);
+    }
+    let models = (st.model_stats)();
+    if models.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# TYPE {} gauge", m::BATCH_PENDING);
+    for s in &models {
+        let _ = writeln!(
+            out,
+            "{}{{model=\"{}\"}} {}",
+            m::BATCH_PENDING,
+            s.model,
+            s.batch.pending
+        );
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::ANALYSIS_DROPPED);
+    for s in &models {
+        let d = &s.batch.dropped;
+        for (reason, n) in [
+            ("superseded", d.superseded),
+            ("budget", d.budget),
+            ("shutdown", d.shutdown),
+        ] {
+            let _ = writeln!(
+                out,
+                "{}{{model=\"{}\",reason=\"{reason}\"}} {n}",
+                m::ANALYSIS_DROPPED,
+                s.model
+            );
+        }
+    }
+    for (name, read) in [
+        (
+            m::INFER_BATCHES,
+            (|s: &ModelStats| s.infer.batches) as fn(&ModelStats) -> u64,
+        ),
+        (m::INFER_FRAMES, |s| s.infer.frames),
+        (m::INFER_FAILED, |s| s.infer.failed),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for s in &models {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", s.model, read(s));
+        }
+    }
+    let _ = writeln!(out, "# TYPE {} histogram", m::INFER_LATENCY);
+    for s in &models {
+        let bounds: Vec<f64> = LATENCY_BOUNDS_MS.iter().map(|ms| ms / 1000.0).collect();
+        histogram(
+            out,
+            m::INFER_LATENCY,
+            &s.model,
+            &bounds,
+            &s.infer.latency_le,
+            s.infer.busy_ms / 1000.0,
+        );
+    }
+    let _ = writeln!(out, "# TYPE {} histogram", m::INFER_BATCH_SIZE);
+    for s in &models {
+        let sum = (s.infer.frames + s.infer.failed) as f64;
+        histogram(
+            out,
+            m::INFER_BATCH_SIZE,
+            &s.model,
+            &BATCH_BOUNDS,
+            &s.infer.batch_le,
+            sum,
+        );
+    }
+}
+
+/// One labelled histogram series: cumulative buckets, +Inf, sum and count.
+fn histogram(out: &mut String, name: &str, model: &str, bounds: &[f64], le: &[u64], sum: f64) {
+    for (b, n) in bounds.iter().zip(le) {
+        let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{b}\"}} {n}");
+    }
+    let count = le.last().copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum}");
+    let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {count}");
+}
+
+/// Alerts by type and state, the outbox by sink and state, failed deliveries by sink.
+fn render_store(out: &mut String, c: &crate::store::MetricCounts) {
+    let _ = writeln!(out, "# TYPE {} gauge", m::ALERTS);
+    for (t, state, n) in &c.alerts {
+        let _ = writeln!(
+            out,
+            "{}{{type=\"{}\",state=\"{}\"}} {n}",
+            m::ALERTS,
+            label(t),
+            label(state)
+        );
+    }
+    let _ = writeln!(out, "# TYPE {} gauge", m::OUTBOX);
+    let mut failures: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (sink, state, n, failed) in &c.outbox {
+        let _ = writeln!(
+            out,
+            "{}{{sink=\"{}\",state=\"{}\"}} {n}",
+            m::OUTBOX,
+            label(sink),
+            label(state)
+        );
+        *failures.entry(sink.as_str()).or_default() += failed;
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::DELIVERY_FAILURES);
+    for (sink, n) in failures {
+        let _ = writeln!(
+            out,
+            "{}{{sink=\"{}\"}} {n}",
+            m::DELIVERY_FAILURES,
+            label(sink)
+        );
+    }
+}
+
+/// Escapes a label value read from the store (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

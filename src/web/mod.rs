@@ -46,6 +46,21 @@ pub struct AppState {
     pub live_rules: Arc<crate::rules::live::LiveRules>,
     /// Reads the decoder's drop counters.
     pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
+    /// Reads each model's batcher and inference counters.
+    pub model_stats: Arc<dyn Fn() -> Vec<ModelStats> + Send + Sync>,
+    /// Frames waiting in each decoder worker's queue now.
+    pub decode_queue: Arc<dyn Fn() -> Vec<usize> + Send + Sync>,
+}
+
+/// One model's pipeline counters, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct ModelStats {
+    /// Model name.
+    pub model: String,
+    /// Batcher counters (pending = its queue depth now).
+    pub batch: crate::batch::BatchStats,
+    /// Inference counters and histograms.
+    pub infer: crate::infer::InferStats,
 }
 
 /// Frames dropped before analysis, by reason.
@@ -81,7 +96,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/health/summary", get(cameras::summary))
         .route("/api/health/availability", get(cameras::availability))
         .route("/api/system", get(system::system))
-        .route("/api/rules", get(rules_api::get_rules).put(rules_api::put_rules))
+        .route(
+            "/api/rules",
+            get(rules_api::get_rules).put(rules_api::put_rules),
+        )
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state.clone())
