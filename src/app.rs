@@ -58,6 +58,9 @@ pub enum AppError {
     /// A model, the ONNX Runtime or an analysis stage could not start.
     #[error("analysis: {0}")]
     Analysis(String),
+    /// The users database could not be opened or seeded.
+    #[error("users database: {0}")]
+    Auth(String),
     /// The listen address is taken.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -643,6 +646,15 @@ pub async fn start(
             tracing::error!(error = %e, "camera not added");
         }
     }
+    let auth_path = data_dir.join("auth.db");
+    let auth_config = config.auth.clone();
+    let auth_clock = clock.clone();
+    let auth = tokio::task::spawn_blocking(move || {
+        crate::auth::Auth::open(&auth_path, &auth_config, auth_clock)
+    })
+    .await
+    .map_err(|e| AppError::Auth(e.to_string()))?
+    .map_err(|e| AppError::Auth(e.to_string()))?;
     let alert_board = AlertBoard::new(data_dir.join("snapshots"));
     let store =
         crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
@@ -664,9 +676,28 @@ pub async fn start(
         }
     };
     let live_rules = Arc::new(match &config.analysis {
-        Some(a) => crate::rules::live::LiveRules::new(a.rules_file.clone(), a.anomaly_model),
-        None => crate::rules::live::LiveRules::new(None, false),
+        Some(a) => crate::rules::live::LiveRules::new(
+            data_dir.join("rules.toml"),
+            a.rules_file.clone(),
+            a.anomaly_model,
+        ),
+        None => crate::rules::live::LiveRules::new(data_dir.join("rules.toml"), None, false),
     });
+    if let Some(analysis) = config.analysis.as_mut() {
+        let known = config.cameras.iter().map(|c| c.id.clone()).collect();
+        match live_rules.load_saved(known) {
+            None => {}
+            Some(Ok(saved)) => {
+                tracing::info!(path = %live_rules.path().display(), rules = saved.rules.len(), "running the rules saved through the editor (they replace the configured file)");
+                analysis.rules = saved;
+            }
+            Some(Err(errors)) => {
+                for e in &errors {
+                    tracing::error!(path = %live_rules.path().display(), field = %e.path, message = %e.message, "saved rules are invalid; running the configured rules file");
+                }
+            }
+        }
+    }
     let analysis = start_analysis(
         &config,
         &clock,
@@ -726,6 +757,7 @@ pub async fn start(
         analysis_dropped: analysis_dropped.clone(),
         rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
         live_rules,
+        auth,
         delivery: delivery.clone(),
         decode_stats: {
             let pool = stats_pool.clone();
@@ -747,9 +779,12 @@ pub async fn start(
     let app = web::router(state);
     let web_cancel = cancel.clone();
     let web_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { web_cancel.cancelled().await })
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { web_cancel.cancelled().await })
+        .await
         {
             tracing::error!(error = %e, "web server stopped");
         }

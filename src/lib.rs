@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod app;
+pub mod auth;
 pub mod batch;
 pub mod camera;
 pub mod camsim;

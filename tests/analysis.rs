@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{asset, http};
+use common::{api, asset};
 use qianliyan::camsim::TransportPolicy;
 use serde_json::Value;
 
@@ -133,13 +132,18 @@ threads = 1
 id = "c1"
 name = "校园道路"
 url = "{url}"
+{auth}
 "#,
         data = dir.path().join("data").display(),
         url = sim.running.url(1),
+        auth = common::TEST_AUTH,
     );
-    let config =
-        qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(BTreeMap::new()))
-            .unwrap_or_else(|e| panic!("config: {e}"));
+    let config = qianliyan::config::parse_str_with(
+        &toml,
+        dir.path(),
+        &common::MapEnv(common::test_env().into_iter().collect()),
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -155,7 +159,7 @@ url = "{url}"
         .expect("service starts");
     let addr = service.addr;
 
-    let (_, system) = http(addr, "GET", "/api/system", "");
+    let (_, system) = api(addr, "GET", "/api/system", "");
     assert!(
         system.contains("\"execution_provider\":\"cpu\""),
         "{system}"
@@ -166,7 +170,7 @@ url = "{url}"
     while t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_secs(2));
     }
-    let (status, body) = http(addr, "GET", "/api/alerts?limit=1000", "");
+    let (status, body) = api(addr, "GET", "/api/alerts?limit=1000", "");
     assert_eq!(status, 200, "{body}");
     let alerts: Vec<Value> = serde_json::from_str(&body).expect("json");
     let by_rule = |rule: &str| {
@@ -275,7 +279,7 @@ url = "{url}"
     assert_eq!(common::set_fault(&sim, "0001", "cover").0, 200);
     let t1 = Instant::now();
     let scene = loop {
-        let (_, body) = http(addr, "GET", "/api/alerts?limit=1000", "");
+        let (_, body) = api(addr, "GET", "/api/alerts?limit=1000", "");
         let alerts: Vec<Value> = serde_json::from_str(&body).expect("json");
         if let Some(a) = alerts.iter().find(|a| a["rule_id"] == "scene") {
             break a.clone();

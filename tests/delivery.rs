@@ -175,9 +175,75 @@ impl Fixture {
     }
 }
 
-async fn start_api(d: &Arc<Delivery>) -> SocketAddr {
+/// The alert API behind its real guard, with one operator (display name 王警官) logged in: the
+/// answer is the address, a client that sends the operator's token, and the token.
+async fn start_api(
+    d: &Arc<Delivery>,
+    dir: &std::path::Path,
+) -> (SocketAddr, reqwest::Client, String) {
+    start_api_as(d, dir, "operator").await
+}
+
+/// [`start_api`] with the one user in `role`.
+async fn start_api_as(
+    d: &Arc<Delivery>,
+    dir: &std::path::Path,
+    role: &str,
+) -> (SocketAddr, reqwest::Client, String) {
+    let password = format!("op-{}-pass", 7 * 6);
+    let users = qianliyan::auth::RawAuth {
+        users: vec![qianliyan::auth::RawUser {
+            username: "wang".into(),
+            display_name: Some("王警官".into()),
+            role: role.into(),
+            password_env: Some("OP_PASSWORD".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let cfg =
+        qianliyan::auth::config::validate(&users, |_| Some(password.clone())).expect("auth config");
+    let auth =
+        qianliyan::auth::Auth::open(&dir.join("auth.db"), &cfg, d.clock.clone()).expect("auth db");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_on(listener, alert_api::router(AlertApi::new(d.clone()))).await
+    let app = alert_api::router(AlertApi::new(d.clone()), auth.clone())
+        .merge(qianliyan::auth::router(auth));
+    let addr = serve_on(listener, app).await;
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{addr}/api/auth/login"))
+        .json(&serde_json::json!({"username": "wang", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("logged in").to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    (addr, client, token)
+}
+
+/// Opens the feed WebSocket with the operator's token.
+async fn ws_connect(
+    url: String,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("feed connects")
+        .0
 }
 
 fn states(d: &Delivery) -> Vec<OutboxState> {
@@ -303,7 +369,7 @@ async fn c_500_forever_dead_letters_after_max_age_and_manual_retry_delivers() {
     let (rx, addr) = start_receiver(None).await;
     rx.failing.store(1, Ordering::SeqCst);
     let d = fx.delivery(config(addr, Duration::from_secs(60)));
-    let api = start_api(&d).await;
+    let (api, http, _token) = start_api_as(&d, fx.dir.path(), "engineer").await;
     let id = d.insert(&alert(false)).unwrap().id;
     let worker = d.worker().unwrap();
     let mut rounds = 0;
@@ -317,8 +383,6 @@ async fn c_500_forever_dead_letters_after_max_age_and_manual_retry_delivers() {
     let row = d.store.outbox(None, 1).unwrap().remove(0);
     assert!(row.attempts >= 10, "{}", row.attempts);
     assert!(row.first_at_ms.is_some());
-
-    let http = reqwest::Client::new();
     let dead: Vec<serde_json::Value> = http
         .get(format!("http://{api}/api/delivery/dead"))
         .send()
@@ -364,12 +428,11 @@ async fn d_case_callback_needs_a_valid_signature() {
         "127.0.0.1:9".parse().unwrap(),
         Duration::from_secs(60),
     ));
-    let api = start_api(&d).await;
+    let (api, http, _token) = start_api(&d, fx.dir.path()).await;
     let id = d.insert(&alert(false)).unwrap().id;
     let body =
         serde_json::json!({"alert_id": id, "case_id": "AJ-2024-0001", "status": "dispatched"})
             .to_string();
-    let http = reqwest::Client::new();
     let url = format!("http://{api}/api/case-callback");
     let post = |sig: Option<String>| {
         let mut req = http
@@ -439,10 +502,8 @@ async fn e_ws_reconnect_with_cursor_gets_exactly_what_it_missed() {
     cfg.case = None;
     cfg.stations.clear();
     let d = fx.delivery(cfg);
-    let api = start_api(&d).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed"))
-        .await
-        .unwrap();
+    let (api, _http, token) = start_api(&d, fx.dir.path()).await;
+    let mut ws = ws_connect(format!("ws://{api}/api/alerts/feed"), &token).await;
     let first: Vec<String> = (0..3)
         .map(|_| d.insert(&alert(false)).unwrap().id)
         .collect();
@@ -453,10 +514,11 @@ async fn e_ws_reconnect_with_cursor_gets_exactly_what_it_missed() {
     let missed: Vec<String> = (0..4)
         .map(|_| d.insert(&alert(false)).unwrap().id)
         .collect();
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed?cursor={}", first[2]))
-            .await
-            .unwrap();
+    let mut ws = ws_connect(
+        format!("ws://{api}/api/alerts/feed?cursor={}", first[2]),
+        &token,
+    )
+    .await;
     assert_eq!(
         next_alert_ids(&mut ws, 4).await,
         missed,
@@ -472,11 +534,11 @@ async fn e_ws_reconnect_with_cursor_gets_exactly_what_it_missed() {
     );
 
     // Server-side filter: a fall alert in another area is not sent to an area-filtered client.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{api}/api/alerts/feed?area=3301&severity=high"
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(
+        format!("ws://{api}/api/alerts/feed?area=3301&severity=high"),
+        &token,
+    )
+    .await;
     let mut other = alert(false);
     other.area_code = Some("440100".into());
     d.insert(&other).unwrap();
@@ -490,10 +552,8 @@ async fn e2_slow_client_is_told_to_resync_and_pipeline_never_waits() {
     let mut cfg = config("127.0.0.1:9".parse().unwrap(), Duration::from_secs(60));
     cfg.case = None;
     let d = fx.delivery(cfg);
-    let api = start_api(&d).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{api}/api/alerts/feed"))
-        .await
-        .unwrap();
+    let (api, _http, token) = start_api(&d, fx.dir.path()).await;
+    let mut ws = ws_connect(format!("ws://{api}/api/alerts/feed"), &token).await;
     // The client reads nothing while far more than the feed buffer is published.
     let big = alert(false);
     let t0 = std::time::Instant::now();
@@ -528,12 +588,10 @@ async fn f_transitions_409_422_and_the_recorded_chain() {
     let fx = Fixture::new();
     let (_rx, addr) = start_receiver(None).await;
     let d = fx.delivery(config(addr, Duration::from_secs(60)));
-    let api = start_api(&d).await;
+    let (api, http, _token) = start_api(&d, fx.dir.path()).await;
     let id = d.insert(&alert(false)).unwrap().id;
-    let http = reqwest::Client::new();
     let go = |to: serde_json::Value| {
         http.post(format!("http://{api}/api/alerts/{id}/transition"))
-            .header("x-operator", "王警官")
             .json(&serde_json::json!({"to": to, "note": "checked on camera"}))
             .send()
     };

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http, set_fault, start_sim};
+use common::{api, set_fault, start_sim};
 use qianliyan::camsim::{Auth, AuthScheme, TransportPolicy};
 use serde_json::Value;
 
@@ -34,12 +34,15 @@ auth_failed_backoff = "5s"
 [health]
 grace = "3s"
 {cameras_toml}
+{auth}
 "#,
-        data = dir.path().join("data").display()
+        data = dir.path().join("data").display(),
+        auth = common::TEST_AUTH,
     );
     let env: std::collections::BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(common::test_env())
         .collect();
     let config =
         qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env)).expect("config");
@@ -70,7 +73,7 @@ grace = "3s"
 }
 
 fn camera(svc: &Svc, id: &str) -> Value {
-    let (status, body) = http(svc.addr, "GET", &format!("/api/cameras/{id}"), "");
+    let (status, body) = api(svc.addr, "GET", &format!("/api/cameras/{id}"), "");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("json")
 }
@@ -196,7 +199,7 @@ fn faults_show_up_as_states_reasons_and_quality_faults_then_clear() {
     }
     let v6 = camera(&svc, "c6");
     assert!(is_state(&v6, "online"), "other cameras are untouched: {v6}");
-    let (_, summary) = http(svc.addr, "GET", "/api/health/summary", "");
+    let (_, summary) = api(svc.addr, "GET", "/api/health/summary", "");
     let summary: Value = serde_json::from_str(&summary).expect("json");
     assert_eq!(summary["enabled"], 6, "{summary}");
     assert_eq!(summary["offline"], 2, "{summary}");
@@ -226,7 +229,7 @@ fn faults_show_up_as_states_reasons_and_quality_faults_then_clear() {
         });
         eprintln!("{id} fault cleared after {t:.1} s");
     }
-    let (status, body) = http(svc.addr, "GET", "/api/cameras/c1/history", "");
+    let (status, body) = api(svc.addr, "GET", "/api/cameras/c1/history", "");
     assert_eq!(status, 200);
     assert!(
         body.contains("refused"),
@@ -312,7 +315,7 @@ url = "rtsp://{control}/cameras"
     wait_for(&svc, "rightpw", Duration::from_secs(20), "online", |v| {
         is_state(v, "online")
     });
-    let body = http(svc.addr, "GET", "/api/cameras", "").1;
+    let body = api(svc.addr, "GET", "/api/cameras", "").1;
     assert!(
         !body.contains("right-pass-1") && !body.contains("not-it"),
         "no password in API answers"
@@ -331,16 +334,16 @@ fn cameras_are_added_changed_removed_and_imported_at_run_time() {
         r#"{{"id":"api1","name":"接口添加","url":"{}","area_path":"示范县/桃源镇"}}"#,
         sim.running.url(2)
     );
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras", &body);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras", &body);
     assert_eq!(status, 201, "{resp}");
     wait_for(&svc, "api1", Duration::from_secs(20), "online", |v| {
         is_state(v, "online")
     });
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras", &body);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras", &body);
     assert_eq!(status, 409, "duplicate id: {resp}");
 
     let bad = r#"{"id":"bad one","name":"x","url":"ftp://u:secretpw@h/x","lat":120}"#;
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras", bad);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras", bad);
     assert_eq!(status, 422, "{resp}");
     for field in ["\"id\"", "\"url\"", "\"lat\""] {
         assert!(resp.contains(field), "error names {field}: {resp}");
@@ -352,7 +355,7 @@ fn cameras_are_added_changed_removed_and_imported_at_run_time() {
         sim.running.url(3),
         sim.running.url(4)
     );
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras/import", &csv);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras/import", &csv);
     assert_eq!(status, 200, "{resp}");
     let v: Value = serde_json::from_str(&resp).expect("json");
     assert_eq!(v["imported"], serde_json::json!(["imp1"]), "{resp}");
@@ -369,14 +372,14 @@ fn cameras_are_added_changed_removed_and_imported_at_run_time() {
         is_state(v, "online")
     });
 
-    let (status, _) = http(svc.addr, "DELETE", "/api/cameras/api1", "");
+    let (status, _) = api(svc.addr, "DELETE", "/api/cameras/api1", "");
     assert_eq!(status, 204);
-    let (status, _) = http(svc.addr, "GET", "/api/cameras/api1", "");
+    let (status, _) = api(svc.addr, "GET", "/api/cameras/api1", "");
     assert_eq!(status, 404);
     let c1 = camera(&svc, "c1");
     assert!(is_state(&c1, "online"), "other cameras untouched: {c1}");
 
-    let metrics = http(svc.addr, "GET", "/metrics", "").1;
+    let metrics = api(svc.addr, "GET", "/metrics", "").1;
     assert!(
         metrics.contains("qly_cameras{state=\"online\"} 2"),
         "{metrics}"

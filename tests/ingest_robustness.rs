@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{asset, http, start_sim};
+use common::{api, asset, start_sim};
 use ingest_support::{
     Blackhole, GstRtspServer, HtmlServer, Resources, SilentServer, Svc, camera, camera_toml,
     history, is_state, reconnects_total, start_service, wait_for,
@@ -465,7 +465,7 @@ fn malformed_urls_are_refused_at_the_api_and_bad_csv_rows_are_named_by_line_and_
         } else {
             "/api/cameras"
         };
-        let (status, resp) = http(svc.addr, method, path, b);
+        let (status, resp) = api(svc.addr, method, path, b);
         eprintln!("{method} {b} → {status} {resp}");
         assert_eq!(status, 422, "{method} {b}: {resp}");
         assert!(
@@ -474,7 +474,7 @@ fn malformed_urls_are_refused_at_the_api_and_bad_csv_rows_are_named_by_line_and_
         );
         assert!(!resp.contains("hunter2"), "no credential echoed: {resp}");
     }
-    let (status, _) = http(svc.addr, "GET", "/api/cameras/new1", "");
+    let (status, _) = api(svc.addr, "GET", "/api/cameras/new1", "");
     assert_eq!(status, 404, "a refused camera is not added");
     // The refused PUTs did not touch the running camera: same session, frames still counting.
     std::thread::sleep(Duration::from_millis(1500));
@@ -505,7 +505,7 @@ lat,纬度,{u2},,abc,117.2,,示范县,,,,,\n\
 sub,子码流,{u2},ftp://x/y,,,,示范县,,,,,\n\
 ok4,停用,{u2},,,,,示范县/桃源镇,,2,,no,\n"
     );
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras/import", &csv);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras/import", &csv);
     eprintln!("import → {status} {resp}");
     assert_eq!(status, 200, "{resp}");
     let v: Value = serde_json::from_str(&resp).expect("json");
@@ -585,7 +585,7 @@ ok4,停用,{u2},,,,,示范县/桃源镇,,2,,no,\n"
 
     // A syntax error (an unclosed quote) stops reading there; the rows before it still import.
     let csv = format!("id,name,url\nok5,五,{u2}\nbad,\"未闭合,{u2}\nok6,六,{u2}\n");
-    let (status, resp) = http(svc.addr, "POST", "/api/cameras/import", &csv);
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras/import", &csv);
     eprintln!("import → {status} {resp}");
     assert_eq!(status, 200, "{resp}");
     let v: Value = serde_json::from_str(&resp).expect("json");

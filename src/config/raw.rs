@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// `[delivery]`: case system, police stations, retry policy.
     #[serde(default)]
     pub delivery: crate::sinks::RawDeliveryConfig,
+    /// `[auth]`: session lifetimes and `[[auth.users]]` created at first start.
+    #[serde(default)]
+    pub auth: Option<crate::auth::RawAuth>,
 }
 
 /// Top-level keys, in the order sections are read and reported.
@@ -62,6 +65,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "inference",
     "rules",
     "delivery",
+    "auth",
 ];
 
 /// `[node]`.
@@ -312,6 +316,9 @@ impl Reader<'_, '_> {
         }
         if let Some(v) = sections.remove("delivery") {
             raw.delivery = self.section(v, "delivery").unwrap_or_default();
+        }
+        if let Some(v) = sections.remove("auth") {
+            raw.auth = self.section(v, "auth");
         }
         raw
     }

@@ -27,6 +27,8 @@ pub struct Config {
     pub analysis: Option<AnalysisConfig>,
     /// `[delivery]`: where alerts go besides the command hall.
     pub delivery: crate::sinks::DeliveryConfig,
+    /// `[auth]`: session lifetimes and the users created at first start.
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// What the analysis stages run.

@@ -66,6 +66,15 @@ pub fn validate(
             crate::sinks::DeliveryConfig::default()
         }
     };
+    let auth = match crate::auth::config::validate(&raw.auth.clone().unwrap_or_default(), |k| {
+        env.var(k).ok()
+    }) {
+        Ok(a) => a,
+        Err(errors) => {
+            v.errors.extend(errors);
+            crate::auth::AuthConfig::default()
+        }
+    };
 
     if v.errors.is_empty() {
         Ok(Config {
@@ -77,6 +86,7 @@ pub fn validate(
             cameras,
             analysis,
             delivery,
+            auth,
         })
     } else {
         Err(ConfigErrors(v.errors))

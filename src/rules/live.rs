@@ -1,6 +1,9 @@
 //! Rules changed at run time: the API reads and replaces the whole rules document (zones + rules),
-//! validated exactly like the file at start-up, saved atomically to the configured rules file, then
+//! validated exactly like the file at start-up, saved atomically to `<data_dir>/rules.toml`, then
 //! handed to the rules thread, which swaps its rule set between two frames.
+//!
+//! The configured rules file (`rules = …`) is the seed: once the editor has saved, the saved copy
+//! is the truth, also after a restart (like users: configuration seeds, the data directory keeps).
 //!
 //! The hand-over is a one-document slot: a newer save replaces a pending one (only the latest
 //! matters), and saving never waits for the rules thread. Swapping resets the rules' own timers
@@ -17,11 +20,6 @@ use crate::config::ConfigError;
 /// Why reading or replacing the rules failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveRulesError {
-    /// No rules file is configured, so nothing could be saved.
-    #[error(
-        "no rules file is configured: set `rules = \"rules.toml\"` in the service configuration"
-    )]
-    NoFile,
     /// The body is not a rules document.
     #[error("not a rules document: {0}")]
     BadDocument(String),
@@ -62,7 +60,10 @@ impl PendingRules {
 
 /// The rules document the API serves and replaces.
 pub struct LiveRules {
-    path: Option<PathBuf>,
+    /// Where the editor saves (`<data_dir>/rules.toml`).
+    path: PathBuf,
+    /// The configured rules file, read until the first save.
+    seed: Option<PathBuf>,
     anomaly_model: bool,
     pending: Arc<PendingRules>,
     /// One save at a time (read, validate, write, hand over).
@@ -70,11 +71,12 @@ pub struct LiveRules {
 }
 
 impl LiveRules {
-    /// Rules kept in `path` (`None`: read-only, empty); `anomaly_model` says whether
+    /// Rules saved to `path`, seeded from `seed` until then; `anomaly_model` says whether
     /// `scene_anomaly` rules can run.
-    pub fn new(path: Option<PathBuf>, anomaly_model: bool) -> LiveRules {
+    pub fn new(path: PathBuf, seed: Option<PathBuf>, anomaly_model: bool) -> LiveRules {
         LiveRules {
             path,
+            seed,
             anomaly_model,
             pending: Arc::default(),
             write: Mutex::new(()),
@@ -86,14 +88,33 @@ impl LiveRules {
         self.pending.clone()
     }
 
-    /// The file the rules live in.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+    /// The file the editor saves to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The rules saved by the editor, if any, validated against `known_cameras`: what start-up
+    /// runs instead of the configured file.
+    pub fn load_saved(
+        &self,
+        known_cameras: BTreeSet<String>,
+    ) -> Option<Result<RulesConfig, Vec<ConfigError>>> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let ctx = ValidateContext {
+            known_cameras: Some(known_cameras),
+            action_model: false,
+            anomaly_model: self.anomaly_model,
+        };
+        Some(parse_toml(&text, &ctx).map_err(|e| e.0))
     }
 
     /// The current document as JSON: `{"zones": [...], "rules": [...]}`, the TOML file's shape.
     pub fn document(&self) -> Result<serde_json::Value, LiveRulesError> {
-        let Some(path) = &self.path else {
+        let path = if self.path.exists() {
+            &self.path
+        } else if let Some(seed) = &self.seed {
+            seed
+        } else {
             return Ok(serde_json::json!({ "zones": [], "rules": [] }));
         };
         let text = std::fs::read_to_string(path).map_err(|e| LiveRulesError::Io {
@@ -130,9 +151,7 @@ impl LiveRules {
             anomaly_model: self.anomaly_model,
         };
         let config = parse_toml(&text, &ctx).map_err(|e| LiveRulesError::Invalid(e.0))?;
-        let Some(path) = &self.path else {
-            return Err(LiveRulesError::NoFile);
-        };
+        let path = &self.path;
         let _one = crate::camera::lock(&self.write);
         let io = |e: std::io::Error| LiveRulesError::Io {
             path: path.clone(),
@@ -192,8 +211,15 @@ mod tests {
     fn a_valid_document_is_saved_handed_over_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
-        std::fs::write(&path, "").unwrap();
-        let live = LiveRules::new(Some(path.clone()), false);
+        let seed = dir.path().join("seed.toml");
+        std::fs::write(&seed, "[[zones]]\nid = \"z\"\ncamera = \"cam-1\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n").unwrap();
+        let live = LiveRules::new(path.clone(), Some(seed.clone()), false);
+        assert_eq!(
+            live.document().unwrap()["zones"][0]["id"],
+            "z",
+            "the seed until the first save"
+        );
+        assert!(live.load_saved(cams()).is_none());
         let pending = live.pending();
         let cfg = live.replace(doc(), cams()).expect("valid");
         assert_eq!(cfg.rules.len(), 1);
@@ -215,7 +241,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
         std::fs::write(&path, "# before\n").unwrap();
-        let live = LiveRules::new(Some(path.clone()), false);
+        let live = LiveRules::new(path.clone(), None, false);
         let pending = live.pending();
         let mut bad = doc();
         bad["rules"][0]["zone"] = "nowhere".into();
@@ -248,15 +274,5 @@ mod tests {
             ),
             Err(LiveRulesError::Invalid(_)) | Err(LiveRulesError::BadDocument(_))
         ));
-    }
-
-    #[test]
-    fn without_a_rules_file_nothing_is_saved() {
-        let live = LiveRules::new(None, false);
-        assert!(matches!(
-            live.replace(doc(), cams()),
-            Err(LiveRulesError::NoFile)
-        ));
-        assert_eq!(live.document().unwrap()["rules"], serde_json::json!([]));
     }
 }

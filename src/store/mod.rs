@@ -200,6 +200,10 @@ pub struct AlertFilter {
     pub camera: Option<String>,
     /// Area-code prefix (`330102` matches `330102001`).
     pub area: Option<String>,
+    /// Area path, itself or below (`示范县/城关镇` matches `示范县/城关镇/东街社区`).
+    pub area_path: Option<String>,
+    /// The caller's jurisdiction (a dispatcher's area path): applied on top of everything else.
+    pub scope: Option<String>,
     /// Type.
     pub alert_type: Option<AlertType>,
     /// State.
@@ -218,6 +222,10 @@ impl AlertFilter {
                 a.area_code
                     .as_ref()
                     .is_some_and(|c| c.starts_with(p.as_str()))
+            })
+            && [&self.area_path, &self.scope].into_iter().all(|p| {
+                p.as_ref()
+                    .is_none_or(|p| crate::camera::area_contains(p, &a.area_path.join("/")))
             })
             && self.alert_type.is_none_or(|t| a.alert_type == t)
             && self.state.is_none_or(|s| a.state == s)
@@ -241,6 +249,20 @@ impl AlertFilter {
             clauses.push("substr(area_code, 1, length(?)) = ?".into());
             args.push(Value::Text(p.clone()));
             args.push(Value::Text(p.clone()));
+        }
+        for p in [&self.area_path, &self.scope].into_iter().flatten() {
+            // area_path is stored as a JSON array: a prefix of segments is a prefix of the text
+            // that ends where the array does or where the next segment starts.
+            let segments: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+            if segments.is_empty() {
+                continue;
+            }
+            let json = serde_json::to_string(&segments).unwrap_or_default();
+            let open = json.strip_suffix(']').unwrap_or(&json).to_owned();
+            clauses.push("(area_path = ? OR substr(area_path, 1, length(?)) = ?)".into());
+            args.push(Value::Text(json));
+            args.push(Value::Text(format!("{open},")));
+            args.push(Value::Text(format!("{open},")));
         }
         if let Some(t) = self.alert_type {
             clauses.push("alert_type = ?".into());

@@ -192,3 +192,56 @@ fn snapshot_names_cannot_escape_the_folder() {
     assert!(s.snapshot_path("a/b.jpg").is_none());
     assert!(s.snapshot_path("01A.jpg").is_some());
 }
+
+#[test]
+fn area_path_and_scope_match_on_segment_boundaries_in_sql_and_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let paths: [&[&str]; 4] = [
+        &["示范县", "城关镇", "东街社区"],
+        &["示范县", "城关镇"],
+        &["示范县", "城关镇二"],
+        &["示范县", "桃源镇", "桃源社区"],
+    ];
+    let mut all = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let mut a = alert(&format!("01{i}"), 1000 + i as i64);
+        a.area_path = p.iter().map(|s| s.to_string()).collect();
+        s.insert(&a, &[], 0).unwrap();
+        all.push(a);
+    }
+    let ids = |v: Vec<Alert>| {
+        let mut v: Vec<String> = v.into_iter().map(|a| a.id).collect();
+        v.sort();
+        v
+    };
+    let check = |f: AlertFilter, want: &[&str]| {
+        assert_eq!(ids(s.list(&f, 10).unwrap()), want, "SQL {f:?}");
+        let mem: Vec<Alert> = all.iter().filter(|a| f.matches(a)).cloned().collect();
+        assert_eq!(ids(mem), want, "in memory {f:?}");
+    };
+    let path = |p: &str| AlertFilter {
+        area_path: Some(p.into()),
+        ..Default::default()
+    };
+    check(path("示范县/城关镇"), &["010", "011"]);
+    check(path("示范县"), &["010", "011", "012", "013"]);
+    check(path("示范县/城关镇/东街社区"), &["010"]);
+    // A dispatcher's scope narrows whatever the query asks for.
+    check(
+        AlertFilter {
+            area_path: Some("示范县".into()),
+            scope: Some("示范县/桃源镇".into()),
+            ..Default::default()
+        },
+        &["013"],
+    );
+    check(
+        AlertFilter {
+            area_path: Some("示范县/城关镇".into()),
+            scope: Some("示范县/桃源镇".into()),
+            ..Default::default()
+        },
+        &[],
+    );
+}

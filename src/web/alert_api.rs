@@ -4,16 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::auth::{Permission, Principal, Role, allows};
 use crate::rules::{AlertType, Severity};
 use crate::sinks::feed::{AlertUpdate, FeedQuery};
 use crate::sinks::{Delivery, FeedEvent, webhook};
@@ -39,23 +39,61 @@ impl AlertApi {
     }
 }
 
-/// The routes; `.merge()` into the main router.
-pub fn router(state: Arc<AlertApi>) -> Router {
-    Router::new()
-        .route("/api/alerts", get(list))
-        .route("/api/alerts/feed", get(feed))
-        .route("/api/alerts/{id}", get(one))
-        .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
-        .route("/api/alerts/{id}/transition", post(transition))
-        .route("/api/delivery/outbox", get(outbox))
-        .route("/api/delivery/dead", get(dead))
-        .route("/api/delivery/{id}/retry", post(retry))
-        .route("/api/case-callback", post(case_callback))
-        .with_state(state)
+/// The alert, delivery and case-callback routes, each behind the guard of its
+/// [`super::routes::ENDPOINTS`] entry; `.merge()` into the main router.
+pub fn router(api: Arc<AlertApi>, auth: Arc<crate::auth::Auth>) -> axum::Router {
+    use axum::routing::{get, post};
+    let a = || api.clone();
+    super::routes::Routes::new(auth)
+        .add("GET", "/api/alerts", get(list).with_state(a()))
+        .add("GET", "/api/alerts/feed", get(feed).with_state(a()))
+        .add("GET", "/api/alerts/{id}", get(one).with_state(a()))
+        .add(
+            "GET",
+            "/api/alerts/{id}/snapshot.jpg",
+            get(snapshot).with_state(a()),
+        )
+        .add(
+            "POST",
+            "/api/alerts/{id}/transition",
+            post(transition).with_state(a()),
+        )
+        .add("GET", "/api/delivery/outbox", get(outbox).with_state(a()))
+        .add("GET", "/api/delivery/dead", get(dead).with_state(a()))
+        .add(
+            "POST",
+            "/api/delivery/{id}/retry",
+            post(retry).with_state(a()),
+        )
+        .add(
+            "POST",
+            "/api/case-callback",
+            post(case_callback).with_state(a()),
+        )
+        .into_router()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The caller's jurisdiction: what their alert queries are narrowed to. A dispatcher without an area
+/// sees nothing (fail closed).
+fn scope_of(p: &Principal) -> Option<String> {
+    match (&p.area, p.role) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Role::Dispatcher) => Some("\u{2205}".into()),
+        (None, _) => None,
+    }
+}
+
+/// 404 for an alert outside the caller's jurisdiction (its existence is not theirs to know).
+fn outside(p: &Principal, a: &crate::store::Alert) -> bool {
+    let scope = AlertFilter {
+        scope: scope_of(p),
+        ..Default::default()
+    };
+    !scope.matches(a)
 }
 
 fn store_error(e: StoreError) -> Response {
@@ -154,7 +192,10 @@ fn parse_filter(q: &HashMap<String, String>) -> Result<AlertFilter, Invalid> {
         since_ms: int("since")?,
         until_ms: int("until")?,
         camera: text("camera"),
-        area: text("area"),
+        // Digits are an administrative-division code prefix; anything else is an area path.
+        area: text("area").filter(|a| a.chars().all(|c| c.is_ascii_digit())),
+        area_path: text("area").filter(|a| !a.chars().all(|c| c.is_ascii_digit())),
+        scope: None,
         alert_type,
         state,
         min_severity,
@@ -163,12 +204,14 @@ fn parse_filter(q: &HashMap<String, String>) -> Result<AlertFilter, Invalid> {
 
 async fn list(
     State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filter = match parse_filter(&q) {
+    let mut filter = match parse_filter(&q) {
         Ok(f) => f,
         Err(r) => return r.into_response(),
     };
+    filter.scope = scope_of(&who);
     let limit = match q.get("limit").filter(|v| !v.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(v) => match v.parse::<usize>() {
@@ -189,7 +232,11 @@ async fn list(
     }
 }
 
-async fn one(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Response {
+async fn one(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     let id2 = id.clone();
     let r = api
         .delivery
@@ -197,22 +244,30 @@ async fn one(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Respon
         .blocking(move |s| Ok((s.get(&id2)?, s.events(&id2)?)))
         .await;
     match r {
-        Ok((Some(a), events)) => {
+        Ok((Some(a), events)) if !outside(&who, &a) => {
             let mut v = serde_json::to_value(&a).unwrap_or_default();
             v["events"] = serde_json::to_value(events).unwrap_or_default();
+            v["next_states"] =
+                serde_json::to_value(crate::store::next_states(a.state)).unwrap_or_default();
             Json(v).into_response()
         }
-        Ok((None, _)) => error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
         Err(e) => store_error(e),
     }
 }
 
-async fn snapshot(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> Response {
+async fn snapshot(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     let store = api.delivery.store.clone();
     let id2 = id.clone();
     let path = match store.blocking(move |s| s.get(&id2)).await {
-        Ok(Some(a)) => a.snapshot.as_deref().and_then(|n| store.snapshot_path(n)),
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
+        Ok(Some(a)) if !outside(&who, &a) => {
+            a.snapshot.as_deref().and_then(|n| store.snapshot_path(n))
+        }
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
         Err(e) => return store_error(e),
     };
     let Some(path) = path else {
@@ -229,8 +284,8 @@ async fn snapshot(State(api): State<Arc<AlertApi>>, Path(id): Path<String>) -> R
 
 async fn transition(
     State(api): State<Arc<AlertApi>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let v: serde_json::Value = match serde_json::from_slice(&body) {
@@ -264,33 +319,49 @@ async fn transition(
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(_) => return unprocessable("note", "must be a string"),
     };
-    let who = match v.get("who") {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => headers
-            .get("x-operator")
-            // Operator names are Chinese: accept UTF-8, not only visible ASCII.
-            .and_then(|h| std::str::from_utf8(h.as_bytes()).ok())
-            .filter(|s| !s.is_empty())
-            .unwrap_or("operator")
-            .to_owned(),
-        Some(_) => return unprocessable("who", "must be a string"),
+    // Operators handle every step; a police station only its own (接警, 到场, 办结).
+    let may = allows(principal.role, Permission::HandleAlerts)
+        || (allows(principal.role, Permission::PoliceActions) && to.is_police_step());
+    if !may {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "role {} may not move an alert to {to}; it may set: accepted, arrived, resolved",
+                principal.role
+            ),
+        );
+    }
+    // The lifecycle history shows the person; the audit log keeps the username.
+    let who = if principal.display_name.trim().is_empty() {
+        principal.username.clone()
+    } else {
+        principal.display_name.clone()
+    };
+    let scope = AlertFilter {
+        scope: scope_of(&principal),
+        ..Default::default()
     };
     let now = api.now_ms();
     let d = api.delivery.clone();
-    let r = api
-        .delivery
-        .store
-        .blocking(move |s| {
-            // An operator's dispatch goes to the camera's stations through the same outbox.
-            let routes = if to == AlertState::Dispatched {
-                let j = s.get(&id)?.and_then(|a| a.jurisdiction);
-                d.config.dispatch_routes(j.as_deref())
-            } else {
-                Vec::new()
-            };
-            s.transition(&id, to, &who, &note, &routes, now)
-        })
-        .await;
+    let r =
+        api.delivery
+            .store
+            .blocking(move |s| {
+                let current = s.get(&id)?.filter(|a| scope.matches(a)).ok_or_else(|| {
+                    StoreError::NotFound {
+                        what: "alert",
+                        id: id.clone(),
+                    }
+                })?;
+                // An operator's dispatch goes to the camera's stations through the same outbox.
+                let routes = if to == AlertState::Dispatched {
+                    d.config.dispatch_routes(current.jurisdiction.as_deref())
+                } else {
+                    Vec::new()
+                };
+                s.transition(&id, to, &who, &note, &routes, now)
+            })
+            .await;
     match r {
         Ok(a) => {
             let _ = api
@@ -426,13 +497,15 @@ async fn case_callback(
 
 async fn feed(
     State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let filter = match parse_filter(&q) {
+    let mut filter = match parse_filter(&q) {
         Ok(f) => f,
         Err(r) => return r.into_response(),
     };
+    filter.scope = scope_of(&who);
     let query = FeedQuery {
         cursor: q.get("cursor").filter(|c| !c.is_empty()).cloned(),
         filter,

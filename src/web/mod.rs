@@ -6,6 +6,7 @@
 pub mod alert_api;
 mod cameras;
 mod metrics;
+pub mod routes;
 mod rules_api;
 mod system;
 pub mod ui;
@@ -17,7 +18,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use serde::Serialize;
 
 use crate::app::LedgerHandle;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub rules_stats: Option<Arc<crate::rules::runner::RulesStats>>,
     /// The rules document the editor reads and replaces.
     pub live_rules: Arc<crate::rules::live::LiveRules>,
+    /// Users, sessions, roles and the audit log.
+    pub auth: Arc<crate::auth::Auth>,
     /// Reads the decoder's drop counters.
     pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
     /// Reads each model's batcher and inference counters.
@@ -80,32 +83,81 @@ impl AppState {
     }
 }
 
-/// The API's routes.
+/// The API's routes, each behind the guard its entry in [`routes::ENDPOINTS`] names, plus the
+/// login/users API and the UI.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/api/cameras", get(cameras::list).post(cameras::create))
-        .route("/api/cameras/import", axum::routing::post(cameras::import))
-        .route(
+    let st = || state.clone();
+    routes::Routes::new(state.auth.clone())
+        .add("GET", "/api/cameras", get(cameras::list).with_state(st()))
+        .add(
+            "POST",
+            "/api/cameras",
+            post(cameras::create).with_state(st()),
+        )
+        .add(
+            "POST",
+            "/api/cameras/import",
+            post(cameras::import).with_state(st()),
+        )
+        .add(
+            "GET",
             "/api/cameras/{id}",
-            get(cameras::one)
-                .put(cameras::replace)
-                .delete(cameras::delete),
+            get(cameras::one).with_state(st()),
         )
-        .route("/api/cameras/{id}/history", get(cameras::history))
-        .route("/api/cameras/{id}/frame.jpg", get(cameras::frame))
-        .route("/api/health/summary", get(cameras::summary))
-        .route("/api/health/availability", get(cameras::availability))
-        .route("/api/system", get(system::system))
-        .route(
+        .add(
+            "PUT",
+            "/api/cameras/{id}",
+            put(cameras::replace).with_state(st()),
+        )
+        .add(
+            "DELETE",
+            "/api/cameras/{id}",
+            delete(cameras::delete).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/cameras/{id}/history",
+            get(cameras::history).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/cameras/{id}/frame.jpg",
+            get(cameras::frame).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/health/summary",
+            get(cameras::summary).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/health/availability",
+            get(cameras::availability).with_state(st()),
+        )
+        .add("GET", "/api/system", get(system::system).with_state(st()))
+        .add(
+            "GET",
             "/api/rules",
-            get(rules_api::get_rules).put(rules_api::put_rules),
+            get(rules_api::get_rules).with_state(st()),
         )
-        .route("/metrics", get(metrics::render))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state.clone())
-        .merge(alert_api::router(alert_api::AlertApi::new(
-            state.delivery.clone(),
-        )))
+        .add(
+            "PUT",
+            "/api/rules",
+            put(rules_api::put_rules).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/openapi.json",
+            get(|| async { Json(routes::openapi()) }),
+        )
+        .add("GET", "/metrics", get(metrics::render).with_state(st()))
+        .add("GET", "/healthz", get(|| async { "ok" }))
+        .into_router()
+        .merge(alert_api::router(
+            alert_api::AlertApi::new(state.delivery.clone()),
+            state.auth.clone(),
+        ))
+        .merge(crate::auth::router(state.auth.clone()))
         .merge(ui::router())
 }
 

@@ -14,7 +14,6 @@ fn api_error(e: LiveRulesError) -> ApiError {
     match e {
         LiveRulesError::Invalid(errors) => ApiError::invalid("the rules are not valid", errors),
         LiveRulesError::BadDocument(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
-        e @ LiveRulesError::NoFile => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         e @ LiveRulesError::Io { .. } => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }

@@ -250,27 +250,9 @@ pub fn set_fault(sim: &Sim, camera: &str, kind: &str) -> (u16, String) {
     )
 }
 
-/// A minimal HTTP/1.1 request; returns (status, body).
+/// A minimal HTTP/1.1 request without credentials; returns (status, body).
 pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect control");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    http_with(addr, method, path, body, &[])
 }
 
 /// An in-memory environment for configs in tests (edition 2024 makes `set_var` unsafe).
@@ -286,4 +268,110 @@ impl qianliyan::config::Environment for MapEnv {
     fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
         std::fs::read(path)
     }
+}
+
+/// The `[auth]` section every test service gets: one admin whose password comes from the
+/// environment entry [`TEST_PASSWORD_ENV`] (see [`test_env`]).
+pub const TEST_AUTH: &str = r#"
+[auth]
+[[auth.users]]
+username = "qa-admin"
+display_name = "测试管理员"
+role = "admin"
+password_env = "QLY_TEST_PASSWORD"
+"#;
+
+/// The environment variable holding the test admin's password.
+pub const TEST_PASSWORD_ENV: &str = "QLY_TEST_PASSWORD";
+
+/// The test admin's password (built at run time; not a secret of anything real).
+pub fn test_password() -> String {
+    format!("qa-{}-pass", 20 * 3 + 1)
+}
+
+/// Environment entries a test service needs for [`TEST_AUTH`].
+pub fn test_env() -> Vec<(String, String)> {
+    vec![(TEST_PASSWORD_ENV.to_owned(), test_password())]
+}
+
+/// Logs in as `username` and returns the session token (panics with the answer when refused).
+pub fn login(addr: std::net::SocketAddr, username: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let (status, answer) = http(addr, "POST", "/api/auth/login", &body);
+    assert_eq!(status, 200, "login as {username}: {answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).expect("login answer is JSON");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// [`http`] with a bearer token.
+pub fn http_as(
+    addr: std::net::SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    http_with(
+        addr,
+        method,
+        path,
+        body,
+        &[("Authorization", &format!("Bearer {token}"))],
+    )
+}
+
+/// [`http`] as the test admin of [`TEST_AUTH`] (logs in once per service address).
+pub fn api(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static TOKENS: Mutex<Option<HashMap<std::net::SocketAddr, String>>> = Mutex::new(None);
+    let token = |fresh: bool| {
+        let mut t = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+        let map = t.get_or_insert_with(HashMap::new);
+        if fresh {
+            map.remove(&addr);
+        }
+        map.entry(addr)
+            .or_insert_with(|| login(addr, "qa-admin", &test_password()))
+            .clone()
+    };
+    let (status, body_out) = http_as(addr, &token(false), method, path, body);
+    if status == 401 {
+        // A port reused by a later service in the same test binary: log in again.
+        return http_as(addr, &token(true), method, path, body);
+    }
+    (status, body_out)
+}
+
+/// A minimal HTTP/1.1 request with extra headers; returns (status, body).
+pub fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
 }

@@ -69,12 +69,15 @@ data_dir = "{data}"
 listen = "127.0.0.1:0"
 {settings}
 {cameras}
+{auth}
 "#,
-        data = dir.path().join("data").display()
+        data = dir.path().join("data").display(),
+        auth = common::TEST_AUTH,
     );
     let env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(common::test_env())
         .collect();
     let config = qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env))
         .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
@@ -110,7 +113,7 @@ pub fn camera_toml(id: &str, url: &str, area_path: &str, extra: &str) -> String 
 
 /// `GET path` → JSON, asserting 200.
 pub fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let (status, body) = common::http(addr, "GET", path, "");
+    let (status, body) = common::api(addr, "GET", path, "");
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
