@@ -365,8 +365,10 @@ pub fn http_with(
         body.len()
     )
     .expect("write");
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    // Lossy: a JPEG body must not hide the status line.
+    let resp = String::from_utf8_lossy(&raw);
     let status = resp
         .split_whitespace()
         .nth(1)
