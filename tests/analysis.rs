@@ -332,10 +332,11 @@ fn start_sim_main() -> common::Sim {
 
 fn raw_get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
     use std::io::{Read, Write};
+    let token = common::login(addr, "qa-admin", &common::test_password());
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut buf = Vec::new();

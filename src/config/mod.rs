@@ -277,6 +277,7 @@ pub(crate) mod tests {
             FakeEnv::default()
                 .with_var("QLY_CAMSIM_PASSWORD", "camsim-demo-secret")
                 .with_var("QLY_DEMO_PASSWORD", "demo-users-secret")
+                .with_var("QLY_ADMIN_PASSWORD", "admin-users-secret")
                 .with_var("QLY_HIKVISION_PASSWORD", "hik-secret")
                 .with_file("/run/secrets/qly-dahua", "dahua-secret\n"),
         )
