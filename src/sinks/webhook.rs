@@ -125,16 +125,19 @@ impl DeliveryWorker {
         crate::camera::unix_ms(self.clock.wall())
     }
 
-    /// Attempts every due row once (up to [`BATCH`] at a time, concurrently) and records the results.
+    /// Attempts every due row once (up to [`BATCH`] at a time, concurrently) and records each result
+    /// as it arrives.
     pub async fn run_once(&self) -> Result<PassReport, WebhookError> {
         let mut report = PassReport::default();
         loop {
             let now = self.now_ms();
             let rows = self.store.blocking(move |s| s.due(now, BATCH)).await?;
             let n = rows.len();
-            let results =
-                futures::future::join_all(rows.into_iter().map(|r| self.attempt(r))).await;
-            for (row, result) in results {
+            // Each result is recorded as soon as its answer comes: a slow endpoint does not hold
+            // the others' marks back, and a crash re-sends only what was really in flight.
+            let mut inflight: futures::stream::FuturesUnordered<_> =
+                rows.into_iter().map(|r| self.attempt(r)).collect();
+            while let Some((row, result)) = futures::StreamExt::next(&mut inflight).await {
                 let now = self.now_ms();
                 let id = row.id;
                 match result {
