@@ -410,7 +410,11 @@ async fn health_poller(
             }
             let d = delivery.clone();
             let t = tr.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.health(&t)).await {
+            let area: Vec<String> = fleet
+                .get(&tr.camera)
+                .and_then(|e| e.camera().area_path.map(|a| a.segments().to_vec()))
+                .unwrap_or_default();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.health(&t, area)).await {
                 tracing::error!(error = %e, "health event not stored for the feed");
             }
             ledger.record(tr).await;

@@ -205,6 +205,7 @@ async fn start_api_as(
             username: "wang".into(),
             display_name: Some("王警官".into()),
             role: role.into(),
+            area: (role == "dispatcher").then(|| "上城区".to_owned()),
             password_env: Some("OP_PASSWORD".into()),
             ..Default::default()
         }],
@@ -835,5 +836,110 @@ backoff_max_s = 1
     assert!(
         rows.iter().all(|r| r.state == OutboxState::Delivered),
         "{rows:?}"
+    );
+}
+
+/// A police station (dispatcher of 上城区) sees and moves only its own alerts: the list, one alert,
+/// the feed (alerts and updates) and the transitions it may make (接警, 到场, 办结, not 确认).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h_a_dispatcher_sees_and_moves_only_its_jurisdiction() {
+    let fx = Fixture::new();
+    let mut cfg = config("127.0.0.1:9".parse().unwrap(), Duration::from_secs(60));
+    cfg.case = None;
+    cfg.stations.clear();
+    let d = fx.delivery(cfg);
+    let (api, http, token) = start_api_as(&d, fx.dir.path(), "dispatcher").await;
+    let mut ws = ws_connect(format!("ws://{api}/api/alerts/feed"), &token).await;
+    let mine = d.insert(&alert(false)).unwrap().id;
+    let mut other = alert(false);
+    other.area_path = vec!["西湖区".into()];
+    let other = d.insert(&other).unwrap().id;
+    let mine2 = d.insert(&alert(false)).unwrap().id;
+    // The feed carries only this station's alerts (the other one was published between them).
+    assert_eq!(
+        next_alert_ids(&mut ws, 2).await,
+        [mine.clone(), mine2.clone()]
+    );
+
+    let list: Vec<serde_json::Value> = http
+        .get(format!("http://{api}/api/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list.iter().filter_map(|a| a["id"].as_str()).collect();
+    assert!(
+        ids.contains(&mine.as_str()) && !ids.contains(&other.as_str()),
+        "{ids:?}"
+    );
+    assert!(
+        list[0]["next_states"].is_array(),
+        "list items say where they may go"
+    );
+    for path in [
+        format!("/api/alerts/{other}"),
+        format!("/api/alerts/{other}/snapshot.jpg"),
+    ] {
+        let r = http
+            .get(format!("http://{api}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "{path}: another station's alert is not shown"
+        );
+    }
+    let go = |id: &str, to: &str| {
+        http.post(format!("http://{api}/api/alerts/{id}/transition"))
+            .json(&serde_json::json!({"to": to, "note": "城关所"}))
+            .send()
+    };
+    // Judging is the command hall's: a station may not acknowledge.
+    let r = go(&mine, "acknowledged").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("dispatcher"));
+    // Another station's alert cannot be moved, and its existence is not confirmed.
+    d.store
+        .transition(&other, AlertState::Dispatched, "值班员", "", &[], 1)
+        .unwrap();
+    assert_eq!(go(&other, "accepted").await.unwrap().status(), 404);
+    d.store
+        .transition(&mine, AlertState::Dispatched, "值班员", "", &[], 1)
+        .unwrap();
+    for to in ["accepted", "arrived", "resolved"] {
+        let r = go(&mine, to).await.unwrap();
+        assert_eq!(r.status(), 200, "{to}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["state"], to);
+    }
+    // Only this station's updates came on its feed.
+    let mut updates = Vec::new();
+    while let Ok(Some(Ok(Message::Text(t)))) =
+        tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+    {
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        if v["kind"] == "alert_update" {
+            updates.push((
+                v["id"].as_str().unwrap().to_owned(),
+                v["state"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert_eq!(
+        updates,
+        [
+            (mine.clone(), "accepted".to_owned()),
+            (mine.clone(), "arrived".to_owned()),
+            (mine.clone(), "resolved".to_owned())
+        ]
+    );
+    let events = d.store.events(&mine).unwrap();
+    assert!(
+        events.iter().any(|e| e.who == "王警官"),
+        "the station's user is recorded"
     );
 }

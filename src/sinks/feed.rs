@@ -22,12 +22,27 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeedEvent {
-    /// A new alert (also what replay sends).
+    /// A new alert (also what replay sends), with its `next_states`.
+    #[serde(serialize_with = "serialize_boxed_view")]
     Alert(Box<Alert>),
     /// An alert's state / severity / case id changed (live only; `GET /api/alerts/{id}` has the rest).
     AlertUpdate(AlertUpdate),
     /// A camera's health changed.
-    Health(Transition),
+    Health(HealthEvent),
+}
+
+/// A camera's health change with where the camera is (so the feed can scope it by area).
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthEvent {
+    /// The transition (camera, at, from, to).
+    #[serde(flatten)]
+    pub transition: Transition,
+    /// The camera's county/township/village.
+    pub area_path: Vec<String>,
+}
+
+fn serialize_boxed_view<S: serde::Serializer>(a: &Alert, s: S) -> Result<S::Ok, S::Error> {
+    crate::store::serialize_view(a, s)
 }
 
 /// The changed parts of an alert.
@@ -43,6 +58,10 @@ pub struct AlertUpdate {
     pub escalated: bool,
     /// Case id.
     pub case_id: Option<String>,
+    /// The camera's county/township/village (the feed scopes updates by it).
+    pub area_path: Vec<String>,
+    /// Where the lifecycle may go from here.
+    pub next_states: Vec<AlertState>,
 }
 
 impl From<&Alert> for AlertUpdate {
@@ -53,6 +72,8 @@ impl From<&Alert> for AlertUpdate {
             severity: a.severity,
             escalated: a.escalated,
             case_id: a.case_id.clone(),
+            area_path: a.area_path.clone(),
+            next_states: crate::store::next_states(a.state),
         }
     }
 }
@@ -72,10 +93,13 @@ pub struct FeedQuery {
 fn passes(filter: &AlertFilter, ev: &FeedEvent) -> bool {
     match ev {
         FeedEvent::Alert(a) => filter.matches(a),
-        // Updates and health carry no area; send them unless the client asked for one alert type
-        // (video faults are the health side of alerts).
-        FeedEvent::AlertUpdate(_) => true,
-        FeedEvent::Health(_) => filter.alert_type.is_none_or(|t| t == AlertType::VideoFault),
+        // Updates and health pass the area and jurisdiction filters; health also passes when the
+        // client asked for video faults (the health side of alerts).
+        FeedEvent::AlertUpdate(u) => filter.matches_area_path(&u.area_path.join("/")),
+        FeedEvent::Health(h) => {
+            filter.alert_type.is_none_or(|t| t == AlertType::VideoFault)
+                && filter.matches_area_path(&h.area_path.join("/"))
+        }
     }
 }
 

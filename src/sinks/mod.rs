@@ -84,10 +84,19 @@ impl Delivery {
         Ok(stored)
     }
 
-    /// Blocking: records a camera health change and puts it on the feed.
-    pub fn health(&self, t: &crate::health::Transition) -> Result<(), StoreError> {
+    /// Blocking: records a camera health change and puts it on the feed with the camera's area.
+    pub fn health(
+        &self,
+        t: &crate::health::Transition,
+        area_path: Vec<String>,
+    ) -> Result<(), StoreError> {
         let r = self.store.record_health(t);
-        let _ = self.feed.send(Arc::new(FeedEvent::Health(t.clone())));
+        let _ = self
+            .feed
+            .send(Arc::new(FeedEvent::Health(feed::HealthEvent {
+                transition: t.clone(),
+                area_path,
+            })));
         r
     }
 

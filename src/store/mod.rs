@@ -189,6 +189,32 @@ pub struct AlertEvent {
     pub note: String,
 }
 
+/// An alert as the API and the feed show it: every field plus `next_states`, where its lifecycle
+/// may go from here (so a client offers only allowed actions).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertView<'a>(pub &'a Alert);
+
+impl Serialize for AlertView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            alert: &'a Alert,
+            next_states: Vec<AlertState>,
+        }
+        Out {
+            alert: self.0,
+            next_states: next_states(self.0.state),
+        }
+        .serialize(s)
+    }
+}
+
+/// `serialize_with` for fields and variants holding an [`Alert`]: see [`AlertView`].
+pub fn serialize_view<S: serde::Serializer>(a: &Alert, s: S) -> Result<S::Ok, S::Error> {
+    AlertView(a).serialize(s)
+}
+
 /// Which alerts a query returns. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertFilter {
@@ -213,6 +239,15 @@ pub struct AlertFilter {
 }
 
 impl AlertFilter {
+    /// The area-path and jurisdiction parts of the filter alone (for feed events that carry only
+    /// an area: alert updates, health changes).
+    pub fn matches_area_path(&self, path: &str) -> bool {
+        [&self.area_path, &self.scope].into_iter().all(|p| {
+            p.as_ref()
+                .is_none_or(|p| crate::camera::area_contains(p, path))
+        })
+    }
+
     /// True when `a` passes (the same test the SQL makes; used on the live feed).
     pub fn matches(&self, a: &Alert) -> bool {
         self.since_ms.is_none_or(|s| a.time_ms >= s)
@@ -223,10 +258,7 @@ impl AlertFilter {
                     .as_ref()
                     .is_some_and(|c| c.starts_with(p.as_str()))
             })
-            && [&self.area_path, &self.scope].into_iter().all(|p| {
-                p.as_ref()
-                    .is_none_or(|p| crate::camera::area_contains(p, &a.area_path.join("/")))
-            })
+            && self.matches_area_path(&a.area_path.join("/"))
             && self.alert_type.is_none_or(|t| a.alert_type == t)
             && self.state.is_none_or(|s| a.state == s)
             && self.min_severity.is_none_or(|m| a.severity >= m)

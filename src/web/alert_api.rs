@@ -17,7 +17,9 @@ use crate::auth::{Permission, Principal, Role, allows};
 use crate::rules::{AlertType, Severity};
 use crate::sinks::feed::{AlertUpdate, FeedQuery};
 use crate::sinks::{Delivery, FeedEvent, webhook};
-use crate::store::{AlertFilter, AlertState, CaseStatus, OutboxState, StoreError, parse_type};
+use crate::store::{
+    AlertFilter, AlertState, AlertView, CaseStatus, OutboxState, StoreError, parse_type,
+};
 
 /// Default and largest page of `GET /api/alerts`.
 const DEFAULT_LIMIT: usize = 100;
@@ -227,7 +229,7 @@ async fn list(
         .blocking(move |s| s.list(&filter, limit))
         .await
     {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => Json(v.iter().map(AlertView).collect::<Vec<_>>()).into_response(),
         Err(e) => store_error(e),
     }
 }
@@ -245,10 +247,8 @@ async fn one(
         .await;
     match r {
         Ok((Some(a), events)) if !outside(&who, &a) => {
-            let mut v = serde_json::to_value(&a).unwrap_or_default();
+            let mut v = serde_json::to_value(AlertView(&a)).unwrap_or_default();
             v["events"] = serde_json::to_value(events).unwrap_or_default();
-            v["next_states"] =
-                serde_json::to_value(crate::store::next_states(a.state)).unwrap_or_default();
             Json(v).into_response()
         }
         Ok(_) => error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
@@ -371,7 +371,7 @@ async fn transition(
             if to == AlertState::Dispatched {
                 api.delivery.wake.notify_one();
             }
-            Json(a).into_response()
+            Json(AlertView(&a)).into_response()
         }
         Err(e) => store_error(e),
     }

@@ -1,0 +1,198 @@
+// 告警 Alert feed: the stored alerts, then live ones over the feed; filters; lifecycle actions.
+
+import { get, qs, errorText } from '../api.js';
+import { h, fill, select, toast } from '../dom.js';
+import { t, typeName, label, ALERT_TYPES, SEVERITIES, ALERT_STATES } from '../i18n.js';
+import { onFeed } from '../feed.js';
+import { alertRow, openAlertDetail, transition, isClosed } from '../alert_common.js';
+import { areaOptions, inArea } from '../areas.js';
+
+const HANDLE = ['acknowledged', 'dispatched', 'resolved', 'false_alarm'];
+const MAX_ROWS = 300;
+const FILTER_KEY = 'qly.alertFilters';
+const SEV_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
+
+function loadFilters() {
+  try {
+    return { area: '', type: '', severity: '', state: '', ...JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}') };
+  } catch {
+    return { area: '', type: '', severity: '', state: '' };
+  }
+}
+
+export function mount(root, { arg, perms }) {
+  // Engineers see the feed (video faults) without the operator's buttons.
+  const ACTIONS = perms && !perms.has('handle_alerts') ? [] : HANDLE;
+  const filters = loadFilters();
+  const alerts = new Map(); // id → alert, newest first by insertion order of `order`
+  let order = []; // ids, newest first
+  const rows = new Map(); // id → element
+  const live = new Set();
+  let cameras = [];
+  let alive = true;
+
+  const list = h('div', { class: 'alert-list', 'data-testid': 'alert-list', 'aria-live': 'polite', 'aria-busy': 'true' });
+  const count = h('span', { class: 'count', 'data-testid': 'alert-open-count' });
+  const banner = h('div', { class: 'banner banner-error', role: 'alert', hidden: true, 'data-testid': 'alert-error' });
+  const filterBar = h('div', { class: 'toolbar', role: 'search' });
+
+  const passes = (a) =>
+    inArea(a.area_path, filters.area) &&
+    (!filters.type || a.alert_type === filters.type) &&
+    (!filters.severity || SEV_RANK[a.severity] >= SEV_RANK[filters.severity]) &&
+    (!filters.state || a.state === filters.state);
+
+  const paintCount = () => {
+    const open = order.filter((id) => alerts.get(id)?.state === 'new').length;
+    count.textContent = t('unhandled', open);
+  };
+
+  const open = (a) => openAlertDetail(a, { actions: ACTIONS, onChanged: update });
+
+  const act = async (a, to, note, btn) => {
+    if (btn) btn.disabled = true;
+    try {
+      update(await transition(a, to, note));
+    } catch (e) {
+      if (e.fresh) update(e.fresh);
+      else if (btn) btn.disabled = false;
+    }
+  };
+
+  const rowFor = (a) => alertRow(a, { actions: ACTIONS, onOpen: open, onAct: act, live: live.has(a.id) });
+
+  const renderAll = () => {
+    rows.clear();
+    const shown = order.map((id) => alerts.get(id)).filter(passes);
+    fill(list, shown.length ? shown.map((a) => {
+      const el = rowFor(a);
+      rows.set(a.id, el);
+      return el;
+    }) : h('p', { class: 'empty', 'data-testid': 'alert-empty' }, t('alerts_empty')));
+    paintCount();
+  };
+
+  /** Applies a new or changed alert (from the API or the feed). */
+  function update(a, isLive = false) {
+    const known = alerts.get(a.id);
+    const merged = known ? { ...known, ...a } : { ...a };
+    // An update without `next_states` after a state change: the old list no longer applies.
+    if (known && a.state !== known.state && !('next_states' in a)) delete merged.next_states;
+    alerts.set(a.id, merged);
+    if (!known) {
+      order.unshift(a.id);
+      order.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0));
+      if (isLive) live.add(a.id);
+      for (const id of order.splice(MAX_ROWS)) {
+        alerts.delete(id);
+        rows.get(id)?.remove();
+        rows.delete(id);
+      }
+    }
+    const old = rows.get(a.id);
+    if (!passes(merged)) {
+      if (old) {
+        old.remove();
+        rows.delete(a.id);
+      }
+    } else if (old) {
+      const el = rowFor(merged);
+      el.classList.remove('flash');
+      old.replaceWith(el);
+      rows.set(a.id, el);
+    } else {
+      const el = rowFor(merged);
+      list.querySelector('.empty')?.remove();
+      // Keep newest first: before the first shown row with a smaller id.
+      const idx = order.indexOf(a.id);
+      const next = order.slice(idx + 1).find((id) => rows.has(id));
+      if (next) list.insertBefore(el, rows.get(next));
+      else list.append(el);
+      rows.set(a.id, el);
+    }
+    paintCount();
+  }
+
+  const load = async () => {
+    list.setAttribute('aria-busy', 'true');
+    banner.hidden = true;
+    try {
+      const data = await get(`/api/alerts${qs({
+        limit: MAX_ROWS, type: filters.type, severity: filters.severity, state: filters.state,
+        // An area path (`示范县/城关镇`): that area and below.
+        area: filters.area,
+      })}`);
+      if (!alive) return;
+      for (const a of data) {
+        if (!alerts.has(a.id)) order.push(a.id);
+        alerts.set(a.id, { ...alerts.get(a.id), ...a });
+      }
+      order.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0));
+      order = order.slice(0, MAX_ROWS);
+      renderAll();
+    } catch (e) {
+      banner.textContent = errorText(e);
+      banner.hidden = false;
+    } finally {
+      list.setAttribute('aria-busy', 'false');
+    }
+  };
+
+  const setFilter = (k, v) => {
+    filters[k] = v;
+    try {
+      sessionStorage.setItem(FILTER_KEY, JSON.stringify(filters));
+    } catch {
+      /* not remembered */
+    }
+    renderAll();
+    load();
+  };
+
+  const drawFilters = () => {
+    fill(filterBar,
+      select(t('area'), filters.area, areaOptions(cameras), (v) => setFilter('area', v), 'filter-area'),
+      select(t('type'), filters.type, [['', t('all')], ...ALERT_TYPES.map((x) => [x, typeName(x)])], (v) => setFilter('type', v), 'filter-type'),
+      select(t('min_severity'), filters.severity, [['', t('all')], ...SEVERITIES.map((x) => [x, label('sev_', x)])], (v) => setFilter('severity', v), 'filter-severity'),
+      select(t('state'), filters.state, [['', t('all')], ...ALERT_STATES.map((x) => [x, label('st_', x)])], (v) => setFilter('state', v), 'filter-state'),
+      h('button', { class: 'btn', type: 'button', 'data-testid': 'alerts-refresh', onclick: load }, t('refresh')));
+  };
+
+  root.append(
+    h('div', { class: 'page-head' }, h('h1', {}, t('alerts_title')), count),
+    filterBar, banner, list);
+  drawFilters();
+
+  const off = onFeed((msg) => {
+    if (msg.kind === 'alert') update(msg, true);
+    else if (msg.kind === 'alert_update' && alerts.has(msg.id)) update(msg);
+  });
+
+  get('/api/cameras').then((c) => {
+    if (!alive) return;
+    cameras = c;
+    drawFilters();
+  }).catch((e) => toast(errorText(e), 'error'));
+  load();
+  if (arg) open(arg);
+
+  // Relative times ("5 分钟前") age: repaint the open rows every 30 s.
+  const timer = setInterval(() => {
+    for (const [id, el] of rows) {
+      const a = alerts.get(id);
+      if (a && !isClosed(a)) {
+        const fresh = rowFor(a);
+        fresh.classList.remove('flash');
+        if (el.contains(document.activeElement)) continue;
+        el.replaceWith(fresh);
+        rows.set(id, fresh);
+      }
+    }
+  }, 30000);
+
+  return () => {
+    alive = false;
+    off();
+    clearInterval(timer);
+  };
+}
