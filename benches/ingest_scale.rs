@@ -438,8 +438,55 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     http_request(port, "GET", path, "")
 }
 
-/// A minimal HTTP/1.0 request on 127.0.0.1 with a JSON body (if any): (status, body).
+/// The environment variable the service reads the bench user's password from.
+const BENCH_PASSWORD_ENV: &str = "QLY_BENCH_PASSWORD";
+
+/// The bench user's password: made up per run, never stored.
+fn bench_password() -> String {
+    static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PASSWORD
+        .get_or_init(|| {
+            format!(
+                "bench-{}-{}",
+                std::process::id(),
+                Instant::now().elapsed().as_nanos()
+            )
+        })
+        .clone()
+}
+
+/// A session token for the service on `port` (logs in once per port).
+fn token(port: u16) -> Option<String> {
+    static TOKENS: std::sync::Mutex<Vec<(u16, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut t = TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, tok)) = t.iter().find(|(p, _)| *p == port) {
+        return Some(tok.clone());
+    }
+    let body = json!({"username": "bench", "password": bench_password()}).to_string();
+    let (code, answer) = raw_request(port, "POST", "/api/auth/login", &body, None)?;
+    if code != 200 {
+        return None;
+    }
+    let tok = serde_json::from_str::<Value>(&answer).ok()?["token"]
+        .as_str()?
+        .to_owned();
+    t.push((port, tok.clone()));
+    Some(tok)
+}
+
+/// A minimal HTTP/1.0 request on 127.0.0.1 with a JSON body (if any), logged in: (status, body).
 fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let tok = token(port)?;
+    raw_request(port, method, path, body, Some(&tok))
+}
+
+fn raw_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(HTTP_TIMEOUT)).ok()?;
@@ -451,9 +498,12 @@ fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16,
             body.len()
         )
     };
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n{content}\r\n{body}"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}{content}\r\n{body}"
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -892,6 +942,13 @@ stream = "sub"
 
 [health]
 grace = "5s"
+
+# The API needs a login: one engineer, password from the environment (set by the bench).
+[auth]
+[[auth.users]]
+username = "bench"
+role = "admin"
+password_env = "{BENCH_PASSWORD_ENV}"
 "#,
         data = data_dir.display()
     );
@@ -1139,7 +1196,10 @@ fn measure_service(
             "--data-dir".into(),
             data.path().display().to_string(),
         ],
-        &[("RUST_LOG", "info")],
+        &[
+            ("RUST_LOG", "info"),
+            (BENCH_PASSWORD_ENV, &bench_password()),
+        ],
         dir.join("service.log"),
     )?;
     let pid = svc.pid();
