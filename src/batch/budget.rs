@@ -217,12 +217,25 @@ impl AdmissionBudget {
             }
         }
         if st.keep != before {
-            tracing::info!(
-                capacity_fps = self.capacity(st),
-                demand_fps = st.levels.values().map(|l| l.0).sum::<f64>(),
-                keep = ?st.keep,
-                "admission budget changed"
-            );
+            // The kept fractions move a little with every measured batch: that is debug detail.
+            // A priority starting or ending shedding, or fully shed, is worth an info line.
+            let band = |k: Option<&f64>| match k.copied().unwrap_or(1.0) {
+                k if k >= 1.0 => 2u8,
+                k if k <= 0.0 => 0,
+                _ => 1,
+            };
+            let shift = st
+                .keep
+                .keys()
+                .chain(before.keys())
+                .any(|p| band(st.keep.get(p)) != band(before.get(p)));
+            let capacity_fps = self.capacity(st);
+            let demand_fps = st.levels.values().map(|l| l.0).sum::<f64>();
+            if shift {
+                tracing::info!(capacity_fps, demand_fps, keep = ?st.keep, "admission budget changed");
+            } else {
+                tracing::debug!(capacity_fps, demand_fps, keep = ?st.keep, "admission budget adjusted");
+            }
         }
     }
 }
