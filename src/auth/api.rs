@@ -9,11 +9,11 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::guard::{AuditDetail, remote_ip, request_token, require, require_login};
+use super::guard::{AuditDetail, remote_ip, request_token};
 use super::store::{NewUser, UserChange};
 use super::{
     API_TOKEN_PREFIX, AuditEntry, AuditQuery, Auth, AuthError, LoginError, Permission, Principal,
@@ -26,34 +26,49 @@ use crate::web::ApiError;
 const DEFAULT_AUDIT_LIMIT: usize = 100;
 const MAX_AUDIT_LIMIT: usize = 1000;
 
-/// The routes; `.merge()` into the main router. Login is open; `me` and logout need a session;
-/// users and tokens need `manage_users`; the audit log needs `view_audit`.
+/// The routes; `.merge()` into the main router. Each is registered through the endpoint table
+/// ([`crate::web::routes::ENDPOINTS`]), which puts its guard in front: login is open; `me` and
+/// logout need a session; users and tokens need `manage_users`; the audit log needs `view_audit`.
 pub fn router(auth: Arc<Auth>) -> Router {
-    let users = Router::new()
-        .route("/api/users", get(list_users).post(create_user))
-        .route(
+    let a = || auth.clone();
+    crate::web::routes::Routes::new(auth.clone())
+        .add("POST", "/api/auth/login", post(login).with_state(a()))
+        .add("POST", "/api/auth/logout", post(logout).with_state(a()))
+        .add("GET", "/api/auth/me", get(me).with_state(a()))
+        .add("GET", "/api/users", get(list_users).with_state(a()))
+        .add("POST", "/api/users", post(create_user).with_state(a()))
+        .add(
+            "GET",
             "/api/users/{username}",
-            get(one_user).put(update_user).delete(delete_user),
+            get(one_user).with_state(a()),
         )
-        .route(
+        .add(
+            "PUT",
+            "/api/users/{username}",
+            put(update_user).with_state(a()),
+        )
+        .add(
+            "DELETE",
+            "/api/users/{username}",
+            delete(delete_user).with_state(a()),
+        )
+        .add(
+            "GET",
             "/api/users/{username}/tokens",
-            get(list_tokens).post(create_token),
+            get(list_tokens).with_state(a()),
         )
-        .route("/api/users/{username}/tokens/{id}", delete(revoke_token))
-        .route_layer(require(auth.clone(), Permission::ManageUsers));
-    let audit = Router::new()
-        .route("/api/audit", get(audit_log))
-        .route_layer(require(auth.clone(), Permission::ViewAudit));
-    let session = Router::new()
-        .route("/api/auth/me", get(me))
-        .route("/api/auth/logout", post(logout))
-        .route_layer(require_login(auth.clone()));
-    Router::new()
-        .route("/api/auth/login", post(login))
-        .merge(users)
-        .merge(audit)
-        .merge(session)
-        .with_state(auth)
+        .add(
+            "POST",
+            "/api/users/{username}/tokens",
+            post(create_token).with_state(a()),
+        )
+        .add(
+            "DELETE",
+            "/api/users/{username}/tokens/{id}",
+            delete(revoke_token).with_state(a()),
+        )
+        .add("GET", "/api/audit", get(audit_log).with_state(a()))
+        .into_router()
 }
 
 fn auth_error(e: AuthError) -> Response {

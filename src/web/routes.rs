@@ -150,6 +150,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("POST", "/api/users", Perm(P::ManageUsers), "users", "Create a user")
         .body(Body::Json(user_schema))
         .answer(Answer::Json(201)),
+    ep("GET", "/api/users/{username}", Perm(P::ManageUsers), "users", "One user"),
     ep("PUT", "/api/users/{username}", Perm(P::ManageUsers), "users", "Change a user (name, role, area, password, disabled)")
         .body(Body::Json(user_schema)),
     ep("DELETE", "/api/users/{username}", Perm(P::ManageUsers), "users", "Remove a user and end their sessions")
