@@ -482,7 +482,13 @@ fn token(port: u16) -> Option<String> {
 /// A minimal HTTP/1.0 request on 127.0.0.1 with a JSON body (if any), logged in: (status, body).
 fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let tok = token(port)?;
-    raw_request(port, method, path, body, Some(tok.as_str()).filter(|t| !t.is_empty()))
+    raw_request(
+        port,
+        method,
+        path,
+        body,
+        Some(tok.as_str()).filter(|t| !t.is_empty()),
+    )
 }
 
 fn raw_request(
