@@ -17,6 +17,7 @@ pub mod health;
 pub mod infer;
 pub mod ingest;
 pub mod rules;
+pub mod scenario;
 pub mod shutdown;
 pub mod sinks;
 pub mod store;

@@ -30,6 +30,16 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Measure the whole service against camsim.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Scale, soak or overload: camsim and the service as child processes, scripted faults,
+    /// JSON + Markdown report with a verdict per criterion (exit 1 when one fails).
+    Scenario(qianliyan::scenario::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,6 +107,37 @@ fn main() -> ExitCode {
         Command::Camsim(args) => run_camsim(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve(args) => serve(args),
+        Command::Bench(BenchCommand::Scenario(args)) => bench_scenario(&args),
+    }
+}
+
+fn bench_scenario(args: &qianliyan::scenario::Args) -> ExitCode {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let cancel = qianliyan::shutdown::install();
+            Ok(qianliyan::scenario::run(args, command, cancel).await?)
+        })
+    });
+    match result {
+        Ok(report) => {
+            let out = &report.settings.out;
+            println!("{}", qianliyan::scenario::report::markdown(&report));
+            println!(
+                "wrote {} and {}",
+                out.display(),
+                out.with_extension("md").display()
+            );
+            if report.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("bench scenario: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
