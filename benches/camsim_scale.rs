@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use qianliyan::camsim::load::{LoadStats, hold};
+use qianliyan::scenario::procfs;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -240,7 +241,7 @@ fn round(x: f64, digits: i32) -> f64 {
 fn run(opts: &Opts) -> Result<(), String> {
     let max_n = opts.cameras.iter().copied().max().unwrap_or(0) as u64;
     ensure_fd_limit(max_n * 2 + 256);
-    let ticks = clock_ticks();
+    let ticks = procfs::clock_ticks();
     let bin_dir = target_dir().join("bench");
     std::fs::create_dir_all(&bin_dir)
         .map_err(|e| format!("creating {}: {e}", bin_dir.display()))?;
@@ -552,16 +553,16 @@ fn measure(
         ramp
     });
 
-    let cpu0 = proc_cpu_ticks(pid);
-    let self0 = proc_cpu_ticks(std::process::id());
+    let cpu0 = procfs::sample(pid).map(|p| p.ticks);
+    let self0 = procfs::sample(std::process::id()).map(|p| p.ticks);
     let bytes0 = stats.bytes.load(Ordering::Relaxed);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(opts.seconds));
-    let cpu1 = proc_cpu_ticks(pid);
-    let self1 = proc_cpu_ticks(std::process::id());
+    let cpu1 = procfs::sample(pid).map(|p| p.ticks);
+    let self1 = procfs::sample(std::process::id()).map(|p| p.ticks);
     let bytes1 = stats.bytes.load(Ordering::Relaxed);
     let window = t0.elapsed().as_secs_f64();
-    let status = proc_status(pid);
+    let status = procfs::sample(pid).map(|p| (p.rss_kb, p.threads));
     let playing = stats.playing.load(Ordering::Relaxed);
     let camsim_stats = control_port
         .and_then(|p| http_get(p, "/stats"))
@@ -698,43 +699,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((code, body))
-}
-
-/// utime + stime of a process (all its threads), in clock ticks.
-fn proc_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// (VmRSS in KiB, Threads) of a process.
-fn proc_status(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("Threads:")?))
-}
-
-/// Clock ticks per second for /proc times: `getconf CLK_TCK`, else Linux's usual 100.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 /// Raises this process's soft open-file limit to `need` (up to the hard limit) with util-linux

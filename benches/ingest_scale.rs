@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use qianliyan::scenario::procfs;
 use serde_json::{Value, json};
 
 const DEFAULT_SOURCE: &str = "assets/video/vtest_sub.mp4";
@@ -207,76 +208,21 @@ impl ProcFootprint {
     }
 }
 
-/// utime + stime from a `/proc/…/stat` line, in clock ticks.
-fn stat_ticks(stat: &str) -> Option<u64> {
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
 fn proc_sample(pid: u32) -> Option<ProcSample> {
-    let ticks = stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
-    let mut tasks = BTreeMap::new();
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for e in dir.flatten() {
-            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let base = e.path();
-            let comm = std::fs::read_to_string(base.join("comm"))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
-            if let Some(t) = std::fs::read_to_string(base.join("stat"))
-                .ok()
-                .as_deref()
-                .and_then(stat_ticks)
-            {
-                tasks.insert(tid, (comm, t));
-            }
-        }
-    }
-    Some(ProcSample { ticks, tasks })
-}
-
-fn proc_footprint(pid: u32) -> Option<ProcFootprint> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |text: &str, name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    let pss_kb = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| field(&s, "Pss:"))
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count() as u64)
-        .unwrap_or(0);
-    Some(ProcFootprint {
-        rss_kb: field(&status, "VmRSS:")?,
-        pss_kb,
-        threads: field(&status, "Threads:")?,
-        fds,
+    Some(ProcSample {
+        ticks: procfs::sample(pid)?.ticks,
+        tasks: procfs::threads(pid),
     })
 }
 
-/// (busy, total) jiffies of the whole machine, from the first line of `/proc/stat`.
-fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user)
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total.saturating_sub(idle), total))
+fn proc_footprint(pid: u32) -> Option<ProcFootprint> {
+    let p = procfs::sample(pid)?;
+    Some(ProcFootprint {
+        rss_kb: p.rss_kb,
+        pss_kb: procfs::pss_kb(pid).unwrap_or(0),
+        threads: p.threads,
+        fds: p.fds,
+    })
 }
 
 /// The single busiest thread between two samples: (name, % of one core).
@@ -320,18 +266,6 @@ fn thread_groups(
         .collect();
     v.sort_by(|x, y| y.2.total_cmp(&x.2));
     v
-}
-
-/// Clock ticks per second for /proc times: `getconf CLK_TCK`, else Linux's usual 100.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 // ───────────────────────────── children and HTTP ─────────────────────────────
@@ -856,7 +790,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn run(opts: &Opts) -> Result<(), String> {
-    let ticks = clock_ticks();
+    let ticks = procfs::clock_ticks();
     let out_dir = target_dir().join("bench");
     let work = out_dir.join("ingest_scale");
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
@@ -1037,7 +971,7 @@ fn window(
     ticks: f64,
 ) -> Result<(Window, Vec<ProcSample>), String> {
     let sim0 = sim_stats(camsim.1).unwrap_or_default();
-    let m0 = machine_ticks();
+    let m0 = procfs::machine_ticks();
     let c0 = proc_sample(camsim.0);
     let s0: Vec<ProcSample> = pids
         .iter()
@@ -1050,7 +984,7 @@ fn window(
         .map(|p| proc_sample(*p).unwrap_or_default())
         .collect();
     let c1 = proc_sample(camsim.0);
-    let m1 = machine_ticks();
+    let m1 = procfs::machine_ticks();
     let secs = t0.elapsed().as_secs_f64();
     let sim1 = sim_stats(camsim.1).unwrap_or_default();
     let mut mem = ProcFootprint::default();

@@ -167,9 +167,35 @@ url = "{url}"
 
     // Analyse for 60 s of video.
     let t0 = Instant::now();
+    let sent0 = sent_to_model(addr, "c1");
     while t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_secs(2));
     }
+    // The camera decodes all 10 fps (for tracking) but the model sees its analysis_fps (2), not as many
+    // frames as inference can take; the frames in between are counted as `rate`.
+    let sent1 = sent_to_model(addr, "c1");
+    let secs = t0.elapsed().as_secs_f64();
+    let (batched, rate_dropped) = (sent1.0 - sent0.0, sent1.1 - sent0.1);
+    eprintln!(
+        "person_fall: {batched} frames of c1 in {secs:.0} s ({:.2} fps), {rate_dropped} dropped (rate, budget)",
+        batched / secs
+    );
+    assert!(
+        batched <= 2.0 * secs * 1.05 + 2.0,
+        "c1 analysed at {:.2} fps, above its analysis_fps of 2",
+        batched / secs
+    );
+    assert!(
+        batched >= 0.5 * secs,
+        "c1 analysed at only {:.2} fps",
+        batched / secs
+    );
+    // c1 decodes 10 fps: the other 8 of every 10 frames are counted, as `rate` (its own analysis_fps)
+    // or `budget` (when the CPU detector cannot do even 2 fps on a busy machine).
+    assert!(
+        rate_dropped >= 5.0 * secs,
+        "only {rate_dropped} frames of c1 dropped as `rate` or `budget` in {secs:.0} s"
+    );
     let (status, body) = api(addr, "GET", "/api/alerts?limit=1000", "");
     assert_eq!(status, 200, "{body}");
     let alerts: Vec<Value> = serde_json::from_str(&body).expect("json");
@@ -322,6 +348,32 @@ url = "{url}"
     }
     cancel.cancel();
     rt.block_on(service.stop());
+}
+
+/// `qly_camera_batched_total` and the `rate` + `budget` drops of `camera` for the person/fall model,
+/// from `/metrics`.
+fn sent_to_model(addr: std::net::SocketAddr, camera: &str) -> (f64, f64) {
+    let (status, text) = api(addr, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value(&format!(
+            "qly_camera_batched_total{{model=\"person_fall\",camera=\"{camera}\"}} "
+        )),
+        ["rate", "budget"]
+            .iter()
+            .map(|reason| {
+                value(&format!(
+                    "qly_camera_analysis_dropped_total{{model=\"person_fall\",camera=\"{camera}\",reason=\"{reason}\"}} "
+                ))
+            })
+            .sum(),
+    )
 }
 
 fn start_sim_main() -> common::Sim {

@@ -3,9 +3,16 @@
 //! Demand is what cameras are configured for (each camera reports `(priority, configured fps)` when it
 //! asks [`AdmissionBudget::allowed_fps`]); capacity is measured from finished batches (frames per second
 //! of busy inference time, times the number of inference threads, times `target_utilisation`). When
-//! demand exceeds capacity, the lowest priority level (5) is lowered first, towards `min_fps`, then 4, and
-//! so on; priority 1 is touched last. Within the level where the cut ends, every camera keeps its floor
-//! and loses the same share of the rest. When capacity recovers, rates go back up.
+//! demand exceeds capacity, rates are cut in this order, each step only as far as needed:
+//!
+//! 1. priorities 5, 4, 3, 2 (lowest first), down to the floor (`min_fps`);
+//! 2. the floors of priorities 5, 4, 3, 2 (lowest first), down to 0 — only when the floors of thousands of
+//!    cameras do not fit beside priority 1 by themselves;
+//! 3. priority 1, down to its floor, then its floor.
+//!
+//! So priority 1 is touched last, and a camera keeps its floor unless the floors alone exceed capacity.
+//! Within the level where a step ends, every camera loses the same share. When capacity recovers, rates
+//! go back up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -20,7 +27,8 @@ pub struct BudgetConfig {
     pub workers: usize,
     /// Aim to keep inference this busy (0..1]; the rest absorbs bursts.
     pub target_utilisation: f64,
-    /// No camera is lowered below this rate (a camera configured lower keeps its own rate).
+    /// Cameras are lowered to this rate before any floor is touched (a camera configured lower keeps its
+    /// own rate); floors are cut only when they alone do not fit beside priority 1.
     pub min_fps: f64,
     /// Weight of the newest batch in the moving average of per-frame cost (0..1].
     pub ewma_alpha: f64,
@@ -52,6 +60,8 @@ struct State {
     ms_per_frame: Option<f64>,
     /// Per priority: share of (configured − floor) a camera keeps, 0..=1. Missing = 1.
     keep: BTreeMap<u8, f64>,
+    /// Per priority: share of its floor a camera keeps, 0..=1. Missing = 1.
+    keep_floor: BTreeMap<u8, f64>,
 }
 
 /// What the budget decided, for the API and logs.
@@ -69,6 +79,8 @@ pub struct BudgetSnapshot {
     pub ms_per_frame: Option<f64>,
     /// Per priority level (1 = highest): share of each camera's rate above its floor that it keeps.
     pub keep_by_priority: BTreeMap<u8, f64>,
+    /// Per priority level: share of the floor it keeps (below 1 only when the floors do not fit).
+    pub floor_kept_by_priority: BTreeMap<u8, f64>,
 }
 
 /// Shared by the camera gate (reads [`allowed_fps`](Self::allowed_fps)), the batcher (enforces it) and the
@@ -153,6 +165,11 @@ impl AdmissionBudget {
                 .keys()
                 .map(|p| (*p, st.keep.get(p).copied().unwrap_or(1.0)))
                 .collect(),
+            floor_kept_by_priority: st
+                .levels
+                .keys()
+                .map(|p| (*p, st.keep_floor.get(p).copied().unwrap_or(1.0)))
+                .collect(),
         }
     }
 
@@ -166,8 +183,9 @@ impl AdmissionBudget {
 
     fn allowed(&self, st: &State, d: Demand) -> f64 {
         let keep = st.keep.get(&d.priority).copied().unwrap_or(1.0);
+        let keep_floor = st.keep_floor.get(&d.priority).copied().unwrap_or(1.0);
         let floor = self.floor(d.configured);
-        floor + (d.configured - floor) * keep
+        floor * keep_floor + (d.configured - floor) * keep
     }
 
     fn remove_level(&self, st: &mut State, old: Demand) {
@@ -193,30 +211,45 @@ impl AdmissionBudget {
     }
 
     fn recompute(&self, st: &mut State) {
-        let before = st.keep.clone();
+        let before = (st.keep.clone(), st.keep_floor.clone());
         st.keep.clear();
+        st.keep_floor.clear();
         if let Some(capacity) = self.capacity(st) {
             let demand: f64 = st.levels.values().map(|l| l.0).sum();
             let mut excess = demand - capacity;
-            // Lowest priority (largest number) first.
-            for (priority, (configured, floor)) in st.levels.iter().rev() {
+            // (priority, the floor rather than the rate above it, reducible fps), in cut order.
+            let lower = st.levels.iter().rev().filter(|(p, _)| **p > 1);
+            let top = st.levels.iter().rev().filter(|(p, _)| **p <= 1);
+            let steps: Vec<(u8, bool, f64)> = lower
+                .clone()
+                .map(|(p, (c, f))| (*p, false, c - f))
+                .chain(lower.map(|(p, (_, f))| (*p, true, *f)))
+                .chain(top.clone().map(|(p, (c, f))| (*p, false, c - f)))
+                .chain(top.map(|(p, (_, f))| (*p, true, *f)))
+                .collect();
+            for (priority, floor, reducible) in steps {
                 if excess <= 0.0 {
                     break;
                 }
-                let reducible = configured - floor;
-                if reducible <= 0.0 {
+                if reducible <= 1e-12 {
                     continue;
                 }
-                if reducible >= excess {
-                    st.keep.insert(*priority, 1.0 - excess / reducible);
-                    excess = 0.0;
+                let keep = if reducible >= excess {
+                    1.0 - excess / reducible
                 } else {
-                    st.keep.insert(*priority, 0.0);
-                    excess -= reducible;
-                }
+                    0.0
+                };
+                excess -= reducible - reducible * keep;
+                let map = if floor {
+                    &mut st.keep_floor
+                } else {
+                    &mut st.keep
+                };
+                map.insert(priority, keep);
             }
         }
-        if st.keep != before {
+        let (before, before_floor) = before;
+        if st.keep != before || st.keep_floor != before_floor {
             // The kept fractions move a little with every measured batch: that is debug detail.
             // A priority starting or ending shedding, or fully shed, is worth an info line.
             let band = |k: Option<&f64>| match k.copied().unwrap_or(1.0) {
@@ -228,13 +261,18 @@ impl AdmissionBudget {
                 .keep
                 .keys()
                 .chain(before.keys())
-                .any(|p| band(st.keep.get(p)) != band(before.get(p)));
+                .any(|p| band(st.keep.get(p)) != band(before.get(p)))
+                || st
+                    .keep_floor
+                    .keys()
+                    .chain(before_floor.keys())
+                    .any(|p| band(st.keep_floor.get(p)) != band(before_floor.get(p)));
             let capacity_fps = self.capacity(st);
             let demand_fps = st.levels.values().map(|l| l.0).sum::<f64>();
             if shift {
-                tracing::info!(capacity_fps, demand_fps, keep = ?st.keep, "admission budget changed");
+                tracing::info!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget changed");
             } else {
-                tracing::debug!(capacity_fps, demand_fps, keep = ?st.keep, "admission budget adjusted");
+                tracing::debug!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget adjusted");
             }
         }
     }
@@ -291,15 +329,57 @@ mod tests {
         assert_eq!(high, 2.0);
         assert!((b.snapshot().admitted_fps - 10.0).abs() < 1e-9);
 
-        // Capacity 2 fps: everyone but priority 1 at the floor; priority 1 cut too.
+        // Capacity 2 fps is below priority 1's own 8 fps: the others lose even their floors, and
+        // priority 1 keeps all that is left (2 fps over 4 cameras).
         b.observe_batch(1, Duration::from_millis(500));
         let high = b.allowed_fps("high0", 1, 2.0);
-        assert!((0.2..2.0).contains(&high), "high {high}");
-        assert!((b.allowed_fps("mid0", 3, 2.0) - 0.2).abs() < 1e-9);
+        assert!((high - 0.5).abs() < 1e-9, "high {high}");
+        assert_eq!(b.allowed_fps("mid0", 3, 2.0), 0.0);
+        assert_eq!(b.allowed_fps("low0", 5, 2.0), 0.0);
+        assert!((b.snapshot().admitted_fps - 2.0).abs() < 1e-9);
 
         // Capacity recovers: rates go back up.
         b.observe_batch(1, Duration::from_millis(10));
         assert_eq!(b.allowed_fps("low0", 5, 2.0), 2.0);
+    }
+
+    /// 1,300 cameras × a 0.1 fps floor is 130 fps: more than a CPU detector does. The floors give way,
+    /// lowest priority first, and priority 1 keeps its configured rate.
+    #[test]
+    fn floors_that_do_not_fit_give_way_before_priority_1_is_cut() {
+        let b = AdmissionBudget::new(BudgetConfig {
+            workers: 1,
+            target_utilisation: 1.0,
+            min_fps: 0.1,
+            ewma_alpha: 1.0,
+        });
+        for i in 0..3 {
+            b.allowed_fps(&format!("gate{i}"), 1, 1.0);
+        }
+        for i in 0..100 {
+            b.allowed_fps(&format!("street{i}"), 3, 0.5);
+            b.allowed_fps(&format!("field{i}"), 5, 0.5);
+        }
+        // 10 fps: priority 1 takes 3; the floors (10 fps per level) do not fit in the other 7, so priority 5
+        // loses all of its floors and priority 3 keeps 7 of its 10.
+        b.observe_batch(1, Duration::from_millis(100));
+        assert_eq!(b.allowed_fps("gate0", 1, 1.0), 1.0);
+        assert_eq!(b.allowed_fps("field0", 5, 0.5), 0.0);
+        let street = b.allowed_fps("street0", 3, 0.5);
+        assert!((street - 0.07).abs() < 1e-9, "street {street}");
+        let snap = b.snapshot();
+        assert!((snap.admitted_fps - 10.0).abs() < 1e-6, "{snap:?}");
+        assert_eq!(snap.floor_kept_by_priority[&1], 1.0);
+        assert!((snap.floor_kept_by_priority[&3] - 0.7).abs() < 1e-9);
+        assert_eq!(snap.floor_kept_by_priority[&5], 0.0);
+
+        // 25 fps: every floor fits (3 + 20), and priority 3 gets 2 fps above its floors before priority 5
+        // gets anything above its own.
+        b.observe_batch(1, Duration::from_millis(40));
+        assert_eq!(b.allowed_fps("gate0", 1, 1.0), 1.0);
+        assert!((b.allowed_fps("field0", 5, 0.5) - 0.1).abs() < 1e-9);
+        let street = b.allowed_fps("street0", 3, 0.5);
+        assert!((street - 0.12).abs() < 1e-9, "street {street}");
     }
 
     #[test]
@@ -323,9 +403,13 @@ mod tests {
         // The slow camera keeps 0.1 fps; the fast one gets the rest of the 1 fps capacity.
         assert!((b.allowed_fps("slow", 5, 0.1) - 0.1).abs() < 1e-9);
         assert!((b.allowed_fps("fast", 5, 50.0) - 0.9).abs() < 1e-9);
-        // At 0.1 fps capacity both sit at their floors: 0.1 and min_fps.
+        // At 0.3 fps capacity (the floors exactly) both sit at their floors: 0.1 and min_fps.
+        b.observe_batch(1, Duration::from_secs_f64(10.0 / 3.0));
+        assert!((b.allowed_fps("slow", 5, 0.1) - 0.1).abs() < 1e-6);
+        assert!((b.allowed_fps("fast", 5, 50.0) - 0.2).abs() < 1e-6);
+        // At 0.1 fps the floors (0.3 fps) do not fit: each keeps the same third of its floor.
         b.observe_batch(1, Duration::from_secs(10));
-        assert!((b.allowed_fps("slow", 5, 0.1) - 0.1).abs() < 1e-9);
-        assert!((b.allowed_fps("fast", 5, 50.0) - 0.2).abs() < 1e-9);
+        assert!((b.allowed_fps("slow", 5, 0.1) - 0.1 / 3.0).abs() < 1e-9);
+        assert!((b.allowed_fps("fast", 5, 50.0) - 0.2 / 3.0).abs() < 1e-9);
     }
 }

@@ -108,6 +108,8 @@ pub enum DropReason {
     Budget,
     /// The stage stopped with it still waiting.
     Shutdown,
+    /// Its camera sends more frames than its own `analysis_fps` (a camera that decodes every frame).
+    Rate,
 }
 
 impl DropReason {
@@ -117,6 +119,7 @@ impl DropReason {
             Self::Superseded => "superseded",
             Self::Budget => "budget",
             Self::Shutdown => "shutdown",
+            Self::Rate => "rate",
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct DropCounts {
     pub budget: u64,
     /// Still waiting at shutdown.
     pub shutdown: u64,
+    /// Above the camera's own analysis rate.
+    pub rate: u64,
 }
 
 impl DropCounts {
@@ -144,8 +149,28 @@ impl DropCounts {
             DropReason::Superseded => self.superseded += n,
             DropReason::Budget => self.budget += n,
             DropReason::Shutdown => self.shutdown += n,
+            DropReason::Rate => self.rate += n,
         }
     }
+
+    /// Every reason with its count, in a fixed order (metrics, reports).
+    pub fn by_reason(&self) -> [(DropReason, u64); 4] {
+        [
+            (DropReason::Rate, self.rate),
+            (DropReason::Budget, self.budget),
+            (DropReason::Superseded, self.superseded),
+            (DropReason::Shutdown, self.shutdown),
+        ]
+    }
+}
+
+/// One camera's frames at the batcher, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CameraBatchCounts {
+    /// Frames sent to inference.
+    pub batched: u64,
+    /// Frames not sent, by reason.
+    pub dropped: DropCounts,
 }
 
 /// Batcher counters, cumulative since start.
@@ -161,8 +186,8 @@ pub struct BatchStats {
     pub pending: usize,
     /// Drops by reason.
     pub dropped: DropCounts,
-    /// Drops by camera and reason.
-    pub dropped_by_camera: BTreeMap<String, DropCounts>,
+    /// Frames sent and dropped, by camera.
+    pub by_camera: BTreeMap<String, CameraBatchCounts>,
 }
 
 /// Shared counters a [`Batcher`] updates and anyone may read.
@@ -175,7 +200,8 @@ pub struct BatchCounters {
     superseded: AtomicU64,
     budget: AtomicU64,
     shutdown: AtomicU64,
-    by_camera: Mutex<HashMap<Arc<str>, DropCounts>>,
+    rate: AtomicU64,
+    by_camera: Mutex<HashMap<Arc<str>, CameraBatchCounts>>,
 }
 
 impl BatchCounters {
@@ -183,9 +209,14 @@ impl BatchCounters {
         self.submitted.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_batch(&self, frames: usize) {
+    fn count_batch(&self, items: &[BatchItem]) {
         self.batches.fetch_add(1, Ordering::Relaxed);
-        self.batched.fetch_add(frames as u64, Ordering::Relaxed);
+        self.batched
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        let mut map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
+        for item in items {
+            map.entry(item.frame.camera.clone()).or_default().batched += 1;
+        }
     }
 
     fn count_drop(&self, camera: &Arc<str>, reason: DropReason, n: u64) {
@@ -193,10 +224,14 @@ impl BatchCounters {
             DropReason::Superseded => &self.superseded,
             DropReason::Budget => &self.budget,
             DropReason::Shutdown => &self.shutdown,
+            DropReason::Rate => &self.rate,
         };
         total.fetch_add(n, Ordering::Relaxed);
         let mut map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(camera.clone()).or_default().add(reason, n);
+        map.entry(camera.clone())
+            .or_default()
+            .dropped
+            .add(reason, n);
     }
 
     /// A consistent-enough copy for the API and metrics.
@@ -211,8 +246,9 @@ impl BatchCounters {
                 superseded: self.superseded.load(Ordering::Relaxed),
                 budget: self.budget.load(Ordering::Relaxed),
                 shutdown: self.shutdown.load(Ordering::Relaxed),
+                rate: self.rate.load(Ordering::Relaxed),
             },
-            dropped_by_camera: map.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            by_camera: map.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
     }
 }
@@ -471,7 +507,8 @@ mod tests {
                 data: vec![0; 12],
             }),
             priority: 3,
-            configured_fps: 1.0,
+            // Far above the rate these tests send at (one frame per nanosecond).
+            configured_fps: 1e9,
         }
     }
 
@@ -546,6 +583,6 @@ mod tests {
         let s = counters.snapshot();
         assert_eq!(s.submitted, 5);
         assert_eq!(s.dropped.shutdown, 5, "{s:?}");
-        assert_eq!(s.dropped_by_camera["a"].shutdown, 5);
+        assert_eq!(s.by_camera["a"].dropped.shutdown, 5);
     }
 }

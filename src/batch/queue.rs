@@ -3,13 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::budget::AdmissionBudget;
 use super::{Batch, BatchConfig, BatchCounters, BatchInput, BatchItem, DropReason};
 
-/// A frame's budget check lets through arrivals this much earlier than `1 / allowed_fps` (gate jitter).
-const BUDGET_SLACK: f64 = 0.8;
+/// A frame may arrive this share of a period before its due time and still be analysed (network and
+/// keyframe jitter); the schedule keeps the long-run rate exact.
+const RATE_TOLERANCE: f64 = 0.2;
+/// Weight of the newest gap in a camera's moving average of frame arrivals.
+const ARRIVAL_ALPHA: f64 = 0.2;
+/// The demand a camera reports to the budget moves only when its measured rate changes this much.
+const DEMAND_HYSTERESIS: f64 = 0.1;
 
 /// What [`Batcher::push`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,9 @@ pub enum Admission {
     Superseded,
     /// Dropped: the camera is over its admission budget (`budget`).
     OverBudget,
+    /// Dropped: the camera delivers more frames than its own `analysis_fps` (`rate`), as a camera that
+    /// decodes every frame does.
+    OverRate,
 }
 
 #[derive(Debug)]
@@ -27,7 +35,72 @@ struct CamQueue {
     priority: u8,
     queue: VecDeque<BatchItem>,
     in_ring: bool,
-    last_admitted: Option<Instant>,
+    /// Rate limiting: when the next frame is due.
+    next_due: Option<Instant>,
+    /// The last frame's arrival and the moving average of gaps (seconds).
+    last_arrival: Option<Instant>,
+    gap_s: Option<f64>,
+    /// The rate reported to the budget as this camera's demand.
+    demand: Option<f64>,
+}
+
+impl CamQueue {
+    fn new(priority: u8, depth: usize) -> Self {
+        Self {
+            priority,
+            queue: VecDeque::with_capacity(depth),
+            in_ring: false,
+            next_due: None,
+            last_arrival: None,
+            gap_s: None,
+            demand: None,
+        }
+    }
+
+    /// Updates the arrival rate; returns the demand to report: the configured rate, or the rate frames
+    /// actually come at when that is lower (a keyframe-only camera with long GOPs).
+    fn demand(&mut self, configured: f64, now: Instant) -> f64 {
+        if let Some(last) = self.last_arrival {
+            // A camera back after an outage: its gap says nothing about its rate.
+            let cap = 4.0 / configured.max(0.01);
+            let gap = now.saturating_duration_since(last).as_secs_f64().min(cap);
+            self.gap_s = Some(match self.gap_s {
+                None => gap,
+                Some(g) => g + ARRIVAL_ALPHA * (gap - g),
+            });
+        }
+        self.last_arrival = Some(now);
+        let measured = match self.gap_s {
+            Some(g) if g > 1e-6 => configured.min(1.0 / g),
+            _ => configured,
+        };
+        match self.demand {
+            Some(d) if (measured - d).abs() <= DEMAND_HYSTERESIS * d && d <= configured => d,
+            _ => {
+                self.demand = Some(measured);
+                measured
+            }
+        }
+    }
+
+    /// Whether a frame arriving `now` fits the camera's rate `fps`; advances the schedule if it does.
+    fn due(&mut self, fps: f64, now: Instant) -> bool {
+        if fps <= 0.0 {
+            return false;
+        }
+        let period = Duration::from_secs_f64(1.0 / fps);
+        if let Some(due) = self.next_due
+            && now + period.mul_f64(RATE_TOLERANCE) < due
+        {
+            return false;
+        }
+        // On schedule: the next slot follows this one; late by more than a period: restart from now.
+        self.next_due = Some(match self.next_due {
+            Some(due) if now < due + period => due + period,
+            _ => now + period,
+        });
+        true
+    }
 }
 
 /// Cross-camera batcher core.
@@ -76,19 +149,39 @@ impl Batcher {
     pub fn push(&mut self, input: BatchInput, now: Instant) -> Admission {
         self.counters.count_submitted();
         let camera = input.frame.camera.clone();
-        if self.over_budget(&camera, input.priority, input.configured_fps, now) {
-            self.counters.count_drop(&camera, DropReason::Budget, 1);
-            tracing::trace!(camera_id = %camera, "frame dropped: over admission budget");
-            return Admission::OverBudget;
-        }
         let depth = self.cfg.queue_depth.max(1);
-        let cam = self.cams.entry(camera.clone()).or_insert_with(|| CamQueue {
-            priority: input.priority,
-            queue: VecDeque::with_capacity(depth),
-            in_ring: false,
-            last_admitted: None,
-        });
-        cam.last_admitted = Some(now);
+        let cam = self
+            .cams
+            .entry(camera.clone())
+            .or_insert_with(|| CamQueue::new(input.priority, depth));
+        let configured = if input.configured_fps.is_finite() {
+            input.configured_fps.max(0.0)
+        } else {
+            0.0
+        };
+        let demand = cam.demand(configured, now);
+        // The rate this camera may be analysed at: its own, or less when the budget cuts it.
+        let (fps, reason) = match &self.budget {
+            Some(budget) => {
+                let allowed = budget.allowed_fps(&camera, input.priority, demand);
+                if allowed + 1e-9 < demand {
+                    (allowed, DropReason::Budget)
+                } else {
+                    (configured, DropReason::Rate)
+                }
+            }
+            None => (configured, DropReason::Rate),
+        };
+        if !cam.due(fps, now) {
+            self.counters.count_drop(&camera, reason, 1);
+            return match reason {
+                DropReason::Budget => {
+                    tracing::trace!(camera_id = %camera, "frame dropped: over admission budget");
+                    Admission::OverBudget
+                }
+                _ => Admission::OverRate,
+            };
+        }
         if cam.priority != input.priority {
             if cam.in_ring
                 && let Some(ring) = self.rings.get_mut(&cam.priority)
@@ -123,20 +216,6 @@ impl Batcher {
         }
         self.open_since.get_or_insert(now);
         outcome
-    }
-
-    fn over_budget(&self, camera: &Arc<str>, priority: u8, configured: f64, now: Instant) -> bool {
-        let Some(budget) = &self.budget else {
-            return false;
-        };
-        let allowed = budget.allowed_fps(camera, priority, configured);
-        if !(allowed > 0.0 && allowed + 1e-9 < configured) {
-            return false;
-        }
-        let Some(last) = self.cams.get(camera).and_then(|c| c.last_admitted) else {
-            return false;
-        };
-        now.saturating_duration_since(last).as_secs_f64() < BUDGET_SLACK / allowed
     }
 
     /// When the batch now filling must leave, if any frame waits.
@@ -219,7 +298,7 @@ impl Batcher {
         if items.is_empty() {
             return None;
         }
-        self.counters.count_batch(items.len());
+        self.counters.count_batch(&items);
         Some(Batch {
             items,
             opened_at,
@@ -255,9 +334,13 @@ mod tests {
         BatchInput {
             frame: frame(camera, pts),
             priority,
-            configured_fps: 1.0,
+            // Above any rate these tests send at: only the batcher's own queueing is under test.
+            configured_fps: 1000.0,
         }
     }
+
+    /// Frames of one camera are at least this far apart (the 1000 fps configured above).
+    const TICK: Duration = Duration::from_millis(1);
 
     fn batcher(max_batch: usize, depth: usize) -> (Batcher, Arc<BatchCounters>) {
         let counters = Arc::new(BatchCounters::default());
@@ -319,6 +402,7 @@ mod tests {
         // "flood" sends 100 frames between every frame of the others.
         for round in 0..3i64 {
             for i in 0..100 {
+                clock.advance(TICK);
                 b.push(input("flood", round * 100 + i, 3), clock.now());
             }
             for c in ["a", "b", "c"] {
@@ -336,8 +420,10 @@ mod tests {
         assert_eq!(second.items[0].frame.pts_90k, 299);
         let s = counters.snapshot();
         assert_eq!(s.dropped.superseded, 300 - 2 + 3);
-        assert_eq!(s.dropped_by_camera["flood"].superseded, 298);
-        assert_eq!(s.dropped_by_camera["a"].superseded, 1);
+        assert_eq!(s.by_camera["flood"].dropped.superseded, 298);
+        assert_eq!(s.by_camera["a"].dropped.superseded, 1);
+        assert_eq!(s.by_camera["flood"].batched, 2);
+        assert_eq!(s.dropped.rate, 0);
     }
 
     #[test]
@@ -346,7 +432,7 @@ mod tests {
         let (mut b, _) = batcher(2, 2);
         for c in ["a", "b", "c"] {
             b.push(input(c, 0, 3), clock.now());
-            b.push(input(c, 1, 3), clock.now());
+            b.push(input(c, 1, 3), clock.now() + TICK);
         }
         let order: Vec<String> = std::iter::from_fn(|| b.poll(clock.now()))
             .flat_map(|batch| cams(&batch))
@@ -427,7 +513,129 @@ mod tests {
         assert!(admitted["low"] <= 11, "low admitted {}", admitted["low"]);
         let s = counters.snapshot();
         assert_eq!(s.dropped.budget, u64::from(20 - admitted["low"]));
-        assert_eq!(s.dropped_by_camera["low"].budget, s.dropped.budget);
+        assert_eq!(s.by_camera["low"].dropped.budget, s.dropped.budget);
+        assert_eq!(s.by_camera["low"].batched, u64::from(admitted["low"]));
+    }
+
+    fn budgeted(min_fps: f64) -> (Batcher, Arc<AdmissionBudget>, Arc<BatchCounters>) {
+        let counters = Arc::new(BatchCounters::default());
+        let budget = Arc::new(AdmissionBudget::new(BudgetConfig {
+            workers: 1,
+            target_utilisation: 1.0,
+            min_fps,
+            ewma_alpha: 1.0,
+        }));
+        let cfg = BatchConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(50),
+            queue_depth: 1,
+        };
+        let b = Batcher::new(cfg, Some(budget.clone()), counters.clone());
+        (b, budget, counters)
+    }
+
+    /// Sends `fps` frames per second from each camera for `secs`; returns frames admitted per camera.
+    fn feed(
+        b: &mut Batcher,
+        clock: &ManualClock,
+        cams: &[(&'static str, u8, f64)],
+        fps: f64,
+        secs: f64,
+    ) -> HashMap<&'static str, u32> {
+        let mut admitted = HashMap::new();
+        let step = Duration::from_secs_f64(1.0 / fps);
+        for _ in 0..(secs * fps).round() as u32 {
+            clock.advance(step);
+            for (name, priority, configured) in cams {
+                let input = BatchInput {
+                    frame: frame(name, 0),
+                    priority: *priority,
+                    configured_fps: *configured,
+                };
+                let a = b.push(input, clock.now());
+                let n = admitted.entry(*name).or_default();
+                if matches!(a, Admission::Queued | Admission::Superseded) {
+                    *n += 1;
+                }
+            }
+            while b.flush(clock.now()).is_some() {}
+        }
+        admitted
+    }
+
+    /// A camera that decodes every frame (25 fps) is analysed at its own `analysis_fps`, with or without
+    /// a budget, and the frames in between are counted as `rate`, not `budget`.
+    #[test]
+    fn every_frame_cameras_are_analysed_at_their_own_rate() {
+        let clock = ManualClock::default();
+        let (mut b, _) = batcher(8, 1);
+        let got = feed(
+            &mut b,
+            &clock,
+            &[("gop", 1, 2.0), ("slow", 3, 0.5)],
+            25.0,
+            20.0,
+        );
+        assert!(
+            (39..=41).contains(&got["gop"]),
+            "2 fps × 20 s: {}",
+            got["gop"]
+        );
+        assert!(
+            (10..=11).contains(&got["slow"]),
+            "0.5 fps × 20 s: {}",
+            got["slow"]
+        );
+        let s = b.counters().snapshot();
+        assert_eq!(s.dropped.rate, 1000 - u64::from(got["gop"] + got["slow"]));
+        assert_eq!(s.dropped.budget, 0);
+
+        // With a budget that has room (100 fps), the same.
+        let (mut b, budget, counters) = budgeted(0.1);
+        budget.observe_batch(1, Duration::from_millis(10));
+        let got = feed(&mut b, &clock, &[("gop", 1, 2.0)], 25.0, 20.0);
+        assert!((39..=41).contains(&got["gop"]), "{}", got["gop"]);
+        assert_eq!(counters.snapshot().dropped.budget, 0);
+    }
+
+    /// `min_fps = 0`: a camera the budget cuts to nothing gets nothing (it used to get everything).
+    #[test]
+    fn a_camera_cut_to_zero_is_not_analysed() {
+        let clock = ManualClock::default();
+        let (mut b, budget, counters) = budgeted(0.0);
+        feed(
+            &mut b,
+            &clock,
+            &[("top", 1, 2.0), ("low", 5, 2.0)],
+            2.0,
+            1.0,
+        );
+        // Capacity 2 fps: all of it for priority 1.
+        budget.observe_batch(1, Duration::from_millis(500));
+        let got = feed(
+            &mut b,
+            &clock,
+            &[("top", 1, 2.0), ("low", 5, 2.0)],
+            2.0,
+            10.0,
+        );
+        assert_eq!(got["low"], 0);
+        assert_eq!(got["top"], 20);
+        assert_eq!(counters.snapshot().by_camera["low"].dropped.budget, 20);
+    }
+
+    /// A keyframe-only camera configured for 1 fps whose keyframes come every 2 s demands 0.5 fps of the
+    /// budget, not 1.
+    #[test]
+    fn demand_is_what_a_camera_actually_sends() {
+        let clock = ManualClock::default();
+        let (mut b, budget, _) = budgeted(0.1);
+        feed(&mut b, &clock, &[("kf", 3, 1.0)], 0.5, 30.0);
+        let demand = budget.snapshot().demand_fps;
+        assert!((demand - 0.5).abs() < 0.05, "demand {demand}");
+        // It speeds up to 1 keyframe per second: the demand follows, capped at the configured rate.
+        feed(&mut b, &clock, &[("kf", 3, 1.0)], 4.0, 30.0);
+        assert_eq!(budget.snapshot().demand_fps, 1.0);
     }
 
     #[test]
@@ -435,7 +643,7 @@ mod tests {
         let clock = ManualClock::default();
         let (mut b, counters) = batcher(8, 2);
         b.push(input("a", 0, 3), clock.now());
-        b.push(input("a", 1, 3), clock.now());
+        b.push(input("a", 1, 3), clock.now() + TICK);
         b.push(input("b", 0, 3), clock.now());
         assert_eq!(b.drop_all(DropReason::Shutdown), 3);
         assert_eq!(b.pending(), 0);
@@ -449,8 +657,8 @@ mod tests {
         let (mut b, _) = batcher(2, 1);
         b.push(input("x", 0, 5), clock.now());
         b.push(input("y", 0, 3), clock.now());
-        b.push(input("x", 1, 1), clock.now());
-        let batch = b.poll(clock.now()).expect("full");
+        b.push(input("x", 1, 1), clock.now() + TICK);
+        let batch = b.poll(clock.now() + TICK).expect("full");
         assert_eq!(cams(&batch), ["x", "y"]);
         assert_eq!(batch.items[0].frame.pts_90k, 1);
     }

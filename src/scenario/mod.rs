@@ -102,8 +102,8 @@ pub struct Args {
     /// and the API keep the rest).
     #[arg(long)]
     pub intra_op_threads: Option<usize>,
-    /// The budget's floor per camera (default: scale/soak 0.001 so that the cameras with rules keep
-    /// their rate when thousands of others are cut; overload 0.05).
+    /// The budget's floor per camera (default: the service's own default, 0.1, for scale and soak: the
+    /// floors of thousands of cameras give way before priority 1 is cut; overload 0.05).
     #[arg(long)]
     pub min_fps: Option<f64>,
     /// How long the fleet may take to come online.
@@ -254,7 +254,7 @@ impl Args {
                 .unwrap_or(if overload { 2.0 } else { 0.5 }),
         )?;
         let alert_fps = positive("--alert-fps", self.alert_fps)?;
-        let min_fps = self.min_fps.unwrap_or(if overload { 0.05 } else { 0.001 });
+        let min_fps = self.min_fps.unwrap_or(if overload { 0.05 } else { 0.1 });
         if !(min_fps.is_finite() && min_fps > 0.0) {
             return Err(ScenarioError::Setup(
                 "--min-fps: must be > 0 (0 lets cut cameras through uncut)".into(),

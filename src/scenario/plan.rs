@@ -100,9 +100,23 @@ pub struct FleetSpec {
     pub alert_fps: f64,
 }
 
+/// Overload's priorities, as a county's fleet has them: few cameras at the top. Of `n` cameras, about
+/// 5 % are priority 1, 10 % priority 2, 20 % priority 3, 30 % priority 4 and the rest priority 5
+/// (20 cameras: 1, 2, 4, 6, 7); each level has at least one camera when `n` ≥ 5.
+pub fn overload_priority(number: u32, n: u32) -> u8 {
+    const CUMULATIVE: [f64; 4] = [0.05, 0.15, 0.35, 0.65];
+    for (i, share) in CUMULATIVE.iter().enumerate() {
+        let last = ((share * f64::from(n)).ceil() as u32).max(i as u32 + 1);
+        if number <= last {
+            return i as u8 + 1;
+        }
+    }
+    5
+}
+
 /// The fleet of a run. Scale and soak: the first `alert_cameras` cameras carry the rules at
-/// priority 1, the rest priority 3. Overload: priorities 1..=5 in turn, rules on the first
-/// priority-1 cameras, every camera at the same rate.
+/// priority 1, the rest priority 3. Overload: few cameras at priority 1, many at 5
+/// ([`overload_priority`]), rules on the first priority-1 cameras, every camera at the same rate.
 pub fn fleet(kind: Kind, n: u32, spec: &FleetSpec) -> Vec<Cam> {
     let mut with_rules = 0;
     (1..=n)
@@ -110,7 +124,7 @@ pub fn fleet(kind: Kind, n: u32, spec: &FleetSpec) -> Vec<Cam> {
             let id = format!("cam-{number:05}");
             match kind {
                 Kind::Overload => {
-                    let priority = ((number - 1) % 5 + 1) as u8;
+                    let priority = overload_priority(number, n);
                     let alerts = priority == 1 && with_rules < spec.alert_cameras;
                     with_rules += u32::from(alerts);
                     Cam {
@@ -503,16 +517,35 @@ mod tests {
     #[test]
     fn rules_are_copied_per_camera_and_validate() {
         let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-rules.toml");
-        let cams = fleet(Kind::Overload, 20, &spec());
+        let cams = fleet(Kind::Soak, 20, &spec());
         let with_rules: Vec<&str> = cams
             .iter()
             .filter(|c| c.alerts)
             .map(|c| c.id.as_str())
             .collect();
-        assert_eq!(with_rules, ["cam-00001", "cam-00006", "cam-00011"]);
+        assert_eq!(with_rules, ["cam-00001", "cam-00002", "cam-00003"]);
         let text = rules_toml(&demo, &cams).expect("rules");
         let raw: crate::rules::RawRulesFile = toml::from_str(&text).expect("parses");
         assert_eq!(raw.rules.len(), 9);
         assert_eq!(raw.zones.len(), 3);
+    }
+
+    #[test]
+    fn overload_has_few_cameras_at_the_top() {
+        let count = |n: u32| {
+            let mut c = [0u32; 5];
+            for cam in fleet(Kind::Overload, n, &spec()) {
+                c[usize::from(cam.priority) - 1] += 1;
+            }
+            c
+        };
+        assert_eq!(count(20), [1, 2, 4, 6, 7]);
+        assert_eq!(count(5), [1, 1, 1, 1, 1]);
+        assert_eq!(count(100), [5, 10, 20, 30, 35]);
+        let with_rules = fleet(Kind::Overload, 20, &spec())
+            .iter()
+            .filter(|c| c.alerts)
+            .count();
+        assert_eq!(with_rules, 1, "the one priority-1 camera");
     }
 }

@@ -51,6 +51,12 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Proportional set size (shared pages split among their users), KiB; `None` when unreadable.
+pub fn pss_kb(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    status_field(&text, "Pss:")
+}
+
 /// Per thread of the process: tid → (name, utime + stime ticks).
 pub fn threads(pid: u32) -> std::collections::BTreeMap<u32, (String, u64)> {
     let mut out = std::collections::BTreeMap::new();

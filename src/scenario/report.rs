@@ -572,38 +572,64 @@ fn soak_criteria(
     ));
 }
 
-/// Inferred rate per priority from the offered frames (per camera `analysed`) minus the batcher's
-/// per-camera drops (its trace events): the share of the configured rate each priority kept.
+/// Inferred rate per priority from the service's per-camera counters (`qly_camera_batched_total`,
+/// `qly_camera_analysis_dropped_total`) over the window: the share of the configured rate each
+/// priority kept. Rates must not rise from priority 1 down to 5, priority 1 must clearly keep more
+/// than 5, and while the floors fit beside priority 1 no level may fall below half its floor.
 fn priority_criterion(d: &RunData, w: f64, min_fps: f64) -> (Criterion, Value) {
-    let mut levels: BTreeMap<u8, (usize, f64, f64, f64, f64)> = BTreeMap::new();
+    let delta = |name: &str, filter: &[(&str, &str)]| {
+        let at = |m: &Option<super::api::Metrics>| m.as_ref().map_or(0.0, |m| m.sum(name, filter));
+        (at(&d.w1.metrics) - at(&d.w0.metrics)).max(0.0)
+    };
+    #[derive(Default)]
+    struct Level {
+        cams: usize,
+        configured: f64,
+        floors: f64,
+        offered: f64,
+        inferred: f64,
+        dropped: BTreeMap<&'static str, f64>,
+    }
+    let mut levels: BTreeMap<u8, Level> = BTreeMap::new();
     for c in &d.cams {
         let offered = d.analysed1.get(&c.id).copied().unwrap_or(0) as f64
             - d.analysed0.get(&c.id).copied().unwrap_or(0) as f64;
-        let budget = d.log.budget_drops.get(&c.id).copied().unwrap_or(0) as f64;
-        let superseded = d.log.superseded.get(&c.id).copied().unwrap_or(0) as f64;
         let e = levels.entry(c.priority).or_default();
-        e.0 += 1;
-        e.1 += c.analysis_fps;
-        e.2 += offered.max(0.0);
-        e.3 += budget;
-        e.4 += superseded;
+        e.cams += 1;
+        e.configured += c.analysis_fps;
+        e.floors += c.analysis_fps.min(min_fps);
+        e.offered += offered.max(0.0);
+        e.inferred += delta("qly_camera_batched_total", &[("camera", c.id.as_str())]);
+        for reason in ["rate", "budget", "superseded"] {
+            *e.dropped.entry(reason).or_default() += delta(
+                "qly_camera_analysis_dropped_total",
+                &[("camera", c.id.as_str()), ("reason", reason)],
+            );
+        }
     }
+    let inferred_total: f64 = levels.values().map(|l| l.inferred).sum::<f64>() / w;
+    // Floors fit when priority 1's rate and every other level's floors are within what was inferred.
+    let needed: f64 = levels
+        .iter()
+        .map(|(p, l)| if *p <= 1 { l.configured } else { l.floors })
+        .sum();
+    let floors_fit = needed <= inferred_total;
     let mut rows = Vec::new();
     let mut shares = Vec::new();
     let mut starved = Vec::new();
-    for (p, (cams, configured, offered, budget, superseded)) in &levels {
-        let inferred = (offered - budget - superseded).max(0.0);
-        let share = inferred / w / configured.max(1e-9);
+    for (p, l) in &levels {
+        let share = l.inferred / w / l.configured.max(1e-9);
         shares.push((*p, share));
-        let per_camera = inferred / w / *cams as f64;
-        if per_camera < 0.5 * min_fps {
+        let per_camera = l.inferred / w / l.cams as f64;
+        let floor = l.floors / l.cams as f64;
+        if per_camera < 0.5 * floor {
             starved.push(format!("p{p} {per_camera:.3} fps per camera"));
         }
         rows.push(json!({
-            "priority": p, "cameras": cams, "configured_fps": r(*configured, 2),
-            "offered_fps": r(offered / w, 2), "budget_drops": budget, "superseded": superseded,
-            "inferred_fps": r(inferred / w, 3),
-            "inferred_fps_per_camera": r(inferred / w / *cams as f64, 3),
+            "priority": p, "cameras": l.cams, "configured_fps": r(l.configured, 2),
+            "offered_fps": r(l.offered / w, 2), "dropped": l.dropped,
+            "inferred_fps": r(l.inferred / w, 3),
+            "inferred_fps_per_camera": r(per_camera, 3),
             "share_of_configured": r(share, 3),
         }));
     }
@@ -616,25 +642,45 @@ fn priority_criterion(d: &RunData, w: f64, min_fps: f64) -> (Criterion, Value) {
         (Some(hi), Some(lo)) => hi.1 >= 2.0 * lo.1 && hi.1 - lo.1 >= 0.05,
         _ => false,
     };
-    let logged = !d.log.budget_drops.is_empty() || !d.log.superseded.is_empty();
+    let counted =
+        d.w1.metrics
+            .as_ref()
+            .is_some_and(|m| m.has("qly_camera_batched_total"));
     let text: Vec<String> = shares
         .iter()
-        .map(|(p, s)| format!("p{p} {:.0} %", s * 100.0))
+        .map(|(p, s)| format!("p{p} {:.1} %", s * 100.0))
         .collect();
     (
         crit(
             "rates_fall_by_priority",
-            logged && monotone && separated && levels.len() >= 2,
+            counted
+                && monotone
+                && separated
+                && levels.len() >= 2
+                && (starved.is_empty() || !floors_fit),
             json!(
                 shares
                     .iter()
                     .map(|(p, s)| json!({"priority": p, "share": r(*s, 3)}))
                     .collect::<Vec<_>>()
             ),
-            json!("non-increasing from 1 to 5 (slack 10 %), priority 1 ≥ 2× and ≥ 0.05 above 5"),
+            json!(
+                "non-increasing from 1 to 5 (slack 10 %), priority 1 ≥ 2× and ≥ 0.05 above 5; \
+                 no level under half its floor while priority 1 and the floors fit"
+            ),
             format!(
-                "share of the configured rate each priority was inferred at: {}{}",
+                "share of the configured rate each priority was inferred at: {}; {}{}",
                 text.join(", "),
+                if floors_fit {
+                    format!(
+                        "the floors fit ({needed:.2} fps needed of {inferred_total:.2} inferred)"
+                    )
+                } else {
+                    format!(
+                        "the floors do not fit ({needed:.2} fps needed of {inferred_total:.2} inferred), \
+                         so the lowest priorities may lose them"
+                    )
+                },
                 if starved.is_empty() {
                     String::new()
                 } else {
@@ -748,23 +794,35 @@ pub fn markdown(rep: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "Settings: window {:.0} s after a {:.0} s warm-up; cameras with rules {} at {} fps (every frame decoded, \
-         priority 1); the others {} at {} fps{}; inference on the CPU, 1 thread × {} intra-op, budget floor {} fps; \
-         reconnect backoff 0.5 s → {} s; grace 5 s; deliveries retried 0.5 s → 10 s.\n",
+        "Settings: window {:.0} s after a {:.0} s warm-up; {}; inference on the CPU, 1 thread × {} intra-op, budget \
+         floor {} fps; reconnect backoff 0.5 s → {} s; grace 5 s; deliveries retried 0.5 s → 10 s.\n",
         s.duration_s,
         s.warmup_s,
-        s.fleet.alert_cameras,
-        s.fleet.alert_fps,
-        if s.fleet.keyframe_only {
-            "keyframe-only"
-        } else {
-            "decoding every frame"
-        },
-        s.fleet.analysis_fps,
         if rep.scenario == Kind::Overload {
-            ", priorities 1–5 in turn"
+            format!(
+                "every camera {} at {} fps, priorities 1–5 at about 5/10/20/30/35 % of the cameras, \
+                 rules on the priority-1 cameras (at most {})",
+                if s.fleet.keyframe_only {
+                    "keyframe-only"
+                } else {
+                    "decoding every frame"
+                },
+                s.fleet.analysis_fps,
+                s.fleet.alert_cameras,
+            )
         } else {
-            ", priority 3"
+            format!(
+                "cameras with rules {} at {} fps (every frame decoded, priority 1); the others {} at {} fps, \
+                 priority 3",
+                s.fleet.alert_cameras,
+                s.fleet.alert_fps,
+                if s.fleet.keyframe_only {
+                    "keyframe-only"
+                } else {
+                    "decoding every frame"
+                },
+                s.fleet.analysis_fps,
+            )
         },
         s.intra_op_threads,
         s.min_fps,
@@ -914,18 +972,19 @@ Service CPU by stage (% of one core): {}. Per frame: decode {} ms, VQD {} ms, in
         if let Some(p) = row["priorities"].as_array() {
             let _ = writeln!(
                 md,
-                "\nInference by camera priority (window):\n\n| priority | cameras | configured fps | offered fps | dropped (budget / superseded) | inferred fps | per camera | share of configured |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+                "\nInference by camera priority (window):\n\n| priority | cameras | configured fps | offered fps | dropped (rate / budget / superseded) | inferred fps | per camera | share of configured |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             for x in p {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |",
                     x["priority"],
                     x["cameras"],
                     f(&x["configured_fps"], 1),
                     f(&x["offered_fps"], 1),
-                    x["budget_drops"],
-                    x["superseded"],
+                    f(&x["dropped"]["rate"], 0),
+                    f(&x["dropped"]["budget"], 0),
+                    f(&x["dropped"]["superseded"], 0),
                     f(&x["inferred_fps"], 2),
                     f(&x["inferred_fps_per_camera"], 3),
                     f(&x["share_of_configured"], 3)

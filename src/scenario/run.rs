@@ -163,10 +163,6 @@ pub struct Probe {
 /// Facts from the service's JSON log.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LogFacts {
-    /// Frames dropped over the budget, by camera (trace level; overload only).
-    pub budget_drops: HashMap<String, u64>,
-    /// Frames superseded in the batcher, by camera (trace level; overload only).
-    pub superseded: HashMap<String, u64>,
     /// The last "admission budget changed" event.
     pub last_budget: Option<Value>,
     /// Times the budget changed.
@@ -285,18 +281,7 @@ fn log_facts(path: &std::path::Path, from: u64, to: u64) -> LogFacts {
             continue;
         };
         let msg = v["message"].as_str().unwrap_or("");
-        let camera = v["camera_id"].as_str().map(str::to_owned);
         match (v["level"].as_str().unwrap_or(""), msg) {
-            (_, "frame dropped: over admission budget") => {
-                if let Some(c) = camera {
-                    *f.budget_drops.entry(c).or_default() += 1;
-                }
-            }
-            (_, "older frame superseded") => {
-                if let Some(c) = camera {
-                    *f.superseded.entry(c).or_default() += 1;
-                }
-            }
             (_, "admission budget changed" | "admission budget adjusted") => {
                 f.budget_changes += 1;
                 f.last_budget = Some(serde_json::json!({
@@ -401,12 +386,7 @@ pub(super) async fn run_one(
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, plan::rules_toml(&s.rules, &cams)?)
         .map_err(|e| ScenarioError::io(&rules, e))?;
-    // Overload reads per-camera drops from the batcher's trace events.
-    let filter = if s.kind == Kind::Overload {
-        "info,qianliyan::batch=trace"
-    } else {
-        "info"
-    };
+    let filter = "info";
     let log_path = dir.join("service.log");
     let mut svc = Child::spawn(
         "service",

@@ -28,9 +28,13 @@ pub const RULES_REPLACED: &str = "qly_rules_replaced_total";
 pub const DECODE_QUEUE: &str = "qly_decode_queue_depth";
 /// Frames waiting in each model's batcher (`model` label).
 pub const BATCH_PENDING: &str = "qly_batch_pending";
-/// Frames the batcher did not infer, by model and reason (`superseded` by a newer frame of the camera,
-/// over the admission `budget`, left at `shutdown`).
+/// Frames the batcher did not infer, by model and reason (`rate`: above the camera's own analysis_fps,
+/// over the admission `budget`, `superseded` by a newer frame of the camera, left at `shutdown`).
 pub const ANALYSIS_DROPPED: &str = "qly_analysis_dropped_total";
+/// Frames sent to the model, by model and camera.
+pub const CAMERA_BATCHED: &str = "qly_camera_batched_total";
+/// Frames the batcher did not send, by model, camera and reason (only reasons that happened).
+pub const CAMERA_ANALYSIS_DROPPED: &str = "qly_camera_analysis_dropped_total";
 /// Inference batches run, by model.
 pub const INFER_BATCHES: &str = "qly_inference_batches_total";
 /// Frames inferred, by model.
@@ -65,6 +69,8 @@ pub const ALL: &[&str] = &[
     DECODE_QUEUE,
     BATCH_PENDING,
     ANALYSIS_DROPPED,
+    CAMERA_BATCHED,
+    CAMERA_ANALYSIS_DROPPED,
     INFER_BATCHES,
     INFER_FRAMES,
     INFER_FAILED,

@@ -178,18 +178,44 @@ fn render_pipeline(out: &mut String, st: &AppState) {
     }
     let _ = writeln!(out, "# TYPE {} counter", m::ANALYSIS_DROPPED);
     for s in &models {
-        let d = &s.batch.dropped;
-        for (reason, n) in [
-            ("superseded", d.superseded),
-            ("budget", d.budget),
-            ("shutdown", d.shutdown),
-        ] {
+        for (reason, n) in s.batch.dropped.by_reason() {
             let _ = writeln!(
                 out,
                 "{}{{model=\"{}\",reason=\"{reason}\"}} {n}",
                 m::ANALYSIS_DROPPED,
                 s.model
             );
+        }
+    }
+    // Per camera: what reached the model and what did not, so a dashboard (or the scenario runner) sees
+    // which cameras the budget cut.
+    let _ = writeln!(out, "# TYPE {} counter", m::CAMERA_BATCHED);
+    for s in &models {
+        for (camera, c) in &s.batch.by_camera {
+            let _ = writeln!(
+                out,
+                "{}{{model=\"{}\",camera=\"{}\"}} {}",
+                m::CAMERA_BATCHED,
+                s.model,
+                label(camera),
+                c.batched
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::CAMERA_ANALYSIS_DROPPED);
+    for s in &models {
+        for (camera, c) in &s.batch.by_camera {
+            for (reason, n) in c.dropped.by_reason() {
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "{}{{model=\"{}\",camera=\"{}\",reason=\"{reason}\"}} {n}",
+                        m::CAMERA_ANALYSIS_DROPPED,
+                        s.model,
+                        label(camera),
+                    );
+                }
+            }
         }
     }
     for (name, read) in [
