@@ -138,25 +138,7 @@ url = "{url}"
         url = sim.running.url(1),
         auth = common::TEST_AUTH,
     );
-    let config = qianliyan::config::parse_str_with(
-        &toml,
-        dir.path(),
-        &common::MapEnv(common::test_env().into_iter().collect()),
-    )
-    .unwrap_or_else(|e| panic!("config: {e}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let service = rt
-        .block_on(qianliyan::app::start(
-            config,
-            Default::default(),
-            cancel.clone(),
-        ))
-        .expect("service starts");
+    let service = common::start_service(dir, &toml, &[]);
     let addr = service.addr;
 
     let (_, system) = api(addr, "GET", "/api/system", "");
@@ -346,8 +328,7 @@ url = "{url}"
             raw_get(addr, &format!("/api/alerts/{id}/snapshot.jpg")),
         );
     }
-    cancel.cancel();
-    rt.block_on(service.stop());
+    service.stop();
 }
 
 /// `qly_camera_batched_total` and the `rate` + `budget` drops of `camera` for the person/fall model,

@@ -5,21 +5,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{http, http_as, login, start_sim, test_env, test_password};
+use common::{http, http_as, login, start_sim, test_password};
 use qianliyan::auth::{Role, allows};
 use qianliyan::camsim::TransportPolicy;
 use qianliyan::web::routes::{Access, ENDPOINTS};
 use serde_json::Value;
 
-struct Svc {
-    addr: SocketAddr,
-    _cancel: tokio_util::sync::CancellationToken,
-    _rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
+type Svc = common::Service;
 
 const USERS: [(&str, Role, Option<&str>); 4] = [
     ("op", Role::Operator, None),
@@ -58,36 +52,7 @@ area_path = "示范县/城关镇/东街社区"
 "#,
         data = dir.path().join("data").display(),
     );
-    let config = qianliyan::config::parse_str_with(
-        &toml,
-        dir.path(),
-        &common::MapEnv(test_env().into_iter().collect()),
-    )
-    .unwrap_or_else(|e| panic!("config: {e}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let service = rt
-        .block_on(qianliyan::app::start(
-            config,
-            Default::default(),
-            cancel.clone(),
-        ))
-        .expect("service starts");
-    let addr = service.addr;
-    rt.spawn(async move {
-        let _keep = service;
-        std::future::pending::<()>().await
-    });
-    Svc {
-        addr,
-        _cancel: cancel,
-        _rt: rt,
-        _dir: dir,
-    }
+    common::start_service(dir, &toml, &[])
 }
 
 /// A concrete path for a route pattern.

@@ -9,12 +9,7 @@ use common::{api, set_fault, start_sim};
 use qianliyan::camsim::{Auth, AuthScheme, TransportPolicy};
 use serde_json::Value;
 
-struct Svc {
-    addr: std::net::SocketAddr,
-    _cancel: tokio_util::sync::CancellationToken,
-    _rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
+type Svc = common::Service;
 
 /// Starts `qianliyan serve` in-process with `cameras_toml` appended to a small base config.
 fn start_service(cameras_toml: &str, env: &[(&str, &str)]) -> Svc {
@@ -39,37 +34,7 @@ grace = "3s"
         data = dir.path().join("data").display(),
         auth = common::TEST_AUTH,
     );
-    let env: std::collections::BTreeMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(common::test_env())
-        .collect();
-    let config =
-        qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env)).expect("config");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let service = rt
-        .block_on(qianliyan::app::start(
-            config,
-            Default::default(),
-            cancel.clone(),
-        ))
-        .expect("service starts");
-    let addr = service.addr;
-    rt.spawn(async move {
-        let _keep = service;
-        std::future::pending::<()>().await
-    });
-    Svc {
-        addr,
-        _cancel: cancel,
-        _rt: rt,
-        _dir: dir,
-    }
+    common::start_service(dir, &toml, env)
 }
 
 fn camera(svc: &Svc, id: &str) -> Value {

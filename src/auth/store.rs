@@ -310,10 +310,7 @@ impl AuthStore {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        let mut conn = crate::store::open_durable(path)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let tx = conn.transaction()?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {

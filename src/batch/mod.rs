@@ -4,11 +4,14 @@
 //! holds frames in per-camera newest-only queues (depth 1–2): a newer frame of the same camera replaces the
 //! oldest waiting one (dropped, `superseded`), so nothing grows and every camera's newest picture wins.
 //!
-//! Fairness: cameras with waiting frames take turns (round-robin), priority 1 before 2 … 5; a camera
-//! flooding frames holds at most `queue_depth` of them. The [`AdmissionBudget`] lowers per-camera
-//! analysis rates, lowest priority first, when measured inference capacity is below demand; the camera
-//! gate should read it, and the batcher enforces it (`budget` drops). Frames still waiting when the
-//! inference side has gone are dropped as `shutdown`. Every drop is counted by reason and camera.
+//! Rate: each camera is analysed at its own `analysis_fps` on a steady schedule; a camera that decodes
+//! every frame (25 fps for tracking and health) has the frames in between dropped as `rate`. The
+//! [`AdmissionBudget`] lowers per-camera rates, lowest priority first, when measured inference capacity
+//! is below demand (the rate each camera actually sends, at most its `analysis_fps`); the batcher
+//! enforces it (`budget` drops). Fairness: cameras with waiting frames take turns (round-robin),
+//! priority 1 before 2 … 5; a camera holds at most `queue_depth` waiting frames. Frames still waiting
+//! when the inference side has gone are dropped as `shutdown`. Every drop is counted by reason and
+//! camera, and every frame sent by camera (`qly_camera_batched_total`).
 //!
 //! Time goes through [`Clock`]; [`Batcher`] is a pure state machine, [`BatchStage`] its thread
 //! (`batch-<model>`).

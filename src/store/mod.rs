@@ -451,6 +451,17 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Opens a SQLite file as every durable store here needs it: WAL (readers never block the writer),
+/// `synchronous=FULL` (a committed row survives power loss, not only a killed process), foreign keys on,
+/// and a 5 s busy timeout.
+pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    Ok(conn)
+}
+
 impl AlertStore {
     /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`.
     pub fn open(path: &Path, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
@@ -460,11 +471,7 @@ impl AlertStore {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        // FULL: a committed alert survives power loss, not only a killed process.
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        let mut conn = open_durable(path)?;
         migrate(&mut conn)?;
         Ok(AlertStore {
             conn: Arc::new(Mutex::new(conn)),

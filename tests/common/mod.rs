@@ -377,3 +377,62 @@ pub fn http_with(
     let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
 }
+
+/// `qianliyan serve` running in-process on its own runtime; dropping it cancels and drops the runtime,
+/// [`stop`](Self::stop) shuts it down gracefully.
+pub struct Service {
+    /// Where the API listens.
+    pub addr: std::net::SocketAddr,
+    service: Option<qianliyan::app::Service>,
+    cancel: CancellationToken,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Cancels and waits for every stage to stop.
+    pub fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(s) = self.service.take() {
+            self.rt.block_on(s.stop());
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts the service from `toml` (relative paths resolve in `dir`, which the service keeps), with
+/// [`test_env`] plus `env` as its environment.
+pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -> Service {
+    let env: std::collections::BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(test_env())
+        .collect();
+    let config = qianliyan::config::parse_str_with(toml, dir.path(), &MapEnv(env))
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let cancel = CancellationToken::new();
+    let service = rt
+        .block_on(qianliyan::app::start(
+            config,
+            Default::default(),
+            cancel.clone(),
+        ))
+        .expect("service starts");
+    Service {
+        addr: service.addr,
+        service: Some(service),
+        cancel,
+        rt,
+        _dir: dir,
+    }
+}
