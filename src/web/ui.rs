@@ -98,6 +98,8 @@ static ASSETS: &[Asset] = assets![
     "js/pages/rules.js",
     "js/pages/station.js",
     "js/pages/delivery.js",
+    "js/pages/users.js",
+    "js/pages/audit.js",
 ];
 
 /// The app page may load only its own scripts and styles; images from the API; the feed on the same host.

@@ -5,6 +5,8 @@
 // other_dispatcher, engineer, admin → {username, password}), QLY_UI_SCREENSHOTS (folder),
 // QLY_UI_ALERT_CAMERA, QLY_UI_RULES_CAMERA, QLY_UI_DOWN_CAMERA / QLY_UI_DOWN_SIM (camsim number).
 // Exits non-zero with the failing step, the page's console and a screenshot on any failure.
+// The administrator's steps also create a duty officer on the Users page, give it an API token
+// (shown once), disable / enable it, change its role, revoke the token and find it all in the audit log.
 
 import { chromium } from 'playwright-core';
 import { mkdirSync, readdirSync, unlinkSync } from 'node:fs';
@@ -134,6 +136,189 @@ async function camsim(path, body) {
 
 let alertId = null;
 
+/** The account the administrator creates on the Users page. */
+const DUTY = { username: `duty-wang-${Date.now().toString(36)}`, display_name: '值班员 王芳', password: `Duty-${Math.random().toString(36).slice(2, 10)}-pw` };
+
+/** Users page, API tokens and the audit log, as the administrator sees them. */
+async function adminSteps(admin) {
+  const row = () => admin.locator(`[data-testid="user-row"][data-username="${DUTY.username}"]`);
+  let token = null;
+  /** What the service answers to the new token right now (status, and the user when 200). */
+  const withToken = async () => {
+    const r = await pageFetch(admin, '/api/auth/me', { headers: { Authorization: `Bearer ${token}` } });
+    return { status: r.status, me: r.status === 200 ? JSON.parse(r.body) : null };
+  };
+
+  await step('admin: the users page lists the accounts and creates a duty officer', async () => {
+    for (const id of ['users', 'audit']) check(await admin.getByTestId(`nav-${id}`).count() === 1, `admin has the ${id} page`);
+    await go(admin, 'users');
+    const opRow = admin.locator(`[data-testid="user-row"][data-username="${USERS.operator.username}"]`);
+    await opRow.waitFor();
+    check((await opRow.getByTestId('user-role-cell').textContent()) === '值班员', 'the operator row shows the role in Chinese');
+    check((await opRow.getByTestId('user-display').textContent()) === USERS.operator.display_name, 'the operator row shows the display name');
+    const station = admin.locator(`[data-testid="user-row"][data-username="${USERS.dispatcher.username}"]`);
+    check((await station.getByTestId('user-area-cell').textContent()).includes('城关镇'), 'the station row shows its jurisdiction');
+    const listed = await admin.getByTestId('user-row').evaluateAll((els) => els.map((e) => e.dataset.username));
+    for (const u of Object.values(USERS)) check(listed.includes(u.username), `${u.username} is listed: ${listed.join(', ')}`);
+    check(!(await admin.content()).includes('$argon2'), 'no password hash on the page');
+
+    await admin.getByTestId('user-new').click();
+    const dlg = admin.getByTestId('user-create-dialog');
+    await dlg.waitFor();
+    await dlg.getByTestId('new-username').fill(DUTY.username);
+    await dlg.getByTestId('new-display').fill(DUTY.display_name);
+    await dlg.getByTestId('new-role').selectOption('operator');
+    check((await dlg.getByTestId('new-role').locator('option:checked').textContent()) === '值班员', 'the role select names the role in Chinese');
+    // Too short a password: the server's message is shown at the password input.
+    await dlg.getByTestId('new-password').fill('short');
+    await dlg.getByTestId('new-password-again').fill('short');
+    await dlg.getByTestId('new-submit').click();
+    const err = dlg.locator('[data-testid="field-error"][data-error-field="password"]');
+    await err.waitFor();
+    check(/8/.test(await err.textContent()), `the password error says how long: ${await err.textContent()}`);
+    check((await dlg.getByTestId('form-error').textContent()).includes('password'), 'the form error names the field');
+    check(await dlg.getByTestId('new-password').getAttribute('aria-invalid') === 'true', 'the password input is marked invalid');
+    await shot(admin, '14-user-create-error');
+    await dlg.getByTestId('new-password').fill(DUTY.password);
+    await dlg.getByTestId('new-password-again').fill(DUTY.password);
+    await dlg.getByTestId('new-submit').click();
+    await dlg.waitFor({ state: 'detached' });
+    await row().waitFor();
+    check((await row().getByTestId('user-role-cell').textContent()) === '值班员', 'the new user is a duty officer');
+    check((await row().getByTestId('user-display').textContent()) === DUTY.display_name, 'the new user has the display name');
+    check((await row().getByTestId('user-state').textContent()) === '正常', 'the new user is enabled');
+    await shot(admin, '15-users');
+  });
+
+  await step('the new duty officer signs in with the initial password and has no admin pages', async () => {
+    const duty = await newPage('new-duty-officer');
+    await duty.goto(URL);
+    await duty.waitForSelector('body[data-ready="1"]');
+    await duty.getByTestId('login-username').fill(DUTY.username);
+    await duty.getByTestId('login-password').fill(DUTY.password);
+    await duty.getByTestId('login-submit').click();
+    await duty.getByTestId('user-name').filter({ hasText: DUTY.display_name }).waitFor();
+    check(await duty.getByTestId('user-role').getAttribute('data-role') === 'operator', 'the new user signs in as an operator');
+    check(await duty.getByTestId('nav-alerts').count() === 1, 'the new duty officer has the alerts page');
+    for (const id of ['users', 'audit']) check(await duty.getByTestId(`nav-${id}`).count() === 0, `the new duty officer must not have ${id}`);
+    await duty.context().close();
+  });
+
+  await step('admin: an API token for the new user is shown once and works', async () => {
+    await row().getByTestId('user-tokens').click();
+    const dlg = admin.getByTestId('tokens-dialog');
+    await dlg.getByTestId('tokens-empty').waitFor();
+    await dlg.getByTestId('token-name').fill('vms-bridge');
+    await dlg.getByTestId('token-create').click();
+    const once = dlg.getByTestId('token-once');
+    await once.waitFor();
+    token = await once.getByTestId('token-value').inputValue();
+    check(/^qly_[0-9a-f]{32,}$/.test(token), `the new token is shown: "${token}"`);
+    const warning = await once.textContent();
+    check(/只显示这一次/.test(warning) && /无法再次查看/.test(warning), `the token comes with a shown-once warning: ${warning}`);
+    check(await once.getByTestId('token-copy').isVisible(), 'a copy button is offered');
+    await dlg.locator('[data-testid="token-row"][data-name="vms-bridge"][data-revoked="0"]').waitFor();
+    await shot(admin, '16-user-token-once');
+    const r = await withToken();
+    check(r.status === 200 && r.me.username === DUTY.username, `the token signs in as the new user: ${r.status}`);
+    await dlg.getByTestId('dialog-close').click();
+    await dlg.waitFor({ state: 'detached' });
+    // Opened again: listed, but the token itself is nowhere on the page.
+    await row().getByTestId('user-tokens').click();
+    const again = admin.getByTestId('tokens-dialog');
+    const tokenRow = again.locator('[data-testid="token-row"][data-name="vms-bridge"]');
+    await tokenRow.waitFor();
+    check((await tokenRow.getByTestId('token-state').textContent()) === '有效', 'the token is listed as active');
+    check(!(await again.getByTestId('token-once').isVisible()), 'the shown-once box is gone');
+    const shownAgain = await admin.evaluate((tok) => document.body.innerText.includes(tok)
+      || [...document.querySelectorAll('input, textarea')].some((i) => i.value.includes(tok)), token);
+    check(!shownAgain, 'the token is not shown a second time');
+    await again.getByTestId('dialog-close').click();
+  });
+
+  await step('admin: disable and enable the new user, change its role', async () => {
+    await row().getByTestId('user-disable').click();
+    const confirm = admin.getByTestId('confirm');
+    check((await confirm.getByTestId('confirm-text').textContent()).includes(DUTY.username), 'the confirmation names the user');
+    await confirm.getByTestId('confirm-ok').click();
+    await admin.locator(`[data-testid="user-row"][data-username="${DUTY.username}"][data-disabled="1"]`).waitFor();
+    check((await row().getByTestId('user-state').textContent()) === '已停用', 'the row says disabled');
+    check((await withToken()).status === 401, 'a disabled user\'s token stops working');
+    await row().getByTestId('user-enable').click();
+    await admin.locator(`[data-testid="user-row"][data-username="${DUTY.username}"][data-disabled="0"]`).waitFor();
+    check((await row().getByTestId('user-state').textContent()) === '正常', 'the row says enabled again');
+    check((await withToken()).status === 200, 'the token works again once the user is enabled');
+
+    // A police-station role needs an area: the server says so, next to the area input.
+    await row().getByTestId('user-edit').click();
+    const dlg = admin.getByTestId('user-edit-dialog');
+    await dlg.getByTestId('edit-role').selectOption('dispatcher');
+    await dlg.getByTestId('edit-submit').click();
+    const err = dlg.locator('[data-testid="field-error"][data-error-field="area"]');
+    await err.waitFor();
+    check(/area|辖区/.test(await dlg.getByTestId('form-error').textContent()), 'the form error names the area');
+    await dlg.getByTestId('edit-role').selectOption('engineer');
+    await dlg.getByTestId('edit-submit').click();
+    await dlg.waitFor({ state: 'detached' });
+    await admin.locator(`[data-testid="user-row"][data-username="${DUTY.username}"][data-role="engineer"]`).waitFor();
+    check((await row().getByTestId('user-role-cell').textContent()) === '运维工程师', 'the row shows the new role');
+    const r = await withToken();
+    check(r.status === 200 && r.me.role === 'engineer', `the server has the new role: ${JSON.stringify(r.me)}`);
+  });
+
+  await step('admin: revoke the token after a confirmation', async () => {
+    await row().getByTestId('user-tokens').click();
+    const dlg = admin.getByTestId('tokens-dialog');
+    const tokenRow = dlg.locator('[data-testid="token-row"][data-name="vms-bridge"]');
+    await tokenRow.getByTestId('token-revoke').click();
+    const confirm = admin.getByTestId('confirm');
+    check((await confirm.getByTestId('confirm-text').textContent()).includes('vms-bridge'), 'the confirmation names the token');
+    await confirm.getByTestId('confirm-ok').click();
+    await dlg.locator('[data-testid="token-row"][data-name="vms-bridge"][data-revoked="1"]').waitFor();
+    check((await tokenRow.getByTestId('token-state').textContent()) === '已吊销', 'the token is listed as revoked');
+    check(await tokenRow.getByTestId('token-revoke').count() === 0, 'a revoked token offers no revoke button');
+    check((await withToken()).status === 401, 'a revoked token is refused');
+    await dlg.getByTestId('dialog-close').click();
+  });
+
+  await step('admin: the audit log shows the changes, newest first, with filters', async () => {
+    await go(admin, 'audit');
+    const created = admin.locator('[data-testid="audit-row"][data-action="POST /api/users"]').filter({ hasText: DUTY.username });
+    await created.first().waitFor();
+    check((await created.first().getByTestId('audit-action-cell').textContent()).includes('新建用户'), 'the creation is named in Chinese');
+    check((await created.first().getByTestId('audit-user').textContent()).includes(USERS.admin.username), 'the creation names who did it');
+    check((await created.first().getByTestId('audit-target').textContent()) === '/api/users', 'the creation names its target');
+    check((await created.first().getByTestId('audit-detail').textContent()).includes('operator'), 'the detail has the role given');
+    const actions = await admin.getByTestId('audit-row').evaluateAll((els) => els.map((e) => [Number(e.dataset.id), e.dataset.action]));
+    for (let i = 1; i < actions.length; i++) check(actions[i - 1][0] > actions[i][0], `newest first: ${actions.map((a) => a[0]).join(',')}`);
+    const order = (a) => actions.findIndex(([, x]) => x === a);
+    for (const a of ['POST /api/users', 'POST /api/users/{username}/tokens', 'PUT /api/users/{username}', 'DELETE /api/users/{username}/tokens/{id}']) {
+      check(order(a) >= 0, `the log has ${a}`);
+    }
+    check(order('DELETE /api/users/{username}/tokens/{id}') < order('POST /api/users'), 'the revocation is above the creation');
+    await shot(admin, '17-audit');
+
+    // Action filter (on the rows shown), then the user filter (asked of the server).
+    await admin.getByTestId('audit-action').selectOption('PUT /api/users/{username}');
+    await admin.waitForFunction(() => [...document.querySelectorAll('[data-testid="audit-row"]')].every((r) => r.dataset.action === 'PUT /api/users/{username}'));
+    check(await admin.getByTestId('audit-row').count() >= 3, 'disable, enable and role change are three changes');
+    await admin.getByTestId('audit-action').selectOption('');
+    // The new user's own sign-in, and nothing the administrator did.
+    await admin.getByTestId('audit-user-filter').fill(DUTY.username);
+    await admin.waitForFunction((u) => {
+      const rows = [...document.querySelectorAll('[data-testid="audit-row"]')];
+      return rows.length > 0 && rows.every((r) => r.dataset.user === u);
+    }, DUTY.username);
+    await admin.locator('[data-testid="audit-row"][data-action="login"]').first().waitFor();
+    check((await admin.locator('[data-testid="audit-row"][data-action="login"]').first().getByTestId('audit-action-cell').textContent()).includes('登录'), 'a sign-in is named in Chinese');
+    await admin.getByTestId('audit-user-filter').fill('');
+    await admin.getByTestId('audit-period').selectOption('1h');
+    await created.first().waitFor();
+    await admin.getByTestId('audit-limit').selectOption('50');
+    await created.first().waitFor();
+  });
+}
+
 try {
   const op = await newPage('operator');
   current = op;
@@ -159,7 +344,10 @@ try {
     await login(op, 'operator');
     if (!authEnabled) return;
     for (const id of ['alerts', 'cameras', 'rates']) check(await op.getByTestId(`nav-${id}`).count() === 1, `operator has ${id}`);
-    for (const id of ['delivery', 'station']) check(await op.getByTestId(`nav-${id}`).count() === 0, `operator must not have ${id}`);
+    for (const id of ['delivery', 'station', 'users', 'audit']) check(await op.getByTestId(`nav-${id}`).count() === 0, `operator must not have ${id}`);
+    await op.goto(`${URL}/#/users`);
+    await op.waitForFunction(() => location.hash === '#/alerts' && document.body.dataset.page === 'alerts');
+    check(await op.getByTestId('users-table').count() === 0, 'an operator who types #/users gets no user list');
     await op.waitForFunction(() => document.body.dataset.page === 'alerts');
   });
 
@@ -221,6 +409,7 @@ try {
       await login(cg, 'dispatcher');
       await cg.waitForFunction(() => document.body.dataset.page === 'station');
       check(await cg.getByTestId('nav-alerts').count() === 0, 'a dispatcher has no operator feed');
+      for (const id of ['users', 'audit']) check(await cg.getByTestId(`nav-${id}`).count() === 0, `a dispatcher must not have ${id}`);
       const row = cg.locator(`[data-testid="station-active"] [data-testid="alert-row"][data-id="${alertId}"]`);
       await row.waitFor({ timeout: 20000 });
       await shot(cg, '04-station');
@@ -368,9 +557,17 @@ try {
     await shot(admin, '11-delivery');
   });
 
+  if (authEnabled) {
+    await adminSteps(admin);
+  }
+
   await step('English is switchable and remembered', async () => {
     await admin.getByTestId('lang-switch').click();
     await admin.getByTestId('nav-delivery').filter({ hasText: 'Delivery' }).waitFor();
+    if (authEnabled) {
+      await admin.getByTestId('nav-users').filter({ hasText: 'Users' }).waitFor();
+      await admin.getByTestId('nav-audit').filter({ hasText: 'Audit' }).waitFor();
+    }
     await admin.reload();
     await admin.getByTestId('nav-alerts').filter({ hasText: 'Alerts' }).waitFor();
     await go(admin, 'alerts');

@@ -64,6 +64,7 @@ export async function api(method, path, body, { raw = false, quiet401 = false } 
 export const get = (path, opts) => api('GET', path, undefined, opts);
 export const post = (path, body, opts) => api('POST', path, body, opts);
 export const put = (path, body, opts) => api('PUT', path, body, opts);
+export const del = (path, opts) => api('DELETE', path, undefined, opts);
 
 /** A query string from an object, skipping empty values. */
 export function qs(params) {

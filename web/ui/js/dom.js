@@ -143,6 +143,28 @@ export function openDialog(title, body, { testid = 'dialog', wide = false, onClo
   return { dialog, close };
 }
 
+/**
+ * Asks before something that cannot be undone: a dialog with the question, Cancel and the action's
+ * button (red when `danger`). Resolves true only when the action's button was pressed.
+ */
+export function confirmDialog(title, text, { okText = t('confirm'), danger = true, testid = 'confirm' } = {}) {
+  return new Promise((resolve) => {
+    let answer = false;
+    const ok = h('button', { class: ['btn', danger ? 'btn-danger' : 'btn-primary'], type: 'button', 'data-testid': 'confirm-ok' }, okText);
+    const cancel = h('button', { class: 'btn', type: 'button', 'data-testid': 'confirm-cancel' }, t('cancel'));
+    const { close } = openDialog(title, [
+      h('p', { class: 'confirm-text', 'data-testid': 'confirm-text' }, text),
+      h('div', { class: 'form-actions' }, cancel, ok),
+    ], { testid, onClose: () => resolve(answer) });
+    ok.addEventListener('click', () => {
+      answer = true;
+      close();
+    });
+    cancel.addEventListener('click', close);
+    setTimeout(() => cancel.focus(), 0);
+  });
+}
+
 /** Debounce. */
 export function debounce(fn, ms) {
   let timer;

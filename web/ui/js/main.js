@@ -12,6 +12,8 @@ import * as rates from './pages/rates.js';
 import * as rules from './pages/rules.js';
 import * as station from './pages/station.js';
 import * as delivery from './pages/delivery.js';
+import * as users from './pages/users.js';
+import * as audit from './pages/audit.js';
 
 /** What each role may do (src/auth/mod.rs `allows`), for a server whose `me` has no `permissions`. */
 const ROLE_PERMISSIONS = {
@@ -30,6 +32,8 @@ const PAGES = [
   { id: 'rates', mod: rates, may: (p) => p.has('view_health') },
   { id: 'rules', mod: rules, may: (p) => p.has('view_rules') },
   { id: 'delivery', mod: delivery, may: (p) => p.has('manage_delivery') },
+  { id: 'users', mod: users, may: (p) => p.has('manage_users') },
+  { id: 'audit', mod: audit, may: (p) => p.has('view_audit') },
 ];
 
 /** The user's permissions as a Set. */
