@@ -444,7 +444,9 @@ fn measure(
             .arg(rtsp_port.to_string())
             .arg("--control-port")
             .arg(cport.to_string())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // No credentials here (the Makefile exports a password for the demo).
+            .env_remove("QLY_CAMSIM_PASSWORD");
         }
         ServerKind::Gst => {
             let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;

@@ -292,6 +292,8 @@ impl Kid {
         let raise = r#"ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#;
         let mut cmd = Command::new("bash");
         cmd.args(["-c", raise]).arg(program).args(args);
+        // camsim here has no credentials (the Makefile exports a password for the demo).
+        cmd.env_remove("QLY_CAMSIM_PASSWORD");
         for (k, v) in env {
             cmd.env(k, v);
         }

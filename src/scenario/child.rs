@@ -32,6 +32,9 @@ impl Child {
         let raise = r#"ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#;
         let mut cmd = Command::new("bash");
         cmd.args(["-c", raise]).arg(program).args(args);
+        // The runner's camsim has no credentials; a password exported for the demo (the Makefile sets
+        // one) would make camsim ask for --user.
+        cmd.env_remove("QLY_CAMSIM_PASSWORD");
         for (k, v) in env {
             cmd.env(k, v);
         }
