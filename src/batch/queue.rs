@@ -35,8 +35,9 @@ struct CamQueue {
     priority: u8,
     queue: VecDeque<BatchItem>,
     in_ring: bool,
-    /// Rate limiting: when the next frame is due.
+    /// Rate limiting: when the next frame is due, and when the last one was let through.
     next_due: Option<Instant>,
+    last_admitted: Option<Instant>,
     /// The last frame's arrival and the moving average of gaps (seconds).
     last_arrival: Option<Instant>,
     gap_s: Option<f64>,
@@ -51,6 +52,7 @@ impl CamQueue {
             queue: VecDeque::with_capacity(depth),
             in_ring: false,
             next_due: None,
+            last_admitted: None,
             last_arrival: None,
             gap_s: None,
             demand: None,
@@ -89,6 +91,14 @@ impl CamQueue {
             return false;
         }
         let period = Duration::from_secs_f64(1.0 / fps);
+        // The rate went up since the last frame (the budget recovered): the next slot is no later than
+        // one new period after it, not where the old, slower schedule put it. (On an unchanged schedule
+        // the next slot is at most (1 + tolerance) periods after the last frame.)
+        if let (Some(due), Some(last)) = (self.next_due, self.last_admitted)
+            && due > last + period.mul_f64(1.0 + 2.0 * RATE_TOLERANCE)
+        {
+            self.next_due = Some(last + period);
+        }
         if let Some(due) = self.next_due
             && now + period.mul_f64(RATE_TOLERANCE) < due
         {
@@ -99,6 +109,7 @@ impl CamQueue {
             Some(due) if now < due + period => due + period,
             _ => now + period,
         });
+        self.last_admitted = Some(now);
         true
     }
 }
@@ -622,6 +633,25 @@ mod tests {
         assert_eq!(got["low"], 0);
         assert_eq!(got["top"], 20);
         assert_eq!(counters.snapshot().by_camera["low"].dropped.budget, 20);
+    }
+
+    /// A camera cut to a trickle while capacity was low is analysed at its floor again as soon as the
+    /// budget recovers, not when the trickle's schedule says (a 60 s run once saw a priority get nothing).
+    #[test]
+    fn a_camera_speeds_up_as_soon_as_the_budget_recovers() {
+        let clock = ManualClock::default();
+        let (mut b, budget, _) = budgeted(0.05);
+        let cams = [("top", 1, 2.0), ("low", 4, 2.0)];
+        feed(&mut b, &clock, &cams, 2.0, 1.0);
+        // 2.01 fps of capacity beside priority 1's 2 fps: "low" keeps a fifth of its floor, one frame
+        // per 100 s.
+        budget.observe_batch(1, Duration::from_secs_f64(1.0 / 2.01));
+        let got = feed(&mut b, &clock, &cams, 2.0, 10.0);
+        assert_eq!(got["low"], 1);
+        // 2.5 fps: priority 1's 2 fps plus 0.5 for "low".
+        budget.observe_batch(1, Duration::from_millis(400));
+        let got = feed(&mut b, &clock, &cams, 2.0, 20.0);
+        assert!((9..=11).contains(&got["low"]), "low {}", got["low"]);
     }
 
     /// A keyframe-only camera configured for 1 fps whose keyframes come every 2 s demands 0.5 fps of the
