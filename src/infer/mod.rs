@@ -276,8 +276,18 @@ impl Worker {
         let model = self.runner.manifest().name.clone();
         let span = tracing::info_span!("infer", model = %model);
         let _entered = span.enter();
-        let mut frames: Vec<Arc<DecodedFrame>> =
-            Vec::with_capacity(self.runner.manifest().max_batch);
+        let max_batch = self.runner.manifest().max_batch;
+        // Before the first real batch (frames meanwhile wait in the batcher, newest only); its time is
+        // not a batch cost, so the budget does not see it.
+        match self.runner.warm_up() {
+            Ok(took) => tracing::info!(
+                batch = max_batch,
+                ms = took.as_millis() as u64,
+                "inference warmed up"
+            ),
+            Err(e) => tracing::warn!(error = %e, "warm-up batch failed; going on without it"),
+        }
+        let mut frames: Vec<Arc<DecodedFrame>> = Vec::with_capacity(max_batch);
         while let Ok(batch) = self.batches.recv() {
             if !self.process(batch, &mut frames) {
                 tracing::debug!("output closed; inference thread stopping");

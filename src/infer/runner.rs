@@ -84,6 +84,19 @@ impl ModelRunner {
         self.timing
     }
 
+    /// Runs one batch of `max_batch` blank images and discards the result, so that ONNX Runtime allocates
+    /// its largest working set (its CPU arena grows in steps with the batch size; a GPU provider builds
+    /// its kernels) before the first real batch: memory is flat from then on, and the first alert is not
+    /// late. Returns how long it took.
+    pub fn warm_up(&mut self) -> Result<std::time::Duration, InferError> {
+        let t0 = Instant::now();
+        let spec = &self.manifest.input;
+        let n = self.manifest.max_batch.max(1);
+        let zeros = vec![0f32; n * 3 * spec.width as usize * spec.height as usize];
+        self.session.run(&zeros, n)?;
+        Ok(t0.elapsed())
+    }
+
     /// Runs `frames` (checked with [`super::check_frame`] beforehand) in batches of at most `max_batch`;
     /// one [`Detections`] per frame, in order.
     pub fn run(&mut self, frames: &[Arc<DecodedFrame>]) -> Result<Vec<Detections>, InferError> {
