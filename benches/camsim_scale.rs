@@ -753,32 +753,15 @@ fn target_dir() -> PathBuf {
 }
 
 fn machine_info(ticks: f64) -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
-    let mem_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let m = procfs::machine();
     let gst = gstreamer::init()
         .map(|_| gstreamer::version_string().to_string())
         .unwrap_or_else(|_| "unavailable".into());
     json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": model,
-        "kernel": kernel,
-        "mem_total_mb": mem_kb / 1024,
+        "cpu_model": m.cpu_model,
+        "kernel": m.kernel,
+        "mem_total_mb": m.mem_total_mb,
         "clock_ticks_per_s": ticks,
         "gstreamer": gst,
     })

@@ -378,11 +378,14 @@ pub fn http_with(
     (status, body)
 }
 
-/// `qianliyan serve` running in-process on its own runtime; dropping it cancels and drops the runtime,
-/// [`stop`](Self::stop) shuts it down gracefully.
+/// `qianliyan serve` running in-process on its own runtime; dropping it cancels and drains it (camera
+/// tasks, decoder, ledger thread), so a test leaves no threads behind.
 pub struct Service {
     /// Where the API listens.
     pub addr: std::net::SocketAddr,
+    /// The live inventory, for counters read in-process. Weak: the service's shutdown drains the
+    /// decoders only once it holds the last reference.
+    fleet: std::sync::Weak<qianliyan::camera::Fleet>,
     service: Option<qianliyan::app::Service>,
     cancel: CancellationToken,
     rt: tokio::runtime::Runtime,
@@ -390,18 +393,34 @@ pub struct Service {
 }
 
 impl Service {
-    /// Cancels and waits for every stage to stop.
-    pub fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(s) = self.service.take() {
-            self.rt.block_on(s.stop());
-        }
+    /// A camera's live entry (its counters), read in-process.
+    pub fn entry(&self, id: &str) -> std::sync::Arc<qianliyan::camera::CameraEntry> {
+        self.fleet
+            .upgrade()
+            .and_then(|f| f.get(id))
+            .unwrap_or_else(|| panic!("camera {id} is not in the fleet"))
+    }
+
+    /// Cancels and waits (up to 30 s) for every stage to stop.
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.cancel.cancel();
+        if let Some(service) = self.service.take() {
+            let t0 = Instant::now();
+            let stopped = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), service.stop()).await
+            });
+            eprintln!(
+                "service stop: {:?} after {:.1} s",
+                stopped.is_ok(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
     }
 }
 
@@ -414,7 +433,7 @@ pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -
         .chain(test_env())
         .collect();
     let config = qianliyan::config::parse_str_with(toml, dir.path(), &MapEnv(env))
-        .unwrap_or_else(|e| panic!("config: {e}"));
+        .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -430,6 +449,7 @@ pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -
         .expect("service starts");
     Service {
         addr: service.addr,
+        fleet: std::sync::Arc::downgrade(&service.fleet),
         service: Some(service),
         cancel,
         rt,

@@ -9,52 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use qianliyan::camera::{CameraEntry, Fleet};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::common;
 
-/// The service running in-process on its own runtime; dropping it cancels and drains it
-/// (camera tasks, decoder, ledger thread), so a test leaves no threads behind.
-pub struct Svc {
-    /// Where the HTTP API listens.
-    pub addr: SocketAddr,
-    /// The live inventory, for counters read in-process. Weak: the service's shutdown drains the
-    /// decoders only once it holds the last reference.
-    fleet: std::sync::Weak<Fleet>,
-    service: Option<qianliyan::app::Service>,
-    cancel: CancellationToken,
-    rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-impl Svc {
-    /// A camera's live entry (its counters), read in-process.
-    pub fn entry(&self, id: &str) -> Arc<CameraEntry> {
-        self.fleet
-            .upgrade()
-            .and_then(|f| f.get(id))
-            .unwrap_or_else(|| panic!("camera {id} is not in the fleet"))
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(service) = self.service.take() {
-            let t0 = Instant::now();
-            let stopped = self.rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(30), service.stop()).await
-            });
-            eprintln!(
-                "service stop: {:?} after {:.1} s",
-                stopped.is_ok(),
-                t0.elapsed().as_secs_f64()
-            );
-        }
-    }
-}
+/// The service running in-process (see [`common::Service`]).
+pub type Svc = common::Service;
 
 /// Starts the service with `settings` (`[ingest]`/`[health]`/`[credentials.*]` tables) and
 /// `cameras` (`[[cameras]]` tables) in a fresh data directory; `env` feeds `password_env`.
@@ -74,34 +34,7 @@ listen = "127.0.0.1:0"
         data = dir.path().join("data").display(),
         auth = common::TEST_AUTH,
     );
-    let env = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(common::test_env())
-        .collect();
-    let config = qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env))
-        .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cancel = CancellationToken::new();
-    let service = rt
-        .block_on(qianliyan::app::start(
-            config,
-            Default::default(),
-            cancel.clone(),
-        ))
-        .expect("service starts");
-    Svc {
-        addr: service.addr,
-        fleet: Arc::downgrade(&service.fleet),
-        service: Some(service),
-        cancel,
-        rt,
-        _dir: dir,
-    }
+    common::start_service(dir, &toml, env)
 }
 
 /// One `[[cameras]]` table.
