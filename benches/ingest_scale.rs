@@ -40,9 +40,10 @@ use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use qianliyan::scenario::child::Child;
 use qianliyan::scenario::procfs;
 use serde_json::{Value, json};
 
@@ -53,9 +54,6 @@ const KEYFRAME_INTERVAL_S: f64 = 2.0;
 const ANALYSIS_FPS: f64 = 1.0;
 /// How long camsim may take to prepare its clips and accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long a child gets to exit after SIGTERM before it is killed (the service drains its decoder
-/// and flushes the ledger).
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Goal of the issue: online rate held.
 const ONLINE_GOAL: f64 = 0.99;
 /// The service and camsim above this share of all cores count as saturated.
@@ -270,95 +268,22 @@ fn thread_groups(
 
 // ───────────────────────────── children and HTTP ─────────────────────────────
 
-/// A child that is stopped (SIGTERM, then SIGKILL) however the bench leaves its scope.
-struct Kid {
-    child: Child,
+/// A child stopped (SIGTERM, then SIGKILL) however the bench leaves its scope: the scenario runner's.
+type Kid = Child;
+
+/// Spawns `program args…` (see [`Child::spawn`]: open-file limit raised, stderr to `log`).
+fn spawn(
     name: String,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
     log: PathBuf,
-}
-
-impl Kid {
-    /// Spawns `program args…` through bash with the soft open-file limit raised to the hard one
-    /// (1,300 cameras need more than 1,024 descriptors).
-    fn spawn(
-        name: String,
-        program: &Path,
-        args: &[String],
-        env: &[(&str, &str)],
-        log: PathBuf,
-    ) -> Result<Kid, String> {
-        let file =
-            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let raise = r#"ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#;
-        let mut cmd = Command::new("bash");
-        cmd.args(["-c", raise]).arg(program).args(args);
-        // camsim here has no credentials (the Makefile exports a password for the demo).
-        cmd.env_remove("QLY_CAMSIM_PASSWORD");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
-        let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
-        Ok(Kid { child, name, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            Ok(None) => None,
-            Err(e) => Some(e.to_string()),
-        }
-    }
-
-    fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        if tail.is_empty() {
-            format!(" (stderr empty: {})", self.log.display())
-        } else {
-            format!("; stderr tail ({}):\n{tail}", self.log.display())
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL; returns how long it took to exit.
-    fn stop(&mut self) -> f64 {
-        let t0 = Instant::now();
-        if self.exited().is_some() {
-            return 0.0;
-        }
-        self.signal("-TERM");
-        while t0.elapsed() < STOP_TIMEOUT {
-            if self.exited().is_some() {
-                return t0.elapsed().as_secs_f64();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!(
-            "   {} did not exit {STOP_TIMEOUT:?} after SIGTERM; killing it",
-            self.name
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        t0.elapsed().as_secs_f64()
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        self.stop();
-    }
+) -> Result<Kid, String> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Child::spawn(&name, program, args, &env, &log).map_err(|e| e.to_string())
 }
 
 /// A port that was free a moment ago (the child binds it right away).
@@ -1033,7 +958,7 @@ fn measure(
     // camsim, for both halves of the row.
     let rtsp_port = free_port()?;
     let cport = free_port()?;
-    let mut camsim = Kid::spawn(
+    let mut camsim = spawn(
         "camsim".into(),
         bin,
         &[
@@ -1054,17 +979,13 @@ fn measure(
     )?;
     let started = Instant::now();
     while sim_stats(cport).is_none() {
-        if let Some(status) = camsim.exited() {
-            return Err(format!(
-                "camsim exited with {status} before it was ready{}",
-                camsim.stderr_tail()
-            ));
+        if camsim.exited().is_some() {
+            return Err(camsim.failure("exited before it was ready").to_string());
         }
         if started.elapsed() > READY_TIMEOUT {
-            return Err(format!(
-                "camsim not ready after {READY_TIMEOUT:?}{}",
-                camsim.stderr_tail()
-            ));
+            return Err(camsim
+                .failure(&format!("not ready after {READY_TIMEOUT:?}"))
+                .to_string());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1131,7 +1052,7 @@ fn measure_service(
     std::fs::write(&config, service_toml(n, rtsp_port, data.path(), in_config))
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
     let port = free_port()?;
-    let mut svc = Kid::spawn(
+    let mut svc = spawn(
         "service".into(),
         bin,
         &[
@@ -1153,17 +1074,13 @@ fn measure_service(
     let t0 = Instant::now();
     if !in_config {
         while http_get(port, "/healthz").is_none_or(|(code, _)| code != 200) {
-            if let Some(status) = svc.exited() {
-                return Err(format!(
-                    "service exited with {status} during start-up{}",
-                    svc.stderr_tail()
-                ));
+            if svc.exited().is_some() {
+                return Err(svc.failure("exited during start-up").to_string());
             }
             if t0.elapsed() > READY_TIMEOUT {
-                return Err(format!(
-                    "service not answering after {READY_TIMEOUT:?}{}",
-                    svc.stderr_tail()
-                ));
+                return Err(svc
+                    .failure(&format!("not answering after {READY_TIMEOUT:?}"))
+                    .to_string());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1180,11 +1097,8 @@ fn measure_service(
     let mut last = Value::Null;
     let timeout = Duration::from_secs_f64(opts.online_timeout);
     loop {
-        if let Some(status) = svc.exited() {
-            return Err(format!(
-                "service exited with {status} during start-up{}",
-                svc.stderr_tail()
-            ));
+        if svc.exited().is_some() {
+            return Err(svc.failure("exited during start-up").to_string());
         }
         if let Some(s) = http_json(port, "/api/health/summary") {
             let up = s["online"].as_u64().unwrap_or(0) + s["degraded"].as_u64().unwrap_or(0);
@@ -1220,11 +1134,8 @@ fn measure_service(
     let f1 = fleet_counters(port);
     let d1 = dropped(port);
     let summary = http_json(port, "/api/health/summary").unwrap_or(Value::Null);
-    if let Some(status) = svc.exited() {
-        return Err(format!(
-            "service exited with {status} during the window{}",
-            svc.stderr_tail()
-        ));
+    if svc.exited().is_some() {
+        return Err(svc.failure("exited during the window").to_string());
     }
     let online =
         summary["online"].as_u64().unwrap_or(0) + summary["degraded"].as_u64().unwrap_or(0);
@@ -1261,7 +1172,7 @@ fn measure_service(
         );
         std::thread::sleep(Duration::from_secs_f64(opts.hold));
     }
-    r.stop_s = svc.stop();
+    r.stop_s = svc.stop().0;
     Ok(r)
 }
 
@@ -1296,7 +1207,7 @@ fn measure_baseline(
                 "fakesink".to_owned(),
             ]);
         }
-        kids.push(Kid::spawn(
+        kids.push(spawn(
             format!("gst-launch {i}-{last}"),
             gst,
             &args,
@@ -1337,13 +1248,9 @@ fn measure_baseline(
     let sessions = sim_stats(sim.1).map_or(sessions, |s| s.sessions_active);
     let mut exited = 0;
     for kid in &mut kids {
-        if let Some(status) = kid.exited() {
+        if kid.exited().is_some() {
             exited += 1;
-            notes.push(format!(
-                "baseline: {} exited with {status}{}",
-                kid.name,
-                kid.stderr_tail()
-            ));
+            notes.push(format!("baseline: {}", kid.failure("exited")));
         }
     }
     for kid in &mut kids {

@@ -157,9 +157,9 @@ url = "{url}"
     // frames as inference can take; the frames in between are counted as `rate`.
     let sent1 = sent_to_model(addr, "c1");
     let secs = t0.elapsed().as_secs_f64();
-    let (batched, rate_dropped) = (sent1.0 - sent0.0, sent1.1 - sent0.1);
+    let (batched, thinned) = (sent1.0 - sent0.0, sent1.1 - sent0.1);
     eprintln!(
-        "person_fall: {batched} frames of c1 in {secs:.0} s ({:.2} fps), {rate_dropped} dropped (rate, budget)",
+        "person_fall: {batched} frames of c1 in {secs:.0} s ({:.2} fps), {thinned} dropped (rate, budget)",
         batched / secs
     );
     assert!(
@@ -175,8 +175,8 @@ url = "{url}"
     // c1 decodes 10 fps: the other 8 of every 10 frames are counted, as `rate` (its own analysis_fps)
     // or `budget` (when the CPU detector cannot do even 2 fps on a busy machine).
     assert!(
-        rate_dropped >= 5.0 * secs,
-        "only {rate_dropped} frames of c1 dropped as `rate` or `budget` in {secs:.0} s"
+        thinned >= 5.0 * secs,
+        "only {thinned} frames of c1 dropped as `rate` or `budget` in {secs:.0} s"
     );
     let (status, body) = api(addr, "GET", "/api/alerts?limit=1000", "");
     assert_eq!(status, 200, "{body}");

@@ -230,16 +230,8 @@ threads = 1
         data = dir.path().join("data").display(),
         repo = repo().display(),
     );
-    let config = qianliyan::config::parse_str_with(&toml, dir.path(), &common::MapEnv(env))
-        .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let service = rt
-        .block_on(qianliyan::app::start(
-            config,
-            Default::default(),
-            cancel.clone(),
-        ))
-        .expect("service starts");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let service = common::start_service(dir, &toml, &env);
     eprintln!(
         "service on http://{} after {:.1} s",
         service.addr,
@@ -275,10 +267,7 @@ threads = 1
         started.elapsed().as_secs_f64()
     );
 
-    cancel.cancel();
-    rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(30), service.stop()).await;
-    });
+    service.stop();
     sim_cancel.cancel();
     assert!(
         ok,

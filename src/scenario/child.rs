@@ -81,7 +81,8 @@ impl Child {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    /// Sends `sig` (`-TERM`, …) without waiting; [`stop`](Self::stop) waits.
+    pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .stderr(Stdio::null())
