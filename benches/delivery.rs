@@ -71,7 +71,7 @@ fn alert(n: usize) -> Alert {
         type_en: "intrusion".into(),
         code: Some("06".into()),
         severity: Severity::High,
-        time_ms: qianliyan::camera::unix_ms(now),
+        time_ms: qianliyan::time::unix_ms(now),
         score: 0.8,
         boxes: vec![[10.0, 20.0, 30.0, 40.0]],
         track_ids: vec![n as u64],

@@ -15,13 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::board::{self, AlertBoard};
 use crate::batch::{BatchInput, BatchStage};
-use crate::camera::{Fleet, FleetContext, FrameSink, lock};
+use crate::camera::{Fleet, FleetContext, FrameSink};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Camera, Config};
 use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
 use crate::health::{self, AvailabilityRow, GroupBy, Ledger, Transition, VqdConfig, VqdSample};
 use crate::infer::{Analysed, Inferencer, ModelManifest, OrtRuntime};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
+use crate::sync::lock;
 use crate::web::{self, AppState, DropCounts};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
@@ -337,7 +338,6 @@ fn refresh_thumbnail(entry: &crate::camera::CameraEntry, frame: &crate::decode::
     }
 }
 
-/// Polls every tracker once a second; transitions go to the ledger and the broadcast.
 /// Raises alerts left `new` too long (every 10 s).
 async fn escalation_timer(delivery: Arc<crate::sinks::Delivery>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -360,6 +360,7 @@ async fn escalation_timer(delivery: Arc<crate::sinks::Delivery>, cancel: Cancell
     }
 }
 
+/// Polls every tracker once a second; transitions go to the ledger and the broadcast.
 async fn health_poller(
     fleet: Arc<Fleet>,
     ledger: LedgerHandle,

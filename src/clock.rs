@@ -42,7 +42,7 @@ impl Default for ManualClock {
 impl ManualClock {
     /// Moves both clocks forward.
     pub fn advance(&self, by: Duration) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::sync::lock(&self.inner);
         g.0 += by;
         g.1 += by;
     }
@@ -50,10 +50,10 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+        crate::sync::lock(&self.inner).0
     }
     fn wall(&self) -> SystemTime {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1
+        crate::sync::lock(&self.inner).1
     }
 }
 

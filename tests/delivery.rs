@@ -142,7 +142,7 @@ fn alert(dispatch: bool) -> Alert {
         type_en: "intrusion".into(),
         code: Some("06".into()),
         severity: Severity::High,
-        time_ms: qianliyan::camera::unix_ms(now),
+        time_ms: qianliyan::time::unix_ms(now),
         score: 0.87,
         boxes: vec![[10.0, 20.0, 30.0, 40.0]],
         track_ids: vec![3],
@@ -737,7 +737,7 @@ async fn g_sigkill_mid_delivery_then_restart_loses_nothing_and_processes_nothing
         sink: "case".into(),
         url: format!("http://{case_addr}/case"),
     };
-    let now = qianliyan::camera::unix_ms(SystemTime::now());
+    let now = qianliyan::time::unix_ms(SystemTime::now());
     let ids: Vec<String> = (0..ALERTS)
         .map(|_| {
             store

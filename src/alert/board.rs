@@ -1,5 +1,5 @@
-//! The candidate-alert stage: candidate → annotated JPEG snapshot on disk → the recent-alerts board the
-//! API serves. (The durable store, lifecycle and delivery build on this.)
+//! The candidate-alert stage: candidate → annotated JPEG snapshot on disk → the alert and its outbox rows
+//! stored through [`crate::sinks::Delivery`] → the ZeroMQ publisher (best effort).
 //!
 //! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
 //! Out: each [`AlertRecord`] stored with its outbox rows (the store feeds the command hall), and
@@ -89,7 +89,7 @@ impl AlertBoard {
 }
 
 fn time_text(t: SystemTime) -> String {
-    crate::health::format_cst(t)
+    crate::time::format_cst(t)
 }
 
 /// Looks a camera's configuration up by id.
@@ -171,7 +171,7 @@ pub fn spawn(
                 type_en: a.alert_type.en(),
                 code: a.code,
                 severity: a.severity,
-                time_ms: crate::camera::unix_ms(c.arrival),
+                time_ms: crate::time::unix_ms(c.arrival),
                 score: a.score,
                 boxes: a.boxes.clone(),
                 track_ids: a.track_ids.clone(),
@@ -190,6 +190,8 @@ pub fn spawn(
                 loop {
                     match d.record(&record, camera.as_ref()) {
                         Ok(stored) => {
+                            tracing::info!(camera_id = %record.camera, alert = %record.id,
+                                kind = record.alert_type.as_str(), severity = ?record.severity, "alert stored");
                             if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
                                 // Best effort by design: a full queue or HWM is counted, never waited on.
                                 z.publish_alert(record.alert_type.as_str(), stored.area_code.as_deref(), json);

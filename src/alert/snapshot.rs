@@ -234,7 +234,7 @@ impl Overlay {
         Overlay {
             title_zh: or_type(&alert.message_zh, alert.alert_type.zh()),
             title_en: or_type(&alert.message_en, alert.alert_type.en()),
-            time_text: crate::health::format_cst(t),
+            time_text: crate::time::format_cst(t),
             zone: alert.zone.clone(),
             direction,
             boxes,
@@ -1397,7 +1397,7 @@ mod tests {
         assert_eq!(ov.title_en, "Intrusion");
         assert_eq!(ov.boxes.len(), 2, "the missed track is not drawn");
         assert!(!ov.boxes[0].highlight);
-        assert_eq!(ov.boxes[0].label(), "车辆 vehicle #13 0.70");
+        assert_eq!(ov.boxes[0].label(), "机动车 vehicle #13 0.70");
         assert!(ov.boxes[1].highlight);
         assert_eq!(ov.boxes[1].bbox, [11.0, 11.0, 51.0, 101.0]);
         assert_eq!(ov.boxes[1].label(), "人员 person #12 0.70");

@@ -555,7 +555,7 @@ async fn revoke_token(
 fn parse_time(s: &str) -> Result<i64, String> {
     s.trim()
         .parse::<i64>()
-        .or_else(|_| crate::config::parse_rfc3339(s.trim()))
+        .or_else(|_| crate::time::parse_rfc3339(s.trim()))
         .map_err(|_| format!("{s:?} is neither unix milliseconds nor an RFC 3339 time"))
 }
 

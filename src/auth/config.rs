@@ -283,7 +283,7 @@ pub fn validate(
     }
 }
 
-/// [`crate::config::parse_duration`] plus a leading whole-days part: `"7d"`, `"1d12h"`.
+/// [`crate::time::parse_duration`] plus a leading whole-days part: `"7d"`, `"1d12h"`.
 pub fn parse_duration_days(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
@@ -296,7 +296,7 @@ pub fn parse_duration_days(s: &str) -> Result<Duration, String> {
         let more = if after.is_empty() {
             Duration::ZERO
         } else {
-            crate::config::parse_duration(after)?
+            crate::time::parse_duration(after)?
         };
         return days
             .checked_mul(86_400)
@@ -304,5 +304,5 @@ pub fn parse_duration_days(s: &str) -> Result<Duration, String> {
             .and_then(|d| d.checked_add(more))
             .ok_or_else(|| format!("{s:?} is too large a duration"));
     }
-    crate::config::parse_duration(t).map_err(|m| format!("{m} (days: \"7d\", \"1d12h\")"))
+    crate::time::parse_duration(t).map_err(|m| format!("{m} (days: \"7d\", \"1d12h\")"))
 }

@@ -53,7 +53,7 @@ impl LoginLimiter {
     /// Starts an attempt, or says how long to wait when the username or address is limited.
     pub fn begin(&self, username: &str, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
         let now = self.clock.now();
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::sync::lock(&self.inner);
         let wait_user = wait(g.users.get_mut(username), now);
         let wait_ip = ip.and_then(|ip| wait(g.ips.get_mut(&ip), now));
         if let Some(w) = wait_user.max(wait_ip) {
@@ -72,7 +72,7 @@ impl LoginLimiter {
 
     /// The attempt succeeded: forget the username's failures and this attempt's address entry.
     pub fn succeeded(&self, a: Attempt) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::sync::lock(&self.inner);
         g.users.remove(&a.username);
         if let Some(ip) = a.ip
             && let Some(q) = g.ips.get_mut(&ip)

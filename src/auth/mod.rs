@@ -286,6 +286,9 @@ pub enum AuthError {
     /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
     #[error("auth database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The auth database's schema could not be brought up to date.
+    #[error("auth database: {0}")]
+    Schema(#[from] crate::sqlite::MigrateError),
     /// The database's folder could not be created.
     #[error("{path}: {source}")]
     Io {

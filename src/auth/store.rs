@@ -310,14 +310,8 @@ impl AuthStore {
                 source,
             })?;
         }
-        let mut conn = crate::store::open_durable(path)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let tx = conn.transaction()?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            tx.execute_batch(m)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        }
-        tx.commit()?;
+        let mut conn = crate::sqlite::open_durable(path)?;
+        crate::sqlite::migrate(&mut conn, MIGRATIONS)?;
         Ok(AuthStore {
             conn: Arc::new(Mutex::new(conn)),
             clock,
@@ -326,12 +320,12 @@ impl AuthStore {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.conn)
     }
 
     /// Wall-clock now in unix ms.
     pub fn now_ms(&self) -> i64 {
-        crate::camera::unix_ms(self.clock.wall())
+        crate::time::unix_ms(self.clock.wall())
     }
 
     /// The session lifetimes.

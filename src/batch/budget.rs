@@ -174,7 +174,7 @@ impl AdmissionBudget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn floor(&self, configured: f64) -> f64 {

@@ -216,7 +216,7 @@ impl BatchCounters {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched
             .fetch_add(items.len() as u64, Ordering::Relaxed);
-        let mut map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.by_camera);
         for item in items {
             map.entry(item.frame.camera.clone()).or_default().batched += 1;
         }
@@ -230,7 +230,7 @@ impl BatchCounters {
             DropReason::Rate => &self.rate,
         };
         total.fetch_add(n, Ordering::Relaxed);
-        let mut map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.by_camera);
         map.entry(camera.clone())
             .or_default()
             .dropped
@@ -239,7 +239,7 @@ impl BatchCounters {
 
     /// A consistent-enough copy for the API and metrics.
     pub fn snapshot(&self) -> BatchStats {
-        let map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
+        let map = crate::sync::lock(&self.by_camera);
         BatchStats {
             submitted: self.submitted.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),

@@ -1,5 +1,6 @@
-//! Jittered exponential backoff: initial, doubling, capped; "full jitter" keeps 1,300 cameras that
-//! failed together (a switch reboot) from reconnecting in lock-step.
+//! Jittered exponential backoff: initial, doubling, capped; "equal jitter" (each delay uniform in the
+//! upper half of its ceiling) keeps 1,300 cameras that failed together (a switch reboot) from
+//! reconnecting in lock-step while never retrying sooner than half the ceiling.
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ pub use backoff::Backoff;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,26 +23,15 @@ use crate::config::{self, Camera, IngestConfig, StreamChoice};
 use crate::decode::{EncodedFrame, VideoCodec};
 use crate::health::{CameraTracker, OfflineReason, TrackerConfig, VqdConfig};
 use crate::ingest::{self, AccessUnit, SessionObserver, SessionSpec, StreamInfo};
+use crate::sync::{lock, read, write};
 
-/// Where admitted access units go (the decoder pool in production, a recorder in tests).
+/// Where admitted access units go: the router in `app.rs` that hands them to the shared decoder pool or
+/// a camera's own decoder.
 pub trait FrameSink: Send + Sync {
     /// Hands a frame over; must not block. `keyframe_only` says which decoder path the camera uses.
     fn submit(&self, frame: EncodedFrame, keyframe_only: bool);
     /// The camera's session ended: release what the sink holds for it (a dedicated decoder).
     fn release(&self, _camera: &str) {}
-}
-
-/// Locks a mutex, recovering from a poisoned lock (a panicked holder must not stop the fleet).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Per-camera counters (read by the API and /metrics).
@@ -75,17 +64,6 @@ pub const REASONS: [OfflineReason; 8] = [
     OfflineReason::DecodeError,
     OfflineReason::Eos,
 ];
-
-/// True when area path `path` ("示范县/城关镇/东街村") is `prefix` or lies under it, on `/` boundaries:
-/// "示范县/城关镇" contains "示范县/城关镇/东街村" but not "示范县/城关镇二". An empty prefix contains all.
-pub fn area_contains(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    prefix.is_empty()
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
 
 /// A camera in the live inventory.
 pub struct CameraEntry {
@@ -446,32 +424,10 @@ impl Observer<'_> {
     }
 }
 
-/// Seconds since the unix epoch, for JSON.
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The codec name used in the API.
 pub fn codec_name(c: VideoCodec) -> &'static str {
     match c {
         VideoCodec::H264 => "h264",
         VideoCodec::H265 => "h265",
-    }
-}
-
-#[cfg(test)]
-mod area_tests {
-    use super::area_contains;
-
-    #[test]
-    fn areas_nest_on_slash_boundaries_only() {
-        assert!(area_contains("示范县/城关镇", "示范县/城关镇"));
-        assert!(area_contains("示范县/城关镇", "示范县/城关镇/东街村"));
-        assert!(area_contains("示范县/城关镇/", "示范县/城关镇/东街村"));
-        assert!(!area_contains("示范县/城关镇", "示范县/城关镇二"));
-        assert!(!area_contains("示范县/城关镇", "示范县"));
-        assert!(area_contains("", "示范县/河西镇"));
     }
 }

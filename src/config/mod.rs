@@ -9,18 +9,20 @@
 
 mod csv;
 pub mod raw;
+mod redact;
 mod types;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use redact::{redact_credentials, redact_url};
 pub use types::{
     AnalysisConfig, AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint,
     HealthConfig, IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind,
-    StreamChoice, Timestamp, Transport, WebConfig,
+    StreamChoice, Timestamp, Transport, WebConfig, area_contains,
 };
-pub use validate::{parse_duration, parse_rfc3339, validate, validate_runtime_cameras};
+pub use validate::{validate, validate_runtime_cameras};
 
 /// One problem in the configuration: where (`cameras[3].url`, `cameras.csv line 7 column url`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

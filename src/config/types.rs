@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use url::Url;
 
@@ -215,16 +215,17 @@ impl fmt::Display for StreamChoice {
 }
 
 /// A secret string; `Debug` and `Display` print `***` so it cannot leak into logs or errors.
+/// Cloning shares the text (camera passwords, webhook keys and tokens are cloned per request).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self(std::sync::Arc::from(s.into()))
     }
 
-    /// The secret itself; call only where it is handed to the camera.
+    /// The secret itself; call only where it is handed to whoever needs it (the camera, the HMAC).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -359,6 +360,17 @@ impl fmt::Display for AreaPath {
     }
 }
 
+/// True when area path `path` ("示范县/城关镇/东街村") is `prefix` or lies under it, on `/` boundaries:
+/// "示范县/城关镇" contains "示范县/城关镇/东街村" but not "示范县/城关镇二". An empty prefix contains all.
+pub fn area_contains(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// An RFC 3339 instant, keeping the text as written for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timestamp {
@@ -374,12 +386,7 @@ impl Timestamp {
 
     /// As a `SystemTime`.
     pub fn to_system_time(&self) -> SystemTime {
-        let d = Duration::from_millis(self.unix_ms.unsigned_abs());
-        if self.unix_ms >= 0 {
-            UNIX_EPOCH + d
-        } else {
-            UNIX_EPOCH - d
-        }
+        crate::time::from_unix_ms(self.unix_ms)
     }
 
     /// The text as written in the config.
@@ -406,15 +413,8 @@ pub struct MaintenanceWindow {
 impl MaintenanceWindow {
     /// True when `t` lies inside the window.
     pub fn contains(&self, t: SystemTime) -> bool {
-        let ms = system_time_ms(t);
+        let ms = crate::time::unix_ms(t);
         self.start.unix_ms <= ms && ms < self.end.unix_ms
-    }
-}
-
-fn system_time_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
@@ -699,9 +699,9 @@ mod tests {
     #[test]
     fn duration_formatting_round_trips() {
         for s in ["500ms", "10s", "5m", "1h", "1h30m", "1h0m5s"] {
-            let d = crate::config::parse_duration(s).unwrap_or_else(|e| panic!("{e}"));
+            let d = crate::time::parse_duration(s).unwrap_or_else(|e| panic!("{e}"));
             let back = fmt_duration(d);
-            assert_eq!(crate::config::parse_duration(&back), Ok(d), "{s} -> {back}");
+            assert_eq!(crate::time::parse_duration(&back), Ok(d), "{s} -> {back}");
         }
         assert_eq!(fmt_duration(Duration::from_secs(5400)), "1h30m");
     }
@@ -714,5 +714,20 @@ mod tests {
         assert_eq!(a.prefix(9), "示范县/城关镇/东街村");
         assert!(AreaPath::new(vec![]).is_none());
         assert!(AreaPath::new(vec!["a".into(), String::new()]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod area_tests {
+    use super::area_contains;
+
+    #[test]
+    fn areas_nest_on_slash_boundaries_only() {
+        assert!(area_contains("示范县/城关镇", "示范县/城关镇"));
+        assert!(area_contains("示范县/城关镇", "示范县/城关镇/东街村"));
+        assert!(area_contains("示范县/城关镇/", "示范县/城关镇/东街村"));
+        assert!(!area_contains("示范县/城关镇", "示范县/城关镇二"));
+        assert!(!area_contains("示范县/城关镇", "示范县"));
+        assert!(area_contains("", "示范县/河西镇"));
     }
 }

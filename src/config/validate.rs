@@ -677,7 +677,7 @@ impl Validator {
     }
 
     fn maintenance(&mut self, path: &str, m: &RawMaintenance) -> Option<MaintenanceWindow> {
-        let mut stamp = |field: &str, text: &str| match parse_rfc3339(text) {
+        let mut stamp = |field: &str, text: &str| match crate::time::parse_rfc3339(text) {
             Ok(ms) => Some(Timestamp {
                 unix_ms: ms,
                 text: text.to_owned(),
@@ -733,7 +733,7 @@ impl Validator {
         let Some(s) = s else {
             return Some(default);
         };
-        match parse_duration(s) {
+        match crate::time::parse_duration(s) {
             Ok(d) if d.is_zero() && !zero_ok => {
                 self.err(path, format!("{s:?} must be longer than zero"));
                 None
@@ -823,14 +823,14 @@ pub(crate) fn check_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| {
         format!(
             "{:?} is not a valid URL ({e}); expected e.g. \"rtsp://192.168.1.64:554/Streaming/Channels/101\"",
-            redact_url_text(text)
+            super::redact::redact_credentials(text)
         )
     })?;
     let Some(kind) = SourceKind::from_scheme(url.scheme()) else {
         return Err(format!(
             "unsupported scheme {:?} in {:?}; expected one of {}",
             url.scheme(),
-            redact_url_text(text),
+            super::redact::redact_credentials(text),
             SourceKind::SCHEMES.join(", ")
         ));
     };
@@ -860,250 +860,9 @@ pub(crate) fn check_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// Replaces anything before an `@` in a URL's authority with `***` (for URLs that do not parse).
-pub(crate) fn redact_url_text(text: &str) -> String {
-    let (scheme, rest) = match text.find("://") {
-        Some(i) => text.split_at(i + 3),
-        None => ("", text),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}***@{}{tail}", &authority[at + 1..]),
-        None => text.to_owned(),
-    }
-}
-
-/// Parses a duration such as "500ms", "10s", "5m", "1h" or "1h30m" (integer amounts, units
-/// h, m, s, ms, largest first, each at most once).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const HINT: &str = "expected e.g. \"500ms\", \"10s\", \"5m\", \"1h30m\"";
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(format!("empty duration; {HINT}"));
-    }
-    let mut rest = t;
-    let mut total = Duration::ZERO;
-    let mut last_rank = u8::MAX;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!("{s:?} is not a duration; {HINT}"));
-        }
-        let (num, after) = rest.split_at(digits);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is too large a duration"))?;
-        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let (unit, after) = after.split_at(letters);
-        let (rank, unit_ms) = match unit {
-            "h" => (3, 3_600_000u64),
-            "m" => (2, 60_000),
-            "s" => (1, 1000),
-            "ms" => (0, 1),
-            "" => return Err(format!("{s:?} is missing a unit after {num}; {HINT}")),
-            other => {
-                return Err(format!(
-                    "{s:?} has unknown unit {other:?}; use h, m, s or ms"
-                ));
-            }
-        };
-        if rank >= last_rank {
-            return Err(format!(
-                "{s:?}: units must go from largest to smallest, each once (e.g. \"1h30m\")"
-            ));
-        }
-        last_rank = rank;
-        let ms = n
-            .checked_mul(unit_ms)
-            .ok_or_else(|| format!("{s:?} is too large a duration"))?;
-        total = total
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| format!("{s:?} is too large a duration"))?;
-        rest = after;
-    }
-    Ok(total)
-}
-
-/// Parses an RFC 3339 date-time with a UTC offset (`2026-11-22T01:00:00+08:00`, `…Z`, fractional
-/// seconds allowed) into milliseconds since the Unix epoch.
-pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let bad = |why: &str| {
-        format!(
-            "{s:?} is not an RFC 3339 date-time ({why}); expected e.g. \"2026-11-22T01:00:00+08:00\""
-        )
-    };
-    let b = s.trim().as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        if part.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(part).ok()?.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad("layout is YYYY-MM-DDTHH:MM:SS±HH:MM"));
-    }
-    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    ) else {
-        return Err(bad("non-digit in date or time"));
-    };
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(bad("no such date"));
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return Err(bad("no such time"));
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(bad("empty fraction"));
-        }
-        for (k, d) in b[i + 1..i + 1 + digits.min(3)].iter().enumerate() {
-            millis += i64::from(d - b'0') * 10i64.pow(2 - k as u32);
-        }
-        i += 1 + digits;
-    }
-    let offset_min = match b.get(i..) {
-        Some([b'Z' | b'z']) => 0,
-        Some([sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]) => {
-            let digits = [*h1, *h2, *m1, *m2];
-            if !digits.iter().all(u8::is_ascii_digit) {
-                return Err(bad("bad UTC offset"));
-            }
-            let h = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
-            let m = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
-            if h > 23 || m > 59 {
-                return Err(bad("bad UTC offset"));
-            }
-            let off = h * 60 + m;
-            if *sign == b'-' { -off } else { off }
-        }
-        Some([]) => return Err(bad("missing UTC offset; add e.g. +08:00")),
-        _ => return Err(bad("bad UTC offset")),
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    Ok(secs * 1000 + millis)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(y) => 29,
-        _ => 28,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        let ok = [
-            ("500ms", Duration::from_millis(500)),
-            ("10s", Duration::from_secs(10)),
-            ("5m", Duration::from_secs(300)),
-            ("1h", Duration::from_secs(3600)),
-            ("1h30m", Duration::from_secs(5400)),
-            ("2m500ms", Duration::from_millis(120_500)),
-            (" 0s ", Duration::ZERO),
-        ];
-        for (s, d) in ok {
-            assert_eq!(parse_duration(s), Ok(d), "{s}");
-        }
-        for s in [
-            "",
-            "10",
-            "s",
-            "1.5s",
-            "10 s",
-            "5d",
-            "30m1h",
-            "1s1s",
-            "-1s",
-            "99999999999999999999h",
-        ] {
-            let e = parse_duration(s)
-                .err()
-                .unwrap_or_else(|| panic!("{s:?} accepted"));
-            assert!(
-                e.contains("expected") || e.contains("unit") || e.contains("large"),
-                "{s}: {e}"
-            );
-        }
-        assert!(
-            parse_duration("10")
-                .err()
-                .unwrap_or_default()
-                .contains("missing a unit")
-        );
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_rfc3339("1970-01-01T08:00:00+08:00"), Ok(0));
-        assert_eq!(
-            parse_rfc3339("2026-11-22T01:00:00+08:00"),
-            Ok(1_795_280_400_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2024-02-29T12:00:00.250Z"),
-            Ok(1_709_208_000_250)
-        );
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59-00:00"), Ok(-1000));
-        for s in [
-            "2026-11-22T01:00:00",
-            "2026-11-22",
-            "2025-02-29T00:00:00Z",
-            "2026-13-01T00:00:00Z",
-            "2026-11-22T24:00:00Z",
-            "2026-11-22T01:00:00+8:00",
-            "2026-11-22T01:00:00.Z",
-            "二〇二六-11-22T01:00:00Z",
-        ] {
-            assert!(parse_rfc3339(s).is_err(), "{s} accepted");
-        }
-        assert!(
-            parse_rfc3339("2026-11-22T01:00:00")
-                .err()
-                .unwrap_or_default()
-                .contains("+08:00")
-        );
-    }
 
     #[test]
     fn urls() {
@@ -1135,13 +894,6 @@ mod tests {
         assert!(!e.contains("pa55"), "{e}");
         assert!(check_url("10.0.0.1/live").is_err());
         assert!(check_url("file:///").is_err());
-    }
-
-    #[test]
-    fn redact_text() {
-        assert_eq!(redact_url_text("rtsp://a:b@h:1/p@x"), "rtsp://***@h:1/p@x");
-        assert_eq!(redact_url_text("a:b@h/p"), "***@h/p");
-        assert_eq!(redact_url_text("rtsp://h/p"), "rtsp://h/p");
     }
 
     #[test]

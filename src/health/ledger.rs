@@ -5,16 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::cst;
-use super::state::{
-    CameraState, OfflineReason, QualityFault, Status, Transition, from_unix_ms, to_unix_ms,
-};
+use super::state::{CameraState, OfflineReason, QualityFault, Status, Transition};
 use crate::config::Camera;
+use crate::time::{self, from_unix_ms, unix_ms};
 
 /// Schema migrations; `PRAGMA user_version` counts those applied. Append only.
 const MIGRATIONS: &[&str] = &[r#"
@@ -201,26 +199,14 @@ impl Ledger {
     }
 
     fn init(mut conn: Connection, path: PathBuf) -> Result<Ledger, LedgerError> {
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(sql(&path, "set busy timeout"))?;
-        let _mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(sql(&path, "enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql(&path, "set synchronous"))?;
-        let found: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql(&path, "read schema version"))?;
-        let known = MIGRATIONS.len() as i64;
-        if found > known {
-            return Err(LedgerError::NewerSchema { path, found, known });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-            let tx = conn.transaction().map_err(sql(&path, "migrate"))?;
-            tx.execute_batch(migration).map_err(sql(&path, "migrate"))?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)
-                .map_err(sql(&path, "migrate"))?;
-            tx.commit().map_err(sql(&path, "migrate"))?;
+        crate::sqlite::configure(&conn, crate::sqlite::Synchronous::Normal)
+            .map_err(sql(&path, "configure"))?;
+        match crate::sqlite::migrate(&mut conn, MIGRATIONS) {
+            Ok(()) => {}
+            Err(crate::sqlite::MigrateError::NewerSchema { found, known }) => {
+                return Err(LedgerError::NewerSchema { path, found, known });
+            }
+            Err(crate::sqlite::MigrateError::Sqlite(e)) => return Err(sql(&path, "migrate")(e)),
         }
         Ok(Ledger {
             conn,
@@ -231,9 +217,7 @@ impl Ledger {
 
     /// The applied schema version (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64, LedgerError> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql(&self.path, "read schema version"))
+        crate::sqlite::schema_version(&self.conn).map_err(sql(&self.path, "read schema version"))
     }
 
     /// Stores one transition.
@@ -259,7 +243,7 @@ impl Ledger {
                 params![t.camera],
             )
             .map_err(sql(&path, OP))?;
-            let from_ms = to_unix_ms(t.from.since);
+            let from_ms = unix_ms(t.from.since);
             let fill = match self.last.get(&t.camera) {
                 None => true,
                 Some((at, st)) => !st.same_as(&t.from) && from_ms >= *at,
@@ -269,7 +253,7 @@ impl Ledger {
                 let before = before.unwrap_or_else(|| t.from.clone());
                 insert_row(&tx, &t.camera, from_ms, &t.from, &before).map_err(sql(&path, OP))?;
             }
-            let at = to_unix_ms(t.at);
+            let at = unix_ms(t.at);
             insert_row(&tx, &t.camera, at, &t.to, &t.from).map_err(sql(&path, OP))?;
             self.last.insert(t.camera.clone(), (at, t.to.clone()));
         }
@@ -339,7 +323,7 @@ impl Ledger {
     pub fn remove_camera_at(&mut self, id: &str, at: SystemTime) -> Result<(), LedgerError> {
         const OP: &str = "remove camera";
         self.load_last(id)?;
-        let at_ms = to_unix_ms(at);
+        let at_ms = unix_ms(at);
         let last = self.last.get(id).cloned();
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(sql(&path, OP))?;
@@ -373,7 +357,7 @@ impl Ledger {
     /// nobody knows what the cameras did. The newest run counts as alive until the `now` given to
     /// [`Ledger::availability`].
     pub fn begin_run(&mut self, now: SystemTime) -> Result<(), LedgerError> {
-        let ms = to_unix_ms(now);
+        let ms = unix_ms(now);
         self.conn
             .execute(
                 "INSERT INTO node_run (started_ms, alive_ms) VALUES (?1, ?1)",
@@ -389,7 +373,7 @@ impl Ledger {
             .execute(
                 "UPDATE node_run SET alive_ms = max(alive_ms, ?1)
                  WHERE id = (SELECT max(id) FROM node_run)",
-                params![to_unix_ms(now)],
+                params![unix_ms(now)],
             )
             .map_err(sql(&self.path, "heartbeat"))?;
         Ok(())
@@ -451,9 +435,9 @@ impl Ledger {
         now: SystemTime,
     ) -> Result<Vec<AvailabilityRow>, LedgerError> {
         const OP: &str = "compute availability";
-        let f = to_unix_ms(from);
-        let t = to_unix_ms(to).min(to_unix_ms(now));
-        let coverage = self.coverage(f, t, to_unix_ms(now))?;
+        let f = unix_ms(from);
+        let t = unix_ms(to).min(unix_ms(now));
+        let coverage = self.coverage(f, t, unix_ms(now))?;
 
         let cameras: Vec<(String, Option<String>, bool)> = {
             let mut stmt = self
@@ -488,15 +472,15 @@ impl Ledger {
                 }
             }
             GroupBy::Day if t > f => {
-                for d in cst::day_of(f)..=cst::day_of(t - 1) {
-                    acc.entry(cst::day_key(cst::day_start_ms(d))).or_default();
+                for d in time::day_of(f)..=time::day_of(t - 1) {
+                    acc.entry(time::day_key(time::day_start_ms(d))).or_default();
                 }
             }
             GroupBy::Month if t > f => {
                 let mut m = f;
                 while m < t {
-                    let (_, next) = cst::month_bounds_ms(m);
-                    acc.entry(cst::month_key(m)).or_default();
+                    let (_, next) = time::month_bounds_ms(m);
+                    acc.entry(time::month_key(m)).or_default();
                     m = next;
                 }
             }
@@ -668,7 +652,7 @@ fn insert_row(
         from.state.as_str(),
         from.reason.map(OfflineReason::as_str),
         faults_json(&from.faults),
-        to_unix_ms(from.since),
+        unix_ms(from.since),
     ])?;
     Ok(())
 }
@@ -701,12 +685,12 @@ fn account(
             let (piece_end, key) = match group_by {
                 GroupBy::Camera | GroupBy::Area => (end, None),
                 GroupBy::Day => {
-                    let next = cst::day_start_ms(cst::day_of(x) + 1);
-                    (end.min(next), Some(cst::day_key(x)))
+                    let next = time::day_start_ms(time::day_of(x) + 1);
+                    (end.min(next), Some(time::day_key(x)))
                 }
                 GroupBy::Month => {
-                    let (_, next) = cst::month_bounds_ms(x);
-                    (end.min(next), Some(cst::month_key(x)))
+                    let (_, next) = time::month_bounds_ms(x);
+                    (end.min(next), Some(time::month_key(x)))
                 }
             };
             let ms = piece_end - x;
@@ -777,7 +761,7 @@ mod tests {
 
     /// Unix ms of 2024-06-01 hh:mm CST plus `day` days.
     fn at(day: u32, hh: u32, mm: u32) -> i64 {
-        cst::cst_ms(2024, 6, 1 + day, hh, mm, 0)
+        time::cst_ms(2024, 6, 1 + day, hh, mm, 0)
     }
 
     fn st(state: CameraState, faults: &[QualityFault], ms: i64) -> Status {
@@ -1007,7 +991,7 @@ mod tests {
         assert_eq!(h[0].to.state, Offline);
         assert_eq!(h[0].to.reason, Some(OfflineReason::Unreachable));
         assert_eq!(h[0].from.state, Online);
-        assert_eq!(to_unix_ms(h[0].from.since), at(0, 8, 1));
+        assert_eq!(unix_ms(h[0].from.since), at(0, 8, 1));
         assert_eq!(l.history("d", 1).unwrap().len(), 1);
 
         l.remove_camera_at("d", from_unix_ms(at(0, 10, 0))).unwrap();

@@ -7,20 +7,15 @@
 //! - `state`: the vocabulary (states, offline reasons, quality faults, [`Status`]) and [`summarize`];
 //! - `tracker`: the per-camera state machine (grace, stall watchdog, fault hysteresis, fps);
 //! - `vqd`: video-quality diagnosis on a 160×120 grey copy of a frame;
-//! - `ledger`: transitions in SQLite and time-weighted availability by camera, area, day, month;
-//! - `cst`: China Standard Time (UTC+8) calendar maths for days and months.
+//! - `ledger`: transitions in SQLite and time-weighted availability by camera, area, day, month
+//!   (days and months of China Standard Time, from [`crate::time`]).
 
-mod cst;
 mod ledger;
 mod state;
 mod tracker;
 mod vqd;
 
-pub use cst::{cst_ms, format_cst, local_hour};
 pub use ledger::{AvailabilityRow, GroupBy, Ledger, LedgerError, NO_AREA};
-pub use state::{
-    CameraState, OfflineReason, QualityFault, Status, Summary, Transition, from_unix_ms, summarize,
-    to_unix_ms, unix_ms,
-};
+pub use state::{CameraState, OfflineReason, QualityFault, Status, Summary, Transition, summarize};
 pub use tracker::{CameraTracker, TrackerConfig};
 pub use vqd::{GREY_H, GREY_W, NightOverride, VqdConfig, VqdDetector, VqdError, VqdSample};

@@ -266,7 +266,7 @@ pub struct Status {
     /// Sorted, without duplicates; non-empty only when `state` is `degraded`.
     pub faults: Vec<QualityFault>,
     /// When this status began (unix milliseconds in JSON).
-    #[serde(rename = "since_ms", with = "unix_ms")]
+    #[serde(rename = "since_ms", with = "crate::time::serde_unix_ms")]
     pub since: SystemTime,
 }
 
@@ -303,7 +303,7 @@ pub struct Transition {
     /// Camera id.
     pub camera: String,
     /// When the new status began; equals `to.since` (unix milliseconds in JSON).
-    #[serde(rename = "at_ms", with = "unix_ms")]
+    #[serde(rename = "at_ms", with = "crate::time::serde_unix_ms")]
     pub at: SystemTime,
     /// The status before.
     pub from: Status,
@@ -362,41 +362,6 @@ pub fn summarize<'a>(statuses: impl IntoIterator<Item = &'a Status>) -> Summary 
 
 fn ratio(n: usize, d: usize) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
-}
-
-/// Milliseconds since the Unix epoch (negative before it).
-pub fn to_unix_ms(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
-    }
-}
-
-/// Inverse of [`to_unix_ms`].
-pub fn from_unix_ms(ms: i64) -> SystemTime {
-    let d = std::time::Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 {
-        SystemTime::UNIX_EPOCH + d
-    } else {
-        SystemTime::UNIX_EPOCH - d
-    }
-}
-
-/// Serde adapter: `SystemTime` as integer unix milliseconds.
-pub mod unix_ms {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serializes as unix milliseconds.
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(super::to_unix_ms(*t))
-    }
-
-    /// Deserializes from unix milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        i64::deserialize(d).map(super::from_unix_ms)
-    }
 }
 
 #[cfg(test)]

@@ -917,8 +917,8 @@ mod tests {
         // JSON keeps milliseconds.
         assert_eq!(back.to.state, Online);
         assert_eq!(
-            crate::health::state::to_unix_ms(back.at),
-            crate::health::state::to_unix_ms(r.log[0].at)
+            crate::time::unix_ms(back.at),
+            crate::time::unix_ms(r.log[0].at)
         );
     }
 }

@@ -19,8 +19,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::cst::local_hour;
 use super::state::QualityFault;
+use crate::time::local_hour;
 
 /// Width of the grey picture the measurements run on.
 pub const GREY_W: usize = 160;
@@ -561,7 +561,7 @@ pub(crate) mod tests {
 
     fn day() -> SystemTime {
         // 2024-06-01 12:00 CST.
-        crate::health::state::from_unix_ms(super::super::cst::cst_ms(2024, 6, 1, 12, 0, 0))
+        crate::time::from_unix_ms(crate::time::cst_ms(2024, 6, 1, 12, 0, 0))
     }
 
     /// A detector that has seen a few normal frames (baseline set, picture moving).
@@ -624,8 +624,7 @@ pub(crate) mod tests {
             }),
             ..VqdConfig::default()
         };
-        let night =
-            crate::health::state::from_unix_ms(super::super::cst::cst_ms(2024, 6, 1, 23, 30, 0));
+        let night = crate::time::from_unix_ms(crate::time::cst_ms(2024, 6, 1, 23, 30, 0));
         assert_eq!(cfg.dark_below_at(night), 10.0);
         assert_eq!(cfg.dark_below_at(day()), 30.0);
         // A dim but textured night picture.

@@ -61,8 +61,8 @@ impl ObjectKind {
         }
     }
 
-    /// Chinese label for snapshots and the command-hall UI.
-    pub fn label_zh(self) -> &'static str {
+    /// Chinese label for alert text, snapshots and the command-hall UI.
+    pub fn zh(self) -> &'static str {
         match self {
             Self::Person => "人员",
             Self::FallenPerson => "倒地人员",
@@ -71,8 +71,27 @@ impl ObjectKind {
             Self::Animal => "动物",
             Self::Fire => "明火",
             Self::Smoke => "烟雾",
-            Self::Other => "其他目标",
+            Self::Other => "目标",
         }
+    }
+
+    /// English label for alert text and snapshots.
+    pub fn en(self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::FallenPerson => "fallen person",
+            Self::Vehicle => "vehicle",
+            Self::NonMotorVehicle => "non-motor vehicle",
+            Self::Animal => "animal",
+            Self::Fire => "fire",
+            Self::Smoke => "smoke",
+            Self::Other => "object",
+        }
+    }
+
+    /// True for a person in any posture.
+    pub fn is_person(self) -> bool {
+        matches!(self, Self::Person | Self::FallenPerson)
     }
 
     /// Parses the manifest/config spelling.
@@ -414,13 +433,15 @@ impl ModelManifest {
         let Some(expected) = &self.sha256 else {
             return Ok(());
         };
-        let actual = super::sha256::hex_digest(std::io::BufReader::new(file)).map_err(|e| {
-            InferError::Load {
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let read = std::io::copy(&mut std::io::BufReader::new(file), &mut hasher);
+        let actual = read
+            .map(|_| hex::encode(sha2::Digest::finalize(hasher)))
+            .map_err(|e| InferError::Load {
                 model: self.name.to_string(),
                 path: self.file.clone(),
                 message: format!("reading it for the checksum: {e}"),
-            }
-        })?;
+            })?;
         if &actual != expected {
             return Err(InferError::Checksum {
                 model: self.name.to_string(),
@@ -851,7 +872,7 @@ mod tests {
     fn object_kinds_round_trip() {
         for k in ObjectKind::ALL {
             assert_eq!(ObjectKind::parse(k.as_str()), Some(k));
-            assert!(!k.label_zh().is_empty());
+            assert!(!k.zh().is_empty() && !k.en().is_empty());
         }
         assert_eq!(ObjectKind::parse("car"), None);
     }

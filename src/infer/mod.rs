@@ -20,7 +20,6 @@ pub mod postprocess;
 pub mod preprocess;
 mod runner;
 pub mod session;
-mod sha256;
 
 #[cfg(test)]
 mod anomaly_tests;

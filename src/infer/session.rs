@@ -105,7 +105,7 @@ impl OrtRuntime {
     /// A later call with the same library returns the same runtime; one with a different library is an
     /// error, because a process cannot hold two.
     pub fn init(library: &Path) -> Result<&'static OrtRuntime, InferError> {
-        let _guard = RUNTIME_INIT.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::sync::lock(&RUNTIME_INIT);
         let wanted = std::fs::canonicalize(library).map_err(|e| InferError::Runtime {
             path: library.to_owned(),
             message: format!("cannot open it: {e} (run scripts/setup, or fix `ort_library`)"),

@@ -306,18 +306,18 @@ impl Shared {
             return;
         }
         let name = factory.name().to_string();
-        let mut elements = crate::camera::lock(&self.elements);
+        let mut elements = crate::sync::lock(&self.elements);
         if !elements.contains(&name) {
             elements.push(name);
         }
     }
 
     fn tool(&self) -> String {
-        crate::camera::lock(&self.elements).join(" ! ")
+        crate::sync::lock(&self.elements).join(" ! ")
     }
 
     fn ignored(&self) -> String {
-        let pads = crate::camera::lock(&self.pads);
+        let pads = crate::sync::lock(&self.pads);
         if pads.ignored.is_empty() {
             "nothing".to_owned()
         } else {
@@ -351,7 +351,7 @@ fn on_pad_added(parse: &gst::Element, pad: &gst::Pad, shared: &Shared, tx: &mpsc
         .structure(0)
         .map_or_else(|| "unknown".to_owned(), |s| s.name().to_string());
     let codec = {
-        let mut pads = crate::camera::lock(&shared.pads);
+        let mut pads = crate::sync::lock(&shared.pads);
         match codec_of(&name) {
             Some(codec) if !pads.linked => {
                 pads.linked = true;
@@ -371,7 +371,7 @@ fn on_pad_added(parse: &gst::Element, pad: &gst::Pad, shared: &Shared, tx: &mpsc
 
 /// parsebin has exposed every pad: without a linked video pad there is nothing to ingest.
 fn on_no_more_pads(parse: &gst::Element, shared: &Shared) {
-    if crate::camera::lock(&shared.pads).linked {
+    if crate::sync::lock(&shared.pads).linked {
         return;
     }
     let detail = format!("no H.264/H.265 video track (found: {})", shared.ignored());
@@ -546,7 +546,7 @@ async fn run_inner(
         stopped: false,
     };
     #[cfg(test)]
-    crate::camera::lock(&PIPELINES).insert(spec.camera.to_string(), pipeline.downgrade());
+    crate::sync::lock(&PIPELINES).insert(spec.camera.to_string(), pipeline.downgrade());
     let result = drive(
         spec,
         &origin,
@@ -661,7 +661,7 @@ async fn drive(
                         // A demuxer whose pads were all left unlinked (no H.264/H.265 among them) may
                         // stop with not-linked before parsebin says no-more-pads.
                         let unlinked = debug.as_deref().is_some_and(|d| d.contains("not-linked"));
-                        if unlinked && !*out.had_media && !crate::camera::lock(&shared.pads).linked {
+                        if unlinked && !*out.had_media && !crate::sync::lock(&shared.pads).linked {
                             return Err((
                                 OfflineReason::NotFound,
                                 format!("no H.264/H.265 video track (found: {})", shared.ignored()),
@@ -753,7 +753,7 @@ async fn drive(
                         OfflineReason::Stalled,
                         format!("no access unit for {}s on a playing source", spec.stall_after.as_secs_f32()),
                     )
-                } else if !crate::camera::lock(&shared.pads).ignored.is_empty() {
+                } else if !crate::sync::lock(&shared.pads).ignored.is_empty() {
                     // The demuxer showed its streams and none is H.264/H.265 (parsebin said neither
                     // no-more-pads nor not-linked in time).
                     (
@@ -898,7 +898,7 @@ async fn probe(url: &url::Url) -> Result<(), Failure> {
         .ok_or_else(|| {
             (
                 OfflineReason::NotFound,
-                format!("{} has no port", redact_url(url)),
+                format!("{} has no port", crate::config::redact_url(url)),
             )
         })?;
     let addrs: Vec<SocketAddr> = match url.host() {
@@ -929,14 +929,14 @@ async fn probe(url: &url::Url) -> Result<(), Failure> {
         None => {
             return Err((
                 OfflineReason::NotFound,
-                format!("{} has no host", redact_url(url)),
+                format!("{} has no host", crate::config::redact_url(url)),
             ));
         }
     };
     if addrs.is_empty() {
         return Err((
             OfflineReason::Unreachable,
-            format!("{} resolves to no address", redact_url(url)),
+            format!("{} resolves to no address", crate::config::redact_url(url)),
         ));
     }
     match tokio::time::timeout(
@@ -963,33 +963,6 @@ async fn probe(url: &url::Url) -> Result<(), Failure> {
         }
         Ok(Ok(_stream)) => Ok(()),
     }
-}
-
-/// The URL without user name and password.
-fn redact_url(url: &url::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
-}
-
-/// Removes `user:password@` after every `://` in free text (GStreamer debug strings quote URLs).
-fn redact_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == ',')
-            .unwrap_or(tail.len());
-        match tail[..authority_end].rfind('@') {
-            Some(at) => rest = &tail[at + 1..],
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Maps a bus error to a DOMAIN.md reason and a one-line detail naming the element.
@@ -1080,7 +1053,7 @@ fn classify(
     } else {
         OfflineReason::DecodeError
     };
-    let mut detail = redact_text(&detail);
+    let mut detail = crate::config::redact_credentials(&detail);
     if detail.len() > MAX_DETAIL {
         let cut = (0..=MAX_DETAIL)
             .rev()
@@ -1103,6 +1076,7 @@ mod tests {
 
     use super::*;
     use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
+    use crate::sync::lock;
 
     fn asset(name: &str) -> PathBuf {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1225,10 +1199,6 @@ mod tests {
         );
     }
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        crate::camera::lock(m)
-    }
-
     #[test]
     fn templates_render_quote_and_parse() {
         gst::init().unwrap();
@@ -1262,14 +1232,8 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_redacted_from_details() {
-        assert_eq!(
-            redact_text("Not Found (404), URL: http://u:p@h:80/x.m3u8, Redirect to: (NULL)"),
-            "Not Found (404), URL: http://h:80/x.m3u8, Redirect to: (NULL)"
-        );
-        assert_eq!(redact_text("rtmp://h/live/k@x"), "rtmp://h/live/k@x");
+    fn gstreamer_handles_the_non_rtsp_schemes() {
         let u = url::Url::parse("rtmp://user:pw@host:1935/live").unwrap();
-        assert_eq!(redact_url(&u), "rtmp://host:1935/live");
         assert!(handles(&u));
         assert!(!handles(&url::Url::parse("rtsp://h/x").unwrap()));
     }

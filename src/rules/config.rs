@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::alert::{AlertType, Severity};
 use super::geom::{self, Point};
 use super::schedule::{DAY_NAMES, Schedule, Window, parse_hhmm};
-use crate::config::{ConfigError, ConfigErrors, parse_duration};
+use crate::config::{ConfigError, ConfigErrors};
+use crate::time::parse_duration;
 use crate::track::ObjectKind;
 
 /// A rules document: named zones and rules (top-level keys of their own file, or of the main config).

@@ -49,11 +49,11 @@ impl PendingRules {
         if !self.set.swap(false, Ordering::AcqRel) {
             return None;
         }
-        crate::camera::lock(&self.slot).take()
+        crate::sync::lock(&self.slot).take()
     }
 
     fn put(&self, config: RulesConfig) {
-        *crate::camera::lock(&self.slot) = Some(config);
+        *crate::sync::lock(&self.slot) = Some(config);
         self.set.store(true, Ordering::Release);
     }
 }
@@ -152,7 +152,7 @@ impl LiveRules {
         };
         let config = parse_toml(&text, &ctx).map_err(|e| LiveRulesError::Invalid(e.0))?;
         let path = &self.path;
-        let _one = crate::camera::lock(&self.write);
+        let _one = crate::sync::lock(&self.write);
         let io = |e: std::io::Error| LiveRulesError::Io {
             path: path.clone(),
             message: e.to_string(),

@@ -13,8 +13,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::{CandidateAlert, RuleSet, RulesConfig};
 use crate::decode::DecodedFrame;
-use crate::infer::{Analysed, ObjectKind as ModelKind};
-use crate::track::{Detection, ObjectKind, Track, Tracker, TrackerConfig};
+use crate::infer::Analysed;
+use crate::track::{Detection, Track, Tracker, TrackerConfig};
 
 /// A candidate alert with the picture it was raised on.
 #[derive(Clone)]
@@ -40,21 +40,6 @@ pub struct RulesStats {
     pub stale: AtomicU64,
     /// Rule sets swapped in from the API.
     pub replaced: AtomicU64,
-}
-
-fn to_track_kind(k: ModelKind) -> ObjectKind {
-    match k {
-        ModelKind::Person => ObjectKind::Person,
-        ModelKind::FallenPerson => ObjectKind::FallenPerson,
-        ModelKind::Vehicle => ObjectKind::Vehicle,
-        _ => ObjectKind::Other,
-    }
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 struct CameraState {
@@ -98,7 +83,7 @@ pub fn spawn(
             stats.frames.fetch_add(1, Ordering::Relaxed);
             let d = &analysed.detections;
             let (w, h) = d.frame_size;
-            let t = unix_seconds(d.arrival);
+            let t = crate::time::unix_seconds(d.arrival);
             let state = match cameras.get_mut(&d.camera) {
                 Some(s) => s,
                 None => match Tracker::new(tracker_config.clone()) {
@@ -140,7 +125,7 @@ pub fn spawn(
                         .map(|o| Detection {
                             bbox: o.bbox,
                             score: o.score,
-                            kind: to_track_kind(o.kind),
+                            kind: o.kind,
                         })
                         .collect();
                     state.last_tracks = state.tracker.update(t, w, h, &detections);
@@ -150,7 +135,8 @@ pub fn spawn(
             };
             for alert in alerts {
                 stats.candidates.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
+                // The stored alert is what an operator acts on (logged at info by the alert stage).
+                tracing::debug!(
                     camera_id = %alert.camera,
                     rule = %alert.rule_id,
                     kind = alert.alert_type.as_str(),

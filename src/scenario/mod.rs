@@ -47,7 +47,7 @@ impl Kind {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+    crate::time::parse_duration(s)
 }
 
 /// `qianliyan bench scenario …`.
@@ -341,7 +341,7 @@ pub async fn run(
         bench: "scenario",
         scenario: settings.kind,
         command,
-        started_ms: crate::camera::unix_ms(std::time::SystemTime::now()),
+        started_ms: crate::time::unix_ms(std::time::SystemTime::now()),
         machine: procfs::machine(),
         settings: settings.clone(),
         runs: Vec::new(),

@@ -711,7 +711,7 @@ pub(super) async fn run_one(
     };
     // The receiver's counters as the drain ended (later alerts are not in the list above).
     let receiver_stats = receiver.stats();
-    let unix0 = crate::camera::unix_ms(wall0);
+    let unix0 = crate::time::unix_ms(wall0);
     let alerts_during_outage = outage.map_or(0, |(a, b)| {
         let (a, b) = (
             unix0 + (a * 1000.0) as i64,
@@ -732,7 +732,7 @@ pub(super) async fn run_one(
         let path = format!(
             "/api/health/availability?from={}&to={}&group_by=camera",
             unix0,
-            crate::camera::unix_ms(wall1)
+            crate::time::unix_ms(wall1)
         );
         match api.get_json(&path).await {
             Ok(v) => v.as_array().cloned(),
@@ -777,7 +777,7 @@ pub(super) async fn run_one(
         stop: stop_result,
         final_summary,
         ticks,
-        window_unix_ms: (unix0, crate::camera::unix_ms(wall1)),
+        window_unix_ms: (unix0, crate::time::unix_ms(wall1)),
         notes,
     };
     let mut row = report::run_report(s, &data);

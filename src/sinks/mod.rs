@@ -54,7 +54,7 @@ impl Delivery {
     }
 
     fn now_ms(&self) -> i64 {
-        crate::camera::unix_ms(self.clock.wall())
+        crate::time::unix_ms(self.clock.wall())
     }
 
     /// Blocking: stores the alert with its routes (one transaction), then puts it on the feed and

@@ -19,33 +19,19 @@ const BATCH: usize = 32;
 /// How often the worker looks for due rows when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
 
-/// A shared secret; `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(Arc<str>);
+pub use crate::config::Secret;
 
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(Arc::from(s.into()))
-    }
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length; the error case cannot happen.
-        match Hmac::<Sha256>::new_from_slice(self.0.as_bytes()) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC accepts any key length"),
-        }
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
+fn mac(secret: &Secret) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; the error case cannot happen.
+    match Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts any key length"),
     }
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, the `X-Signature` header value.
 pub fn sign(secret: &Secret, body: &[u8]) -> String {
-    let mut m = secret.mac();
+    let mut m = mac(secret);
     m.update(body);
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
@@ -58,7 +44,7 @@ pub fn verify(secret: &Secret, body: &[u8], header: Option<&str>) -> bool {
     let Ok(bytes) = hex::decode(sig) else {
         return false;
     };
-    let mut m = secret.mac();
+    let mut m = mac(secret);
     m.update(body);
     m.verify_slice(&bytes).is_ok()
 }
@@ -122,7 +108,7 @@ impl DeliveryWorker {
     }
 
     fn now_ms(&self) -> i64 {
-        crate::camera::unix_ms(self.clock.wall())
+        crate::time::unix_ms(self.clock.wall())
     }
 
     /// Attempts every due row once (up to [`BATCH`] at a time, concurrently) and records each result

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The alert database's schema could not be brought up to date.
+    #[error("alert database: {0}")]
+    Schema(#[from] crate::sqlite::MigrateError),
     /// A file (the database's folder, a snapshot) could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -244,7 +247,7 @@ impl AlertFilter {
     pub fn matches_area_path(&self, path: &str) -> bool {
         [&self.area_path, &self.scope].into_iter().all(|p| {
             p.as_ref()
-                .is_none_or(|p| crate::camera::area_contains(p, path))
+                .is_none_or(|p| crate::config::area_contains(p, path))
         })
     }
 
@@ -451,17 +454,6 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Opens a SQLite file as every durable store here needs it: WAL (readers never block the writer),
-/// `synchronous=FULL` (a committed row survives power loss, not only a killed process), foreign keys on,
-/// and a 5 s busy timeout.
-pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-    Ok(conn)
-}
-
 impl AlertStore {
     /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`.
     pub fn open(path: &Path, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
@@ -471,8 +463,8 @@ impl AlertStore {
                 source,
             })?;
         }
-        let mut conn = open_durable(path)?;
-        migrate(&mut conn)?;
+        let mut conn = crate::sqlite::open_durable(path)?;
+        crate::sqlite::migrate(&mut conn, MIGRATIONS)?;
         Ok(AlertStore {
             conn: Arc::new(Mutex::new(conn)),
             snapshot_dir: snapshot_dir.to_owned(),
@@ -485,7 +477,7 @@ impl AlertStore {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.conn)
     }
 
     /// Runs `f` on a blocking thread (for async callers).
@@ -816,7 +808,7 @@ impl AlertStore {
             "INSERT INTO health_events (camera, at_ms, from_status, to_status) VALUES (?1, ?2, ?3, ?4)",
             params![
                 t.camera,
-                crate::camera::unix_ms(t.at),
+                crate::time::unix_ms(t.at),
                 serde_json::to_string(&t.from).unwrap_or_default(),
                 serde_json::to_string(&t.to).unwrap_or_default(),
             ],
@@ -959,17 +951,6 @@ fn insert_event(
             note
         ],
     )?;
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let tx = conn.transaction()?;
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        tx.execute_batch(m)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-    }
-    tx.commit()?;
     Ok(())
 }
 

@@ -29,76 +29,17 @@ use serde::{Deserialize, Serialize};
 
 use kalman::{BoxFilter, Noise};
 
-/// What a detection is, as far as the rules care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectKind {
-    /// A standing or walking person.
-    Person,
-    /// A person lying on the ground (a detector class of its own).
-    FallenPerson,
-    /// Car, truck, motorbike, bicycle …
-    Vehicle,
-    /// Any other class the model reports.
-    Other,
-}
+pub use crate::infer::ObjectKind;
 
-impl ObjectKind {
-    /// All kinds, in declaration order.
-    pub const ALL: [ObjectKind; 4] = [
-        ObjectKind::Person,
-        ObjectKind::FallenPerson,
-        ObjectKind::Vehicle,
-        ObjectKind::Other,
-    ];
-
-    /// The snake_case name used in configuration and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjectKind::Person => "person",
-            ObjectKind::FallenPerson => "fallen_person",
-            ObjectKind::Vehicle => "vehicle",
-            ObjectKind::Other => "other",
-        }
-    }
-
-    /// Parses a configuration name.
-    pub fn parse(s: &str) -> Option<ObjectKind> {
-        ObjectKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Chinese label for alert text and snapshots.
-    pub fn zh(self) -> &'static str {
-        match self {
-            ObjectKind::Person => "人员",
-            ObjectKind::FallenPerson => "倒地人员",
-            ObjectKind::Vehicle => "车辆",
-            ObjectKind::Other => "目标",
-        }
-    }
-
-    /// English label for alert text and snapshots.
-    pub fn en(self) -> &'static str {
-        match self {
-            ObjectKind::Person => "person",
-            ObjectKind::FallenPerson => "fallen person",
-            ObjectKind::Vehicle => "vehicle",
-            ObjectKind::Other => "object",
-        }
-    }
-
-    /// True for a person in any posture.
-    pub fn is_person(self) -> bool {
-        matches!(self, ObjectKind::Person | ObjectKind::FallenPerson)
-    }
-
-    /// Kinds in the same group may continue one track (a person who falls stays the same track).
-    fn group(self) -> u8 {
-        match self {
-            ObjectKind::Person | ObjectKind::FallenPerson => 0,
-            ObjectKind::Vehicle => 1,
-            ObjectKind::Other => 2,
-        }
+/// Kinds in the same group may continue one track (a person who falls stays the same track; smoke
+/// may become fire).
+fn group(kind: ObjectKind) -> u8 {
+    match kind {
+        ObjectKind::Person | ObjectKind::FallenPerson => 0,
+        ObjectKind::Vehicle | ObjectKind::NonMotorVehicle => 1,
+        ObjectKind::Animal => 2,
+        ObjectKind::Fire | ObjectKind::Smoke => 3,
+        ObjectKind::Other => 4,
     }
 }
 
@@ -566,7 +507,7 @@ impl Tracker {
 
 /// `1 − IoU` for an IoU match (0..1), `1 + d/gate` (1..2) for a centre-gate match, else forbidden.
 fn pair_cost(kind: ObjectKind, pred: [f32; 4], d: &Detection, min_iou: f32, gate: f32) -> f64 {
-    if kind.group() != d.kind.group() {
+    if group(kind) != group(d.kind) {
         return assign::FORBIDDEN;
     }
     let iou = iou(pred, d.bbox);

@@ -37,7 +37,7 @@ impl AlertApi {
         Arc::new(AlertApi { delivery })
     }
     fn now_ms(&self) -> i64 {
-        crate::camera::unix_ms(self.delivery.clock.wall())
+        crate::time::unix_ms(self.delivery.clock.wall())
     }
 }
 

@@ -13,9 +13,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::camera::{CameraEntry, REASONS, codec_name, lock, unix_ms};
+use crate::camera::{CameraEntry, REASONS, codec_name};
 use crate::config::{self, CameraOrigin, raw::RawCamera};
 use crate::health::{self, GroupBy, QualityFault};
+use crate::sync::lock;
+use crate::time::unix_ms;
 
 /// A camera as the API shows it.
 #[derive(Serialize)]
@@ -151,7 +153,7 @@ pub async fn list(
             q.area.as_deref().is_none_or(|a| {
                 v.area_path
                     .as_deref()
-                    .is_some_and(|p| crate::camera::area_contains(a, p))
+                    .is_some_and(|p| crate::config::area_contains(a, p))
             })
         })
         .filter(|v| {
@@ -307,7 +309,7 @@ fn camera_in_area(e: &CameraEntry, area: &str) -> bool {
         .map(|c| {
             c.area_path
                 .as_ref()
-                .is_some_and(|p| crate::camera::area_contains(area, &p.to_string()))
+                .is_some_and(|p| crate::config::area_contains(area, &p.to_string()))
         })
         .unwrap_or(false)
 }

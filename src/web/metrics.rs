@@ -9,9 +9,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{AppState, ModelStats};
-use crate::camera::{REASONS, lock};
+use crate::camera::REASONS;
 use crate::health::{self, CameraState};
 use crate::infer::{BATCH_BOUNDS, LATENCY_BOUNDS_MS};
+use crate::sync::lock;
 use crate::telemetry::metrics as m;
 
 const STATES: [CameraState; 6] = [

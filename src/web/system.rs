@@ -27,7 +27,7 @@ pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
     Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
         node: st.config.node.name.clone(),
-        started_ms: crate::camera::unix_ms(st.started),
+        started_ms: crate::time::unix_ms(st.started),
         cameras: st.fleet.list().len(),
         models: st
             .models
