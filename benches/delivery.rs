@@ -164,7 +164,7 @@ async fn run(alerts: usize, rate: f64) -> Res<()> {
         qianliyan::web::alert_api::AlertApi::new(delivery.clone()),
         auth.clone(),
     )
-    .merge(qianliyan::auth::router(auth));
+    .merge(qianliyan::web::users_api::router(auth));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api: SocketAddr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });

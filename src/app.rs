@@ -1,34 +1,32 @@
 //! Wiring: builds each stage and its channels, and owns the shutdown order.
 //!
 //! cameras (fleet) → ingest → decoder pool → decode dispatcher (VQD → health trackers, → analysis)
-//! health poller (1 s) → transitions → ledger thread (SQLite) and the transition broadcast.
+//! health poller (1 s) → transitions → ledger thread (SQLite), the command-hall feed and ZeroMQ.
 //! Shutdown: stop the web server and camera tasks, drain the decoder, then let the ledger write what it has.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::board::{self, AlertBoard};
 use crate::batch::{BatchInput, BatchStage};
 use crate::camera::{Fleet, FleetContext, FrameSink};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Camera, Config};
-use crate::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame};
-use crate::health::{self, AvailabilityRow, GroupBy, Ledger, Transition, VqdConfig, VqdSample};
-use crate::infer::{Analysed, Inferencer, ModelManifest, OrtRuntime};
+use crate::decode::{DecodeConfig, DecoderPool, EncodedFrame, Router};
+use crate::health::{self, Ledger, LedgerHandle, VqdConfig};
+use crate::infer::{Analysed, Inferencer, OrtRuntime};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
+use crate::settings::{AnalysisConfig, Settings};
 use crate::sync::lock;
 use crate::web::{self, AppState, DropCounts};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
 const LEDGER_QUEUE: usize = 16_384;
-/// Transition broadcast for live subscribers; a slow subscriber loses the oldest and is told so.
-const BROADCAST_QUEUE: usize = 4_096;
 
 /// Command-line overrides of the config for scripted runs.
 #[derive(Debug, Default, Clone)]
@@ -72,301 +70,24 @@ pub enum AppError {
     },
 }
 
-enum LedgerCmd {
-    Record(Box<Transition>),
-    Heartbeat(SystemTime),
-    Upsert(Box<Camera>),
-    Remove(String),
-    Availability {
-        from: SystemTime,
-        to: SystemTime,
-        group_by: GroupBy,
-        reply: oneshot::Sender<Result<Vec<AvailabilityRow>, String>>,
-    },
-    History {
-        camera: String,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<Transition>, String>>,
-    },
-}
-
-/// A handle to the ledger thread.
-#[derive(Clone)]
-pub struct LedgerHandle {
-    tx: mpsc::Sender<LedgerCmd>,
-}
-
-impl LedgerHandle {
-    async fn send(&self, cmd: LedgerCmd) {
-        if self.tx.send(cmd).await.is_err() {
-            tracing::error!("ledger thread is gone; a ledger write was lost");
-        }
-    }
-
-    /// Persists a transition (waits if the ledger is behind).
-    pub async fn record(&self, t: Transition) {
-        self.send(LedgerCmd::Record(Box::new(t))).await;
-    }
-
-    /// Stores a camera's descriptive fields (area, jurisdiction) for roll-ups.
-    pub async fn upsert_camera(&self, c: &Camera) {
-        self.send(LedgerCmd::Upsert(Box::new(c.clone()))).await;
-    }
-
-    /// Marks a camera removed (its history stays).
-    pub async fn remove_camera(&self, id: &str) {
-        self.send(LedgerCmd::Remove(id.to_owned())).await;
-    }
-
-    /// Time-weighted availability over `[from, to)`.
-    pub async fn availability(
-        &self,
-        from: SystemTime,
-        to: SystemTime,
-        group_by: GroupBy,
-    ) -> Result<Vec<AvailabilityRow>, String> {
-        let (reply, rx) = oneshot::channel();
-        self.send(LedgerCmd::Availability {
-            from,
-            to,
-            group_by,
-            reply,
-        })
-        .await;
-        rx.await.map_err(|_| "ledger thread stopped".to_owned())?
-    }
-
-    /// A camera's recent transitions, newest first.
-    pub async fn history(&self, camera: &str, limit: usize) -> Result<Vec<Transition>, String> {
-        let (reply, rx) = oneshot::channel();
-        self.send(LedgerCmd::History {
-            camera: camera.to_owned(),
-            limit,
-            reply,
-        })
-        .await;
-        rx.await.map_err(|_| "ledger thread stopped".to_owned())?
-    }
-}
-
-fn spawn_ledger(
-    mut ledger: Ledger,
-    mut rx: mpsc::Receiver<LedgerCmd>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("ledger".into())
-        .spawn(move || {
-            while let Some(cmd) = rx.blocking_recv() {
-                let result = match cmd {
-                    LedgerCmd::Record(t) => ledger.record(&t).map_err(|e| e.to_string()),
-                    LedgerCmd::Heartbeat(now) => ledger.heartbeat(now).map_err(|e| e.to_string()),
-                    LedgerCmd::Upsert(c) => ledger.upsert_camera(&c).map_err(|e| e.to_string()),
-                    LedgerCmd::Remove(id) => ledger.remove_camera(&id).map_err(|e| e.to_string()),
-                    LedgerCmd::Availability {
-                        from,
-                        to,
-                        group_by,
-                        reply,
-                    } => {
-                        let _ = reply.send(
-                            ledger
-                                .availability(from, to, group_by, SystemTime::now())
-                                .map_err(|e| e.to_string()),
-                        );
-                        Ok(())
-                    }
-                    LedgerCmd::History {
-                        camera,
-                        limit,
-                        reply,
-                    } => {
-                        let _ =
-                            reply.send(ledger.history(&camera, limit).map_err(|e| e.to_string()));
-                        Ok(())
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "ledger write failed");
-                }
-            }
-        })
-}
-
-/// Keyframe-only cameras share the pool; a camera that decodes full GOPs gets its own decoder,
-/// started on its first frame (a decoder that cannot start is reported once and retried on the next
-/// keyframe).
-struct RoutingSink {
-    pool: Arc<DecoderPool>,
-    config: DecodeConfig,
-    out: crossbeam_channel::Sender<DecodeEvent>,
-    dedicated: std::sync::Mutex<std::collections::HashMap<Arc<str>, crate::decode::CameraDecoder>>,
-}
-
-impl FrameSink for RoutingSink {
+/// The camera stage hands access units to the decode router (the join between the two stages).
+impl FrameSink for Router {
     fn submit(&self, frame: EncodedFrame, keyframe_only: bool) {
-        if keyframe_only {
-            self.pool.submit(frame);
-            return;
-        }
-        let mut dedicated = lock(&self.dedicated);
-        if !dedicated.contains_key(&frame.camera) {
-            if !frame.keyframe {
-                return;
-            }
-            match crate::decode::CameraDecoder::start(
-                frame.camera.clone(),
-                frame.codec,
-                self.config,
-                self.out.clone(),
-            ) {
-                Ok(d) => {
-                    dedicated.insert(frame.camera.clone(), d);
-                }
-                Err(e) => {
-                    let _ = self.out.try_send(DecodeEvent::Error {
-                        camera: frame.camera.clone(),
-                        detail: e.to_string(),
-                    });
-                    return;
-                }
-            }
-        }
-        if let Some(d) = dedicated.get(&frame.camera) {
-            d.submit(frame);
-        }
+        Router::submit(self, frame, keyframe_only);
     }
 
     fn release(&self, camera: &str) {
-        let removed = lock(&self.dedicated).remove(camera);
-        if let Some(d) = removed {
-            d.shutdown();
-        }
+        Router::release(self, camera);
     }
 }
 
-impl RoutingSink {
-    fn shutdown(self) {
-        let dedicated = std::mem::take(&mut *lock(&self.dedicated));
-        for (_, d) in dedicated {
-            d.shutdown();
-        }
-        match Arc::try_unwrap(self.pool) {
-            Ok(pool) => pool.shutdown(),
-            Err(_) => tracing::warn!("decoder pool still referenced at shutdown; not drained"),
-        }
-    }
-}
-
-/// Decoded frames → VQD → the camera's tracker, and on to each model's batcher.
-fn spawn_dispatcher(
-    fleet: std::sync::Weak<Fleet>,
-    rx: crossbeam_channel::Receiver<DecodeEvent>,
-    analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
-    analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
-        // Ends when every decoder is gone (the channel closes) or, as a fallback, when told to stop.
-        loop {
-            let event = match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(e) => e,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    continue;
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            };
-            match event {
-                DecodeEvent::Frame(frame) => {
-                    let Some(entry) = fleet.upgrade().and_then(|f| f.get(&frame.camera)) else { continue };
-                    match VqdSample::measure(&frame.data, frame.width, frame.height, frame.stride) {
-                        Ok(sample) => lock(&entry.tracker).on_decoded(&sample),
-                        Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
-                    }
-                    entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
-                    refresh_thumbnail(&entry, &frame);
-                    let frame = Arc::new(frame);
-                    if !analysis.is_empty() {
-                        let (priority, configured_fps) = entry
-                            .config
-                            .read()
-                            .map(|c| (c.priority, c.analysis_fps))
-                            .unwrap_or((3, 1.0));
-                        for tx in &analysis {
-                            let input = BatchInput {
-                                frame: frame.clone(),
-                                priority,
-                                configured_fps,
-                            };
-                            // The batcher keeps only each camera's newest frame anyway; a full
-                            // hand-over queue means inference is far behind: drop and count.
-                            if tx.try_send(input).is_err() {
-                                analysis_dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-                DecodeEvent::Error { camera, detail } => {
-                    tracing::warn!(camera_id = %camera, %detail, "decode error");
-                    if let Some(entry) = fleet.upgrade().and_then(|f| f.get(&camera)) {
-                        *lock(&entry.last_error) = Some(format!("decode: {detail}"));
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// Encodes the camera's thumbnail when someone is watching it and the last one is old enough.
-fn refresh_thumbnail(entry: &crate::camera::CameraEntry, frame: &crate::decode::DecodedFrame) {
-    let now = Instant::now();
-    if !lock(&entry.thumbnail).due(now) {
-        return;
-    }
-    match crate::alert::snapshot::frame_jpeg(frame, crate::camera::Thumbnail::MAX_WIDTH, 75) {
-        Ok(jpeg) => {
-            let mut t = lock(&entry.thumbnail);
-            t.jpeg = Some((bytes::Bytes::from(jpeg), frame.decoded_at));
-            t.encoded_at = Some(now);
-        }
-        Err(e) => {
-            tracing::warn!(camera_id = %frame.camera, error = %e, "thumbnail not encoded");
-            lock(&entry.thumbnail).encoded_at = Some(now);
-        }
-    }
-}
-
-/// Raises alerts left `new` too long (every 10 s).
-async fn escalation_timer(delivery: Arc<crate::sinks::Delivery>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let d = delivery.clone();
-        match tokio::task::spawn_blocking(move || d.escalate_due()).await {
-            Ok(Ok(escalated)) if !escalated.is_empty() => {
-                tracing::warn!(
-                    count = escalated.len(),
-                    "alerts escalated: still new after the escalation time"
-                );
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "escalation check failed"),
-            _ => {}
-        }
-    }
-}
-
-/// Polls every tracker once a second; transitions go to the ledger and the broadcast.
+/// Polls every tracker once a second; each transition goes to the ledger (waiting if it is behind:
+/// transitions are never dropped), the feed and ZeroMQ.
 async fn health_poller(
     fleet: Arc<Fleet>,
     ledger: LedgerHandle,
     delivery: Arc<crate::sinks::Delivery>,
     zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
-    events: broadcast::Sender<Transition>,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
@@ -381,7 +102,7 @@ async fn health_poller(
         let wall = clock.wall();
         ticks += 1;
         if ticks.is_multiple_of(60) {
-            ledger.send(LedgerCmd::Heartbeat(wall)).await;
+            ledger.heartbeat(wall).await;
         }
         let mut transitions = Vec::new();
         for entry in fleet.list() {
@@ -405,19 +126,14 @@ async fn health_poller(
                 faults = ?tr.to.faults,
                 "camera state changed"
             );
-            let _ = events.send(tr.clone());
             if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&tr)) {
                 z.publish_health(&tr.camera, json);
             }
-            let d = delivery.clone();
-            let t = tr.clone();
             let area: Vec<String> = fleet
                 .get(&tr.camera)
                 .and_then(|e| e.camera().area_path.map(|a| a.segments().to_vec()))
                 .unwrap_or_default();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.health(&t, area)).await {
-                tracing::error!(error = %e, "health event not stored for the feed");
-            }
+            delivery.health(&tr, area);
             ledger.record(tr).await;
         }
     }
@@ -445,7 +161,7 @@ const ANALYSED_QUEUE: usize = 64;
 const CANDIDATE_QUEUE: usize = 256;
 
 fn start_analysis(
-    config: &Config,
+    analysis: Option<&AnalysisConfig>,
     clock: &Arc<dyn Clock>,
     board: Arc<AlertBoard>,
     fleet: std::sync::Weak<Fleet>,
@@ -453,7 +169,7 @@ fn start_analysis(
     zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
     live_rules: &crate::rules::live::LiveRules,
 ) -> Result<Option<Analysis>, AppError> {
-    let Some(analysis) = &config.analysis else {
+    let Some(analysis) = analysis else {
         return Ok(None);
     };
     let err = |e: &dyn std::fmt::Display| AppError::Analysis(e.to_string());
@@ -464,9 +180,8 @@ fn start_analysis(
     let mut batchers = Vec::new();
     let mut inferencers = Vec::new();
     let mut models = Vec::new();
-    for path in &settings.models {
-        let manifest =
-            Arc::new(ModelManifest::load(path, &config.node.assets_dir).map_err(|e| err(&e))?);
+    for manifest in &analysis.manifests {
+        let manifest = manifest.clone();
         let budget = Arc::new(crate::batch::AdmissionBudget::new(settings.budget));
         let (batch_tx, batch_rx) = crate::batch::channel(settings.infer.threads.max(1));
         let inferencer = Inferencer::start(
@@ -512,11 +227,7 @@ fn start_analysis(
             .collect()
     });
     let stats = Arc::new(RulesStats::default());
-    let has_detector = settings.models.iter().any(|m| {
-        ModelManifest::load(m, &config.node.assets_dir)
-            .map(|mf| matches!(mf.kind, crate::infer::ModelKind::Detector(_)))
-            .unwrap_or(false)
-    });
+    let has_detector = analysis.has_detector();
     let (cand_tx, cand_rx) = crossbeam_channel::bounded::<Candidate>(CANDIDATE_QUEUE);
     let rules = rules_runner::spawn(
         analysed_rx,
@@ -564,13 +275,11 @@ pub struct Service {
     pub fleet: Arc<Fleet>,
     /// Where the API listens.
     pub addr: SocketAddr,
-    /// Transitions as they happen.
-    pub transitions: broadcast::Sender<Transition>,
     /// Ledger access.
     pub ledger: LedgerHandle,
     web_task: tokio::task::JoinHandle<()>,
     poller: tokio::task::JoinHandle<()>,
-    sink: Arc<RoutingSink>,
+    sink: Arc<Router>,
     dispatcher: std::thread::JoinHandle<()>,
     dispatcher_stop: Arc<std::sync::atomic::AtomicBool>,
     ledger_thread: std::thread::JoinHandle<()>,
@@ -580,10 +289,16 @@ pub struct Service {
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
 pub async fn start(
-    mut config: Config,
+    settings: Settings,
     overrides: Overrides,
     cancel: CancellationToken,
 ) -> Result<Service, AppError> {
+    let Settings {
+        mut config,
+        analysis: mut analysis_config,
+        delivery: delivery_config,
+        auth: auth_config,
+    } = settings;
     if let Some(l) = overrides.listen {
         config.web.listen = l;
     }
@@ -601,11 +316,12 @@ pub async fn start(
     // Time while the service was down counts as unknown, not as the last state seen.
     ledger.begin_run(clock.wall())?;
     let (ledger_tx, ledger_rx) = mpsc::channel(LEDGER_QUEUE);
-    let ledger_thread = spawn_ledger(ledger, ledger_rx).map_err(|source| AppError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
-    let ledger = LedgerHandle { tx: ledger_tx };
+    let ledger_thread =
+        health::spawn_ledger(ledger, ledger_rx).map_err(|source| AppError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+    let ledger = LedgerHandle::new(ledger_tx);
 
     let (decoded_tx, decoded_rx) = crossbeam_channel::bounded(1024);
     // One pool worker per core (measured: decoding is the fleet's largest cost), and a queue deep
@@ -624,15 +340,14 @@ pub async fn start(
         decoded_tx.clone(),
     )?);
 
-    let sink = Arc::new(RoutingSink {
-        pool: pool.clone(),
-        config: DecodeConfig {
+    let sink = Arc::new(Router::new(
+        pool.clone(),
+        DecodeConfig {
             kind: config.ingest.decoder.into(),
             ..DecodeConfig::default()
         },
-        out: decoded_tx.clone(),
-        dedicated: std::sync::Mutex::new(Default::default()),
-    });
+        decoded_tx.clone(),
+    ));
     let fleet = Fleet::new(
         FleetContext {
             ingest: config.ingest.clone(),
@@ -652,7 +367,6 @@ pub async fn start(
         }
     }
     let auth_path = data_dir.join("auth.db");
-    let auth_config = config.auth.clone();
     let auth_clock = clock.clone();
     let auth = tokio::task::spawn_blocking(move || {
         crate::auth::Auth::open(&auth_path, &auth_config, auth_clock)
@@ -664,23 +378,26 @@ pub async fn start(
     let store =
         crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
             .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
-    let delivery = crate::sinks::Delivery::new(store, config.delivery.clone(), clock.clone());
+    let delivery = crate::sinks::Delivery::new(store, delivery_config.clone(), clock.clone());
     let worker = delivery
         .worker()
         .map_err(|e| AppError::Analysis(format!("delivery worker: {e}")))?;
     let delivery_task = tokio::spawn(worker.run(delivery.wake.clone(), cancel.child_token()));
-    let escalation_task = tokio::spawn(escalation_timer(delivery.clone(), cancel.clone()));
-    let zmq = match &config.delivery.zmq_endpoint {
+    let escalation_task = tokio::spawn(crate::sinks::escalation_timer(
+        delivery.clone(),
+        cancel.clone(),
+    ));
+    let zmq = match &delivery_config.zmq_endpoint {
         None => None,
         Some(endpoint) => {
             let p =
-                crate::sinks::zmq_pub::ZmqPublisher::start(endpoint, config.delivery.zmq_hwm, 4096)
+                crate::sinks::zmq_pub::ZmqPublisher::start(endpoint, delivery_config.zmq_hwm, 4096)
                     .map_err(|e| AppError::Analysis(format!("ZeroMQ: {e}")))?;
             tracing::info!(endpoint = p.endpoint(), "ZeroMQ PUB bound (best effort)");
             Some(Arc::new(p))
         }
     };
-    let live_rules = Arc::new(match &config.analysis {
+    let live_rules = Arc::new(match &analysis_config {
         Some(a) => crate::rules::live::LiveRules::new(
             data_dir.join("rules.toml"),
             a.rules_file.clone(),
@@ -688,7 +405,7 @@ pub async fn start(
         ),
         None => crate::rules::live::LiveRules::new(data_dir.join("rules.toml"), None, false),
     });
-    if let Some(analysis) = config.analysis.as_mut() {
+    if let Some(analysis) = analysis_config.as_mut() {
         let known = config.cameras.iter().map(|c| c.id.clone()).collect();
         match live_rules.load_saved(known) {
             None => {}
@@ -704,7 +421,7 @@ pub async fn start(
         }
     }
     let analysis = start_analysis(
-        &config,
+        analysis_config.as_ref(),
         &clock,
         alert_board.clone(),
         Arc::downgrade(&fleet),
@@ -714,7 +431,7 @@ pub async fn start(
     )?;
     let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let dispatcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let dispatcher = spawn_dispatcher(
+    let dispatcher = crate::sample::spawn_dispatcher(
         Arc::downgrade(&fleet),
         decoded_rx,
         analysis
@@ -728,13 +445,11 @@ pub async fn start(
         path: data_dir.clone(),
         source,
     })?;
-    let (transitions, _) = broadcast::channel(BROADCAST_QUEUE);
     let poller = tokio::spawn(health_poller(
         fleet.clone(),
         ledger.clone(),
         delivery.clone(),
         zmq.clone(),
-        transitions.clone(),
         clock.clone(),
         cancel.clone(),
     ));
@@ -798,7 +513,6 @@ pub async fn start(
     Ok(Service {
         fleet,
         addr,
-        transitions,
         ledger,
         web_task,
         poller,
@@ -844,7 +558,6 @@ impl Service {
         })
         .await;
         drop(self.ledger);
-        drop(self.transitions);
         let ledger_thread = self.ledger_thread;
         let _ = tokio::task::spawn_blocking(move || ledger_thread.join()).await;
     }

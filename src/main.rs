@@ -142,7 +142,7 @@ fn bench_scenario(args: &qianliyan::scenario::Args) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = match qianliyan::config::load(&args.config) {
+    let mut config = match qianliyan::settings::load(&args.config) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!(
@@ -162,14 +162,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         let label = csv.display().to_string();
-        let (cameras, errors) = qianliyan::config::import_csv_cameras(&label, &bytes, &config);
+        let (cameras, errors) =
+            qianliyan::config::import_csv_cameras(&label, &bytes, &config.config);
         for e in &errors {
             eprintln!("{e}");
         }
         if !errors.is_empty() {
             return ExitCode::from(2);
         }
-        config.cameras = cameras;
+        config.config.cameras = cameras;
     }
     let overrides = qianliyan::app::Overrides {
         listen: args.listen,
@@ -230,10 +231,10 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match qianliyan::config::load(file) {
+    match qianliyan::settings::load(file) {
         Ok(cfg) => {
             println!("{}: OK", file.display());
-            println!("{}", cfg.summary());
+            println!("{}", cfg.config.summary());
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -217,7 +217,7 @@ async fn start_api_as(
         qianliyan::auth::Auth::open(&dir.join("auth.db"), &cfg, d.clock.clone()).expect("auth db");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = alert_api::router(AlertApi::new(d.clone()), auth.clone())
-        .merge(qianliyan::auth::router(auth));
+        .merge(qianliyan::web::users_api::router(auth));
     let addr = serve_on(listener, app).await;
     let login: serde_json::Value = reqwest::Client::new()
         .post(format!("http://{addr}/api/auth/login"))

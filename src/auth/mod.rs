@@ -2,8 +2,10 @@
 //!
 //! In: logins (username + password), a bearer token or the `qly_session` cookie on every guarded
 //! request, user administration from admins, and seed users from the `[auth]` configuration.
-//! Out: a [`Principal`] in each guarded request's extensions (handlers take `Extension<Principal>`),
-//! 401 / 403 / 429 refusals, and one audit row per state-changing request that succeeded.
+//! Out: a [`Principal`] for each token ([`Auth::resolve`]), users, sessions and audit rows. The HTTP
+//! side (the guard in front of every route and the users API) is in `web/guard.rs` and
+//! `web/users_api.rs`: it puts the principal in each request's extensions, answers 401 / 403 / 429,
+//! and writes one audit row per state-changing request that succeeded.
 //!
 //! Users, sessions, API tokens and the audit log live in their own SQLite file ([`AuthStore`]).
 //! Tokens are 32 random bytes shown to the client once and stored only as SHA-256; API tokens
@@ -16,14 +18,9 @@
 //! wait for one — nothing is dropped, and the login limiter bounds how many a client can queue.
 //! The limiter ([`LoginLimiter`]) is in memory and forgets on restart.
 
-pub mod api;
 pub mod config;
-pub mod guard;
 pub mod limit;
 pub mod store;
-
-#[cfg(test)]
-mod tests;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -38,9 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::Secret;
 
-pub use api::router;
 pub use config::{AuthConfig, RawAuth, RawUser, SeedPassword, SeedUser};
-pub use guard::{AuditDetail, Guard, RequireLayer, require, require_login};
 pub use limit::LoginLimiter;
 pub use store::{AuditEntry, AuditQuery, AuditRow, AuthStore, SessionPolicy, TokenRow, UserRow};
 
@@ -595,7 +590,8 @@ pub fn check_area(role: Role, area: Option<&str>) -> Result<Option<String>, Stri
     }
 }
 
-fn sha256_hex(token: &str) -> String {
+/// Hex SHA-256 of a token: how tokens are stored and looked up.
+pub fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

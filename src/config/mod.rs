@@ -1,5 +1,8 @@
-//! Service configuration: a TOML file (plus CSV camera inventories it names) comes in; a validated,
-//! typed [`Config`] goes out, or [`ConfigErrors`] listing every problem at once with its field path.
+//! Configuration primitives and the core: a TOML file (plus CSV camera inventories it names) comes in;
+//! the validated core ([`Config`]: node, web, ingest, health, credentials, cameras) and the stages' own
+//! sections, still raw, go out in a [`Document`], with every problem found so far and its field path.
+//! This module depends on no stage: each stage validates its own section, and `crate::settings`
+//! assembles the whole file ([`ConfigError`] is the one error type for all of them).
 //!
 //! The pipeline is `raw` (serde shapes, `deny_unknown_fields`, read section by section so one bad
 //! section does not hide the others) → `csv` (RFC 4180 inventories appended to the raw cameras) →
@@ -16,11 +19,12 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use raw::{SectionReader, StageSections};
 pub use redact::{redact_credentials, redact_url};
 pub use types::{
-    AnalysisConfig, AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint,
-    HealthConfig, IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind,
-    StreamChoice, Timestamp, Transport, WebConfig, area_contains,
+    AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint, HealthConfig,
+    IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
+    Timestamp, Transport, WebConfig, area_contains,
 };
 pub use validate::{validate, validate_runtime_cameras};
 
@@ -118,14 +122,28 @@ impl Environment for SystemEnvironment {
     }
 }
 
-/// Loads a configuration file: relative paths resolve against its directory, CSV inventories are
-/// imported, credentials resolved from the process environment, and everything validated.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    load_with(path, &SystemEnvironment)
+/// A configuration file read: its core sections (node, web, ingest, health, credentials, cameras)
+/// validated into [`Config`], the stages' own sections read raw into `S` for the settings module to
+/// validate, and every problem found so far in `errors` (field paths, lines).
+#[derive(Debug)]
+pub struct Document<S> {
+    /// The core sections, validated (fields with errors keep their defaults).
+    pub config: Config,
+    /// The stages' sections as written.
+    pub stages: S,
+    /// The file's directory: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    /// Every problem in the core sections and the CSV inventories.
+    pub errors: Vec<ConfigError>,
 }
 
-/// [`load`] with an explicit [`Environment`].
-pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErrors> {
+/// Reads a configuration file: relative paths resolve against its directory, CSV inventories are
+/// imported, credentials resolved through `env`, and the core validated. `Err` only when the file
+/// cannot be read or is not TOML (nothing in it can be trusted then).
+pub fn load_document<S: StageSections>(
+    path: &Path,
+    env: &dyn Environment,
+) -> Result<Document<S>, ConfigErrors> {
     let shown = path.display().to_string();
     let bytes = env
         .read_file(path)
@@ -147,32 +165,19 @@ pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or(shown);
-    parse_inner(&text, &source_name, &base_dir, env)
+    parse_document(&text, &source_name, &base_dir, env)
 }
 
-/// Parses TOML text as if it were a file in `base_dir`, using the process environment for secrets.
-pub fn parse_str(toml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    parse_str_with(toml, base_dir, &SystemEnvironment)
-}
-
-/// [`parse_str`] with an explicit [`Environment`].
-pub fn parse_str_with(
-    toml: &str,
-    base_dir: &Path,
-    env: &dyn Environment,
-) -> Result<Config, ConfigErrors> {
-    parse_inner(toml, "config", base_dir, env)
-}
-
-fn parse_inner(
+/// [`load_document`] on TOML text, as if it were the file `source_name` in `base_dir`.
+pub fn parse_document<S: StageSections>(
     text: &str,
     source_name: &str,
     base_dir: &Path,
     env: &dyn Environment,
-) -> Result<Config, ConfigErrors> {
+) -> Result<Document<S>, ConfigErrors> {
     let mut errors = Vec::new();
     // A syntax error leaves the document's shape unknown, so nothing after it is trustworthy.
-    let mut raw = raw::read_document(text, source_name, &mut errors)
+    let (mut raw, stages) = raw::read_document::<S>(text, source_name, &mut errors)
         .ok_or_else(|| ConfigErrors(std::mem::take(&mut errors)))?;
 
     for label in raw.camera_csv.clone() {
@@ -185,19 +190,18 @@ fn parse_inner(
             )),
         }
     }
-
-    match validate(&raw, base_dir, env) {
-        Ok(config) if errors.is_empty() => Ok(config),
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(more) => {
-            errors.extend(more);
-            Err(ConfigErrors(errors))
-        }
-    }
+    let (config, more) = validate(&raw, base_dir, env);
+    errors.extend(more);
+    Ok(Document {
+        config,
+        stages,
+        base_dir: base_dir.to_path_buf(),
+        errors,
+    })
 }
 
 /// `path` if absolute, else `base_dir/path`.
-pub(crate) fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -260,7 +264,7 @@ pub(crate) mod tests {
 
     /// Real files from the repository; the secrets the configs name come from fakes, so the
     /// test needs no `set_var` (unsafe in edition 2024) and no secret files on disk.
-    struct RepoEnv(FakeEnv);
+    pub(crate) struct RepoEnv(pub(crate) FakeEnv);
 
     impl Environment for RepoEnv {
         fn var(&self, name: &str) -> Result<String, std::env::VarError> {
@@ -274,7 +278,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn repo_env() -> RepoEnv {
+    pub(crate) fn repo_env() -> RepoEnv {
         RepoEnv(
             FakeEnv::default()
                 .with_var("QLY_CAMSIM_PASSWORD", "camsim-demo-secret")
@@ -285,7 +289,7 @@ pub(crate) mod tests {
         )
     }
 
-    fn repo_file(rel: &str) -> PathBuf {
+    pub(crate) fn repo_file(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
     }
 
@@ -293,61 +297,47 @@ pub(crate) mod tests {
         e.errors().iter().map(|e| e.path.as_str()).collect()
     }
 
-    #[test]
-    fn demo_config_parses() {
-        let path = repo_file("config/demo.toml");
-        let cfg = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("demo.toml:\n{e}"));
-        assert_eq!(cfg.cameras.len(), 8);
-        for (i, cam) in cfg.cameras.iter().enumerate() {
-            assert_eq!(
-                cam.url.as_str(),
-                format!("rtsp://127.0.0.1:8554/cam/{:04}", i + 1)
-            );
-            let sub = cam.sub_url.as_ref().map(|u| u.as_str().to_owned());
-            assert_eq!(
-                sub.as_deref(),
-                Some(format!("rtsp://127.0.0.1:8554/cam/{:04}/sub", i + 1).as_str())
-            );
-            assert_eq!(cam.credentials.as_deref(), Some("camsim"));
-            assert!(cam.location.is_some());
-            assert!(cam.area_path.is_some());
+    /// The core alone, as the settings module sees it before the stage sections (which these
+    /// tests do not write).
+    fn core(doc: Result<Document<()>, ConfigErrors>) -> Result<Config, ConfigErrors> {
+        let doc = doc?;
+        if doc.errors.is_empty() {
+            Ok(doc.config)
+        } else {
+            Err(ConfigErrors(doc.errors))
         }
-        let creds = &cfg.credentials["camsim"];
-        assert_eq!(creds.username, "admin");
-        assert_eq!(creds.password.expose(), "camsim-demo-secret");
-        let config_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        assert_eq!(cfg.node.data_dir, config_dir.join("../target/demo-data"));
-        assert_eq!(cfg.cameras[7].maintenance.len(), 1);
-        let stations: std::collections::BTreeSet<_> = cfg
-            .cameras
-            .iter()
-            .filter_map(|c| c.jurisdiction.as_deref())
-            .collect();
-        assert_eq!(stations.len(), 3);
-        let summary = cfg.summary();
-        assert!(summary.contains("camsim"));
-        assert!(!summary.contains("camsim-demo-secret"));
+    }
+
+    pub(crate) fn parse_str_with(
+        toml: &str,
+        base: &Path,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigErrors> {
+        core(parse_document(toml, "config", base, env))
+    }
+
+    fn parse_str(toml: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        parse_str_with(toml, base, &SystemEnvironment)
+    }
+
+    fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErrors> {
+        core(load_document(path, env))
     }
 
     #[test]
-    fn reference_config_parses() {
-        let path = repo_file("config/reference.toml");
-        let cfg = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("reference.toml:\n{e}"));
-        // The reference imports the example inventory, so its cameras follow the TOML ones.
+    fn stage_sections_are_unknown_to_the_core_alone() {
+        let err = parse_str_with(
+            "[inference]\nmodels = []\n",
+            Path::new("/x"),
+            &FakeEnv::default(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("expected errors"));
+        assert_eq!(paths(&err), ["inference"], "{err}");
         assert!(
-            cfg.cameras
-                .iter()
-                .any(|c| matches!(c.origin, CameraOrigin::Csv { .. }))
+            err.to_string().contains("expected one of node, web"),
+            "{err}"
         );
-        assert!(
-            cfg.cameras
-                .iter()
-                .any(|c| matches!(c.origin, CameraOrigin::Toml { .. }))
-        );
-        // Every documented key is a real key: the plain serde path accepts the file too.
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let plain: Result<raw::RawConfig, _> = ::toml::from_str(&text);
-        assert!(plain.is_ok(), "{plain:?}");
     }
 
     #[test]

@@ -39,22 +39,11 @@ pub struct RawConfig {
     /// CSV inventory files, relative to the config file's directory.
     #[serde(default)]
     pub camera_csv: Vec<String>,
-    /// `[inference]`: models, execution provider, batching; no section = no analysis.
-    #[serde(default)]
-    pub inference: Option<crate::infer::RawInferConfig>,
-    /// Rules file (zones and behaviour rules), relative to the config file's directory.
-    #[serde(default)]
-    pub rules: Option<String>,
-    /// `[delivery]`: case system, police stations, retry policy.
-    #[serde(default)]
-    pub delivery: crate::sinks::RawDeliveryConfig,
-    /// `[auth]`: session lifetimes and `[[auth.users]]` created at first start.
-    #[serde(default)]
-    pub auth: Option<crate::auth::RawAuth>,
 }
 
-/// Top-level keys, in the order sections are read and reported.
-pub const TOP_LEVEL_KEYS: &[&str] = &[
+/// The top-level keys `config` reads itself, in the order sections are read and reported. The
+/// stages' own sections follow, read through [`StageSections`].
+pub const CORE_KEYS: &[&str] = &[
     "node",
     "web",
     "ingest",
@@ -62,11 +51,35 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "credentials",
     "cameras",
     "camera_csv",
-    "inference",
-    "rules",
-    "delivery",
-    "auth",
 ];
+
+/// The top-level sections that belong to the stages (`[inference]`, `[delivery]` …): `config` finds
+/// them in the file and hands each to its reader, which deserializes it with the same error
+/// reporting as the core sections. Implemented above the stages (the settings module), so `config`
+/// depends on no stage.
+pub trait StageSections: Default {
+    /// Their keys, in the order they are read and reported.
+    const KEYS: &'static [&'static str];
+    /// Reads section `key` (one of [`Self::KEYS`]).
+    fn read<'i>(
+        &mut self,
+        key: &'static str,
+        value: Spanned<DeValue<'i>>,
+        reader: &mut SectionReader<'_, '_>,
+    );
+}
+
+/// No stage sections: a file holding one is told the key is unknown (tests of the core).
+impl StageSections for () {
+    const KEYS: &'static [&'static str] = &[];
+    fn read<'i>(
+        &mut self,
+        _: &'static str,
+        _: Spanned<DeValue<'i>>,
+        _: &mut SectionReader<'_, '_>,
+    ) {
+    }
+}
 
 /// `[node]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -226,11 +239,11 @@ impl<'de> Deserialize<'de> for DateText {
 
 /// Reads the TOML text into a [`RawConfig`], pushing every problem found onto `errors`.
 /// Returns `None` when the text is not valid TOML (reported with line and column).
-pub(crate) fn read_document(
+pub(crate) fn read_document<S: StageSections>(
     text: &str,
     source_name: &str,
     errors: &mut Vec<ConfigError>,
-) -> Option<RawConfig> {
+) -> Option<(RawConfig, S)> {
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         for e in syntax {
@@ -247,21 +260,23 @@ pub(crate) fn read_document(
         return None;
     }
 
-    let reader = Reader { text, errors };
+    let reader = SectionReader { text, errors };
     Some(reader.read(root.into_inner()))
 }
 
-struct Reader<'t, 'e> {
+/// Deserializes one section of the document, reporting each problem with its field path and line.
+pub struct SectionReader<'t, 'e> {
     text: &'t str,
     errors: &'e mut Vec<ConfigError>,
 }
 
-impl Reader<'_, '_> {
-    fn read<'i>(mut self, root: DeTable<'i>) -> RawConfig {
+impl SectionReader<'_, '_> {
+    fn read<'i, S: StageSections>(mut self, root: DeTable<'i>) -> (RawConfig, S) {
+        let known: Vec<&'static str> = CORE_KEYS.iter().chain(S::KEYS).copied().collect();
         let mut sections: BTreeMap<&'static str, Spanned<DeValue<'i>>> = BTreeMap::new();
         for (key, value) in root {
             let name: &str = key.get_ref();
-            match TOP_LEVEL_KEYS.iter().copied().find(|k| *k == name) {
+            match known.iter().copied().find(|k| *k == name) {
                 Some(k) => {
                     sections.insert(k, value);
                 }
@@ -271,7 +286,7 @@ impl Reader<'_, '_> {
                         name.to_owned(),
                         format!(
                             "unknown key (line {line}); expected one of {}",
-                            TOP_LEVEL_KEYS.join(", ")
+                            known.join(", ")
                         ),
                     );
                 }
@@ -308,19 +323,13 @@ impl Reader<'_, '_> {
         if let Some(v) = sections.remove("camera_csv") {
             raw.camera_csv = self.section(v, "camera_csv").unwrap_or_default();
         }
-        if let Some(v) = sections.remove("inference") {
-            raw.inference = self.section(v, "inference");
+        let mut stages = S::default();
+        for key in S::KEYS {
+            if let Some(v) = sections.remove(key) {
+                stages.read(key, v, &mut self);
+            }
         }
-        if let Some(v) = sections.remove("rules") {
-            raw.rules = self.section(v, "rules");
-        }
-        if let Some(v) = sections.remove("delivery") {
-            raw.delivery = self.section(v, "delivery").unwrap_or_default();
-        }
-        if let Some(v) = sections.remove("auth") {
-            raw.auth = self.section(v, "auth");
-        }
-        raw
+        (raw, stages)
     }
 
     fn credentials<'i>(&mut self, value: Spanned<DeValue<'i>>) -> BTreeMap<String, RawCredentials> {
@@ -414,7 +423,7 @@ impl Reader<'_, '_> {
     }
 
     /// Deserializes a section; problems are reported and the offending keys left at their defaults.
-    fn section<'i, T: Deserialize<'i>>(
+    pub fn section<'i, T: Deserialize<'i>>(
         &mut self,
         value: Spanned<DeValue<'i>>,
         path: &str,
@@ -532,7 +541,7 @@ mod tests {
 
     fn read(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        let raw = read_document(text, "t.toml", &mut errors);
+        let raw = read_document::<()>(text, "t.toml", &mut errors).map(|(raw, ())| raw);
         (raw, errors)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use url::Url;
 
-/// The whole validated configuration.
+/// The validated core configuration (the stages' own sections are in [`crate::settings::Settings`]).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `[node]`.
@@ -23,25 +23,6 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credentials>,
     /// Cameras from `[[cameras]]` first, then from each `camera_csv` file in order.
     pub cameras: Vec<Camera>,
-    /// `[inference]` and the rules file; `None` runs health only.
-    pub analysis: Option<AnalysisConfig>,
-    /// `[delivery]`: where alerts go besides the command hall.
-    pub delivery: crate::sinks::DeliveryConfig,
-    /// `[auth]`: session lifetimes and the users created at first start.
-    pub auth: crate::auth::AuthConfig,
-}
-
-/// What the analysis stages run.
-#[derive(Debug, Clone)]
-pub struct AnalysisConfig {
-    /// Models, provider, batching.
-    pub inference: crate::infer::InferSettings,
-    /// Zones and rules per camera (empty when no rules file is given).
-    pub rules: crate::rules::RulesConfig,
-    /// The rules file (`rules = …`, resolved), which the API's rule editor saves to.
-    pub rules_file: Option<std::path::PathBuf>,
-    /// A scene-anomaly model is loaded (rules of kind `scene_anomaly` can run).
-    pub anomaly_model: bool,
 }
 
 /// This node's identity and storage.

@@ -14,7 +14,7 @@ use super::types::{
     IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
     Timestamp, Transport, WebConfig,
 };
-use super::{ConfigError, ConfigErrors, Environment, resolve};
+use super::{ConfigError, Environment, resolve};
 
 const DEFAULT_NODE_NAME: &str = "qianliyan";
 const DEFAULT_DATA_DIR: &str = "data";
@@ -29,13 +29,14 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_PRIORITY: u8 = 3;
 const MAX_ID_LEN: usize = 64;
 
-/// Validates a raw configuration into a typed [`Config`]. Relative paths resolve against
-/// `base_dir`; credential secrets are read through `env`.
+/// Validates the core of a raw configuration into a typed [`Config`], with every problem found (a
+/// field with an error keeps its default). Relative paths resolve against `base_dir`; credential
+/// secrets are read through `env`.
 pub fn validate(
     raw: &RawConfig,
     base_dir: &Path,
     env: &dyn Environment,
-) -> Result<Config, ConfigErrors> {
+) -> (Config, Vec<ConfigError>) {
     let mut v = Validator { errors: Vec::new() };
     let node = v.node(raw, base_dir);
     let web = v.web(raw);
@@ -53,44 +54,15 @@ pub fn validate(
     };
     let credentials = v.credentials(raw, base_dir, env);
     let cameras = v.cameras(raw, &ingest);
-    let analysis = v.analysis(raw, base_dir, &node.assets_dir, &cameras, env);
-    let delivery = match raw.delivery.validate(&|k| env.var(k).ok()) {
-        Ok(d) => d,
-        Err(errors) => {
-            for e in errors {
-                match e.split_once(": ") {
-                    Some((path, message)) => v.err(path, message),
-                    None => v.err("delivery", e),
-                }
-            }
-            crate::sinks::DeliveryConfig::default()
-        }
+    let config = Config {
+        node,
+        web,
+        ingest,
+        health,
+        credentials,
+        cameras,
     };
-    let auth = match crate::auth::config::validate(&raw.auth.clone().unwrap_or_default(), |k| {
-        env.var(k).ok()
-    }) {
-        Ok(a) => a,
-        Err(errors) => {
-            v.errors.extend(errors);
-            crate::auth::AuthConfig::default()
-        }
-    };
-
-    if v.errors.is_empty() {
-        Ok(Config {
-            node,
-            web,
-            ingest,
-            health,
-            credentials,
-            cameras,
-            analysis,
-            delivery,
-            auth,
-        })
-    } else {
-        Err(ConfigErrors(v.errors))
-    }
+    (config, v.errors)
 }
 
 /// Validates cameras that arrive while the service runs (API body, CSV upload) against the running
@@ -112,86 +84,6 @@ pub fn validate_runtime_cameras(
 
 struct Validator {
     errors: Vec<ConfigError>,
-}
-
-impl Validator {
-    /// `[inference]` and the rules file; rules are checked against the cameras and the model kinds.
-    fn analysis(
-        &mut self,
-        raw: &RawConfig,
-        base_dir: &Path,
-        assets_dir: &Path,
-        cameras: &[Camera],
-        env: &dyn Environment,
-    ) -> Option<crate::config::AnalysisConfig> {
-        let Some(inf) = &raw.inference else {
-            if raw.rules.is_some() {
-                self.err(
-                    "rules",
-                    "rules need models: add an [inference] section with `models = [...]`",
-                );
-            }
-            return None;
-        };
-        let inference = match inf.validate("inference", base_dir, assets_dir) {
-            Ok(s) => Some(s),
-            Err(issues) => {
-                for i in issues {
-                    self.err(i.field, i.message);
-                }
-                None
-            }
-        };
-        // Each manifest must load and name a model file that is there (and matches its sha256).
-        let mut anomaly_model = false;
-        for (i, m) in inference.iter().flat_map(|s| s.models.iter()).enumerate() {
-            match crate::infer::ModelManifest::load(m, assets_dir) {
-                Ok(mf) => {
-                    if let Err(e) = mf.verify_file() {
-                        self.err(format!("inference.models[{i}]"), e.to_string());
-                    }
-                    anomaly_model |= matches!(mf.kind, crate::infer::ModelKind::Anomaly(_));
-                }
-                Err(e) => self.err(format!("inference.models[{i}]"), e.to_string()),
-            }
-        }
-        let rules = match &raw.rules {
-            None => crate::rules::RulesConfig::default(),
-            Some(file) => {
-                let path = resolve(base_dir, Path::new(file));
-                match env.read_file(&path) {
-                    Err(e) => {
-                        self.err("rules", format!("cannot read {}: {e}", path.display()));
-                        crate::rules::RulesConfig::default()
-                    }
-                    Ok(bytes) => {
-                        let text = String::from_utf8_lossy(&bytes);
-                        let ctx = crate::rules::ValidateContext {
-                            known_cameras: Some(cameras.iter().map(|c| c.id.clone()).collect()),
-                            action_model: false,
-                            anomaly_model,
-                        };
-                        match crate::rules::parse_toml(&text, &ctx) {
-                            Ok(r) => r,
-                            Err(errs) => {
-                                for e in errs.0 {
-                                    self.err(format!("{file}: {}", e.path), e.message);
-                                }
-                                crate::rules::RulesConfig::default()
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        let rules_file = raw.rules.as_ref().map(|f| resolve(base_dir, Path::new(f)));
-        inference.map(|inference| crate::config::AnalysisConfig {
-            inference,
-            rules,
-            rules_file,
-            anomaly_model,
-        })
-    }
 }
 
 impl Validator {
@@ -918,7 +810,7 @@ mod tests {
             priority = 1
             tags = ["学校", "学校", "gate"]
         "#;
-        let cfg = super::super::parse_str_with(
+        let cfg = super::super::tests::parse_str_with(
             toml,
             Path::new("/x"),
             &super::super::tests::FakeEnv::default(),
@@ -961,7 +853,7 @@ mod tests {
             ]
         "#;
         let env = super::super::tests::FakeEnv::default();
-        let err = super::super::parse_str_with(toml, Path::new("/x"), &env)
+        let err = super::super::tests::parse_str_with(toml, Path::new("/x"), &env)
             .err()
             .unwrap_or_else(|| panic!("expected errors"));
         let paths: Vec<&str> = err.errors().iter().map(|e| e.path.as_str()).collect();
@@ -977,7 +869,7 @@ mod tests {
             "{ start = \"2026-11-22T01:00:00\", end = \"tomorrow\" },",
             "",
         );
-        let cfg = super::super::parse_str_with(&ok, Path::new("/x"), &env)
+        let cfg = super::super::tests::parse_str_with(&ok, Path::new("/x"), &env)
             .unwrap_or_else(|e| panic!("{e}"));
         let w = &cfg.cameras[0].maintenance[0];
         let inside = std::time::UNIX_EPOCH + Duration::from_millis(1_795_280_400_000 + 60_000);

@@ -29,6 +29,7 @@
 mod error;
 mod pipeline;
 mod pool;
+mod router;
 mod template;
 mod worker;
 
@@ -43,6 +44,7 @@ use serde::Serialize;
 
 pub use error::DecodeError;
 pub use pool::{CameraDecoder, DecoderPool};
+pub use router::Router;
 pub use template::check_available;
 
 /// Video codec of an access unit.

@@ -1,7 +1,8 @@
 //! Sinks: the command-hall feed (WebSocket, replay by cursor), the case system and police dispatch
 //! (signed webhooks from the durable outbox).
 //!
-//! In: stored alerts and health transitions ([`Delivery::record`], [`Delivery::health`]).
+//! In: alerts to store and deliver ([`Delivery::record`]) and health transitions for the feed
+//! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
 //! Out: outbox rows drained by [`webhook::DeliveryWorker`]; [`feed::FeedEvent`]s on a broadcast.
 //! When full: the broadcast never waits (slow feed clients are told to resync); the outbox is durable,
 //! so a slow or absent receiver only grows it.
@@ -84,20 +85,14 @@ impl Delivery {
         Ok(stored)
     }
 
-    /// Blocking: records a camera health change and puts it on the feed with the camera's area.
-    pub fn health(
-        &self,
-        t: &crate::health::Transition,
-        area_path: Vec<String>,
-    ) -> Result<(), StoreError> {
-        let r = self.store.record_health(t);
+    /// Puts a camera health change on the feed with the camera's area (the ledger is its record).
+    pub fn health(&self, t: &crate::health::Transition, area_path: Vec<String>) {
         let _ = self
             .feed
             .send(Arc::new(FeedEvent::Health(feed::HealthEvent {
                 transition: t.clone(),
                 area_path,
             })));
-        r
     }
 
     /// Blocking: escalates alerts still `new` after `config.escalate_after` and announces them.
@@ -118,3 +113,28 @@ impl Delivery {
     }
 }
 pub mod zmq_pub;
+
+/// Raises alerts left `new` too long (every 10 s).
+pub async fn escalation_timer(
+    delivery: Arc<Delivery>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let d = delivery.clone();
+        match tokio::task::spawn_blocking(move || d.escalate_due()).await {
+            Ok(Ok(escalated)) if !escalated.is_empty() => {
+                tracing::warn!(
+                    count = escalated.len(),
+                    "alerts escalated: still new after the escalation time"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "escalation check failed"),
+            _ => {}
+        }
+    }
+}

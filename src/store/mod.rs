@@ -1,7 +1,8 @@
-//! Store: alerts, their lifecycle events, camera health transitions and the delivery outbox in SQLite (WAL).
+//! Store: alerts, their lifecycle events and the delivery outbox in SQLite (WAL). (Camera health
+//! transitions are the ledger's, in `health/`.)
 //!
 //! In: alerts from the alert stage with their delivery routes (alert + outbox rows in ONE transaction),
-//! transitions from operators and the case system, health transitions.
+//! transitions from operators and the case system.
 //! Out: queries for the API, cursor replay for the feed, due outbox rows for the delivery worker.
 //! One connection behind a `Mutex`: every call blocks for milliseconds, so the alert thread calls it
 //! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `sinks`).
@@ -371,6 +372,8 @@ const MIGRATIONS: &[&str] = &[
         camera TEXT NOT NULL, at_ms INTEGER NOT NULL, from_status TEXT NOT NULL, to_status TEXT NOT NULL
      );
      CREATE INDEX health_events_camera ON health_events(camera, at_ms);",
+    // v2: health transitions are kept by the ledger (health/ledger.rs); this copy was never read.
+    "DROP TABLE health_events;",
 ];
 
 /// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
@@ -799,21 +802,6 @@ impl AlertStore {
         }
         tx.commit()?;
         Ok(out)
-    }
-
-    /// Records a camera health transition (history for the API and audits).
-    pub fn record_health(&self, t: &crate::health::Transition) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO health_events (camera, at_ms, from_status, to_status) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                t.camera,
-                crate::time::unix_ms(t.at),
-                serde_json::to_string(&t.from).unwrap_or_default(),
-                serde_json::to_string(&t.to).unwrap_or_default(),
-            ],
-        )?;
-        Ok(())
     }
 
     /// Retention: deletes alerts older than `max_age` and then the oldest ones until their snapshots

@@ -4,12 +4,16 @@
 //! Handlers never block the runtime: ledger queries go to the ledger thread and await its answer.
 
 pub mod alert_api;
+#[cfg(test)]
+mod auth_tests;
 mod cameras;
+pub mod guard;
 mod metrics;
 pub mod routes;
 mod rules_api;
 mod system;
 pub mod ui;
+pub mod users_api;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,9 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Serialize;
 
-use crate::app::LedgerHandle;
 use crate::camera::Fleet;
 use crate::config::{Config, ConfigError};
+use crate::health::LedgerHandle;
 
 /// What handlers share.
 pub struct AppState {
@@ -157,7 +161,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             alert_api::AlertApi::new(state.delivery.clone()),
             state.auth.clone(),
         ))
-        .merge(crate::auth::router(state.auth.clone()))
+        .merge(users_api::router(state.auth.clone()))
         .merge(ui::router())
 }
 

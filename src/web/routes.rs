@@ -11,7 +11,8 @@ use axum::Router;
 use axum::routing::MethodRouter;
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Permission, Role, allows, require, require_login};
+use super::guard::{require, require_login};
+use crate::auth::{Auth, Permission, Role, allows};
 use crate::rules::{AlertType, Severity};
 use crate::store::AlertState;
 

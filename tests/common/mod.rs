@@ -432,7 +432,7 @@ pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .chain(test_env())
         .collect();
-    let config = qianliyan::config::parse_str_with(toml, dir.path(), &MapEnv(env))
+    let config = qianliyan::settings::parse_str_with(toml, dir.path(), &MapEnv(env))
         .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

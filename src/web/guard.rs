@@ -21,8 +21,8 @@ use axum::middleware::{FromFnLayer, Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 
-use super::{AuditEntry, Auth, Permission, SESSION_COOKIE, allows};
-use crate::web::ApiError;
+use super::ApiError;
+use crate::auth::{AuditEntry, Auth, Permission, SESSION_COOKIE, allows};
 
 /// What the guard layer holds: the auth service and the permission it checks.
 #[derive(Clone)]

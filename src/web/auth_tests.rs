@@ -1,4 +1,4 @@
-//! Auth tests: real SQLite in a temporary folder, real HTTP through axum on a local socket.
+//! Auth tests (the store, the guard and the users API): real SQLite in a temporary folder, real HTTP through axum on a local socket.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,9 +10,12 @@ use axum::routing::{get, post, put};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::config::{RawAuth, RawUser, validate};
-use super::*;
+use super::guard::{self, require};
+use super::users_api::router;
+use crate::auth::config::{RawAuth, RawUser, validate};
+use crate::auth::*;
 use crate::clock::ManualClock;
+use crate::config::Secret;
 
 const PW: &str = "correct-horse-1";
 

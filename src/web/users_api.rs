@@ -13,14 +13,14 @@ use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::ApiError;
 use super::guard::{AuditDetail, remote_ip, request_token};
-use super::store::{NewUser, UserChange};
-use super::{
+use crate::auth::store::{NewUser, UserChange};
+use crate::auth::{
     API_TOKEN_PREFIX, AuditEntry, AuditQuery, Auth, AuthError, LoginError, Permission, Principal,
     Role, check_area, check_display_name, check_password, check_username, limit, sha256_hex,
 };
 use crate::config::{ConfigError, Secret};
-use crate::web::ApiError;
 
 /// Default and largest page of `GET /api/audit`.
 const DEFAULT_AUDIT_LIMIT: usize = 100;
@@ -184,7 +184,7 @@ fn session_cookie(value: &str, clear: bool) -> HeaderValue {
     let extra = if clear { "; Max-Age=0" } else { "" };
     HeaderValue::from_str(&format!(
         "{}={value}; HttpOnly; SameSite=Strict; Path=/{extra}",
-        super::SESSION_COOKIE
+        crate::auth::SESSION_COOKIE
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("qly_session=; Path=/; Max-Age=0"))
 }
@@ -465,7 +465,7 @@ async fn update_user(
         disabled,
     };
     // Changing your own password keeps the session you changed it from.
-    let keep = (me.username == username && me.via == super::AuthVia::Session)
+    let keep = (me.username == username && me.via == crate::auth::AuthVia::Session)
         .then(|| request_token(&headers).map(|t| sha256_hex(&t)))
         .flatten();
     match auth

@@ -1,0 +1,100 @@
+//! Sampling: what becomes of each decoded picture. In: [`DecodeEvent`]s from the decoders (bounded;
+//! the decoders drop their oldest frame when this falls behind). Out: a VQD sample into the camera's
+//! health tracker, the camera's thumbnail when someone watches it, and a [`BatchInput`] for each
+//! model's batcher — when a hand-over queue is full the frame is dropped for that model and counted
+//! (`analysis_dropped`; the batcher keeps only each camera's newest frame anyway).
+//!
+//! Issue 13 grows this stage into the schedule of what to decode and analyse (VQD every N s, active
+//! cameras often).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::batch::BatchInput;
+use crate::camera::{CameraEntry, Fleet};
+use crate::decode::{DecodeEvent, DecodedFrame};
+use crate::health::VqdSample;
+use crate::sync::lock;
+
+/// Decoded frames → VQD → the camera's tracker, and on to each model's batcher. Runs on its own
+/// thread until every decoder is gone or `stop` is set.
+pub fn spawn_dispatcher(
+    fleet: std::sync::Weak<Fleet>,
+    rx: crossbeam_channel::Receiver<DecodeEvent>,
+    analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
+    analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
+        // Ends when every decoder is gone (the channel closes) or, as a fallback, when told to stop.
+        loop {
+            let event = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            match event {
+                DecodeEvent::Frame(frame) => {
+                    let Some(entry) = fleet.upgrade().and_then(|f| f.get(&frame.camera)) else { continue };
+                    match VqdSample::measure(&frame.data, frame.width, frame.height, frame.stride) {
+                        Ok(sample) => lock(&entry.tracker).on_decoded(&sample),
+                        Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
+                    }
+                    entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
+                    refresh_thumbnail(&entry, &frame);
+                    let frame = Arc::new(frame);
+                    if !analysis.is_empty() {
+                        let (priority, configured_fps) = entry
+                            .config
+                            .read()
+                            .map(|c| (c.priority, c.analysis_fps))
+                            .unwrap_or((3, 1.0));
+                        for tx in &analysis {
+                            let input = BatchInput {
+                                frame: frame.clone(),
+                                priority,
+                                configured_fps,
+                            };
+                            // The batcher keeps only each camera's newest frame anyway; a full
+                            // hand-over queue means inference is far behind: drop and count.
+                            if tx.try_send(input).is_err() {
+                                analysis_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                DecodeEvent::Error { camera, detail } => {
+                    tracing::warn!(camera_id = %camera, %detail, "decode error");
+                    if let Some(entry) = fleet.upgrade().and_then(|f| f.get(&camera)) {
+                        *lock(&entry.last_error) = Some(format!("decode: {detail}"));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Encodes the camera's thumbnail when someone is watching it and the last one is old enough.
+fn refresh_thumbnail(entry: &CameraEntry, frame: &DecodedFrame) {
+    let now = Instant::now();
+    if !lock(&entry.thumbnail).due(now) {
+        return;
+    }
+    match crate::alert::snapshot::frame_jpeg(frame, crate::camera::Thumbnail::MAX_WIDTH, 75) {
+        Ok(jpeg) => {
+            let mut t = lock(&entry.thumbnail);
+            t.jpeg = Some((bytes::Bytes::from(jpeg), frame.decoded_at));
+            t.encoded_at = Some(now);
+        }
+        Err(e) => {
+            tracing::warn!(camera_id = %frame.camera, error = %e, "thumbnail not encoded");
+            lock(&entry.thumbnail).encoded_at = Some(now);
+        }
+    }
+}

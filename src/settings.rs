@@ -1,0 +1,364 @@
+//! The whole configuration file, assembled above the stages: `config` reads the file and validates its
+//! core (node, web, ingest, health, credentials, the camera inventory); each stage validates its own
+//! section (`[inference]` in `infer`, the rules file in `rules`, `[delivery]` in `sinks`, `[auth]` in
+//! `auth`); this module hands each section to its owner and reports every error at once, each with its
+//! field path, through one error type ([`ConfigErrors`]). Model manifests are loaded (and their files'
+//! checksums verified) here, once; the stages are given the loaded manifests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::auth::{AuthConfig, RawAuth};
+use crate::config::{
+    self, Config, ConfigError, ConfigErrors, Environment, SectionReader, StageSections,
+    SystemEnvironment,
+};
+use crate::infer::{InferSettings, ModelKind, ModelManifest, RawInferConfig};
+use crate::rules::RulesConfig;
+use crate::sinks::{DeliveryConfig, RawDeliveryConfig};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The core: node, web, ingest, health, credentials and cameras.
+    pub config: Config,
+    /// `[inference]` and the rules file; `None` runs health only.
+    pub analysis: Option<AnalysisConfig>,
+    /// `[delivery]`: where alerts go besides the command hall.
+    pub delivery: DeliveryConfig,
+    /// `[auth]`: session lifetimes and the users created at first start.
+    pub auth: AuthConfig,
+}
+
+/// What the analysis stages run.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    /// Models, provider, batching.
+    pub inference: InferSettings,
+    /// The manifests of `inference.models`, in the same order, loaded and checked once at start.
+    pub manifests: Vec<Arc<ModelManifest>>,
+    /// Zones and rules per camera (empty when no rules file is given).
+    pub rules: RulesConfig,
+    /// The rules file (`rules = …`, resolved), which the API's rule editor saves to.
+    pub rules_file: Option<PathBuf>,
+    /// A scene-anomaly model is loaded (rules of kind `scene_anomaly` can run).
+    pub anomaly_model: bool,
+}
+
+impl AnalysisConfig {
+    /// True when one of the models is an object detector (tracks and object rules can run).
+    pub fn has_detector(&self) -> bool {
+        self.manifests
+            .iter()
+            .any(|m| matches!(m.kind, ModelKind::Detector(_)))
+    }
+}
+
+/// The stages' sections as written in the file.
+#[derive(Debug, Clone, Default)]
+pub struct RawSections {
+    /// `[inference]`: models, execution provider, batching; no section = no analysis.
+    pub inference: Option<RawInferConfig>,
+    /// Rules file (zones and behaviour rules), relative to the config file's directory.
+    pub rules: Option<String>,
+    /// `[delivery]`: case system, police stations, retry policy.
+    pub delivery: RawDeliveryConfig,
+    /// `[auth]`: session lifetimes and `[[auth.users]]` created at first start.
+    pub auth: Option<RawAuth>,
+}
+
+impl StageSections for RawSections {
+    const KEYS: &'static [&'static str] = &["inference", "rules", "delivery", "auth"];
+
+    fn read<'i>(
+        &mut self,
+        key: &'static str,
+        value: Spanned<DeValue<'i>>,
+        reader: &mut SectionReader<'_, '_>,
+    ) {
+        match key {
+            "inference" => self.inference = reader.section(value, key),
+            "rules" => self.rules = reader.section(value, key),
+            "delivery" => self.delivery = reader.section(value, key).unwrap_or_default(),
+            "auth" => self.auth = reader.section(value, key),
+            _ => {}
+        }
+    }
+}
+
+/// Loads a configuration file: relative paths resolve against its directory, CSV inventories are
+/// imported, secrets resolved from the process environment, and every section validated.
+pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    load_with(path, &SystemEnvironment)
+}
+
+/// [`load`] with an explicit [`Environment`].
+pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Settings, ConfigErrors> {
+    assemble(config::load_document(path, env)?, env)
+}
+
+/// Parses TOML text as if it were a file in `base_dir`, using the process environment for secrets.
+pub fn parse_str(toml: &str, base_dir: &Path) -> Result<Settings, ConfigErrors> {
+    parse_str_with(toml, base_dir, &SystemEnvironment)
+}
+
+/// [`parse_str`] with an explicit [`Environment`].
+pub fn parse_str_with(
+    toml: &str,
+    base_dir: &Path,
+    env: &dyn Environment,
+) -> Result<Settings, ConfigErrors> {
+    assemble(config::parse_document(toml, "config", base_dir, env)?, env)
+}
+
+/// Validates each stage's section against the validated core and collects every error.
+fn assemble(
+    doc: config::Document<RawSections>,
+    env: &dyn Environment,
+) -> Result<Settings, ConfigErrors> {
+    let config::Document {
+        config,
+        stages,
+        base_dir,
+        mut errors,
+    } = doc;
+    let analysis = analysis(&stages, &config, &base_dir, env, &mut errors);
+    let delivery = match stages.delivery.validate(&|k| env.var(k).ok()) {
+        Ok(d) => d,
+        Err(found) => {
+            for e in found {
+                errors.push(match e.split_once(": ") {
+                    Some((path, message)) => ConfigError::new(path, message),
+                    None => ConfigError::new("delivery", e),
+                });
+            }
+            DeliveryConfig::default()
+        }
+    };
+    let auth = match crate::auth::config::validate(&stages.auth.clone().unwrap_or_default(), |k| {
+        env.var(k).ok()
+    }) {
+        Ok(a) => a,
+        Err(found) => {
+            errors.extend(found);
+            AuthConfig::default()
+        }
+    };
+    if errors.is_empty() {
+        Ok(Settings {
+            config,
+            analysis,
+            delivery,
+            auth,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// `[inference]` and the rules file; each manifest is loaded and its model file checked here, once;
+/// rules are checked against the cameras and the model kinds.
+fn analysis(
+    raw: &RawSections,
+    config: &Config,
+    base_dir: &Path,
+    env: &dyn Environment,
+    errors: &mut Vec<ConfigError>,
+) -> Option<AnalysisConfig> {
+    let Some(inf) = &raw.inference else {
+        if raw.rules.is_some() {
+            errors.push(ConfigError::new(
+                "rules",
+                "rules need models: add an [inference] section with `models = [...]`",
+            ));
+        }
+        return None;
+    };
+    let assets_dir = &config.node.assets_dir;
+    let inference = match inf.validate("inference", base_dir, assets_dir) {
+        Ok(s) => Some(s),
+        Err(issues) => {
+            errors.extend(
+                issues
+                    .into_iter()
+                    .map(|i| ConfigError::new(i.field, i.message)),
+            );
+            None
+        }
+    };
+    // Each manifest must load and name a model file that is there (and matches its sha256).
+    let mut manifests = Vec::new();
+    for (i, m) in inference.iter().flat_map(|s| s.models.iter()).enumerate() {
+        match ModelManifest::load(m, assets_dir) {
+            Ok(mf) => {
+                if let Err(e) = mf.verify_file() {
+                    errors.push(ConfigError::new(
+                        format!("inference.models[{i}]"),
+                        e.to_string(),
+                    ));
+                }
+                manifests.push(Arc::new(mf));
+            }
+            Err(e) => errors.push(ConfigError::new(
+                format!("inference.models[{i}]"),
+                e.to_string(),
+            )),
+        }
+    }
+    let anomaly_model = manifests
+        .iter()
+        .any(|m| matches!(m.kind, ModelKind::Anomaly(_)));
+    let rules = match &raw.rules {
+        None => RulesConfig::default(),
+        Some(file) => {
+            let path = config::resolve(base_dir, Path::new(file));
+            match env.read_file(&path) {
+                Err(e) => {
+                    errors.push(ConfigError::new(
+                        "rules",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    RulesConfig::default()
+                }
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let ctx = crate::rules::ValidateContext {
+                        known_cameras: Some(config.cameras.iter().map(|c| c.id.clone()).collect()),
+                        action_model: false,
+                        anomaly_model,
+                    };
+                    match crate::rules::parse_toml(&text, &ctx) {
+                        Ok(r) => r,
+                        Err(errs) => {
+                            for e in errs.0 {
+                                errors.push(ConfigError::new(
+                                    format!("{file}: {}", e.path),
+                                    e.message,
+                                ));
+                            }
+                            RulesConfig::default()
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let rules_file = raw
+        .rules
+        .as_ref()
+        .map(|f| config::resolve(base_dir, Path::new(f)));
+    inference.map(|inference| AnalysisConfig {
+        inference,
+        manifests,
+        rules,
+        rules_file,
+        anomaly_model,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CameraOrigin;
+    use crate::config::tests::{FakeEnv, repo_env, repo_file};
+
+    #[test]
+    fn demo_config_parses() {
+        let path = repo_file("config/demo.toml");
+        let settings = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("demo.toml:\n{e}"));
+        assert!(settings.analysis.as_ref().is_some_and(|a| a.has_detector()));
+        let cfg = &settings.config;
+        assert_eq!(cfg.cameras.len(), 8);
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            assert_eq!(
+                cam.url.as_str(),
+                format!("rtsp://127.0.0.1:8554/cam/{:04}", i + 1)
+            );
+            let sub = cam.sub_url.as_ref().map(|u| u.as_str().to_owned());
+            assert_eq!(
+                sub.as_deref(),
+                Some(format!("rtsp://127.0.0.1:8554/cam/{:04}/sub", i + 1).as_str())
+            );
+            assert_eq!(cam.credentials.as_deref(), Some("camsim"));
+            assert!(cam.location.is_some());
+            assert!(cam.area_path.is_some());
+        }
+        let creds = &cfg.credentials["camsim"];
+        assert_eq!(creds.username, "admin");
+        assert_eq!(creds.password.expose(), "camsim-demo-secret");
+        let config_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        assert_eq!(cfg.node.data_dir, config_dir.join("../target/demo-data"));
+        assert_eq!(cfg.cameras[7].maintenance.len(), 1);
+        let stations: std::collections::BTreeSet<_> = cfg
+            .cameras
+            .iter()
+            .filter_map(|c| c.jurisdiction.as_deref())
+            .collect();
+        assert_eq!(stations.len(), 3);
+        let summary = cfg.summary();
+        assert!(summary.contains("camsim"));
+        assert!(!summary.contains("camsim-demo-secret"));
+    }
+
+    #[test]
+    fn reference_config_parses() {
+        let path = repo_file("config/reference.toml");
+        let settings =
+            load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("reference.toml:\n{e}"));
+        let cfg = &settings.config;
+        // The reference imports the example inventory, so its cameras follow the TOML ones.
+        assert!(
+            cfg.cameras
+                .iter()
+                .any(|c| matches!(c.origin, CameraOrigin::Csv { .. }))
+        );
+        assert!(
+            cfg.cameras
+                .iter()
+                .any(|c| matches!(c.origin, CameraOrigin::Toml { .. }))
+        );
+        // Every documented key is a real key: the plain serde path accepts the file too.
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut stages = RawSections::default();
+        if let Some(v) = table.remove("inference") {
+            stages.inference = Some(v.try_into().unwrap_or_else(|e| panic!("[inference]: {e}")));
+        }
+        if let Some(v) = table.remove("rules") {
+            stages.rules = Some(v.try_into().unwrap_or_else(|e| panic!("rules: {e}")));
+        }
+        if let Some(v) = table.remove("delivery") {
+            stages.delivery = v.try_into().unwrap_or_else(|e| panic!("[delivery]: {e}"));
+        }
+        if let Some(v) = table.remove("auth") {
+            stages.auth = Some(v.try_into().unwrap_or_else(|e| panic!("[auth]: {e}")));
+        }
+        assert!(stages.auth.is_some());
+        let core: Result<crate::config::raw::RawConfig, _> = toml::Value::Table(table).try_into();
+        assert!(core.is_ok(), "{core:?}");
+    }
+
+    #[test]
+    fn stage_and_core_errors_are_reported_together() {
+        let toml = r#"
+            rules = "rules.toml"
+            [web]
+            listen = "localhost"
+            [delivery]
+            bogus = 1
+            [auth]
+            session_idle = "forever"
+        "#;
+        let err = parse_str_with(toml, Path::new("/x"), &FakeEnv::default())
+            .err()
+            .unwrap_or_else(|| panic!("expected errors"));
+        let paths: Vec<&str> = err.errors().iter().map(|e| e.path.as_str()).collect();
+        for want in ["web.listen", "rules", "delivery.bogus"] {
+            assert!(paths.contains(&want), "missing {want} in\n{err}");
+        }
+        assert!(paths.iter().any(|p| p.starts_with("auth.")), "{err}");
+    }
+}
