@@ -88,6 +88,7 @@ fn alert(n: usize) -> Alert {
         state: AlertState::New,
         case_id: None,
         escalated: false,
+        snapshot_error: None,
     }
 }
 

@@ -146,6 +146,8 @@ struct Analysis {
     inferencers: Vec<Inferencer>,
     rules: std::thread::JoinHandle<()>,
     alerts: std::thread::JoinHandle<()>,
+    /// Tells the alert stage the service is stopping (a failing store then gets a grace period).
+    alerts_stop: Arc<std::sync::atomic::AtomicBool>,
     /// Model names and the execution provider each runs on.
     models: Vec<(String, &'static str)>,
     stats: Arc<RulesStats>,
@@ -241,13 +243,23 @@ fn start_analysis(
     .map_err(|e| err(&e))?;
     let cameras: board::CameraLookup =
         Arc::new(move |id: &str| fleet.upgrade().and_then(|f| f.get(id)).map(|e| e.camera()));
-    let alerts = board::spawn(cand_rx, board, cameras, Some(delivery), zmq).map_err(|e| err(&e))?;
+    let alerts_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let alerts = board::spawn(
+        cand_rx,
+        board,
+        cameras,
+        Some(delivery),
+        zmq,
+        alerts_stop.clone(),
+    )
+    .map_err(|e| err(&e))?;
     Ok(Some(Analysis {
         inputs,
         batchers,
         inferencers,
         rules,
         alerts,
+        alerts_stop,
         models,
         stats,
         model_stats,
@@ -257,6 +269,7 @@ fn start_analysis(
 impl Analysis {
     /// Closes the inputs and joins each stage in data-flow order.
     fn stop(self) {
+        self.alerts_stop.store(true, Ordering::SeqCst);
         drop(self.inputs);
         for b in self.batchers {
             b.join();
@@ -430,6 +443,13 @@ pub async fn start(
         &live_rules,
     )?;
     let analysis_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let store_blocked = crate::sample::StoreBlocked {
+        blocked: {
+            let d = delivery.clone();
+            Arc::new(move || d.status.is_failing())
+        },
+        dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
     let dispatcher_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let dispatcher = crate::sample::spawn_dispatcher(
         Arc::downgrade(&fleet),
@@ -439,6 +459,7 @@ pub async fn start(
             .map(|a| a.inputs.clone())
             .unwrap_or_default(),
         analysis_dropped.clone(),
+        store_blocked.clone(),
         dispatcher_stop.clone(),
     )
     .map_err(|source| AppError::DataDir {
@@ -475,6 +496,7 @@ pub async fn start(
             .map(|a| a.models.clone())
             .unwrap_or_default(),
         analysis_dropped: analysis_dropped.clone(),
+        store_blocked: store_blocked.dropped.clone(),
         rules_stats: analysis.as_ref().map(|a| a.stats.clone()),
         live_rules,
         auth,

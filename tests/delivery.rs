@@ -159,6 +159,7 @@ fn alert(dispatch: bool) -> Alert {
         state: AlertState::New,
         case_id: None,
         escalated: false,
+        snapshot_error: None,
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 use serde::Serialize;
@@ -71,6 +72,8 @@ pub struct AlertRecord {
     pub dispatch: bool,
     /// Snapshot file name under `<data_dir>/snapshots/`, if it was written.
     pub snapshot: Option<String>,
+    /// Why there is no snapshot, when one could not be made.
+    pub snapshot_error: Option<String>,
     /// From the frame's arrival at ingest to the alert being recorded, milliseconds.
     pub latency_ms: u64,
 }
@@ -97,14 +100,19 @@ pub type CameraLookup = Arc<dyn Fn(&str) -> Option<crate::config::Camera> + Send
 
 /// Runs the stage on a named thread until `rx` closes. `cameras` looks a camera's configuration up;
 /// `delivery` stores each alert with its outbox rows (one transaction) and feeds the command hall.
+/// When the store fails the alert waits here (and the candidates behind it in `rx`, whose sender then
+/// waits) until the store takes it; once `stop` is set, a store still failing after a grace period
+/// gets the waiting alerts written to the log instead, so shutdown ends.
 pub fn spawn(
     rx: Receiver<Candidate>,
     board: Arc<AlertBoard>,
     cameras: CameraLookup,
     delivery: Option<Arc<crate::sinks::Delivery>>,
     zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("alerts".into()).spawn(move || {
+        let mut shutdown_deadline: Option<Instant> = None;
         let mut renderer = match Renderer::new(None) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -120,7 +128,9 @@ pub fn spawn(
             let id = ulid(c.arrival);
             let camera = cameras(&a.camera);
             let camera_name = camera.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| a.camera.clone());
-            let snapshot = renderer.as_mut().and_then(|r| {
+            let snapshot: Result<String, String> = match renderer.as_mut() {
+                None => Err("snapshot renderer unavailable (see the log at start)".to_owned()),
+                Some(r) => {
                 // Tracks the detector missed on this frame would be drawn where they were, not are.
                 let boxes = c
                     .tracks
@@ -148,19 +158,20 @@ pub fn spawn(
                     Ok(jpeg) => {
                         let name = format!("{id}.jpg");
                         match std::fs::write(board.snapshot_dir.join(&name), jpeg) {
-                            Ok(()) => Some(name),
+                            Ok(()) => Ok(name),
                             Err(e) => {
-                                tracing::error!(camera_id = %a.camera, error = %e, "snapshot not written");
-                                None
+                                tracing::error!(camera_id = %a.camera, error = %e, "snapshot not written; the alert is stored without it");
+                                Err(format!("snapshot not written: {e}"))
                             }
                         }
                     }
                     Err(e) => {
-                        tracing::error!(camera_id = %a.camera, error = %e, "snapshot not rendered");
-                        None
+                        tracing::error!(camera_id = %a.camera, error = %e, "snapshot not rendered; the alert is stored without it");
+                        Err(format!("snapshot not rendered: {e}"))
                     }
                 }
-            });
+                }
+            };
             let record = AlertRecord {
                 id,
                 camera: a.camera.clone(),
@@ -178,39 +189,80 @@ pub fn spawn(
                 message_zh: a.message_zh.clone(),
                 message_en: a.message_en.clone(),
                 dispatch: a.dispatch,
-                snapshot,
+                snapshot_error: snapshot.as_ref().err().cloned(),
+                snapshot: snapshot.ok(),
                 latency_ms: SystemTime::now()
                     .duration_since(c.arrival)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
             };
             if let Some(d) = &delivery {
-                // An alert that was seen must not be lost: retry the store a few times before giving up loudly.
-                let mut attempt = 0;
-                loop {
-                    match d.record(&record, camera.as_ref()) {
-                        Ok(stored) => {
-                            tracing::info!(camera_id = %record.camera, alert = %record.id,
-                                kind = record.alert_type.as_str(), severity = ?record.severity, "alert stored");
-                            if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
-                                // Best effort by design: a full queue or HWM is counted, never waited on.
-                                z.publish_alert(record.alert_type.as_str(), stored.area_code.as_deref(), json);
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            attempt += 1;
-                            tracing::error!(camera_id = %record.camera, alert = %record.id, attempt, error = %e, "alert not stored");
-                            if attempt >= 5 {
-                                break;
-                            }
-                            std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
-                        }
+                // An alert that was seen is never dropped: it waits here until the store takes it.
+                if let Some(stored) = store_until_stored(d, &record, camera.as_ref(), &rx, &stop, &mut shutdown_deadline) {
+                    tracing::info!(camera_id = %record.camera, alert = %record.id,
+                        kind = record.alert_type.as_str(), severity = ?record.severity, "alert stored");
+                    if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
+                        // Best effort by design: a full queue or HWM is counted, never waited on.
+                        z.publish_alert(record.alert_type.as_str(), stored.area_code.as_deref(), json);
                     }
                 }
             }
         }
     })
+}
+
+/// How long a stopping service keeps retrying a failing store before it writes the alerts still
+/// waiting to the log (the last place left for them).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait between store attempts.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Stores `record`, retrying until the store takes it (disk full, database locked …). The failing
+/// period is visible in [`crate::sinks::StoreStatus`] (one log line when it starts and one when it
+/// ends). Returns `None` only when the service is stopping and the store still fails after
+/// [`SHUTDOWN_GRACE`]: the alert is then logged whole at ERROR.
+fn store_until_stored(
+    d: &crate::sinks::Delivery,
+    record: &AlertRecord,
+    camera: Option<&crate::config::Camera>,
+    queue: &Receiver<Candidate>,
+    stop: &AtomicBool,
+    shutdown_deadline: &mut Option<Instant>,
+) -> Option<crate::store::Alert> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match d.record(record, camera) {
+            Ok(stored) => {
+                if d.status.succeeded() {
+                    tracing::info!(alert = %record.id, "alert store recovered: alerts are stored again and analysis resumes");
+                }
+                d.status.set_waiting(queue.len() as u64);
+                return Some(stored);
+            }
+            Err(e) => {
+                d.status.set_waiting(queue.len() as u64 + 1);
+                let now_ms = crate::time::unix_ms(d.clock.wall());
+                if d.status.failed(&e.to_string(), now_ms) {
+                    tracing::error!(camera_id = %record.camera, alert = %record.id, error = %e,
+                        "alert store failing: alerts wait until it takes them, and frames are not analysed meanwhile (store_blocked)");
+                } else {
+                    tracing::debug!(camera_id = %record.camera, alert = %record.id, error = %e, "alert store still failing");
+                }
+                if stop.load(Ordering::SeqCst) {
+                    let deadline =
+                        *shutdown_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+                    if Instant::now() >= deadline {
+                        let json = serde_json::to_string(record).unwrap_or_default();
+                        tracing::error!(camera_id = %record.camera, alert = %record.id, error = %e, alert_json = %json,
+                            "stopping with the alert store failing: the alert is written here instead");
+                        return None;
+                    }
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -560,10 +560,13 @@ impl AuthStore {
                 return Ok(None);
             }
             if last_used.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
-                conn.execute(
+                // Best effort: a full disk must not lock everyone out of the command hall.
+                if let Err(e) = conn.execute(
                     "UPDATE api_tokens SET last_used_ms = ?2 WHERE id = ?1",
                     params![id, now],
-                )?;
+                ) {
+                    tracing::warn!(error = %e, token = %name, "API token last-used time not written");
+                }
             }
             return Ok(Some(principal(user, AuthVia::ApiToken { name })));
         }
@@ -588,17 +591,23 @@ impl AuthStore {
             return Ok(None);
         };
         if now >= expires || now - last_seen >= ms(self.policy.idle) {
-            conn.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&hash])?;
+            // An expired session is refused whether or not its row can be deleted now.
+            if let Err(e) = conn.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&hash]) {
+                tracing::warn!(error = %e, "expired session not deleted");
+            }
             return Ok(None);
         }
         if user.disabled {
             return Ok(None);
         }
         if now - last_seen >= TOUCH_EVERY_MS {
-            conn.execute(
+            // Best effort: a full disk must not lock everyone out of the command hall.
+            if let Err(e) = conn.execute(
                 "UPDATE sessions SET last_seen_ms = ?2 WHERE token_sha256 = ?1",
                 params![hash, now],
-            )?;
+            ) {
+                tracing::warn!(error = %e, username = %user.username, "session last-seen time not written");
+            }
         }
         Ok(Some(principal(user, AuthVia::Session)))
     }

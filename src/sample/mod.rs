@@ -2,7 +2,9 @@
 //! the decoders drop their oldest frame when this falls behind). Out: a VQD sample into the camera's
 //! health tracker, the camera's thumbnail when someone watches it, and a [`BatchInput`] for each
 //! model's batcher — when a hand-over queue is full the frame is dropped for that model and counted
-//! (`analysis_dropped`; the batcher keeps only each camera's newest frame anyway).
+//! (`analysis_dropped`; the batcher keeps only each camera's newest frame anyway). While alerts wait
+//! for a failing store, frames are not handed to analysis at all (counted as `store_blocked`): VQD and
+//! thumbnails go on, nothing new piles up behind the waiting alerts.
 //!
 //! Issue 13 grows this stage into the schedule of what to decode and analyse (VQD every N s, active
 //! cameras often).
@@ -17,6 +19,16 @@ use crate::decode::{DecodeEvent, DecodedFrame};
 use crate::health::VqdSample;
 use crate::sync::lock;
 
+/// Whether alerts are waiting for a failing store (then frames skip analysis), and how many frames
+/// skipped it for that reason.
+#[derive(Clone)]
+pub struct StoreBlocked {
+    /// True while the alert store fails.
+    pub blocked: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Frames not handed to analysis because of it.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
 /// Decoded frames → VQD → the camera's tracker, and on to each model's batcher. Runs on its own
 /// thread until every decoder is gone or `stop` is set.
 pub fn spawn_dispatcher(
@@ -24,6 +36,7 @@ pub fn spawn_dispatcher(
     rx: crossbeam_channel::Receiver<DecodeEvent>,
     analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
     analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    store_blocked: StoreBlocked,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
@@ -49,7 +62,9 @@ pub fn spawn_dispatcher(
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
                     refresh_thumbnail(&entry, &frame);
                     let frame = Arc::new(frame);
-                    if !analysis.is_empty() {
+                    if !analysis.is_empty() && (store_blocked.blocked)() {
+                        store_blocked.dropped.fetch_add(1, Ordering::Relaxed);
+                    } else if !analysis.is_empty() {
                         let (priority, configured_fps) = entry
                             .config
                             .read()

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod feed;
+mod status;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::{Notify, broadcast};
 
 pub use config::{DeliveryConfig, Endpoint, RawDeliveryConfig, RawEndpoint};
 pub use feed::{FeedEvent, FeedSender};
+pub use status::{StoreStatus, StoreStatusView};
 pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
 use crate::alert::board::AlertRecord;
@@ -39,6 +41,8 @@ pub struct Delivery {
     pub wake: Arc<Notify>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Whether the store takes writes (set by the alert stage, read by the API, metrics, sampling).
+    pub status: StoreStatus,
 }
 
 impl Delivery {
@@ -51,6 +55,7 @@ impl Delivery {
             feed,
             wake: Arc::new(Notify::new()),
             clock,
+            status: StoreStatus::default(),
         })
     }
 

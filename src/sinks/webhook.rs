@@ -18,6 +18,8 @@ use crate::store::{AlertStore, OutboxRow, OutboxState, StoreError};
 const BATCH: usize = 32;
 /// How often the worker looks for due rows when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
+/// Longest pause between passes while they fail.
+const PAUSE_MAX: Duration = Duration::from_secs(10);
 
 pub use crate::config::Secret;
 
@@ -74,6 +76,9 @@ pub struct DeliveryWorker {
     config: Arc<DeliveryConfig>,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
+    /// Rows the receiver accepted whose `delivered` mark could not be written yet (store failing):
+    /// marked first on the next pass and not sent again meanwhile.
+    unmarked: std::sync::Mutex<std::collections::BTreeMap<i64, i64>>,
 }
 
 /// What one pass did.
@@ -104,6 +109,7 @@ impl DeliveryWorker {
             config,
             clock,
             client,
+            unmarked: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -115,6 +121,19 @@ impl DeliveryWorker {
     /// as it arrives.
     pub async fn run_once(&self) -> Result<PassReport, WebhookError> {
         let mut report = PassReport::default();
+        let pending: Vec<(i64, i64)> = crate::sync::lock(&self.unmarked)
+            .iter()
+            .map(|(id, at)| (*id, *at))
+            .collect();
+        for (id, at) in pending {
+            match self.store.blocking(move |s| s.mark_delivered(id, at)).await {
+                Ok(_) => report.delivered += 1,
+                // Gone meanwhile (retention): nothing left to mark.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            crate::sync::lock(&self.unmarked).remove(&id);
+        }
         loop {
             let now = self.now_ms();
             let rows = self.store.blocking(move |s| s.due(now, BATCH)).await?;
@@ -128,9 +147,13 @@ impl DeliveryWorker {
                 let id = row.id;
                 match result {
                     Ok(()) => {
+                        // Remembered first: if the mark cannot be written now, the row is marked
+                        // on a later pass instead of being sent again.
+                        crate::sync::lock(&self.unmarked).insert(id, now);
                         self.store
                             .blocking(move |s| s.mark_delivered(id, now))
                             .await?;
+                        crate::sync::lock(&self.unmarked).remove(&id);
                         report.delivered += 1;
                     }
                     Err(error) => {
@@ -185,16 +208,34 @@ impl DeliveryWorker {
     }
 
     /// Runs passes until `cancel`: after each `wake` (the lead notifies after an insert / retry) or
-    /// every [`POLL`]. A store failure is logged and retried on the next pass.
+    /// every [`POLL`]. While passes fail (the store cannot be read or written) they are retried with a
+    /// doubling pause up to [`PAUSE_MAX`], logged once when the failing starts and once when it ends.
     pub async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
+        let mut pause = POLL;
+        let mut failing = false;
         loop {
-            if let Err(e) = self.run_once().await {
-                tracing::error!(error = %e, "delivery pass failed");
+            match self.run_once().await {
+                Ok(_) => {
+                    if failing {
+                        tracing::info!("delivery passes work again");
+                    }
+                    failing = false;
+                    pause = POLL;
+                }
+                Err(e) => {
+                    if failing {
+                        tracing::debug!(error = %e, "delivery pass failed again");
+                    } else {
+                        tracing::error!(error = %e, "delivery pass failed; retrying with a growing pause");
+                    }
+                    failing = true;
+                    pause = (pause * 2).min(PAUSE_MAX);
+                }
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = wake.notified(), if !failing => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

@@ -118,6 +118,10 @@ pub struct Alert {
     pub dispatch: bool,
     /// Snapshot file name under the snapshot folder.
     pub snapshot: Option<String>,
+    /// Why the alert has no snapshot, when one was due and could not be made (disk full, renderer
+    /// unavailable): the alert is stored without it and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_error: Option<String>,
     /// Frame arrival → alert recorded, milliseconds.
     pub latency_ms: u64,
     /// Administrative-division code of the camera.
@@ -160,6 +164,7 @@ impl Alert {
             message_en: r.message_en.clone(),
             dispatch: r.dispatch,
             snapshot: r.snapshot.clone(),
+            snapshot_error: r.snapshot_error.clone(),
             latency_ms: r.latency_ms,
             area_code: camera.and_then(|c| c.area_code.clone()),
             area_path: camera
@@ -374,6 +379,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX health_events_camera ON health_events(camera, at_ms);",
     // v2: health transitions are kept by the ledger (health/ledger.rs); this copy was never read.
     "DROP TABLE health_events;",
+    // v3
+    "ALTER TABLE alerts ADD COLUMN snapshot_error TEXT;",
 ];
 
 /// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
@@ -393,7 +400,7 @@ impl std::fmt::Debug for AlertStore {
 
 const ALERT_COLUMNS: &str = "seq, id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
      severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, latency_ms, \
-     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated";
+     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated, snapshot_error";
 
 fn type_str(t: AlertType) -> String {
     match serde_json::to_value(t) {
@@ -450,6 +457,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         state: AlertState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
         case_id: r.get(25)?,
         escalated: r.get(26)?,
+        snapshot_error: r.get(27)?,
     })
 }
 
@@ -515,8 +523,8 @@ impl AlertStore {
             "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
              severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \
              snapshot_bytes, latency_ms, area_code, area_path, jurisdiction, lat, lon, state, case_id, \
-             escalated, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+             escalated, created_ms, snapshot_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             params![
                 alert.id,
                 alert.camera,
@@ -546,6 +554,7 @@ impl AlertStore {
                 alert.case_id,
                 alert.escalated,
                 now_ms,
+                alert.snapshot_error,
             ],
         )?;
         let mut stored = alert.clone();

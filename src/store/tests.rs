@@ -29,6 +29,7 @@ pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
         state: AlertState::New,
         case_id: None,
         escalated: false,
+        snapshot_error: None,
     }
 }
 

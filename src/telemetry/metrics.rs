@@ -24,6 +24,12 @@ pub const ANALYSED_FRAMES: &str = "qly_rules_frames_total";
 pub const ALERT_CANDIDATES: &str = "qly_alert_candidates_total";
 /// Rule sets swapped in through the API.
 pub const RULES_REPLACED: &str = "qly_rules_replaced_total";
+/// 1 while the alert store fails writes (alerts then wait and analysis pauses), else 0.
+pub const ALERT_STORE_FAILING: &str = "qly_alert_store_failing";
+/// Failed alert-store attempts (each is retried until it succeeds).
+pub const ALERT_STORE_FAILURES: &str = "qly_alert_store_failures_total";
+/// Alerts detected and not yet stored.
+pub const ALERTS_WAITING: &str = "qly_alerts_waiting";
 /// Frames waiting in each decoder worker's queue (`worker` label).
 pub const DECODE_QUEUE: &str = "qly_decode_queue_depth";
 /// Frames waiting in each model's batcher (`model` label).

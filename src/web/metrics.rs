@@ -109,6 +109,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
             "analysis_queue_full",
             st.analysis_dropped.load(Ordering::Relaxed),
         ),
+        ("store_blocked", st.store_blocked.load(Ordering::Relaxed)),
     ] {
         let _ = writeln!(out, "{}{{reason=\"{reason}\"}} {n}", m::FRAMES_DROPPED);
     }
@@ -122,6 +123,20 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         out.push_str(&body);
     }
+    let store_status = st.delivery.status.view();
+    sample(
+        &mut out,
+        m::ALERT_STORE_FAILING,
+        "gauge",
+        u8::from(store_status.state == "failing"),
+    );
+    sample(
+        &mut out,
+        m::ALERT_STORE_FAILURES,
+        "counter",
+        store_status.failures_total,
+    );
+    sample(&mut out, m::ALERTS_WAITING, "gauge", store_status.waiting);
     render_pipeline(&mut out, &st);
     let store = st.delivery.store.clone();
     match tokio::task::spawn_blocking(move || store.metric_counts()).await {

@@ -43,6 +43,8 @@ pub struct AppState {
     pub models: Vec<(String, &'static str)>,
     /// Decoded frames not handed to analysis because its queue was full.
     pub analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Frames not handed to analysis while alerts waited for a failing store.
+    pub store_blocked: Arc<std::sync::atomic::AtomicU64>,
     /// Alert store, outbox and feed.
     pub delivery: Arc<crate::sinks::Delivery>,
     /// Rules-stage counters, when analysis runs.

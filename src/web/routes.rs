@@ -215,7 +215,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("POST", "/api/case-callback", Signed, "delivery", "The case system reports case id and status (HMAC-SHA256 signed)")
         .body(Body::Json(callback_schema)),
     // System.
-    ep("GET", "/api/system", Perm(P::ViewSystem), "system", "Version, node, models and execution providers"),
+    ep("GET", "/api/system", Perm(P::ViewSystem), "system", "Version, node, models and execution providers, and whether the alert store takes writes"),
     ep("GET", "/api/openapi.json", Public, "system", "This document"),
     ep("GET", "/metrics", Perm(P::Metrics), "system", "Prometheus metrics").answer(Answer::Text),
     ep("GET", "/healthz", Public, "system", "Liveness").answer(Answer::Text),

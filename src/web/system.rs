@@ -15,6 +15,8 @@ pub struct SystemInfo {
     started_ms: i64,
     cameras: usize,
     models: Vec<ModelInfo>,
+    /// The alert store: `ok`, or `failing` with since when, the error and how many alerts wait.
+    store: crate::sinks::StoreStatusView,
 }
 
 #[derive(Serialize)]
@@ -37,5 +39,6 @@ pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
                 execution_provider: ep,
             })
             .collect(),
+        store: st.delivery.status.view(),
     })
 }

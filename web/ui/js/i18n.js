@@ -23,6 +23,8 @@ const S = {
   feed_connecting: ['连接中…', 'Connecting…'],
   feed_down: ['已断开，重连中', 'Disconnected, retrying'],
   no_auth: ['未启用登录认证（开发模式）', 'Login is not enabled (development mode)'],
+  store_failing: ['告警存储写入失败（自 {0}）：{1} 条告警在内存中等待，恢复后自动入库，期间暂停智能分析。原因：{2}',
+    'Alert storage is failing (since {0}): {1} alert(s) wait in memory and are stored once it recovers; analysis pauses meanwhile. Cause: {2}'],
   // roles
   role_operator: ['值班员', 'Operator'],
   role_dispatcher: ['派出所民警', 'Dispatcher'],

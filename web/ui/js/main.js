@@ -1,7 +1,7 @@
 // The command-hall single-page app: session, navigation by role, hash routes, language switch.
 
 import { ApiError, get, post, setUnauthorizedHandler, errorText } from './api.js';
-import { h, fill, fmtClock, toast } from './dom.js';
+import { h, fill, fmtClock, fmtTime, toast } from './dom.js';
 import { t, getLang, setLang, label } from './i18n.js';
 import { startFeed, stopFeed, onFeed, onFeedStatus, feedStatus } from './feed.js';
 import { beep, unlockSound, soundEnabled, setSoundEnabled } from './sound.js';
@@ -110,7 +110,24 @@ function header(user, pages, current) {
     clock.textContent = fmtClock(Date.now());
   }, 1000);
   const off = onFeedStatus(paintStatus);
-  return { el, stop: () => { clearInterval(timer); off(); } };
+  // The alert store failing is everyone's business: a banner under the top bar while it lasts.
+  const banner = h('div', { class: 'banner banner-error store-banner', role: 'alert', 'data-testid': 'store-failing', hidden: true });
+  let storeTimer = null;
+  const checkStore = async () => {
+    try {
+      const st = (await get('/api/system', { quiet401: true })).store;
+      const failing = st && st.state === 'failing';
+      banner.hidden = !failing;
+      if (failing) banner.textContent = t('store_failing', fmtTime(st.since_ms), st.waiting, st.error || '');
+    } catch {
+      /* the feed status shows a lost connection */
+    }
+  };
+  if (user) {
+    checkStore();
+    storeTimer = setInterval(checkStore, 5000);
+  }
+  return { el, banner, stop: () => { clearInterval(timer); clearInterval(storeTimer); off(); } };
 }
 
 let headerStop = null;
@@ -149,7 +166,7 @@ function render() {
   }
   const hd = header(user, pages, target.id);
   headerStop = hd.stop;
-  const parts = [hd.el];
+  const parts = [hd.el, hd.banner];
   if (session.noAuth) parts.push(h('div', { class: 'banner banner-warn', 'data-testid': 'no-auth' }, t('no_auth')));
   parts.push(main);
   fill(app, ...parts);
