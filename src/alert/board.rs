@@ -198,14 +198,7 @@ pub fn spawn(
             };
             if let Some(d) = &delivery {
                 // An alert that was seen is never dropped: it waits here until the store takes it.
-                if let Some(stored) = store_until_stored(d, &record, camera.as_ref(), &rx, &stop, &mut shutdown_deadline) {
-                    tracing::info!(camera_id = %record.camera, alert = %record.id,
-                        kind = record.alert_type.as_str(), severity = ?record.severity, "alert stored");
-                    if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
-                        // Best effort by design: a full queue or HWM is counted, never waited on.
-                        z.publish_alert(record.alert_type.as_str(), stored.area_code.as_deref(), json);
-                    }
-                }
+                store_until_stored(d, &record, camera.as_ref(), &rx, &stop, &mut shutdown_deadline, zmq.as_deref());
             }
         }
     })
@@ -217,10 +210,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait between store attempts.
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Stores `record`, retrying until the store takes it (disk full, database locked …). The failing
-/// period is visible in [`crate::sinks::StoreStatus`] (one log line when it starts and one when it
-/// ends). Returns `None` only when the service is stopping and the store still fails after
-/// [`SHUTDOWN_GRACE`]: the alert is then logged whole at ERROR.
+/// Stores `record`, retrying until the store takes it (disk full, database locked …), then publishes
+/// it on ZeroMQ. The failing period is visible in [`crate::sinks::StoreStatus`] (one log line when it
+/// starts and one when it ends). Gives up only when the service is stopping and the store still fails
+/// after [`SHUTDOWN_GRACE`]: the alert is then logged whole at ERROR.
 fn store_until_stored(
     d: &crate::sinks::Delivery,
     record: &AlertRecord,
@@ -228,7 +221,8 @@ fn store_until_stored(
     queue: &Receiver<Candidate>,
     stop: &AtomicBool,
     shutdown_deadline: &mut Option<Instant>,
-) -> Option<crate::store::Alert> {
+    zmq: Option<&crate::sinks::zmq_pub::ZmqPublisher>,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
         match d.record(record, camera) {
@@ -237,7 +231,17 @@ fn store_until_stored(
                     tracing::info!(alert = %record.id, "alert store recovered: alerts are stored again and analysis resumes");
                 }
                 d.status.set_waiting(queue.len() as u64);
-                return Some(stored);
+                tracing::info!(camera_id = %record.camera, alert = %record.id,
+                    kind = record.alert_type.as_str(), severity = ?record.severity, "alert stored");
+                if let (Some(z), Ok(json)) = (zmq, serde_json::to_string(&stored)) {
+                    // Best effort by design: a full queue or HWM is counted, never waited on.
+                    z.publish_alert(
+                        record.alert_type.as_str(),
+                        stored.area_code.as_deref(),
+                        json,
+                    );
+                }
+                return;
             }
             Err(e) => {
                 d.status.set_waiting(queue.len() as u64 + 1);
@@ -255,7 +259,7 @@ fn store_until_stored(
                         let json = serde_json::to_string(record).unwrap_or_default();
                         tracing::error!(camera_id = %record.camera, alert = %record.id, error = %e, alert_json = %json,
                             "stopping with the alert store failing: the alert is written here instead");
-                        return None;
+                        return;
                     }
                 }
                 std::thread::sleep(delay);
