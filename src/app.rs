@@ -368,6 +368,8 @@ pub async fn start(
             vqd: VqdConfig::default(),
             stream: config.ingest.stream,
             credentials: std::sync::RwLock::new(config.credentials.clone()),
+            source: Arc::new(crate::ingest::LiveSource),
+            jitter: Arc::new(rand::random::<f64>),
             sink: sink.clone(),
             clock: clock.clone(),
         },

@@ -25,6 +25,40 @@ impl Clock for SystemClock {
     }
 }
 
+/// Time from tokio's clock: the real time in production, and in tests it moves with tokio's paused
+/// time (`#[tokio::test(start_paused = true)]`, `tokio::time::advance`, auto-advance while every task
+/// waits), so the supervisor's sleeps, its stall watchdog and the health tracker share one timeline.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    mono0: tokio::time::Instant,
+    wall0: SystemTime,
+}
+
+impl TokioClock {
+    /// A clock starting at tokio's and the system's now.
+    pub fn new() -> Self {
+        TokioClock {
+            mono0: tokio::time::Instant::now(),
+            wall0: SystemTime::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+    fn wall(&self) -> SystemTime {
+        self.wall0 + (tokio::time::Instant::now() - self.mono0)
+    }
+}
+
 /// A clock that moves only when told to (tests).
 #[derive(Debug, Clone)]
 pub struct ManualClock {

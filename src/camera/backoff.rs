@@ -28,12 +28,13 @@ impl Backoff {
         self.initial.saturating_mul(factor).min(self.max)
     }
 
-    /// The next delay: uniformly in [ceiling/2, ceiling], then the ceiling doubles.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The next delay, `ceiling/2 + u·ceiling/2` for a uniform `u` in [0, 1) (the caller's random
+    /// source, injected so tests are exact), then the ceiling doubles.
+    pub fn next_delay(&mut self, u: f64) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        half + half.mul_f64(u.clamp(0.0, 1.0))
     }
 
     /// After a session that delivered media: start again from `initial`.
@@ -52,12 +53,14 @@ mod tests {
         let ceilings: Vec<u64> = (0..8)
             .map(|_| {
                 let c = b.ceiling();
-                let d = b.next_delay();
+                let d = b.next_delay(rand::random::<f64>());
                 assert!(d >= c / 2 && d <= c, "{d:?} within [{:?}, {c:?}]", c / 2);
                 c.as_secs()
             })
             .collect();
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(b.next_delay(0.0), Duration::from_secs(15));
+        assert_eq!(b.next_delay(1.0), Duration::from_secs(30));
         b.reset();
         assert_eq!(b.ceiling(), Duration::from_secs(1));
     }

@@ -6,6 +6,8 @@
 //! jittered exponential backoff after tearing the old session down.
 
 mod backoff;
+#[cfg(test)]
+mod tests;
 
 pub use backoff::Backoff;
 
@@ -139,6 +141,10 @@ pub struct FleetContext {
     pub sink: Arc<dyn FrameSink>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
+    /// Where each camera's media comes from ([`ingest::LiveSource`] in production).
+    pub source: Arc<dyn ingest::Source>,
+    /// Uniform random numbers in [0, 1) for the backoff jitter (`rand::random` in production).
+    pub jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
 }
 
 /// Why a fleet change was refused.
@@ -298,7 +304,9 @@ impl Fleet {
     }
 }
 
-/// One camera's life: open → run → backoff → reopen, until cancelled.
+/// One camera's life: open → run → backoff → reopen, until cancelled. Each session runs under a
+/// stall watchdog: once playing, no access unit for `stall_after` ends the session as `stalled` and
+/// tears it down (the source's future is dropped), whatever the source itself notices.
 async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
     let mut backoff = Backoff::new(ctx.ingest.backoff_initial, ctx.ingest.backoff_max);
     loop {
@@ -307,10 +315,16 @@ async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
             None => return,
         };
         lock(&entry.tracker).on_connecting();
-        let mut observer = Observer { entry, ctx };
+        let activity = Mutex::new(Activity::default());
+        let mut observer = Observer {
+            entry,
+            ctx,
+            activity: &activity,
+        };
         let failure = tokio::select! {
             _ = entry.cancel.cancelled() => return,
-            f = ingest::gst_source::run_any(&spec, &mut observer) => f,
+            f = ctx.source.run(&spec, &mut observer) => f,
+            f = stall_watchdog(&activity, &spec) => f,
         };
         let idx = REASONS
             .iter()
@@ -330,11 +344,45 @@ async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
             // Retrying a wrong password quickly locks accounts on many cameras.
             ctx.ingest.auth_failed_backoff
         } else {
-            backoff.next_delay()
+            backoff.next_delay((ctx.jitter)())
         };
         tokio::select! {
             _ = entry.cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// What the watchdog knows of a session: when it last showed life (PLAY, then each access unit).
+#[derive(Debug, Default)]
+struct Activity {
+    last: Option<tokio::time::Instant>,
+    had_media: bool,
+}
+
+/// Ends once a playing session has delivered nothing for `stall_after`; pending until PLAY (the
+/// source's own handshake timeouts cover the time before).
+async fn stall_watchdog(activity: &Mutex<Activity>, spec: &SessionSpec) -> ingest::IngestFailure {
+    let quiet = spec.stall_after.max(Duration::from_millis(100));
+    loop {
+        let (last, had_media) = {
+            let a = lock(activity);
+            (a.last, a.had_media)
+        };
+        match last {
+            None => tokio::time::sleep(quiet).await,
+            Some(t) if tokio::time::Instant::now() >= t + quiet => {
+                return ingest::IngestFailure {
+                    camera: spec.camera.clone(),
+                    reason: OfflineReason::Stalled,
+                    detail: format!(
+                        "no media for {} s; session torn down by the supervisor",
+                        quiet.as_secs_f64()
+                    ),
+                    had_media,
+                };
+            }
+            Some(t) => tokio::time::sleep_until(t + quiet).await,
         }
     }
 }
@@ -358,11 +406,13 @@ fn session_spec(entry: &CameraEntry, ctx: &FleetContext) -> Option<SessionSpec> 
 struct Observer<'a> {
     entry: &'a CameraEntry,
     ctx: &'a FleetContext,
+    activity: &'a Mutex<Activity>,
 }
 
 impl SessionObserver for Observer<'_> {
     fn playing(&mut self, info: &StreamInfo) {
         tracing::info!(codec = ?info.codec, width = info.width, height = info.height, transport = info.transport, "playing");
+        lock(self.activity).last = Some(tokio::time::Instant::now());
         lock(&self.entry.tracker).on_playing();
         *lock(&self.entry.stream) = Some(info.clone());
         *lock(&self.entry.last_error) = None;
@@ -375,6 +425,11 @@ impl SessionObserver for Observer<'_> {
             .fetch_add(au.data.len() as u64, Ordering::Relaxed);
         if au.keyframe {
             c.keyframes_in.fetch_add(1, Ordering::Relaxed);
+        }
+        {
+            let mut a = lock(self.activity);
+            a.last = Some(tokio::time::Instant::now());
+            a.had_media = true;
         }
         lock(&self.entry.tracker).on_media(au.data.len());
         let (keyframe_only, fps) = {

@@ -90,6 +90,31 @@ pub trait SessionObserver: Send {
     fn access_unit(&mut self, au: AccessUnit, info: &StreamInfo);
 }
 
+/// Where a camera's media comes from: the camera supervisor's only way to its camera (tests give it
+/// a fake). One call is one session: open, deliver to `observer`, and return why it ended.
+pub trait Source: Send + Sync {
+    /// Runs one session of `spec` until it fails.
+    fn run<'a>(
+        &'a self,
+        spec: &'a SessionSpec,
+        observer: &'a mut dyn SessionObserver,
+    ) -> futures::future::BoxFuture<'a, IngestFailure>;
+}
+
+/// The real sources: retina for `rtsp`/`rtsps`, GStreamer for files, RTMP and HLS.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveSource;
+
+impl Source for LiveSource {
+    fn run<'a>(
+        &'a self,
+        spec: &'a SessionSpec,
+        observer: &'a mut dyn SessionObserver,
+    ) -> futures::future::BoxFuture<'a, IngestFailure> {
+        Box::pin(gst_source::run_any(spec, observer))
+    }
+}
+
 /// Opens the camera and delivers access units until the stream fails; never returns `Ok` except
 /// when the server ends the stream (which is reported as `eos`).
 pub async fn run_session(spec: &SessionSpec, observer: &mut dyn SessionObserver) -> IngestFailure {
