@@ -182,6 +182,7 @@ fn start_analysis(
     let mut batchers = Vec::new();
     let mut inferencers = Vec::new();
     let mut models = Vec::new();
+    let mut budgets = Vec::new();
     for manifest in &analysis.manifests {
         let manifest = manifest.clone();
         let budget = Arc::new(crate::batch::AdmissionBudget::new(settings.budget));
@@ -200,7 +201,7 @@ fn start_analysis(
             &manifest.name,
             settings.batch_config(&manifest),
             clock.clone(),
-            Some(budget),
+            Some(budget.clone()),
             in_rx,
             batch_tx,
         )
@@ -210,21 +211,24 @@ fn start_analysis(
         inputs.push(in_tx);
         batchers.push(stage);
         inferencers.push(inferencer);
+        budgets.push(budget);
     }
     drop(analysed_tx);
     let readers: Vec<_> = models
         .iter()
         .zip(&batchers)
         .zip(&inferencers)
-        .map(|(((name, _), b), i)| (name.clone(), b.counters(), i.stats_reader()))
+        .zip(budgets)
+        .map(|((((name, _), b), i), budget)| (name.clone(), b.counters(), i.stats_reader(), budget))
         .collect();
     let model_stats: Arc<dyn Fn() -> Vec<web::ModelStats> + Send + Sync> = Arc::new(move || {
         readers
             .iter()
-            .map(|(model, batch, infer)| web::ModelStats {
+            .map(|(model, batch, infer, budget)| web::ModelStats {
                 model: model.clone(),
                 batch: batch.snapshot(),
                 infer: infer(),
+                budget: budget.snapshot(),
             })
             .collect()
     });

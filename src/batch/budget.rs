@@ -62,6 +62,10 @@ struct State {
     keep: BTreeMap<u8, f64>,
     /// Per priority: share of its floor a camera keeps, 0..=1. Missing = 1.
     keep_floor: BTreeMap<u8, f64>,
+    /// Per (priority, floor?): the band last reported (missing = full).
+    bands: BTreeMap<(u8, bool), Band>,
+    /// Band changes reported so far.
+    changes: u64,
 }
 
 /// What the budget decided, for the API and logs.
@@ -81,6 +85,9 @@ pub struct BudgetSnapshot {
     pub keep_by_priority: BTreeMap<u8, f64>,
     /// Per priority level: share of the floor it keeps (below 1 only when the floors do not fit).
     pub floor_kept_by_priority: BTreeMap<u8, f64>,
+    /// Times a level started or stopped being cut (or was cut entirely) — the "admission budget
+    /// changed" events.
+    pub changes: u64,
 }
 
 /// Shared by the camera gate (reads [`allowed_fps`](Self::allowed_fps)), the batcher (enforces it) and the
@@ -170,6 +177,7 @@ impl AdmissionBudget {
                 .keys()
                 .map(|p| (*p, st.keep_floor.get(p).copied().unwrap_or(1.0)))
                 .collect(),
+            changes: st.changes,
         }
     }
 
@@ -248,32 +256,62 @@ impl AdmissionBudget {
                 map.insert(priority, keep);
             }
         }
-        let (before, before_floor) = before;
-        if st.keep != before || st.keep_floor != before_floor {
-            // The kept fractions move a little with every measured batch: that is debug detail.
-            // A priority starting or ending shedding, or fully shed, is worth an info line.
-            let band = |k: Option<&f64>| match k.copied().unwrap_or(1.0) {
-                k if k >= 1.0 => 2u8,
-                k if k <= 0.0 => 0,
-                _ => 1,
-            };
-            let shift = st
-                .keep
-                .keys()
-                .chain(before.keys())
-                .any(|p| band(st.keep.get(p)) != band(before.get(p)))
-                || st
-                    .keep_floor
-                    .keys()
-                    .chain(before_floor.keys())
-                    .any(|p| band(st.keep_floor.get(p)) != band(before_floor.get(p)));
-            let capacity_fps = self.capacity(st);
-            let demand_fps = st.levels.values().map(|l| l.0).sum::<f64>();
-            if shift {
-                tracing::info!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget changed");
-            } else {
-                tracing::debug!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget adjusted");
+        if (&st.keep, &st.keep_floor) == (&before.0, &before.1) {
+            return;
+        }
+        // Whether each level sheds none, some or all of it, with hysteresis: the kept share moves a
+        // little with every measured batch, and a level hovering at a band's edge must not flap the
+        // operator-facing state. Only a band change counts as a change (info, and in
+        // `qly_admission_changes_total`); the rest is debug detail.
+        let mut shift = false;
+        let levels: Vec<u8> = st.levels.keys().copied().collect();
+        for p in levels {
+            for floor in [false, true] {
+                let map = if floor { &st.keep_floor } else { &st.keep };
+                let k = map.get(&p).copied().unwrap_or(1.0);
+                let prev = st.bands.get(&(p, floor)).copied().unwrap_or(Band::Full);
+                let next = prev.next(k);
+                if next != prev {
+                    st.bands.insert((p, floor), next);
+                    shift = true;
+                }
             }
+        }
+        st.bands.retain(|(p, _), _| st.levels.contains_key(p));
+        let capacity_fps = self.capacity(st);
+        let demand_fps = st.levels.values().map(|l| l.0).sum::<f64>();
+        if shift {
+            st.changes += 1;
+            tracing::info!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget changed");
+        } else {
+            tracing::debug!(capacity_fps, demand_fps, keep = ?st.keep, floor_kept = ?st.keep_floor, "admission budget adjusted");
+        }
+    }
+}
+
+/// How much of a level is kept, as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Band {
+    /// Nothing cut.
+    Full,
+    /// Part cut.
+    Partial,
+    /// All cut.
+    Shed,
+}
+
+impl Band {
+    /// The band for kept share `k`, from `self`: leaving `Full` needs more than 10 % cut, leaving
+    /// `Shed` needs 10 % back, and `Partial` becomes `Full` or `Shed` only at exactly 1 or 0.
+    fn next(self, k: f64) -> Band {
+        match self {
+            Band::Full if k <= 0.0 => Band::Shed,
+            Band::Full if k < 0.9 => Band::Partial,
+            Band::Partial if k >= 1.0 => Band::Full,
+            Band::Partial if k <= 0.0 => Band::Shed,
+            Band::Shed if k >= 1.0 => Band::Full,
+            Band::Shed if k >= 0.1 => Band::Partial,
+            b => b,
         }
     }
 }
@@ -289,6 +327,49 @@ mod tests {
             min_fps: 0.2,
             ewma_alpha: 1.0,
         })
+    }
+
+    #[test]
+    fn a_level_hovering_at_a_band_edge_does_not_count_as_changes() {
+        let b = budget();
+        // One priority-5 camera at 10 fps, the rest priority 1: demand 20 fps.
+        b.allowed_fps("low", 5, 10.0);
+        b.allowed_fps("high", 1, 10.0);
+        // Capacity alternates 19.5 ↔ 20.5 fps: priority 5 keeps 95 % then all of it, twice a second
+        // in the field. Neither is a change an operator needs to hear about.
+        for _ in 0..20 {
+            b.observe_batch(1, Duration::from_secs_f64(1.0 / 19.5));
+            b.observe_batch(1, Duration::from_secs_f64(1.0 / 20.5));
+        }
+        assert_eq!(b.snapshot().changes, 0);
+        // Capacity nearly halves: priority 5 keeps only its floor and 3 % above it: one change.
+        b.observe_batch(1, Duration::from_secs_f64(1.0 / 10.5));
+        let s = b.snapshot();
+        assert!(s.keep_by_priority.get(&5).is_some_and(|k| *k < 0.1), "{s:?}");
+        assert_eq!(s.changes, 1, "{s:?}");
+        // Hovering around the new cut (3 % ↔ 8 % kept) does not count either …
+        for _ in 0..20 {
+            b.observe_batch(1, Duration::from_secs_f64(1.0 / 11.0));
+            b.observe_batch(1, Duration::from_secs_f64(1.0 / 10.5));
+        }
+        assert_eq!(b.snapshot().changes, 1);
+        // … and full recovery is one change.
+        b.observe_batch(1, Duration::from_millis(10));
+        let s = b.snapshot();
+        assert_eq!(s.keep_by_priority.get(&5), Some(&1.0), "{s:?}");
+        assert_eq!(s.changes, 2);
+    }
+
+    #[test]
+    fn bands_leave_full_and_shed_only_with_a_margin() {
+        assert_eq!(Band::Full.next(0.95), Band::Full);
+        assert_eq!(Band::Full.next(0.85), Band::Partial);
+        assert_eq!(Band::Partial.next(0.99), Band::Partial);
+        assert_eq!(Band::Partial.next(1.0), Band::Full);
+        assert_eq!(Band::Partial.next(0.0), Band::Shed);
+        assert_eq!(Band::Shed.next(0.05), Band::Shed);
+        assert_eq!(Band::Shed.next(0.2), Band::Partial);
+        assert_eq!(Band::Full.next(0.0), Band::Shed);
     }
 
     #[test]

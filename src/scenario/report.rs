@@ -267,8 +267,16 @@ pub fn run_report(s: &Resolved, d: &RunData) -> Value {
             "demand_fps_configured": r(demand_fps, 2),
             "offered_fps": r(offered_fps, 2),
             "demand_over_capacity": capacity_fps.map(|c| r(demand_fps / c, 2)),
-            "budget_last_change": d.log.last_budget,
-            "budget_changes": d.log.budget_changes,
+            // From the service's metrics (not its log text): the budget at the window's end and how
+            // often a priority started or stopped being cut within it.
+            "budget_at_end": d.w1.metrics.as_ref().map(|m| serde_json::json!({
+                "capacity_fps": m.sum("qly_admission_capacity_fps", &[]),
+                "demand_fps": m.sum("qly_admission_demand_fps", &[]),
+                "admitted_fps": m.sum("qly_admission_admitted_fps", &[]),
+                "keep_by_priority": m.by("qly_admission_keep", "priority"),
+                "floor_kept_by_priority": m.by("qly_admission_floor_keep", "priority"),
+            })),
+            "budget_changes": delta("qly_admission_changes_total", &[]),
         },
         "service": {
             "cpu_percent_of_one_core": r(svc_cpu, 1),

@@ -163,10 +163,6 @@ pub struct Probe {
 /// Facts from the service's JSON log.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LogFacts {
-    /// The last "admission budget changed" event.
-    pub last_budget: Option<Value>,
-    /// Times the budget changed.
-    pub budget_changes: u64,
     /// WARN lines, by message (first 80 characters).
     pub warnings: BTreeMap<String, u64>,
     /// ERROR lines, by message.
@@ -282,14 +278,6 @@ fn log_facts(path: &std::path::Path, from: u64, to: u64) -> LogFacts {
         };
         let msg = v["message"].as_str().unwrap_or("");
         match (v["level"].as_str().unwrap_or(""), msg) {
-            (_, "admission budget changed" | "admission budget adjusted") => {
-                f.budget_changes += 1;
-                f.last_budget = Some(serde_json::json!({
-                    "capacity_fps": v["capacity_fps"],
-                    "demand_fps": v["demand_fps"],
-                    "keep": v["keep"],
-                }));
-            }
             ("WARN", m) => *f.warnings.entry(m.chars().take(80).collect()).or_default() += 1,
             ("ERROR", m) => *f.errors.entry(m.chars().take(80).collect()).or_default() += 1,
             _ => {}

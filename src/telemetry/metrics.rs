@@ -32,6 +32,18 @@ pub const ALERT_STORE_FAILURES: &str = "qly_alert_store_failures_total";
 pub const ALERTS_WAITING: &str = "qly_alerts_waiting";
 /// Frames waiting in each decoder worker's queue (`worker` label).
 pub const DECODE_QUEUE: &str = "qly_decode_queue_depth";
+/// The admission budget's measured capacity, frames per second (`model`).
+pub const ADMISSION_CAPACITY: &str = "qly_admission_capacity_fps";
+/// What the cameras ask of the model, frames per second (`model`).
+pub const ADMISSION_DEMAND: &str = "qly_admission_demand_fps";
+/// What the budget lets through, frames per second (`model`).
+pub const ADMISSION_ADMITTED: &str = "qly_admission_admitted_fps";
+/// Share of the rate above the floor a camera keeps, 0..1 (`model`, `priority`).
+pub const ADMISSION_KEEP: &str = "qly_admission_keep";
+/// Share of its floor a camera keeps, 0..1 (`model`, `priority`).
+pub const ADMISSION_FLOOR_KEEP: &str = "qly_admission_floor_keep";
+/// Times a priority started or stopped being cut, or was cut entirely (`model`).
+pub const ADMISSION_CHANGES: &str = "qly_admission_changes_total";
 /// Frames waiting in each model's batcher (`model` label).
 pub const BATCH_PENDING: &str = "qly_batch_pending";
 /// Frames the batcher did not infer, by model and reason (`rate`: above the camera's own analysis_fps,

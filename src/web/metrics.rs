@@ -192,6 +192,28 @@ fn render_pipeline(out: &mut String, st: &AppState) {
             s.batch.pending
         );
     }
+    for (name, kind, value) in [
+        (m::ADMISSION_CAPACITY, "gauge", (|b: &crate::batch::BudgetSnapshot| b.capacity_fps.unwrap_or(f64::NAN)) as fn(&crate::batch::BudgetSnapshot) -> f64),
+        (m::ADMISSION_DEMAND, "gauge", |b| b.demand_fps),
+        (m::ADMISSION_ADMITTED, "gauge", |b| b.admitted_fps),
+        (m::ADMISSION_CHANGES, "counter", |b| b.changes as f64),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for s in &models {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", s.model, value(&s.budget));
+        }
+    }
+    for (name, by_priority) in [
+        (m::ADMISSION_KEEP, (|b: &crate::batch::BudgetSnapshot| &b.keep_by_priority) as fn(&crate::batch::BudgetSnapshot) -> &std::collections::BTreeMap<u8, f64>),
+        (m::ADMISSION_FLOOR_KEEP, |b| &b.floor_kept_by_priority),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in &models {
+            for (p, k) in by_priority(&s.budget) {
+                let _ = writeln!(out, "{name}{{model=\"{}\",priority=\"{p}\"}} {k}", s.model);
+            }
+        }
+    }
     let _ = writeln!(out, "# TYPE {} counter", m::ANALYSIS_DROPPED);
     for s in &models {
         for (reason, n) in s.batch.dropped.by_reason() {

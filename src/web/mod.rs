@@ -70,6 +70,8 @@ pub struct ModelStats {
     pub batch: crate::batch::BatchStats,
     /// Inference counters and histograms.
     pub infer: crate::infer::InferStats,
+    /// The admission budget's capacity, demand and cuts.
+    pub budget: crate::batch::BudgetSnapshot,
 }
 
 /// Frames dropped before analysis, by reason.
