@@ -345,7 +345,10 @@ mod tests {
         // Capacity nearly halves: priority 5 keeps only its floor and 3 % above it: one change.
         b.observe_batch(1, Duration::from_secs_f64(1.0 / 10.5));
         let s = b.snapshot();
-        assert!(s.keep_by_priority.get(&5).is_some_and(|k| *k < 0.1), "{s:?}");
+        assert!(
+            s.keep_by_priority.get(&5).is_some_and(|k| *k < 0.1),
+            "{s:?}"
+        );
         assert_eq!(s.changes, 1, "{s:?}");
         // Hovering around the new cut (3 % ↔ 8 % kept) does not count either …
         for _ in 0..20 {

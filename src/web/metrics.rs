@@ -193,7 +193,12 @@ fn render_pipeline(out: &mut String, st: &AppState) {
         );
     }
     for (name, kind, value) in [
-        (m::ADMISSION_CAPACITY, "gauge", (|b: &crate::batch::BudgetSnapshot| b.capacity_fps.unwrap_or(f64::NAN)) as fn(&crate::batch::BudgetSnapshot) -> f64),
+        (
+            m::ADMISSION_CAPACITY,
+            "gauge",
+            (|b: &crate::batch::BudgetSnapshot| b.capacity_fps.unwrap_or(f64::NAN))
+                as fn(&crate::batch::BudgetSnapshot) -> f64,
+        ),
         (m::ADMISSION_DEMAND, "gauge", |b| b.demand_fps),
         (m::ADMISSION_ADMITTED, "gauge", |b| b.admitted_fps),
         (m::ADMISSION_CHANGES, "counter", |b| b.changes as f64),
@@ -204,7 +209,11 @@ fn render_pipeline(out: &mut String, st: &AppState) {
         }
     }
     for (name, by_priority) in [
-        (m::ADMISSION_KEEP, (|b: &crate::batch::BudgetSnapshot| &b.keep_by_priority) as fn(&crate::batch::BudgetSnapshot) -> &std::collections::BTreeMap<u8, f64>),
+        (
+            m::ADMISSION_KEEP,
+            (|b: &crate::batch::BudgetSnapshot| &b.keep_by_priority)
+                as fn(&crate::batch::BudgetSnapshot) -> &std::collections::BTreeMap<u8, f64>,
+        ),
         (m::ADMISSION_FLOOR_KEEP, |b| &b.floor_kept_by_priority),
     ] {
         let _ = writeln!(out, "# TYPE {name} gauge");
