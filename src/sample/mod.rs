@@ -62,14 +62,16 @@ pub fn spawn_dispatcher(
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
                     refresh_thumbnail(&entry, &frame);
                     let frame = Arc::new(frame);
-                    if !analysis.is_empty() && (store_blocked.blocked)() {
+                    if analysis.is_empty() {
+                        continue;
+                    }
+                    if (store_blocked.blocked)() {
                         store_blocked.dropped.fetch_add(1, Ordering::Relaxed);
-                    } else if !analysis.is_empty() {
-                        let (priority, configured_fps) = entry
-                            .config
-                            .read()
-                            .map(|c| (c.priority, c.analysis_fps))
-                            .unwrap_or((3, 1.0));
+                    } else {
+                        let (priority, configured_fps) = {
+                            let c = crate::sync::read(&entry.config);
+                            (c.priority, c.analysis_fps)
+                        };
                         for tx in &analysis {
                             let input = BatchInput {
                                 frame: frame.clone(),
