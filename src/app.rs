@@ -20,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::decode::{DecodeConfig, DecoderPool, EncodedFrame, Router};
 use crate::health::{self, Ledger, LedgerHandle, VqdConfig};
 use crate::infer::{Analysed, Inferencer, OrtRuntime};
+use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
 use crate::sync::lock;
@@ -153,10 +154,18 @@ struct Analysis {
     stats: Arc<RulesStats>,
     /// Reads every model's batcher and inference counters.
     model_stats: Arc<dyn Fn() -> Vec<web::ModelStats> + Send + Sync>,
+    /// The analysis side's queues.
+    queues: Vec<QueueInfo>,
 }
 
 /// Hand-over queue from the decode dispatcher to each model's batcher.
 const ANALYSIS_QUEUE: usize = 256;
+/// Frames waiting in each decoder worker.
+const DECODE_QUEUE: usize = 512;
+/// Decoded pictures waiting for the dispatcher (the decoders wait when full).
+const DECODED_QUEUE: usize = 1024;
+/// Messages waiting for the ZeroMQ thread.
+const ZMQ_QUEUE: usize = 4096;
 /// Model outputs waiting for the rules thread (inference waits when full).
 const ANALYSED_QUEUE: usize = 64;
 /// Candidates waiting for the alerts thread (the rules thread waits when full).
@@ -247,6 +256,30 @@ fn start_analysis(
     .map_err(|e| err(&e))?;
     let cameras: board::CameraLookup =
         Arc::new(move |id: &str| fleet.upgrade().and_then(|f| f.get(id)).map(|e| e.camera()));
+    let queues = {
+        let stats = model_stats.clone();
+        vec![
+            QueueInfo::dropping(
+                "batch_to_infer",
+                "batch",
+                "infer",
+                settings.infer.threads.max(1),
+                // Each camera keeps its newest frame while inference is busy.
+                FullPolicy::DropOldest,
+                Arc::new(move || {
+                    let mut by: std::collections::BTreeMap<&'static str, u64> = Default::default();
+                    for s in stats() {
+                        for (reason, n) in s.batch.dropped.by_reason() {
+                            *by.entry(reason.as_str()).or_default() += n;
+                        }
+                    }
+                    by.into_iter().collect()
+                }),
+            ),
+            QueueInfo::blocking("infer_to_rules", "infer", "rules", ANALYSED_QUEUE),
+            QueueInfo::blocking("rules_to_alert", "rules", "alert", CANDIDATE_QUEUE),
+        ]
+    };
     let alerts_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let alerts = board::spawn(
         cand_rx,
@@ -267,6 +300,7 @@ fn start_analysis(
         models,
         stats,
         model_stats,
+        queues,
     }))
 }
 
@@ -340,7 +374,7 @@ pub async fn start(
         })?;
     let ledger = LedgerHandle::new(ledger_tx);
 
-    let (decoded_tx, decoded_rx) = crossbeam_channel::bounded(1024);
+    let (decoded_tx, decoded_rx) = crossbeam_channel::bounded(DECODED_QUEUE);
     // One pool worker per core (measured: decoding is the fleet's largest cost), and a queue deep
     // enough for the keyframes of cameras whose GOPs happen to line up.
     let decode_workers = std::thread::available_parallelism()
@@ -351,7 +385,7 @@ pub async fn start(
         DecodeConfig {
             kind: config.ingest.decoder.into(),
             workers: decode_workers,
-            queue: 512,
+            queue: DECODE_QUEUE,
             ..DecodeConfig::default()
         },
         decoded_tx.clone(),
@@ -409,9 +443,12 @@ pub async fn start(
     let zmq = match &delivery_config.zmq_endpoint {
         None => None,
         Some(endpoint) => {
-            let p =
-                crate::sinks::zmq_pub::ZmqPublisher::start(endpoint, delivery_config.zmq_hwm, 4096)
-                    .map_err(|e| AppError::Analysis(format!("ZeroMQ: {e}")))?;
+            let p = crate::sinks::zmq_pub::ZmqPublisher::start(
+                endpoint,
+                delivery_config.zmq_hwm,
+                ZMQ_QUEUE,
+            )
+            .map_err(|e| AppError::Analysis(format!("ZeroMQ: {e}")))?;
             tracing::info!(endpoint = p.endpoint(), "ZeroMQ PUB bound (best effort)");
             Some(Arc::new(p))
         }
@@ -492,7 +529,74 @@ pub async fn start(
     let stats_pool = pool.clone();
     drop(pool);
     drop(decoded_tx);
+    let queues = {
+        let pool = stats_pool.clone();
+        let handover = (analysis_dropped.clone(), store_blocked.dropped.clone());
+        let missed = delivery.feed_missed.clone();
+        let mut q = vec![
+            QueueInfo::dropping(
+                "camera_to_decode",
+                "camera",
+                "decode",
+                DECODE_QUEUE,
+                FullPolicy::DropOldest,
+                Arc::new(move || vec![("full", pool.stats().dropped.queue_full)]),
+            ),
+            QueueInfo::blocking("decode_to_sample", "decode", "sample", DECODED_QUEUE),
+            QueueInfo::dropping(
+                "sample_to_batch",
+                "sample",
+                "batch",
+                ANALYSIS_QUEUE,
+                FullPolicy::DropNewest,
+                Arc::new(move || {
+                    vec![
+                        ("full", handover.0.load(Ordering::Relaxed)),
+                        ("store_blocked", handover.1.load(Ordering::Relaxed)),
+                    ]
+                }),
+            ),
+        ];
+        if let Some(a) = &analysis {
+            q.extend(a.queues.iter().cloned());
+        }
+        q.push(QueueInfo::blocking(
+            "health_to_ledger",
+            "health",
+            "ledger",
+            LEDGER_QUEUE,
+        ));
+        q.push(QueueInfo::dropping(
+            "delivery_to_feed_client",
+            "delivery",
+            "web",
+            crate::sinks::FEED_CAPACITY,
+            // A client that falls behind loses the oldest and is told to resync from its cursor.
+            FullPolicy::DropOldest,
+            Arc::new(move || vec![("lagged", missed.load(Ordering::Relaxed))]),
+        ));
+        if let Some(z) = &zmq {
+            let z = z.clone();
+            q.push(QueueInfo::dropping(
+                "delivery_to_zeromq",
+                "delivery",
+                "zeromq",
+                ZMQ_QUEUE,
+                FullPolicy::DropNewest,
+                Arc::new(move || {
+                    let s = z.stats();
+                    vec![
+                        ("full", s.dropped_queue_full),
+                        ("hwm", s.dropped_hwm),
+                        ("error", s.dropped_error),
+                    ]
+                }),
+            ));
+        }
+        Arc::new(q)
+    };
     let state = Arc::new(AppState {
+        queues,
         fleet: fleet.clone(),
         ledger: ledger.clone(),
         config,

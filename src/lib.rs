@@ -16,6 +16,7 @@ pub mod decode;
 pub mod health;
 pub mod infer;
 pub mod ingest;
+pub mod queue;
 pub mod rules;
 pub mod sample;
 pub mod scenario;

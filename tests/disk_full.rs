@@ -279,6 +279,23 @@ url = "{url}"
         blocked > 0.0,
         "frames kept going to analysis while alerts waited"
     );
+    // The same drops, in the queue table: the hand-over in front of the batcher, by reason.
+    let queued = metric(
+        addr,
+        "qly_queue_dropped_total{queue=\"sample_to_batch\",policy=\"drop_newest\",reason=\"store_blocked\"}",
+    );
+    assert!(
+        queued >= blocked,
+        "the queue table counts {queued} store_blocked drops, the frame counter {blocked}"
+    );
+    assert_eq!(
+        metric(
+            addr,
+            "qly_queue_capacity{queue=\"rules_to_alert\",from=\"rules\",to=\"alert\",policy=\"block\"}"
+        ),
+        256.0,
+        "the alert queue must block, never drop"
+    );
     let raised_while_full = metric(addr, "qly_alert_candidates_total") - before_full;
     assert!(
         raised_while_full >= 1.0,

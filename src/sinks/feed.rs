@@ -126,6 +126,7 @@ pub async fn serve(
     store: AlertStore,
     mut rx: broadcast::Receiver<Arc<FeedEvent>>,
     query: FeedQuery,
+    missed: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut cursor = query.cursor.clone();
     let mut last_seq = 0i64;
@@ -180,6 +181,7 @@ pub async fn serve(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    missed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(missed = n, "feed client too slow; told to resync");
                     let _ = send_json(&mut socket, &Resync { kind: "resync", cursor: cursor.as_deref() }).await;
                     let _ = socket.send(Message::Close(None)).await;

@@ -43,6 +43,8 @@ pub struct Delivery {
     pub clock: Arc<dyn Clock>,
     /// Whether the store takes writes (set by the alert stage, read by the API, metrics, sampling).
     pub status: StoreStatus,
+    /// Feed events live clients missed because they fell behind (each such client is told to resync).
+    pub feed_missed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Delivery {
@@ -56,6 +58,7 @@ impl Delivery {
             wake: Arc::new(Notify::new()),
             clock,
             status: StoreStatus::default(),
+            feed_missed: Arc::default(),
         })
     }
 

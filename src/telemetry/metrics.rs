@@ -30,6 +30,10 @@ pub const ALERT_STORE_FAILING: &str = "qly_alert_store_failing";
 pub const ALERT_STORE_FAILURES: &str = "qly_alert_store_failures_total";
 /// Alerts detected and not yet stored.
 pub const ALERTS_WAITING: &str = "qly_alerts_waiting";
+/// Each queue between stages: its capacity (`queue`, `from`, `to`, `policy`).
+pub const QUEUE_CAPACITY: &str = "qly_queue_capacity";
+/// Items a queue between stages dropped, by reason (`queue`, `policy`, `reason`).
+pub const QUEUE_DROPPED: &str = "qly_queue_dropped_total";
 /// Frames waiting in each decoder worker's queue (`worker` label).
 pub const DECODE_QUEUE: &str = "qly_decode_queue_depth";
 /// The admission budget's measured capacity, frames per second (`model`).

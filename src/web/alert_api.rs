@@ -513,5 +513,6 @@ async fn feed(
     // Subscribed before the upgrade completes, so replay and live overlap rather than leave a gap.
     let rx = api.delivery.feed.subscribe();
     let store = api.delivery.store.clone();
-    ws.on_upgrade(move |socket| crate::sinks::feed::serve(socket, store, rx, query))
+    let missed = api.delivery.feed_missed.clone();
+    ws.on_upgrade(move |socket| crate::sinks::feed::serve(socket, store, rx, query, missed))
 }

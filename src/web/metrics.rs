@@ -137,6 +137,31 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         store_status.failures_total,
     );
     sample(&mut out, m::ALERTS_WAITING, "gauge", store_status.waiting);
+    let _ = writeln!(out, "# TYPE {} gauge", m::QUEUE_CAPACITY);
+    for q in st.queues.iter() {
+        let _ = writeln!(
+            out,
+            "{}{{queue=\"{}\",from=\"{}\",to=\"{}\",policy=\"{}\"}} {}",
+            m::QUEUE_CAPACITY,
+            q.name,
+            q.from,
+            q.to,
+            q.policy.as_str(),
+            q.capacity
+        );
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::QUEUE_DROPPED);
+    for q in st.queues.iter() {
+        for (reason, n) in (q.dropped)() {
+            let _ = writeln!(
+                out,
+                "{}{{queue=\"{}\",policy=\"{}\",reason=\"{reason}\"}} {n}",
+                m::QUEUE_DROPPED,
+                q.name,
+                q.policy.as_str()
+            );
+        }
+    }
     render_pipeline(&mut out, &st);
     let store = st.delivery.store.clone();
     match tokio::task::spawn_blocking(move || store.metric_counts()).await {

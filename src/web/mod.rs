@@ -43,6 +43,8 @@ pub struct AppState {
     pub models: Vec<(String, &'static str)>,
     /// Decoded frames not handed to analysis because its queue was full.
     pub analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Every queue between stages: capacity, full-policy and drops by reason.
+    pub queues: Arc<Vec<crate::queue::QueueInfo>>,
     /// Frames not handed to analysis while alerts waited for a failing store.
     pub store_blocked: Arc<std::sync::atomic::AtomicU64>,
     /// Alert store, outbox and feed.
