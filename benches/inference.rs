@@ -87,6 +87,7 @@ fn main() -> Res<()> {
         // Warm-up (first run at a new shape allocates), and the input for the bare loop.
         runner.run(batch)?;
         let input: Vec<f32> = runner.preprocessor_mut().input().to_vec();
+        let (spec_w, spec_h) = runner.preprocessor_mut().input_size();
 
         // Interleave stage and bare runs so drift (thermal, other load on the machine) hits both alike;
         // medians keep one disturbed iteration from deciding the ratio.
@@ -107,7 +108,7 @@ fn main() -> Res<()> {
 
             let session = runner.session_mut();
             let t = Instant::now();
-            let out = session.run(&input, b)?;
+            let out = session.run(&input, b, (spec_w, spec_h))?;
             drop(out);
             bare_s.push(t.elapsed().as_secs_f64());
         }

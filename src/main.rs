@@ -30,6 +30,9 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Run a detector on still images (JSON: per image, `[x1, y1, x2, y2, score, kind]` boxes in the
+    /// image's pixels), through the service's own preprocessing, decoding and label filter.
+    Detect(DetectArgs),
     /// Measure the whole service against camsim.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -40,6 +43,30 @@ enum BenchCommand {
     /// Scale, soak or overload: camsim and the service as child processes, scripted faults,
     /// JSON + Markdown report with a verdict per criterion (exit 1 when one fails).
     Scenario(qianliyan::scenario::Args),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("detector").required(true).args(["config", "model"]))]
+struct DetectArgs {
+    /// Use the first detector of this service configuration (its ONNX Runtime and model).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Or this model manifest (e.g. models/yolox_nano.toml); its file resolves against --assets.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With --model: the assets directory (default `assets`).
+    #[arg(long, default_value = "assets")]
+    assets: PathBuf,
+    /// Shrink each image into a frame of this size first (centred, black bars), as a camera's
+    /// sub-stream carries it, e.g. 384x288.
+    #[arg(long, value_parser = qianliyan::infer::detect::parse_size)]
+    as_substream: Option<(u32, u32)>,
+    /// Threads for ONNX Runtime (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,6 +133,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Camsim(args) => run_camsim(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Detect(args) => detect(&args),
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Scenario(args)) => bench_scenario(&args),
     }
@@ -227,6 +255,77 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
             eprintln!("camsim: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn detect(args: &DetectArgs) -> ExitCode {
+    use qianliyan::infer::{ModelManifest, ModelRunner, OrtRuntime, SessionConfig};
+    let fail = |message: String| {
+        eprintln!("qianliyan detect: {message}");
+        ExitCode::from(2)
+    };
+    let (library, manifest) = if let Some(file) = &args.config {
+        let settings = match qianliyan::settings::load(file) {
+            Ok(s) => s,
+            Err(errors) => return fail(format!("{}: {errors}", file.display())),
+        };
+        let Some(analysis) = settings.analysis else {
+            return fail(format!("{}: no [inference] section", file.display()));
+        };
+        let Some(m) = analysis
+            .manifests
+            .iter()
+            .find(|m| m.detector().is_some())
+            .cloned()
+        else {
+            return fail(format!(
+                "{}: no detector among inference.models",
+                file.display()
+            ));
+        };
+        (analysis.inference.ort_library.clone(), m)
+    } else {
+        let Some(path) = &args.model else {
+            return fail("give --config or --model".into());
+        };
+        match ModelManifest::load(path, &args.assets) {
+            Ok(m) if m.detector().is_some() => (
+                args.assets.join("onnxruntime/libonnxruntime.so"),
+                std::sync::Arc::new(m),
+            ),
+            Ok(m) => {
+                return fail(format!(
+                    "{}: model {} is not a detector",
+                    path.display(),
+                    m.name
+                ));
+            }
+            Err(e) => return fail(e.to_string()),
+        }
+    };
+    let runner = OrtRuntime::init(&library).and_then(|rt| {
+        ModelRunner::new(
+            rt,
+            manifest,
+            &SessionConfig {
+                intra_threads: args.threads,
+                ..SessionConfig::default()
+            },
+        )
+    });
+    let mut runner = match runner {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    match qianliyan::infer::detect::detect_images(&mut runner, &args.images, args.as_substream) {
+        Ok(found) => match serde_json::to_string_pretty(&found) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.to_string()),
+        },
+        Err(e) => fail(e.to_string()),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Frames kept per camera while waiting (1 or 2); a newer frame replaces the oldest.
     pub queue_depth: usize,
+    /// A batch holds frames of one picture size only (a native-size model runs each size apart);
+    /// frames of other sizes wait for the next batch, keeping their place in the round-robin.
+    pub one_size: bool,
 }
 
 impl Default for BatchConfig {
@@ -52,6 +55,7 @@ impl Default for BatchConfig {
             max_batch: 8,
             max_wait: Duration::from_millis(50),
             queue_depth: 1,
+            one_size: false,
         }
     }
 }
@@ -523,6 +527,7 @@ mod tests {
             max_batch: 2,
             max_wait: Duration::from_millis(20),
             queue_depth: 1,
+            one_size: false,
         };
         let stage =
             BatchStage::start("t", cfg, Arc::new(SystemClock), None, in_rx, out_tx).unwrap();
@@ -573,6 +578,7 @@ mod tests {
             max_batch: 1,
             max_wait: Duration::from_millis(5),
             queue_depth: 1,
+            one_size: false,
         };
         let stage =
             BatchStage::start("t", cfg, Arc::new(SystemClock), None, in_rx, out_tx).unwrap();

@@ -273,8 +273,12 @@ impl Batcher {
     fn form(&mut self, now: Instant) -> Option<Batch> {
         let opened_at = self.open_since.unwrap_or(now);
         let max = self.cfg.max_batch.max(1);
-        let mut items = Vec::with_capacity(max.min(self.pending));
+        let mut items: Vec<BatchItem> = Vec::with_capacity(max.min(self.pending));
+        // With `one_size`, the first frame taken sets the batch's picture size.
+        let mut size: Option<(u32, u32)> = None;
         for ring in self.rings.values_mut() {
+            // Cameras whose next frame has another size: they keep their place for the next batch.
+            let mut other_size = Vec::new();
             while items.len() < max {
                 let Some(camera) = ring.pop_front() else {
                     break;
@@ -282,6 +286,15 @@ impl Batcher {
                 let Some(cam) = self.cams.get_mut(&camera) else {
                     continue;
                 };
+                if self.cfg.one_size
+                    && let Some(front) = cam.queue.front()
+                {
+                    let s = (front.frame.width, front.frame.height);
+                    if *size.get_or_insert(s) != s {
+                        other_size.push(camera);
+                        continue;
+                    }
+                }
                 if let Some(item) = cam.queue.pop_front() {
                     items.push(item);
                     self.pending -= 1;
@@ -291,6 +304,9 @@ impl Batcher {
                 } else {
                     ring.push_back(camera);
                 }
+            }
+            for camera in other_size.into_iter().rev() {
+                ring.push_front(camera);
             }
             if items.len() >= max {
                 break;
@@ -359,6 +375,7 @@ mod tests {
             max_batch,
             max_wait: Duration::from_millis(50),
             queue_depth: depth,
+            one_size: false,
         };
         (Batcher::new(cfg, None, counters.clone()), counters)
     }
@@ -497,6 +514,7 @@ mod tests {
             max_batch: 8,
             max_wait: Duration::from_millis(50),
             queue_depth: 1,
+            one_size: false,
         };
         let mut b = Batcher::new(cfg, Some(budget.clone()), counters.clone());
         let cam = |name: &str, prio: u8| BatchInput {
@@ -540,6 +558,7 @@ mod tests {
             max_batch: 8,
             max_wait: Duration::from_millis(50),
             queue_depth: 1,
+            one_size: false,
         };
         let b = Batcher::new(cfg, Some(budget.clone()), counters.clone());
         (b, budget, counters)
@@ -666,6 +685,35 @@ mod tests {
         // It speeds up to 1 keyframe per second: the demand follows, capped at the configured rate.
         feed(&mut b, &clock, &[("kf", 3, 1.0)], 4.0, 30.0);
         assert_eq!(budget.snapshot().demand_fps, 1.0);
+    }
+
+    #[test]
+    fn one_size_batches_hold_one_picture_size_and_others_keep_their_turn() {
+        let cfg = BatchConfig {
+            max_batch: 4,
+            max_wait: Duration::from_millis(50),
+            queue_depth: 1,
+            one_size: true,
+        };
+        let mut b = Batcher::new(cfg, None, Arc::new(BatchCounters::default()));
+        let clock = ManualClock::default();
+        let sized = |camera: &str, w: u32| {
+            let mut f = (*frame(camera, 0)).clone();
+            f.width = w;
+            BatchInput {
+                frame: Arc::new(f),
+                priority: 3,
+                configured_fps: 100.0,
+            }
+        };
+        for (c, w) in [("a", 384), ("b", 704), ("c", 384), ("d", 704), ("e", 384)] {
+            b.push(sized(c, w), clock.now());
+        }
+        let first = b.flush(clock.now()).unwrap();
+        assert_eq!(cams(&first), ["a", "c", "e"], "the first frame's size only");
+        let second = b.flush(clock.now()).unwrap();
+        assert_eq!(cams(&second), ["b", "d"], "the others, in their order");
+        assert!(b.flush(clock.now()).is_none());
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl InferSettings {
             max_batch: manifest.max_batch,
             max_wait: self.max_wait,
             queue_depth: self.queue_depth,
+            one_size: manifest.input.native.is_some(),
         }
     }
 }

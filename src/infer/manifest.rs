@@ -143,8 +143,15 @@ pub struct RawManifest {
 pub struct RawInput {
     /// Input tensor name in the ONNX graph.
     pub name: String,
-    /// Model input `[width, height]` in pixels.
-    pub size: Vec<u32>,
+    /// Model input `[width, height]` in pixels, or `"native"`: each frame at its own size rounded up
+    /// to a multiple of 32, never upscaled, the long side capped at `max_side` (the model needs symbolic
+    /// height and width).
+    pub size: RawSize,
+    /// With `size = "native"`: the longest side analysed (default 640; a larger frame is shrunk).
+    pub max_side: Option<u32>,
+    /// Where a letterboxed picture sits: `centre` (default) or `top-left` (YOLOX trains so).
+    #[serde(default = "default_anchor")]
+    pub anchor: String,
     /// `nchw` (default) or `nhwc`.
     #[serde(default = "default_layout")]
     pub layout: String,
@@ -168,10 +175,30 @@ pub struct RawInput {
     pub pad_value: u8,
 }
 
-/// `[detector]`: YOLOv8-style output `[B, 4+C, N]` (cx, cy, w, h in input pixels, then C class scores).
+/// `[input] size`: `[width, height]` or `"native"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    /// `[width, height]`.
+    Fixed(Vec<u32>),
+    /// `"native"`.
+    Word(String),
+}
+
+/// `[detector]`: the output tensor, its layout and the thresholds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDetector {
+    /// `ultralytics` (default; YOLOv8 `[B, 4 + C, N]`: cx, cy, w, h in input pixels, then C class
+    /// scores) or `yolox` (`[B, N, 5 + C]` on a grid of `strides` from the run's height and width: grid
+    /// offsets, log sizes, objectness, C class scores; score = objectness × class).
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// With `format = "yolox"`: the head's strides, finest first (default `[8, 16, 32]`).
+    pub strides: Option<Vec<u32>>,
+    /// Object kinds passed on to tracking and rules (default: every kind the labels name); boxes of
+    /// other kinds are dropped after NMS.
+    pub keep: Option<Vec<String>>,
     /// Output tensor name (default `output0`).
     #[serde(default = "default_detector_output")]
     pub output: String,
@@ -227,6 +254,12 @@ fn default_colour() -> String {
 }
 fn default_resize() -> String {
     "stretch".into()
+}
+fn default_anchor() -> String {
+    "centre".into()
+}
+fn default_format() -> String {
+    "ultralytics".into()
 }
 fn default_scale() -> f32 {
     1.0 / 255.0
@@ -290,15 +323,31 @@ pub enum ResizeMode {
     Letterbox,
 }
 
+/// Where a letterboxed picture sits in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// Centred, padding split on both sides.
+    Centre,
+    /// At the top-left corner, padding right and below.
+    TopLeft,
+}
+
+/// Multiple that a native input size is rounded up to (the detectors' largest stride).
+pub const NATIVE_MULTIPLE: u32 = 32;
+
 /// The image input of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputSpec {
     /// Tensor name.
     pub name: String,
-    /// Width in pixels.
+    /// Width in pixels (with `native`: the cap, `max_side`).
     pub width: u32,
-    /// Height in pixels.
+    /// Height in pixels (with `native`: the cap, `max_side`).
     pub height: u32,
+    /// `Some(max_side)`: each frame analysed at its own size (see [`InputSpec::analysed_size`]).
+    pub native: Option<u32>,
+    /// Where a letterboxed picture sits.
+    pub anchor: Anchor,
     /// Memory layout.
     pub layout: Layout,
     /// Channel order.
@@ -315,6 +364,37 @@ pub struct InputSpec {
     pub pad_value: u8,
 }
 
+impl InputSpec {
+    /// The input size `(width, height)` a `frame_w × frame_h` frame is analysed at: the fixed size, or
+    /// (native) the frame's own size, shrunk so its long side is at most `max_side`, rounded up to a
+    /// multiple of 32. Frames of one camera fleet fall into few such sizes; the batcher batches each
+    /// size apart.
+    pub fn analysed_size(&self, frame_w: u32, frame_h: u32) -> (u32, u32) {
+        let Some(max_side) = self.native else {
+            return (self.width, self.height);
+        };
+        let (w, h) = (frame_w.max(1), frame_h.max(1));
+        let scale = (f64::from(max_side) / f64::from(w.max(h))).min(1.0);
+        let up = |v: u32| {
+            let scaled = (f64::from(v) * scale).round().max(1.0) as u32;
+            scaled.div_ceil(NATIVE_MULTIPLE) * NATIVE_MULTIPLE
+        };
+        (up(w), up(h))
+    }
+}
+
+/// How a detector's output tensor is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// YOLOv8 (Ultralytics): `[B, 4 + C, N]`, boxes in input pixels.
+    Ultralytics,
+    /// YOLOX: `[B, N, 5 + C]` over the grids of these strides (finest first), decoded at run time.
+    Yolox {
+        /// The head's strides.
+        strides: Vec<u32>,
+    },
+}
+
 /// One class of a detector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
@@ -324,11 +404,15 @@ pub struct Label {
     pub kind: ObjectKind,
 }
 
-/// A YOLOv8-style detector's output and thresholds.
+/// A detector's output and thresholds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorSpec {
     /// Output tensor name.
     pub output: String,
+    /// How the output is laid out.
+    pub format: OutputFormat,
+    /// Kinds passed on; `None` = all.
+    pub keep: Option<Vec<ObjectKind>>,
     /// Minimum best-class score.
     pub score_threshold: f32,
     /// Class-aware NMS IoU.
@@ -575,14 +659,52 @@ impl RawInput {
         if self.name.is_empty() {
             issues.push(Issue::new("input.name", "must name the input tensor"));
         }
-        let (width, height) = match self.size.as_slice() {
-            [w, h] if (16..=4096).contains(w) && (16..=4096).contains(h) => (*w, *h),
-            _ => {
+        let (width, height, native) = match &self.size {
+            RawSize::Fixed(v) => match v.as_slice() {
+                [w, h] if (16..=4096).contains(w) && (16..=4096).contains(h) => (*w, *h, None),
+                _ => {
+                    issues.push(Issue::new(
+                        "input.size",
+                        format!("{v:?} must be [width, height], each 16..=4096, or \"native\""),
+                    ));
+                    (0, 0, None)
+                }
+            },
+            RawSize::Word(w) if w == "native" => {
+                let max_side = self.max_side.unwrap_or(640);
+                if !(NATIVE_MULTIPLE..=4096).contains(&max_side)
+                    || !max_side.is_multiple_of(NATIVE_MULTIPLE)
+                {
+                    issues.push(Issue::new(
+                        "input.max_side",
+                        format!("{max_side} must be a multiple of 32 in 32..=4096"),
+                    ));
+                }
+                (max_side, max_side, Some(max_side))
+            }
+            RawSize::Word(w) => {
                 issues.push(Issue::new(
                     "input.size",
-                    format!("{:?} must be [width, height], each 16..=4096", self.size),
+                    format!("{w:?} must be [width, height] or \"native\""),
                 ));
-                (0, 0)
+                (0, 0, None)
+            }
+        };
+        if native.is_none() && self.max_side.is_some() {
+            issues.push(Issue::new(
+                "input.max_side",
+                "only allowed with size = \"native\"",
+            ));
+        }
+        let anchor = match self.anchor.as_str() {
+            "centre" | "center" => Some(Anchor::Centre),
+            "top-left" => Some(Anchor::TopLeft),
+            other => {
+                issues.push(Issue::new(
+                    "input.anchor",
+                    format!("{other:?} is not one of \"centre\", \"top-left\""),
+                ));
+                None
             }
         };
         let layout = match self.layout.as_str() {
@@ -618,6 +740,12 @@ impl RawInput {
                 None
             }
         };
+        if native.is_some() && resize == Some(ResizeMode::Stretch) {
+            issues.push(Issue::new(
+                "input.resize",
+                "size = \"native\" keeps the frame's proportions: use resize = \"letterbox\"",
+            ));
+        }
         if !(self.scale.is_finite() && self.scale > 0.0) {
             issues.push(Issue::new("input.scale", "must be a positive number"));
         }
@@ -630,6 +758,8 @@ impl RawInput {
             name: self.name.clone(),
             width,
             height,
+            native,
+            anchor: anchor?,
             layout: layout?,
             colour: colour?,
             resize: resize?,
@@ -676,6 +806,55 @@ impl RawDetector {
         if self.max_detections == 0 {
             issues.push(Issue::new("detector.max_detections", "must be at least 1"));
         }
+        let format = match self.format.as_str() {
+            "ultralytics" => {
+                if self.strides.is_some() {
+                    issues.push(Issue::new(
+                        "detector.strides",
+                        "only allowed with format = \"yolox\"",
+                    ));
+                }
+                Some(OutputFormat::Ultralytics)
+            }
+            "yolox" => {
+                let strides = self.strides.clone().unwrap_or_else(|| vec![8, 16, 32]);
+                if strides.is_empty()
+                    || strides
+                        .iter()
+                        .any(|s| !s.is_power_of_two() || *s > NATIVE_MULTIPLE)
+                {
+                    issues.push(Issue::new(
+                        "detector.strides",
+                        format!("{strides:?} must be powers of two up to 32, finest first"),
+                    ));
+                }
+                Some(OutputFormat::Yolox { strides })
+            }
+            other => {
+                issues.push(Issue::new(
+                    "detector.format",
+                    format!("{other:?} is not one of \"ultralytics\", \"yolox\""),
+                ));
+                None
+            }
+        };
+        let keep = self.keep.as_ref().map(|kinds| {
+            kinds
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    let kind = ObjectKind::parse(k);
+                    if kind.is_none() {
+                        let names: Vec<_> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
+                        issues.push(Issue::new(
+                            format!("detector.keep[{i}]"),
+                            format!("{k:?} is not one of {}", names.join(", ")),
+                        ));
+                    }
+                    kind
+                })
+                .collect::<Vec<_>>()
+        });
         if self.labels.is_empty() {
             issues.push(Issue::new(
                 "detector.labels",
@@ -727,6 +906,8 @@ impl RawDetector {
         }
         Some(DetectorSpec {
             output: self.output.clone(),
+            format: format?,
+            keep,
             score_threshold: self.score_threshold,
             nms_iou: self.nms_iou,
             max_detections: self.max_detections,
@@ -794,6 +975,50 @@ mod tests {
         assert_eq!(d.labels[0].kind, ObjectKind::Person);
         assert_eq!(d.labels[1].kind, ObjectKind::FallenPerson);
         assert_eq!(m.sha256.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn yolox_manifest_parses_and_native_sizes_round_up() {
+        let m = parse(include_str!("../../models/yolox_nano.toml")).unwrap();
+        assert_eq!(m.input.native, Some(640));
+        assert_eq!(m.input.anchor, Anchor::TopLeft);
+        assert_eq!(m.input.colour, ColourOrder::Bgr);
+        let d = m.detector().unwrap();
+        assert_eq!(
+            d.format,
+            OutputFormat::Yolox {
+                strides: vec![8, 16, 32]
+            }
+        );
+        assert_eq!(d.labels.len(), 80);
+        assert_eq!(d.keep, Some(vec![ObjectKind::Person]));
+        assert_eq!(d.labels[2].kind, ObjectKind::Vehicle);
+        assert_eq!(
+            m.input.analysed_size(704, 576),
+            (640, 544),
+            "D1: shrunk to 640 × 524"
+        );
+        assert_eq!(m.input.analysed_size(352, 240), (352, 256));
+        assert_eq!(m.input.analysed_size(2560, 1440), (640, 384));
+        assert_eq!(m.input.analysed_size(200, 1000), (128, 640));
+        let bad = include_str!("../../models/yolox_nano.toml")
+            .replace("max_side = 640", "max_side = 650")
+            .replace("resize = \"letterbox\"", "resize = \"stretch\"")
+            .replace("format = \"yolox\"", "format = \"yolo\"")
+            .replace("keep = [\"person\"]", "keep = [\"people\"]");
+        let Err(ManifestError::Invalid { issues, .. }) = parse(&bad) else {
+            panic!("expected Invalid");
+        };
+        let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "input.max_side",
+                "input.resize",
+                "detector.format",
+                "detector.keep[0]"
+            ]
+        );
     }
 
     #[test]

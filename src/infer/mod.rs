@@ -13,6 +13,7 @@
 //! reported by [`Inferencer::provider_in_use`].
 
 mod config;
+pub mod detect;
 mod ep;
 mod error;
 pub mod manifest;

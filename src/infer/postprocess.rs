@@ -1,9 +1,10 @@
-//! Model output → objects: YOLOv8 decode (best class per anchor ≥ threshold), class-aware NMS, boxes
-//! mapped back to the camera's pixels; and the per-frame score of anomaly models.
+//! Model output → objects: YOLOv8 (Ultralytics) and YOLOX decode (best class per box ≥ threshold),
+//! class-aware NMS, the manifest's `keep` filter, boxes mapped back to the camera's pixels; and the
+//! per-frame score of anomaly models.
 
 use serde::Serialize;
 
-use super::manifest::{DetectorSpec, ObjectKind};
+use super::manifest::{DetectorSpec, ObjectKind, OutputFormat};
 use super::preprocess::Geometry;
 
 /// One detected object, in the camera's pixel coordinates.
@@ -134,7 +135,11 @@ pub fn decode_yolov8(
     }
 
     nms(candidates, spec.nms_iou, spec.max_detections, kept);
+    to_frame(kept, spec, geometry)
+}
 
+/// Kept boxes → detections in frame pixels, of the kinds the manifest keeps.
+fn to_frame(kept: &[Candidate], spec: &DetectorSpec, geometry: &Geometry) -> Vec<Detection> {
     kept.iter()
         .filter_map(|c| {
             let bbox = geometry.to_frame(c.bbox);
@@ -142,6 +147,9 @@ pub fn decode_yolov8(
                 return None;
             }
             let label = spec.labels.get(c.class_id as usize)?;
+            if spec.keep.as_ref().is_some_and(|k| !k.contains(&label.kind)) {
+                return None;
+            }
             Some(Detection {
                 bbox,
                 score: c.score,
@@ -150,6 +158,102 @@ pub fn decode_yolov8(
             })
         })
         .collect()
+}
+
+/// The cells of a YOLOX head at one input size: per stride (finest first) a `width/s × height/s` grid,
+/// row-major; output box `i` belongs to the `i`-th cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YoloxGrid {
+    /// `(stride, columns, rows)` per level.
+    levels: Vec<(u32, u32, u32)>,
+}
+
+impl YoloxGrid {
+    /// The grid for an input of `size` (width, height).
+    pub fn new(size: (u32, u32), strides: &[u32]) -> Self {
+        Self {
+            levels: strides
+                .iter()
+                .map(|s| (*s, size.0 / s.max(&1), size.1 / s.max(&1)))
+                .collect(),
+        }
+    }
+
+    /// Boxes the head outputs at this size.
+    pub fn boxes(&self) -> usize {
+        self.levels
+            .iter()
+            .map(|(_, c, r)| *c as usize * *r as usize)
+            .sum()
+    }
+}
+
+/// Decodes image `index` of a YOLOX output `[batch, boxes, 5 + C]`: per box the grid offsets (x, y), the
+/// log width and height (in strides), objectness and C class probabilities. Box centre =
+/// (offset + cell) × stride, size = exp(log size) × stride; score = objectness × best class. Returns
+/// boxes in frame pixels after NMS and the `keep` filter.
+pub fn decode_yolox(
+    output: &[f32],
+    grid: &YoloxGrid,
+    per_box: usize,
+    index: usize,
+    spec: &DetectorSpec,
+    geometry: &Geometry,
+    scratch: &mut PostScratch,
+) -> Vec<Detection> {
+    debug_assert!(matches!(spec.format, OutputFormat::Yolox { .. }));
+    let classes = per_box.saturating_sub(5).min(spec.labels.len());
+    let size = grid.boxes() * per_box;
+    let Some(img) = output.get(index * size..(index + 1) * size) else {
+        return Vec::new();
+    };
+    if classes == 0 {
+        return Vec::new();
+    }
+    let PostScratch {
+        candidates, kept, ..
+    } = scratch;
+    candidates.clear();
+    let mut rows = img.chunks_exact(per_box);
+    for &(stride, cols, lines) in &grid.levels {
+        let s = stride as f32;
+        for gy in 0..lines {
+            for gx in 0..cols {
+                let Some(p) = rows.next() else {
+                    break;
+                };
+                let objectness = p[4];
+                // score = objectness × class ≤ objectness: most boxes end here. NaN fails too.
+                if objectness.is_nan() || objectness < spec.score_threshold {
+                    continue;
+                }
+                let (mut best, mut class) = (p[5], 0u32);
+                for (c, v) in p[6..5 + classes].iter().enumerate() {
+                    if *v > best {
+                        best = *v;
+                        class = c as u32 + 1;
+                    }
+                }
+                let score = objectness * best;
+                if score.is_nan() || score < spec.score_threshold {
+                    continue;
+                }
+                let cx = (p[0] + gx as f32) * s;
+                let cy = (p[1] + gy as f32) * s;
+                let (hw, hh) = (p[2].exp() * s / 2.0, p[3].exp() * s / 2.0);
+                if !(hw.is_finite() && hh.is_finite()) {
+                    continue;
+                }
+                candidates.push(Candidate {
+                    bbox: [cx - hw, cy - hh, cx + hw, cy + hh],
+                    score,
+                    class_id: class,
+                });
+            }
+        }
+    }
+    nms(candidates, spec.nms_iou, spec.max_detections, kept);
+    to_frame(kept, spec, geometry)
 }
 
 /// Image `index`'s score from an anomaly output `[batch]` or `[batch, 1]`.
@@ -165,6 +269,8 @@ mod tests {
     fn spec() -> DetectorSpec {
         DetectorSpec {
             output: "output0".into(),
+            format: OutputFormat::Ultralytics,
+            keep: None,
             score_threshold: 0.35,
             nms_iou: 0.45,
             max_detections: 300,
@@ -291,6 +397,50 @@ mod tests {
         let t = tensor(&[vec![[320.0, 320.0, 100.0, 50.0, 0.8, 0.0]]], 1);
         let d = decode_yolov8(&t, 6, 1, 0, &spec(), &g, &mut PostScratch::default());
         assert_eq!(d[0].bbox, [540.0, 310.0, 740.0, 410.0]);
+    }
+
+    #[test]
+    fn yolox_boxes_come_from_their_grid_cell_and_stride() {
+        let mut spec = spec();
+        spec.format = OutputFormat::Yolox {
+            strides: vec![8, 16, 32],
+        };
+        spec.keep = Some(vec![ObjectKind::Person]);
+        // 64×32 input: 8×4 + 4×2 + 2×1 = 42 boxes, 5 + 2 values each.
+        let grid = YoloxGrid::new((64, 32), &[8, 16, 32]);
+        assert_eq!(grid.boxes(), 42);
+        let mut t = vec![0.0f32; 2 * 42 * 7];
+        // Image 1, stride 16, cell (1, 1) = box 32 + 4 + 1: centre (1.5 × 16, 1.5 × 16), 2 × 4 strides.
+        let row = 42 * 7 + 37 * 7;
+        t[row..row + 7].copy_from_slice(&[0.5, 0.5, 2f32.ln(), 4f32.ln(), 0.9, 0.8, 0.1]);
+        // Stride 8, cell (3, 0): a confident "fallen" box, which `keep` drops.
+        let row = 42 * 7 + 3 * 7;
+        t[row..row + 7].copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.9, 0.1, 0.8]);
+        // Stride 32, cell (1, 0): objectness below the threshold.
+        let row = 42 * 7 + 41 * 7;
+        t[row..row + 7].copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.3, 1.0, 0.0]);
+        let (g, _) = Geometry::fit(
+            64,
+            32,
+            64,
+            32,
+            crate::infer::manifest::Anchor::TopLeft,
+            Some(1.0),
+        );
+        let mut scratch = PostScratch::default();
+        let d = decode_yolox(&t, &grid, 7, 1, &spec, &g, &mut scratch);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            d[0].bbox,
+            [8.0, 0.0, 40.0, 32.0],
+            "(24 ± 16, 24 ± 32), clamped"
+        );
+        assert!((d[0].score - 0.72).abs() < 1e-6, "objectness × class");
+        assert_eq!(d[0].kind, ObjectKind::Person);
+        assert!(decode_yolox(&t, &grid, 7, 0, &spec, &g, &mut scratch).is_empty());
+        spec.keep = None;
+        let all = decode_yolox(&t, &grid, 7, 1, &spec, &g, &mut scratch);
+        assert_eq!(all.len(), 2, "without `keep` the fallen box stays: {all:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use opencv::core::{Mat, MatTrait, MatTraitConst, MatTraitConstManual, Rect, Scal
 use opencv::imgproc;
 
 use super::error::InferError;
-use super::manifest::{ColourOrder, InputSpec, Layout, ResizeMode};
+use super::manifest::{Anchor, ColourOrder, InputSpec, Layout, ResizeMode};
 use crate::decode::{DecodedFrame, PixelFormat};
 
 /// How one frame was fitted into the model input, to map boxes back.
@@ -44,12 +44,31 @@ impl Geometry {
 
     /// Aspect-preserving fit, centred; also returns the resized rectangle inside the input.
     pub fn letterbox(frame_w: u32, frame_h: u32, in_w: u32, in_h: u32) -> (Self, Rect) {
+        Self::fit(frame_w, frame_h, in_w, in_h, Anchor::Centre, None)
+    }
+
+    /// Aspect-preserving fit at `anchor`, the scale at most `max_scale` when given (a native-size input
+    /// never enlarges the frame: it only pads it to the input's multiple of 32); also returns the
+    /// resized rectangle inside the input.
+    pub fn fit(
+        frame_w: u32,
+        frame_h: u32,
+        in_w: u32,
+        in_h: u32,
+        anchor: Anchor,
+        max_scale: Option<f64>,
+    ) -> (Self, Rect) {
         let (fw, fh) = (frame_w.max(1) as f64, frame_h.max(1) as f64);
-        let scale = (f64::from(in_w) / fw).min(f64::from(in_h) / fh);
+        let mut scale = (f64::from(in_w) / fw).min(f64::from(in_h) / fh);
+        if let Some(cap) = max_scale {
+            scale = scale.min(cap);
+        }
         let nw = ((fw * scale).round() as i32).clamp(1, in_w as i32);
         let nh = ((fh * scale).round() as i32).clamp(1, in_h as i32);
-        let px = (in_w as i32 - nw) / 2;
-        let py = (in_h as i32 - nh) / 2;
+        let (px, py) = match anchor {
+            Anchor::Centre => ((in_w as i32 - nw) / 2, (in_h as i32 - nh) / 2),
+            Anchor::TopLeft => (0, 0),
+        };
         (
             Self {
                 frame_w,
@@ -118,6 +137,8 @@ pub struct Preprocessor {
     canvas: Mat,
     /// The letterbox rectangle the canvas padding was last painted for.
     painted: Option<Rect>,
+    /// The input size of the batch being filled (native-size models: the first frame's).
+    size: (u32, u32),
     buffer: Vec<f32>,
     geometries: Vec<Geometry>,
 }
@@ -166,14 +187,25 @@ impl Preprocessor {
             src_channel,
             canvas,
             painted: None,
-            buffer: vec![0.0; image * max_batch.max(1)],
+            size: (spec.width, spec.height),
+            // Native-size models grow it to the largest batch they meet (then it stays).
+            buffer: if spec.native.is_some() {
+                Vec::new()
+            } else {
+                vec![0.0; image * max_batch.max(1)]
+            },
             geometries: Vec::with_capacity(max_batch.max(1)),
         })
     }
 
-    /// Values per image.
+    /// Values per image (of the batch being filled).
     pub fn image_len(&self) -> usize {
-        3 * self.spec.width as usize * self.spec.height as usize
+        3 * self.size.0 as usize * self.size.1 as usize
+    }
+
+    /// The input `(width, height)` of the batch being filled.
+    pub fn input_size(&self) -> (u32, u32) {
+        self.size
     }
 
     /// Starts a new batch (keeps the buffers).
@@ -219,6 +251,28 @@ impl Preprocessor {
                 ),
             });
         }
+        let size = self.spec.analysed_size(frame.width, frame.height);
+        if size != self.size {
+            if !self.is_empty() {
+                return Err(InferError::Frame {
+                    camera: frame.camera.to_string(),
+                    pts_90k: frame.pts_90k,
+                    reason: format!(
+                        "analysed at {}×{}, but this batch is {}×{}: a batch holds one size",
+                        size.0, size.1, self.size.0, self.size.1
+                    ),
+                });
+            }
+            self.set_size(size).map_err(|e| InferError::Preprocess {
+                model: self.model.clone(),
+                camera: frame.camera.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let need = (self.len() + 1) * self.image_len();
+        if self.buffer.len() < need {
+            self.buffer.resize(need, 0.0);
+        }
         let geometry = self.resize(frame).map_err(|e| InferError::Preprocess {
             model: self.model.clone(),
             camera: frame.camera.to_string(),
@@ -234,10 +288,23 @@ impl Preprocessor {
         Ok(geometry)
     }
 
+    /// A canvas for input size `size` (native-size models, when the size changes between batches).
+    fn set_size(&mut self, size: (u32, u32)) -> opencv::Result<()> {
+        self.canvas = Mat::new_rows_cols_with_default(
+            size.1 as i32,
+            size.0 as i32,
+            opencv::core::CV_8UC3,
+            Scalar::all(f64::from(self.spec.pad_value)),
+        )?;
+        self.painted = None;
+        self.size = size;
+        Ok(())
+    }
+
     /// OpenCV resize of the frame into the canvas.
     fn resize(&mut self, frame: &DecodedFrame) -> opencv::Result<Geometry> {
         let (w, h) = (frame.width as i32, frame.height as i32);
-        let (in_w, in_h) = (self.spec.width, self.spec.height);
+        let (in_w, in_h) = self.size;
         // `height` rows of `stride` bytes, viewed as `width` BGR pixels per row without copying.
         let rows = Mat::new_rows_cols_with_data::<u8>(
             h,
@@ -259,14 +326,29 @@ impl Preprocessor {
                 Ok(Geometry::stretch(frame.width, frame.height, in_w, in_h))
             }
             ResizeMode::Letterbox => {
-                let (geometry, rect) = Geometry::letterbox(frame.width, frame.height, in_w, in_h);
+                let max_scale = self.spec.native.map(|max_side| {
+                    (f64::from(max_side) / f64::from(frame.width.max(frame.height).max(1))).min(1.0)
+                });
+                let (geometry, rect) = Geometry::fit(
+                    frame.width,
+                    frame.height,
+                    in_w,
+                    in_h,
+                    self.spec.anchor,
+                    max_scale,
+                );
                 if self.painted != Some(rect) {
                     self.canvas
                         .set_to_def(&Scalar::all(f64::from(self.spec.pad_value)))?;
                     self.painted = Some(rect);
                 }
                 let mut dst = self.canvas.roi_mut(rect)?;
-                imgproc::resize(&src, &mut dst, rect.size(), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+                if rect.width == w && rect.height == h {
+                    // Native size, no shrinking: a copy, not a resize.
+                    src.copy_to(&mut dst)?;
+                } else {
+                    imgproc::resize(&src, &mut dst, rect.size(), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+                }
                 Ok(geometry)
             }
         }
@@ -319,6 +401,8 @@ mod tests {
             name: "images".into(),
             width: 8,
             height: 8,
+            native: None,
+            anchor: Anchor::Centre,
             layout,
             colour,
             resize,
@@ -425,6 +509,40 @@ mod tests {
         // Model box (1, 3)-(5, 5) → frame (2, 2)-(10, 6); boxes in the padding clamp to the frame.
         assert_eq!(g.to_frame([1.0, 3.0, 5.0, 5.0]), [2.0, 2.0, 10.0, 6.0]);
         assert_eq!(g.to_frame([-4.0, 0.0, 9.0, 8.0]), [0.0, 0.0, 16.0, 8.0]);
+    }
+
+    #[test]
+    fn native_size_copies_at_the_top_left_and_pads_to_32() {
+        let mut s = spec(ResizeMode::Letterbox, ColourOrder::Bgr, Layout::Nchw);
+        s.native = Some(64);
+        s.anchor = Anchor::TopLeft;
+        s.scale = 1.0;
+        let mut p = Preprocessor::new("m", &s, 2).unwrap();
+        // 40×20 → input 64×32, the frame unscaled at (0, 0).
+        let g = p.push(&solid(40, 20, 120, [9, 9, 9])).unwrap();
+        assert_eq!(p.input_size(), (64, 32));
+        assert_eq!(
+            (g.scale_x, g.scale_y, g.pad_x, g.pad_y),
+            (1.0, 1.0, 0.0, 0.0)
+        );
+        let plane = &p.input()[..64 * 32];
+        assert_eq!(plane[19 * 64 + 39], 9.0, "inside the frame");
+        assert_eq!(plane[19 * 64 + 40], 114.0, "right of it: padding");
+        assert_eq!(plane[20 * 64], 114.0, "below it: padding");
+        // A frame of another size cannot join this batch; after `clear` it sets the next batch's size.
+        let e = p
+            .push(&solid(20, 40, 60, [1, 1, 1]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a batch holds one size"), "{e}");
+        p.clear();
+        p.push(&solid(20, 40, 60, [1, 1, 1])).unwrap();
+        assert_eq!(p.input_size(), (32, 64));
+        assert_eq!(p.input().len(), 3 * 32 * 64);
+        // 128×64 is shrunk to the 64 cap: the same input size as the first frame.
+        p.clear();
+        let g = p.push(&solid(128, 64, 384, [1, 1, 1])).unwrap();
+        assert_eq!((p.input_size(), g.scale_x), ((64, 32), 0.5));
     }
 
     #[test]

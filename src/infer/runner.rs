@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Detections;
 use super::error::InferError;
-use super::manifest::{ModelKind, ModelManifest};
+use super::manifest::{ModelKind, ModelManifest, OutputFormat};
 use super::postprocess::{self, PostScratch};
 use super::preprocess::Preprocessor;
 use super::session::{ModelSession, OrtRuntime, SessionConfig};
@@ -35,6 +35,8 @@ pub struct ModelRunner {
     pre: Preprocessor,
     scratch: PostScratch,
     timing: StageTiming,
+    /// Input sizes already run at `max_batch` (a native-size model warms each size it meets once).
+    warmed: Vec<(u32, u32)>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -56,6 +58,7 @@ impl ModelRunner {
             pre,
             scratch: PostScratch::default(),
             timing: StageTiming::default(),
+            warmed: Vec::new(),
         })
     }
 
@@ -88,22 +91,66 @@ impl ModelRunner {
     /// its largest working set (its CPU arena grows in steps with the batch size; a GPU provider builds
     /// its kernels) before the first real batch: memory is flat from then on, and the first alert is not
     /// late. Returns how long it took.
+    ///
+    /// A native-size model has no size until frames come: each size is warmed when first met (see
+    /// [`warm_size`](Self::warm_size)); this warms none and returns zero.
     pub fn warm_up(&mut self) -> Result<std::time::Duration, InferError> {
-        let t0 = Instant::now();
+        if self.manifest.input.native.is_some() {
+            return Ok(std::time::Duration::ZERO);
+        }
         let spec = &self.manifest.input;
-        let n = self.manifest.max_batch.max(1);
-        let zeros = vec![0f32; n * 3 * spec.width as usize * spec.height as usize];
-        self.session.run(&zeros, n)?;
-        Ok(t0.elapsed())
+        self.warm_size((spec.width, spec.height))
     }
 
-    /// Runs `frames` (checked with [`super::check_frame`] beforehand) in batches of at most `max_batch`;
-    /// one [`Detections`] per frame, in order.
+    /// Runs one blank batch of `max_batch` images at input `size`, once per size; returns how long it
+    /// took (zero when that size was warm already).
+    pub fn warm_size(&mut self, size: (u32, u32)) -> Result<std::time::Duration, InferError> {
+        if self.warmed.contains(&size) {
+            return Ok(std::time::Duration::ZERO);
+        }
+        let t0 = Instant::now();
+        let n = self.manifest.max_batch.max(1);
+        let zeros = vec![0f32; n * 3 * size.0 as usize * size.1 as usize];
+        self.session.run(&zeros, n, size)?;
+        self.warmed.push(size);
+        let took = t0.elapsed();
+        if self.manifest.input.native.is_some() {
+            tracing::info!(
+                model = %self.manifest.name,
+                width = size.0,
+                height = size.1,
+                batch = n,
+                ms = took.as_millis() as u64,
+                "inference warmed up for a new input size"
+            );
+        }
+        Ok(took)
+    }
+
+    /// Runs `frames` (checked with [`super::check_frame`] beforehand) in batches of at most `max_batch`
+    /// of one input size (the batcher sends one size; other callers may mix them); one [`Detections`]
+    /// per frame, in order.
     pub fn run(&mut self, frames: &[Arc<DecodedFrame>]) -> Result<Vec<Detections>, InferError> {
         self.timing = StageTiming::default();
         let mut out = Vec::with_capacity(frames.len());
-        for chunk in frames.chunks(self.manifest.max_batch.max(1)) {
-            self.run_chunk(chunk, &mut out)?;
+        let max = self.manifest.max_batch.max(1);
+        let manifest = self.manifest.clone();
+        let spec = &manifest.input;
+        let mut start = 0;
+        while start < frames.len() {
+            let size = spec.analysed_size(frames[start].width, frames[start].height);
+            let mut end = start + 1;
+            while end < frames.len()
+                && end - start < max
+                && spec.analysed_size(frames[end].width, frames[end].height) == size
+            {
+                end += 1;
+            }
+            if spec.native.is_some() {
+                self.warm_size(size)?;
+            }
+            self.run_chunk(&frames[start..end], &mut out)?;
+            start = end;
         }
         Ok(out)
     }
@@ -122,7 +169,8 @@ impl ModelRunner {
         let t1 = Instant::now();
         let manifest = &self.manifest;
         let model = manifest.name.clone();
-        let outputs = self.session.run(self.pre.input(), n)?;
+        let size = self.pre.input_size();
+        let outputs = self.session.run(self.pre.input(), n, size)?;
         let t2 = Instant::now();
         let infer_ms = ms(t2 - t1);
         let output_err = |tensor: &str, problem: String| InferError::Shape {
@@ -140,32 +188,74 @@ impl ModelRunner {
                     .try_extract_tensor::<f32>()
                     .map_err(|e| output_err(&spec.output, e.to_string()))?;
                 let dims: &[i64] = shape;
-                let (rows, anchors) = match dims {
-                    [b, r, a] if *b as usize == n && *r >= 5 && *a >= 0 => {
-                        (*r as usize, *a as usize)
-                    }
-                    _ => {
+                if let OutputFormat::Yolox { strides } = &spec.format {
+                    let (boxes, per_box) = match dims {
+                        [b, r, c] if *b as usize == n && *r >= 0 && *c >= 6 => {
+                            (*r as usize, *c as usize)
+                        }
+                        _ => {
+                            return Err(output_err(
+                                &spec.output,
+                                format!(
+                                    "run gave shape {shape} for a batch of {n}, expected [{n}, boxes, 5 + classes]"
+                                ),
+                            ));
+                        }
+                    };
+                    let grid = postprocess::YoloxGrid::new(size, strides);
+                    if grid.boxes() != boxes {
                         return Err(output_err(
                             &spec.output,
                             format!(
-                                "run gave shape {shape} for a batch of {n}, expected [{n}, 4 + classes, anchors]"
+                                "run gave {boxes} boxes at {}×{}, the strides {strides:?} make {}",
+                                size.0,
+                                size.1,
+                                grid.boxes()
                             ),
                         ));
                     }
-                };
-                for (i, (frame, geometry)) in frames.iter().zip(geometries).enumerate() {
-                    let _span =
-                        tracing::trace_span!("postprocess", camera_id = %frame.camera).entered();
-                    let objects = postprocess::decode_yolov8(
-                        data,
-                        rows,
-                        anchors,
-                        i,
-                        spec,
-                        geometry,
-                        &mut self.scratch,
-                    );
-                    out.push(detections(frame, &model, objects, None, n, infer_ms));
+                    for (i, (frame, geometry)) in frames.iter().zip(geometries).enumerate() {
+                        let _span = tracing::trace_span!("postprocess", camera_id = %frame.camera)
+                            .entered();
+                        let objects = postprocess::decode_yolox(
+                            data,
+                            &grid,
+                            per_box,
+                            i,
+                            spec,
+                            geometry,
+                            &mut self.scratch,
+                        );
+                        out.push(detections(frame, &model, objects, None, n, infer_ms));
+                    }
+                } else {
+                    let (rows, anchors) = match dims {
+                        [b, r, a] if *b as usize == n && *r >= 5 && *a >= 0 => {
+                            (*r as usize, *a as usize)
+                        }
+                        _ => {
+                            return Err(output_err(
+                                &spec.output,
+                                format!(
+                                    "run gave shape {shape} for a batch of {n}, expected [{n}, 4 + classes, anchors]"
+                                ),
+                            ));
+                        }
+                    };
+                    for (i, (frame, geometry)) in frames.iter().zip(geometries).enumerate() {
+                        let _span = tracing::trace_span!("postprocess", camera_id = %frame.camera)
+                            .entered();
+                        let objects = postprocess::decode_yolov8(
+                            data,
+                            rows,
+                            anchors,
+                            i,
+                            spec,
+                            geometry,
+                            &mut self.scratch,
+                        );
+                        out.push(detections(frame, &model, objects, None, n, infer_ms));
+                    }
                 }
             }
             ModelKind::Anomaly(spec) => {

@@ -10,7 +10,7 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::ep;
 use super::error::InferError;
-use super::manifest::{Layout, ModelKind, ModelManifest};
+use super::manifest::{Layout, ModelKind, ModelManifest, OutputFormat};
 
 /// Which ONNX Runtime execution provider runs the model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -282,10 +282,17 @@ impl ModelSession {
         &self.manifest
     }
 
-    /// Runs `batch` images laid out as the manifest says (`input` holds exactly `batch` images).
-    pub fn run(&mut self, input: &[f32], batch: usize) -> Result<SessionOutputs<'_>, InferError> {
+    /// Runs `batch` images of `size` (width, height) laid out as the manifest says (`input` holds
+    /// exactly `batch` images). `size` is the manifest's fixed size, or a native-size model's
+    /// [`super::manifest::InputSpec::analysed_size`].
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        size: (u32, u32),
+    ) -> Result<SessionOutputs<'_>, InferError> {
         let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
+        let (w, h) = (size.0 as usize, size.1 as usize);
         let shape = match spec.layout {
             Layout::Nchw => [batch, 3, h, w],
             Layout::Nhwc => [batch, h, w, 3],
@@ -405,6 +412,21 @@ fn check_io(session: &Session, m: &ModelManifest) -> Result<OutputPlan, InferErr
         ));
     }
     let (w, h) = (i64::from(spec.width), i64::from(spec.height));
+    let (hw_dims, fixed_hw) = match spec.layout {
+        Layout::Nchw => (2..4, input.get(2..4)),
+        Layout::Nhwc => (1..3, input.get(1..3)),
+    };
+    if spec.native.is_some() && fixed_hw.is_some_and(|d| d.iter().any(|v| *v >= 0)) {
+        return Err(shape_err(
+            &spec.name,
+            format!(
+                "model input shape is {}: its height and width are fixed, but the manifest says \
+                 size = \"native\" (each frame at its own size): make them symbolic \
+                 (scripts/model_tools/make_yolox_dynamic.py) or give size = [width, height]",
+                dims(&input)
+            ),
+        ));
+    }
     let (expected, layout) = match spec.layout {
         Layout::Nchw => ([-1, 3, h, w], "[batch, 3, height, width] (nchw)"),
         Layout::Nhwc => ([-1, h, w, 3], "[batch, height, width, 3] (nhwc)"),
@@ -413,7 +435,11 @@ fn check_io(session: &Session, m: &ModelManifest) -> Result<OutputPlan, InferErr
         || input[1..]
             .iter()
             .zip(&expected[1..])
-            .any(|(real, want)| *real >= 0 && real != want);
+            .enumerate()
+            .any(|(i, (real, want))| {
+                let native_hw = spec.native.is_some() && hw_dims.contains(&(i + 1));
+                *real >= 0 && real != want && !native_hw
+            });
     if mismatch {
         return Err(shape_err(
             &spec.name,
@@ -430,6 +456,22 @@ fn check_io(session: &Session, m: &ModelManifest) -> Result<OutputPlan, InferErr
     match &m.kind {
         ModelKind::Detector(d) => {
             let out = tensor_shape(session.outputs(), &d.output, "output", model)?;
+            if let OutputFormat::Yolox { .. } = d.format {
+                let per_box = 5 + d.labels.len() as i64;
+                if out.len() != 3 || (out[2] >= 0 && out[2] != per_box) {
+                    return Err(shape_err(
+                        &d.output,
+                        format!(
+                            "shape is {}, a YOLOX output is [batch, boxes, 5 + classes] = [?, ?, {per_box}] \
+                             for the manifest's {} labels",
+                            dims(&out),
+                            d.labels.len()
+                        ),
+                    ));
+                }
+                check_batch_dim(out[0], m.max_batch, &out).map_err(|p| shape_err(&d.output, p))?;
+                return Ok(OutputPlan::Detector);
+            }
             let rows = 4 + d.labels.len() as i64;
             if out.len() != 3 {
                 return Err(shape_err(
