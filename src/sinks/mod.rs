@@ -1,7 +1,7 @@
 //! Sinks: the command-hall feed (WebSocket, replay by cursor), the case system and police dispatch
 //! (signed webhooks from the durable outbox).
 //!
-//! In: alerts to store and deliver ([`Delivery::record`]) and health transitions for the feed
+//! In: alerts to store and deliver ([`Delivery::insert`]) and health transitions for the feed
 //! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
 //! Out: outbox rows drained by [`webhook::DeliveryWorker`]; [`feed::FeedEvent`]s on a broadcast.
 //! When full: the broadcast never waits (slow feed clients are told to resync); the outbox is durable,
@@ -21,9 +21,7 @@ pub use feed::{FeedEvent, FeedSender};
 pub use status::{StoreStatus, StoreStatusView};
 pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
-use crate::alert::board::AlertRecord;
 use crate::clock::Clock;
-use crate::config::Camera;
 use crate::store::{Alert, AlertStore, StoreError};
 
 /// Feed events buffered per client before it is told to resync.
@@ -67,17 +65,8 @@ impl Delivery {
     }
 
     /// Blocking: stores the alert with its routes (one transaction), then puts it on the feed and
-    /// wakes the worker. Call from the alert thread after the snapshot is written.
-    pub fn record(
-        &self,
-        record: &AlertRecord,
-        camera: Option<&Camera>,
-    ) -> Result<Alert, StoreError> {
-        let alert = Alert::from_record(record, camera);
-        self.insert(&alert)
-    }
-
-    /// As [`Delivery::record`], for an already-built [`Alert`].
+    /// wakes the worker. Returns it as stored (with its `seq`). Called by the alert thread after the
+    /// snapshot is written.
     pub fn insert(&self, alert: &Alert) -> Result<Alert, StoreError> {
         let routes = self
             .config

@@ -8,7 +8,6 @@
 //! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `sinks`).
 //! Nothing is dropped: an insert either commits or returns its error to the caller.
 
-mod lifecycle;
 mod outbox;
 
 use std::path::{Path, PathBuf};
@@ -19,11 +18,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
-pub use lifecycle::{ALLOWED_TRANSITIONS, AlertState, allowed, next_states, raise};
+pub use crate::rules::{ALLOWED_TRANSITIONS, Alert, AlertState, allowed, next_states, raise};
 pub use outbox::{MetricCounts, OutboxRow, OutboxState, Route};
 
-use crate::alert::board::AlertRecord;
-use crate::config::Camera;
 use crate::rules::{AlertType, Severity};
 
 /// Store errors.
@@ -77,108 +74,6 @@ pub enum StoreError {
     /// The blocking task was cancelled or panicked.
     #[error("store task failed: {0}")]
     Join(String),
-}
-
-/// A stored alert: the alert stage's record, the camera's place, and its lifecycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// Store order (insertion sequence); the feed cursor resolves to it.
-    pub seq: i64,
-    /// ULID.
-    pub id: String,
-    /// Camera id.
-    pub camera: String,
-    /// Camera name.
-    pub camera_name: String,
-    /// Rule that raised it.
-    pub rule_id: String,
-    /// Type (`intrusion` …).
-    pub alert_type: AlertType,
-    /// Chinese type name.
-    pub type_zh: String,
-    /// English type name.
-    pub type_en: String,
-    /// GA/T 2000.254 code where one exists.
-    pub code: Option<String>,
-    /// Severity (raised by escalation).
-    pub severity: Severity,
-    /// Frame time, unix milliseconds.
-    pub time_ms: i64,
-    /// Score.
-    pub score: f32,
-    /// Boxes (camera pixels).
-    pub boxes: Vec<[f32; 4]>,
-    /// Track ids.
-    pub track_ids: Vec<u64>,
-    /// Message, Chinese.
-    pub message_zh: String,
-    /// Message, English.
-    pub message_en: String,
-    /// Whether the rule asks for police dispatch.
-    pub dispatch: bool,
-    /// Snapshot file name under the snapshot folder.
-    pub snapshot: Option<String>,
-    /// Why the alert has no snapshot, when one was due and could not be made (disk full, renderer
-    /// unavailable): the alert is stored without it and says so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_error: Option<String>,
-    /// Frame arrival → alert recorded, milliseconds.
-    pub latency_ms: u64,
-    /// Administrative-division code of the camera.
-    pub area_code: Option<String>,
-    /// County/township/village.
-    pub area_path: Vec<String>,
-    /// Police station responsible.
-    pub jurisdiction: Option<String>,
-    /// Latitude.
-    pub lat: Option<f64>,
-    /// Longitude.
-    pub lon: Option<f64>,
-    /// Lifecycle state.
-    pub state: AlertState,
-    /// Case id set by the case system's callback.
-    pub case_id: Option<String>,
-    /// Whether escalation has raised it.
-    pub escalated: bool,
-}
-
-impl Alert {
-    /// A `new` alert from the alert stage's record and its camera's metadata (when known).
-    pub fn from_record(r: &AlertRecord, camera: Option<&Camera>) -> Alert {
-        Alert {
-            seq: 0,
-            id: r.id.clone(),
-            camera: r.camera.clone(),
-            camera_name: r.camera_name.clone(),
-            rule_id: r.rule_id.clone(),
-            alert_type: r.alert_type,
-            type_zh: r.type_zh.to_owned(),
-            type_en: r.type_en.to_owned(),
-            code: r.code.map(str::to_owned),
-            severity: r.severity,
-            time_ms: r.time_ms,
-            score: r.score,
-            boxes: r.boxes.clone(),
-            track_ids: r.track_ids.clone(),
-            message_zh: r.message_zh.clone(),
-            message_en: r.message_en.clone(),
-            dispatch: r.dispatch,
-            snapshot: r.snapshot.clone(),
-            snapshot_error: r.snapshot_error.clone(),
-            latency_ms: r.latency_ms,
-            area_code: camera.and_then(|c| c.area_code.clone()),
-            area_path: camera
-                .and_then(|c| c.area_path.as_ref())
-                .map(|p| p.segments().to_vec())
-                .unwrap_or_default(),
-            jurisdiction: camera.and_then(|c| c.jurisdiction.clone()),
-            lat: camera.and_then(|c| c.location.as_ref()).map(|p| p.lat),
-            lon: camera.and_then(|c| c.location.as_ref()).map(|p| p.lon),
-            state: AlertState::New,
-            case_id: None,
-            escalated: false,
-        }
-    }
 }
 
 /// One lifecycle event of an alert.
