@@ -1,6 +1,6 @@
 //! The alert stage: the rules stage's [`Alert`] → annotated JPEG snapshot on disk → the alert,
 //! enriched (id, camera name and place, snapshot or why there is none, latency), stored with its
-//! outbox rows through [`crate::sinks::Delivery`] → the ZeroMQ publisher (best effort).
+//! outbox rows through [`crate::delivery::Delivery`] → the ZeroMQ publisher (best effort).
 //!
 //! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
 //! Out: each [`Alert`] stored with its outbox rows (the store feeds the command hall), and JPEG
@@ -64,8 +64,8 @@ pub fn spawn(
     rx: Receiver<Candidate>,
     board: Arc<AlertBoard>,
     cameras: CameraLookup,
-    delivery: Option<Arc<crate::sinks::Delivery>>,
-    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    delivery: Option<Arc<crate::delivery::Delivery>>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("alerts".into()).spawn(move || {
@@ -156,16 +156,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Stores `alert`, retrying until the store takes it (disk full, database locked …), then publishes
-/// it on ZeroMQ. The failing period is visible in [`crate::sinks::StoreStatus`] (one log line when it
+/// it on ZeroMQ. The failing period is visible in [`crate::delivery::StoreStatus`] (one log line when it
 /// starts and one when it ends). Gives up only when the service is stopping and the store still fails
 /// after [`SHUTDOWN_GRACE`]: the alert is then logged whole at ERROR.
 fn store_until_stored(
-    d: &crate::sinks::Delivery,
+    d: &crate::delivery::Delivery,
     record: &Alert,
     queue: &Receiver<Candidate>,
     stop: &AtomicBool,
     shutdown_deadline: &mut Option<Instant>,
-    zmq: Option<&crate::sinks::zmq_pub::ZmqPublisher>,
+    zmq: Option<&crate::delivery::zmq_pub::ZmqPublisher>,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {

@@ -5,7 +5,7 @@
 //! transitions from operators and the case system.
 //! Out: queries for the API, cursor replay for the feed, due outbox rows for the delivery worker.
 //! One connection behind a `Mutex`: every call blocks for milliseconds, so the alert thread calls it
-//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `sinks`).
+//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `delivery`).
 //! Nothing is dropped: an insert either commits or returns its error to the caller.
 
 mod outbox;

@@ -1,5 +1,5 @@
-//! Sinks: the command-hall feed (WebSocket, replay by cursor), the case system and police dispatch
-//! (signed webhooks from the durable outbox).
+//! The delivery stage: the command-hall feed (WebSocket, replay by cursor), ZeroMQ, the store status,
+//! and the case system and police dispatch (signed webhooks from the durable outbox).
 //!
 //! In: alerts to store and deliver ([`Delivery::insert`]) and health transitions for the feed
 //! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
