@@ -1,5 +1,7 @@
-//! The delivery stage: the command-hall feed (WebSocket, replay by cursor), ZeroMQ, the store status,
-//! and the case system and police dispatch (signed webhooks from the durable outbox).
+//! The delivery stage: the alert store behind the stage's own interface ([`AlertStorage`], alerts +
+//! outbox; `store::AlertStore` implements it), the command-hall feed (WebSocket, replay by cursor),
+//! ZeroMQ, the store status, and the case system and police dispatch (signed webhooks from the
+//! durable outbox).
 //!
 //! In: alerts to store and deliver ([`Delivery::insert`]) and health transitions for the feed
 //! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
@@ -10,6 +12,7 @@
 pub mod config;
 pub mod feed;
 mod status;
+pub mod store;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -19,18 +22,20 @@ use tokio::sync::{Notify, broadcast};
 pub use config::{DeliveryConfig, Endpoint, RawDeliveryConfig, RawEndpoint};
 pub use feed::{FeedEvent, FeedSender};
 pub use status::{StoreStatus, StoreStatusView};
+pub use store::{AlertStorage, StoreHandle};
 pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
 use crate::clock::Clock;
-use crate::store::{Alert, AlertStore, StoreError};
+use crate::rules::Alert;
+use store::StoreError;
 
 /// Feed events buffered per client before it is told to resync.
 pub const FEED_CAPACITY: usize = 1024;
 
 /// The delivery side shared by the alert thread, the API and the worker.
 pub struct Delivery {
-    /// The store.
-    pub store: AlertStore,
+    /// The alert store (alerts + outbox), behind the stage's own interface.
+    pub store: StoreHandle,
     /// Routing, secrets, retry policy.
     pub config: Arc<DeliveryConfig>,
     /// The command-hall feed.
@@ -47,10 +52,14 @@ pub struct Delivery {
 
 impl Delivery {
     /// Builds it (no tasks started; see [`Delivery::worker`]).
-    pub fn new(store: AlertStore, config: DeliveryConfig, clock: Arc<dyn Clock>) -> Arc<Delivery> {
+    pub fn new(
+        store: impl AlertStorage,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Delivery> {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Arc::new(Delivery {
-            store,
+            store: StoreHandle::new(store),
             config: Arc::new(config),
             feed,
             wake: Arc::new(Notify::new()),
