@@ -17,9 +17,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use qianliyan::clock::{Clock, SystemClock};
+use qianliyan::delivery::webhook::verify;
+use qianliyan::delivery::{Delivery, DeliveryConfig, Endpoint, Secret};
 use qianliyan::rules::{AlertType, Severity};
-use qianliyan::sinks::webhook::verify;
-use qianliyan::sinks::{Delivery, DeliveryConfig, Endpoint, Secret};
 use qianliyan::store::{Alert, AlertState, AlertStore};
 use serde_json::json;
 

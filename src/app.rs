@@ -87,8 +87,8 @@ impl FrameSink for Router {
 async fn health_poller(
     fleet: Arc<Fleet>,
     ledger: LedgerHandle,
-    delivery: Arc<crate::sinks::Delivery>,
-    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    delivery: Arc<crate::delivery::Delivery>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
@@ -176,8 +176,8 @@ fn start_analysis(
     clock: &Arc<dyn Clock>,
     board: Arc<AlertBoard>,
     fleet: std::sync::Weak<Fleet>,
-    delivery: Arc<crate::sinks::Delivery>,
-    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    delivery: Arc<crate::delivery::Delivery>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     live_rules: &crate::rules::live::LiveRules,
 ) -> Result<Option<Analysis>, AppError> {
     let Some(analysis) = analysis else {
@@ -431,19 +431,19 @@ pub async fn start(
     let store =
         crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
             .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
-    let delivery = crate::sinks::Delivery::new(store, delivery_config.clone(), clock.clone());
+    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     let worker = delivery
         .worker()
         .map_err(|e| AppError::Analysis(format!("delivery worker: {e}")))?;
     let delivery_task = tokio::spawn(worker.run(delivery.wake.clone(), cancel.child_token()));
-    let escalation_task = tokio::spawn(crate::sinks::escalation_timer(
+    let escalation_task = tokio::spawn(crate::delivery::escalation_timer(
         delivery.clone(),
         cancel.clone(),
     ));
     let zmq = match &delivery_config.zmq_endpoint {
         None => None,
         Some(endpoint) => {
-            let p = crate::sinks::zmq_pub::ZmqPublisher::start(
+            let p = crate::delivery::zmq_pub::ZmqPublisher::start(
                 endpoint,
                 delivery_config.zmq_hwm,
                 ZMQ_QUEUE,
@@ -570,7 +570,7 @@ pub async fn start(
             "delivery_to_feed_client",
             "delivery",
             "web",
-            crate::sinks::FEED_CAPACITY,
+            crate::delivery::FEED_CAPACITY,
             // A client that falls behind loses the oldest and is told to resync from its cursor.
             FullPolicy::DropOldest,
             Arc::new(move || vec![("lagged", missed.load(Ordering::Relaxed))]),

@@ -1,6 +1,6 @@
 //! The whole configuration file, assembled above the stages: `config` reads the file and validates its
 //! core (node, web, ingest, health, credentials, the camera inventory); each stage validates its own
-//! section (`[inference]` in `infer`, the rules file in `rules`, `[delivery]` in `sinks`, `[auth]` in
+//! section (`[inference]` in `infer`, the rules file in `rules`, `[delivery]` in `delivery`, `[auth]` in
 //! `auth`); this module hands each section to its owner and reports every error at once, each with its
 //! field path, through one error type ([`ConfigErrors`]). Model manifests are loaded (and their files'
 //! checksums verified) here, once; the stages are given the loaded manifests.
@@ -16,9 +16,9 @@ use crate::config::{
     self, Config, ConfigError, ConfigErrors, Environment, SectionReader, StageSections,
     SystemEnvironment,
 };
+use crate::delivery::{DeliveryConfig, RawDeliveryConfig};
 use crate::infer::{InferSettings, ModelKind, ModelManifest, RawInferConfig};
 use crate::rules::RulesConfig;
-use crate::sinks::{DeliveryConfig, RawDeliveryConfig};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

@@ -14,9 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use futures::StreamExt;
 use qianliyan::clock::{Clock, ManualClock};
+use qianliyan::delivery::webhook::{sign, verify};
+use qianliyan::delivery::{Delivery, DeliveryConfig, Endpoint, Secret};
 use qianliyan::rules::{AlertType, Severity};
-use qianliyan::sinks::webhook::{sign, verify};
-use qianliyan::sinks::{Delivery, DeliveryConfig, Endpoint, Secret};
 use qianliyan::store::{Alert, AlertState, AlertStore, OutboxState};
 use qianliyan::web::alert_api::{self, AlertApi};
 use tokio_tungstenite::tungstenite::Message;
@@ -568,10 +568,10 @@ async fn e2_slow_client_is_told_to_resync_and_pipeline_never_waits() {
     // The client reads nothing while far more than the feed buffer is published.
     let big = alert(false);
     let t0 = std::time::Instant::now();
-    for _ in 0..(qianliyan::sinks::FEED_CAPACITY * 3) {
+    for _ in 0..(qianliyan::delivery::FEED_CAPACITY * 3) {
         let _ = d
             .feed
-            .send(Arc::new(qianliyan::sinks::FeedEvent::Alert(Box::new(
+            .send(Arc::new(qianliyan::delivery::FeedEvent::Alert(Box::new(
                 Alert {
                     seq: i64::MAX,
                     ..big.clone()

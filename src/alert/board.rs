@@ -1,9 +1,10 @@
-//! The candidate-alert stage: candidate → annotated JPEG snapshot on disk → the alert and its outbox rows
-//! stored through [`crate::sinks::Delivery`] → the ZeroMQ publisher (best effort).
+//! The alert stage: the rules stage's [`Alert`] → annotated JPEG snapshot on disk → the alert,
+//! enriched (id, camera name and place, snapshot or why there is none, latency), stored with its
+//! outbox rows through [`crate::delivery::Delivery`] → the ZeroMQ publisher (best effort).
 //!
 //! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
-//! Out: each [`AlertRecord`] stored with its outbox rows (the store feeds the command hall), and
-//! JPEG files under `<data_dir>/snapshots/`.
+//! Out: each [`Alert`] stored with its outbox rows (the store feeds the command hall), and JPEG
+//! files under `<data_dir>/snapshots/`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,11 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
-use serde::Serialize;
 
 use super::snapshot::{Overlay, OverlayBox, Renderer};
+use crate::rules::Alert;
 use crate::rules::runner::Candidate;
-use crate::rules::{AlertType, Severity};
 
 /// A ULID (time-ordered, 26 Crockford base-32 characters): sorts by creation time across restarts.
 pub fn ulid(at: SystemTime) -> String {
@@ -33,49 +33,6 @@ pub fn ulid(at: SystemTime) -> String {
         v >>= 5;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An alert as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertRecord {
-    /// ULID.
-    pub id: String,
-    /// Camera id.
-    pub camera: String,
-    /// Camera name.
-    pub camera_name: String,
-    /// Rule that raised it.
-    pub rule_id: String,
-    /// Type code name (`intrusion` …).
-    pub alert_type: AlertType,
-    /// Chinese type name (区域入侵 …).
-    pub type_zh: &'static str,
-    /// English type name.
-    pub type_en: &'static str,
-    /// GA/T 2000.254 code where one exists.
-    pub code: Option<&'static str>,
-    /// Severity.
-    pub severity: Severity,
-    /// Frame time, unix milliseconds.
-    pub time_ms: i64,
-    /// Score.
-    pub score: f32,
-    /// Boxes that raised it (camera pixels).
-    pub boxes: Vec<[f32; 4]>,
-    /// Their track ids.
-    pub track_ids: Vec<u64>,
-    /// Message, Chinese.
-    pub message_zh: String,
-    /// Message, English.
-    pub message_en: String,
-    /// Whether the rule asks for police dispatch.
-    pub dispatch: bool,
-    /// Snapshot file name under `<data_dir>/snapshots/`, if it was written.
-    pub snapshot: Option<String>,
-    /// Why there is no snapshot, when one could not be made.
-    pub snapshot_error: Option<String>,
-    /// From the frame's arrival at ingest to the alert being recorded, milliseconds.
-    pub latency_ms: u64,
 }
 
 /// Where the alert stage writes snapshots (alerts themselves live in the store).
@@ -107,8 +64,8 @@ pub fn spawn(
     rx: Receiver<Candidate>,
     board: Arc<AlertBoard>,
     cameras: CameraLookup,
-    delivery: Option<Arc<crate::sinks::Delivery>>,
-    zmq: Option<Arc<crate::sinks::zmq_pub::ZmqPublisher>>,
+    delivery: Option<Arc<crate::delivery::Delivery>>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("alerts".into()).spawn(move || {
@@ -124,7 +81,8 @@ pub fn spawn(
             tracing::error!(dir = %board.snapshot_dir.display(), error = %e, "cannot create the snapshot directory");
         }
         for c in rx.iter() {
-            let a = &c.alert;
+            let mut alert = c.alert;
+            let a = &alert;
             let id = ulid(c.arrival);
             let camera = cameras(&a.camera);
             let camera_name = camera.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| a.camera.clone());
@@ -149,7 +107,7 @@ pub fn spawn(
                     title_zh: format!("{} · {camera_name}", a.alert_type.zh()),
                     title_en: a.alert_type.en().to_owned(),
                     time_text: time_text(c.arrival),
-                    zone: a.zone.clone(),
+                    zone: c.zone.clone(),
                     boxes,
                     severity: a.severity,
                     direction: None,
@@ -172,33 +130,20 @@ pub fn spawn(
                 }
                 }
             };
-            let record = AlertRecord {
-                id,
-                camera: a.camera.clone(),
-                camera_name,
-                rule_id: a.rule_id.clone(),
-                alert_type: a.alert_type,
-                type_zh: a.alert_type.zh(),
-                type_en: a.alert_type.en(),
-                code: a.code,
-                severity: a.severity,
-                time_ms: crate::time::unix_ms(c.arrival),
-                score: a.score,
-                boxes: a.boxes.clone(),
-                track_ids: a.track_ids.clone(),
-                message_zh: a.message_zh.clone(),
-                message_en: a.message_en.clone(),
-                dispatch: a.dispatch,
-                snapshot_error: snapshot.as_ref().err().cloned(),
-                snapshot: snapshot.ok(),
-                latency_ms: SystemTime::now()
-                    .duration_since(c.arrival)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
-            };
+            if let Some(camera) = &camera {
+                alert.place_at(camera);
+            }
+            alert.id = id;
+            alert.time_ms = crate::time::unix_ms(c.arrival);
+            alert.snapshot_error = snapshot.as_ref().err().cloned();
+            alert.snapshot = snapshot.ok();
+            alert.latency_ms = SystemTime::now()
+                .duration_since(c.arrival)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
             if let Some(d) = &delivery {
                 // An alert that was seen is never dropped: it waits here until the store takes it.
-                store_until_stored(d, &record, camera.as_ref(), &rx, &stop, &mut shutdown_deadline, zmq.as_deref());
+                store_until_stored(d, &alert, &rx, &stop, &mut shutdown_deadline, zmq.as_deref());
             }
         }
     })
@@ -210,22 +155,21 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait between store attempts.
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Stores `record`, retrying until the store takes it (disk full, database locked …), then publishes
-/// it on ZeroMQ. The failing period is visible in [`crate::sinks::StoreStatus`] (one log line when it
+/// Stores `alert`, retrying until the store takes it (disk full, database locked …), then publishes
+/// it on ZeroMQ. The failing period is visible in [`crate::delivery::StoreStatus`] (one log line when it
 /// starts and one when it ends). Gives up only when the service is stopping and the store still fails
 /// after [`SHUTDOWN_GRACE`]: the alert is then logged whole at ERROR.
 fn store_until_stored(
-    d: &crate::sinks::Delivery,
-    record: &AlertRecord,
-    camera: Option<&crate::config::Camera>,
+    d: &crate::delivery::Delivery,
+    record: &Alert,
     queue: &Receiver<Candidate>,
     stop: &AtomicBool,
     shutdown_deadline: &mut Option<Instant>,
-    zmq: Option<&crate::sinks::zmq_pub::ZmqPublisher>,
+    zmq: Option<&crate::delivery::zmq_pub::ZmqPublisher>,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match d.record(record, camera) {
+        match d.insert(record) {
             Ok(stored) => {
                 if d.status.succeeded() {
                     tracing::info!(alert = %record.id, "alert store recovered: alerts are stored again and analysis resumes");

@@ -1,5 +1,5 @@
-//! Alerts: what becomes of a rules-stage [`CandidateAlert`](crate::rules::CandidateAlert) on its way
-//! to the command hall. [`snapshot`] renders the annotated JPEG evidence picture (boxes, zone, track
+//! The alert stage: the rules stage's [`Alert`](crate::rules::Alert) gets its id, camera place and
+//! snapshot on its way to the store and the command hall ([`board`]). [`snapshot`] renders the annotated JPEG evidence picture (boxes, zone, track
 //! ids, Chinese and English labels).
 
 pub mod board;

@@ -26,7 +26,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use crate::decode::DecodedFrame;
-use crate::rules::{CandidateAlert, Direction, Severity};
+use crate::rules::{Alert, Direction, Severity};
 use crate::track::{ObjectKind, Track};
 
 /// Where `scripts/setup` installs the CJK font (Debian package `fonts-wqy-microhei`).
@@ -187,12 +187,13 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// The overlay for a candidate alert: its messages as titles, its frame time in China Standard
-    /// Time, its zone, its boxes in red and the other confirmed tracks seen in this frame in yellow.
-    /// Kinds and scores of the alert's boxes come from `tracks` (matched by id); `direction` is the
-    /// tripwire's, if the rule is one.
+    /// The overlay for an alert: its messages as titles, its frame time in China Standard Time,
+    /// its rule's `zone`, its boxes in red and the other confirmed tracks seen in this frame in
+    /// yellow. Kinds and scores of the alert's boxes come from `tracks` (matched by id);
+    /// `direction` is the tripwire's, if the rule is one.
     pub fn from_alert(
-        alert: &CandidateAlert,
+        alert: &Alert,
+        zone: Option<Vec<[f32; 2]>>,
         tracks: &[Track],
         direction: Option<Direction>,
     ) -> Overlay {
@@ -226,16 +227,12 @@ impl Overlay {
                 msg.to_string()
             }
         };
-        let t = if alert.frame_time.is_finite() && alert.frame_time >= 0.0 {
-            UNIX_EPOCH + Duration::from_secs_f64(alert.frame_time.min(1e11))
-        } else {
-            UNIX_EPOCH
-        };
+        let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(alert.time_ms).unwrap_or(0));
         Overlay {
             title_zh: or_type(&alert.message_zh, alert.alert_type.zh()),
             title_en: or_type(&alert.message_en, alert.alert_type.en()),
             time_text: crate::time::format_cst(t),
-            zone: alert.zone.clone(),
+            zone,
             direction,
             boxes,
             severity: alert.severity,
@@ -1376,23 +1373,21 @@ mod tests {
             track(13, ObjectKind::Vehicle, [100.0, 10.0, 200.0, 100.0], 0),
             track(14, ObjectKind::Person, [300.0, 10.0, 340.0, 100.0], 2),
         ];
-        let alert = CandidateAlert {
-            rule_id: "r1".into(),
-            camera: "cam-1".into(),
-            alert_type: crate::rules::AlertType::Intrusion,
-            code: Some("06"),
-            severity: Severity::High,
-            // 2026-11-22 09:30:05 CST.
-            frame_time: 1_795_311_005.0,
-            score: 0.7,
-            boxes: vec![[11.0, 11.0, 51.0, 101.0]],
-            track_ids: vec![12],
-            zone: Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]),
-            dispatch: false,
-            message_zh: "区域入侵：人员进入「北门」（目标 #12）".into(),
-            message_en: String::new(),
-        };
-        let ov = Overlay::from_alert(&alert, &tracks, None);
+        // 2026-11-22 09:30:05 CST.
+        let mut alert = Alert::raised(
+            "r1",
+            "cam-1",
+            crate::rules::AlertType::Intrusion,
+            Severity::High,
+            1_795_311_005_000,
+            0.7,
+            false,
+        );
+        alert.boxes = vec![[11.0, 11.0, 51.0, 101.0]];
+        alert.track_ids = vec![12];
+        alert.message_zh = "区域入侵：人员进入「北门」（目标 #12）".into();
+        let zone = Some(vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]);
+        let ov = Overlay::from_alert(&alert, zone, &tracks, None);
         assert_eq!(ov.time_text, "2026-11-22 09:30:05");
         assert_eq!(ov.title_en, "Intrusion");
         assert_eq!(ov.boxes.len(), 2, "the missed track is not drawn");

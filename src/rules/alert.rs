@@ -1,6 +1,10 @@
-//! What the rules stage emits: candidate alerts, their types (GA/T 2000.254 codes) and severities.
+//! What the rules stage emits: the [`Alert`] (one type from here to the store), its types
+//! (GA/T 2000.254 codes) and severities.
 
 use serde::{Deserialize, Serialize};
+
+use super::lifecycle::AlertState;
+use crate::config::Camera;
 
 /// Alert type; rule kinds are the same names except `video_fault`, which camera health raises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,35 +147,131 @@ impl Severity {
     }
 }
 
-/// One event found by one rule: becomes an alert (with id, snapshot, camera metadata) downstream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CandidateAlert {
-    /// The rule that fired.
-    pub rule_id: String,
+/// An alert: the ONE type from the rules stage to the store. The rules stage raises it
+/// ([`Alert::raised`]: rule, camera, type, severity, frame time, score, boxes, messages); the alert
+/// stage enriches it (id, camera name and place, snapshot or why there is none, latency); the store
+/// keeps it and gives it its `seq`; the lifecycle moves its `state`. Its JSON is the API's, the feed's
+/// and the webhooks' (field names fixed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Store order (insertion sequence; 0 until stored); the feed cursor resolves to it.
+    pub seq: i64,
+    /// ULID (empty until the alert stage gives it one).
+    pub id: String,
     /// Camera id.
     pub camera: String,
-    /// Alert type.
+    /// Camera name (the id until the alert stage looks the camera up).
+    pub camera_name: String,
+    /// Rule that raised it.
+    pub rule_id: String,
+    /// Type (`intrusion` …).
     pub alert_type: AlertType,
-    /// GA/T 2000.254 code, where one exists.
-    pub code: Option<&'static str>,
-    /// Severity from the rule.
+    /// Chinese type name (区域入侵 …).
+    pub type_zh: String,
+    /// English type name.
+    pub type_en: String,
+    /// GA/T 2000.254 code where one exists.
+    pub code: Option<String>,
+    /// Severity (from the rule; raised by escalation).
     pub severity: Severity,
-    /// Frame time, seconds since the Unix epoch.
-    pub frame_time: f64,
+    /// Frame time, unix milliseconds.
+    pub time_ms: i64,
     /// Detection score of the track (mean over tracks for gathering; anomaly score for scene anomaly).
     pub score: f32,
     /// Boxes (x1, y1, x2, y2) in camera pixels, one per track id.
     pub boxes: Vec<[f32; 4]>,
     /// Track ids, matching `boxes`.
     pub track_ids: Vec<u64>,
-    /// The rule's zone polygon (or a tripwire's two points), normalised 0..1, for drawing.
-    pub zone: Option<Vec<[f32; 2]>>,
+    /// Message, Chinese (for the feed and snapshot).
+    pub message_zh: String,
+    /// Message, English.
+    pub message_en: String,
     /// Whether the rule asks for police dispatch.
     pub dispatch: bool,
-    /// Chinese description for the feed and snapshot.
-    pub message_zh: String,
-    /// English description for the feed and snapshot.
-    pub message_en: String,
+    /// Snapshot file name under the snapshot folder, if it was written.
+    pub snapshot: Option<String>,
+    /// Why the alert has no snapshot, when one was due and could not be made (disk full, renderer
+    /// unavailable): the alert is stored without it and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_error: Option<String>,
+    /// Frame arrival → alert recorded, milliseconds.
+    pub latency_ms: u64,
+    /// Administrative-division code of the camera.
+    pub area_code: Option<String>,
+    /// County/township/village.
+    pub area_path: Vec<String>,
+    /// Police station responsible.
+    pub jurisdiction: Option<String>,
+    /// Latitude.
+    pub lat: Option<f64>,
+    /// Longitude.
+    pub lon: Option<f64>,
+    /// Lifecycle state.
+    pub state: AlertState,
+    /// Case id set by the case system's callback.
+    pub case_id: Option<String>,
+    /// Whether escalation has raised it.
+    pub escalated: bool,
+}
+
+impl Alert {
+    /// A `new` alert as a rule raises it on a frame at `time_ms`; what only later stages know
+    /// (id, camera name and place, snapshot, latency, `seq`) is left empty.
+    pub fn raised(
+        rule_id: &str,
+        camera: &str,
+        alert_type: AlertType,
+        severity: Severity,
+        time_ms: i64,
+        score: f32,
+        dispatch: bool,
+    ) -> Alert {
+        Alert {
+            seq: 0,
+            id: String::new(),
+            camera: camera.to_owned(),
+            camera_name: camera.to_owned(),
+            rule_id: rule_id.to_owned(),
+            alert_type,
+            type_zh: alert_type.zh().to_owned(),
+            type_en: alert_type.en().to_owned(),
+            code: alert_type.code().map(str::to_owned),
+            severity,
+            time_ms,
+            score,
+            boxes: Vec::new(),
+            track_ids: Vec::new(),
+            message_zh: String::new(),
+            message_en: String::new(),
+            dispatch,
+            snapshot: None,
+            snapshot_error: None,
+            latency_ms: 0,
+            area_code: None,
+            area_path: Vec::new(),
+            jurisdiction: None,
+            lat: None,
+            lon: None,
+            state: AlertState::New,
+            case_id: None,
+            escalated: false,
+        }
+    }
+
+    /// Sets the camera's name and place (area code and path, jurisdiction, location) from its
+    /// configuration.
+    pub fn place_at(&mut self, camera: &Camera) {
+        self.camera_name = camera.name.clone();
+        self.area_code = camera.area_code.clone();
+        self.area_path = camera
+            .area_path
+            .as_ref()
+            .map(|p| p.segments().to_vec())
+            .unwrap_or_default();
+        self.jurisdiction = camera.jurisdiction.clone();
+        self.lat = camera.location.as_ref().map(|p| p.lat);
+        self.lon = camera.location.as_ref().map(|p| p.lon);
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::RulesError;
-use super::alert::CandidateAlert;
+use super::alert::Alert;
 use super::config::{Direction, ObjectFilter, Rule, RuleKind};
 use super::geom::{self, Point};
 use crate::track::{ObjectKind, Track};
@@ -100,7 +100,7 @@ impl RuleRuntime {
         f: &Frame,
         tracks: &[Track],
         anomaly: Option<f32>,
-        out: &mut Vec<CandidateAlert>,
+        out: &mut Vec<Alert>,
     ) {
         let rule = &self.rule;
         let st = &mut self.st;
@@ -271,26 +271,24 @@ fn track_condition(rule: &Rule, f: &Frame, tr: &Track) -> bool {
     }
 }
 
-fn base(rule: &Rule, camera: &str, f: &Frame, score: f32) -> CandidateAlert {
-    let alert_type = rule.kind.alert_type();
-    let zone = match &rule.kind {
+fn base(rule: &Rule, camera: &str, f: &Frame, score: f32) -> Alert {
+    let time_ms = (f.t * 1000.0).round() as i64;
+    Alert::raised(
+        &rule.id,
+        camera,
+        rule.kind.alert_type(),
+        rule.severity,
+        time_ms,
+        score,
+        rule.dispatch,
+    )
+}
+
+/// What the snapshot draws for a rule: its zone polygon, or a tripwire's two points.
+fn drawn_zone(rule: &Rule) -> Option<Vec<[f32; 2]>> {
+    match &rule.kind {
         RuleKind::Tripwire { line, .. } => Some(line.to_vec()),
         k => k.zone().map(|z| z.points.clone()),
-    };
-    CandidateAlert {
-        rule_id: rule.id.clone(),
-        camera: camera.to_string(),
-        alert_type,
-        code: alert_type.code(),
-        severity: rule.severity,
-        frame_time: f.t,
-        score,
-        boxes: Vec::new(),
-        track_ids: Vec::new(),
-        zone,
-        dispatch: rule.dispatch,
-        message_zh: String::new(),
-        message_en: String::new(),
     }
 }
 
@@ -301,7 +299,7 @@ fn track_alert(
     tr: &Track,
     held_s: f64,
     a_to_b: Option<bool>,
-) -> CandidateAlert {
+) -> Alert {
     let mut a = base(rule, camera, f, tr.score);
     a.boxes.push(tr.bbox);
     a.track_ids.push(tr.id);
@@ -348,13 +346,7 @@ fn track_alert(
     a
 }
 
-fn group_alert(
-    rule: &Rule,
-    camera: &str,
-    f: &Frame,
-    inside: &[&Track],
-    held_s: f64,
-) -> CandidateAlert {
+fn group_alert(rule: &Rule, camera: &str, f: &Frame, inside: &[&Track], held_s: f64) -> Alert {
     let n = inside.len();
     let mean = if n == 0 {
         0.0
@@ -377,7 +369,7 @@ fn anomaly_alert(
     score: f32,
     threshold: f32,
     n: u32,
-) -> CandidateAlert {
+) -> Alert {
     let mut a = base(rule, camera, f, score);
     let name = &rule.name;
     a.message_zh =
@@ -440,6 +432,14 @@ impl RuleEngine {
     /// Camera id.
     pub fn camera(&self) -> &str {
         &self.camera
+    }
+
+    /// The zone (or a tripwire's two points) of rule `rule_id`, normalised 0..1, for drawing.
+    pub fn zone(&self, rule_id: &str) -> Option<Vec<[f32; 2]>> {
+        self.rules
+            .iter()
+            .find(|r| r.rule.id == rule_id)
+            .and_then(|r| drawn_zone(&r.rule))
     }
 
     /// The rules in evaluation order.
@@ -512,7 +512,7 @@ impl RuleEngine {
         frame_h: u32,
         tracks: &[Track],
         anomaly: Option<f32>,
-    ) -> Vec<CandidateAlert> {
+    ) -> Vec<Alert> {
         if !t.is_finite() || frame_w == 0 || frame_h == 0 {
             return Vec::new();
         }

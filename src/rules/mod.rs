@@ -1,5 +1,5 @@
 //! Behaviour rules per camera: one analysed frame's confirmed tracks (from `track/`) and optional
-//! scene-anomaly score come in; [`CandidateAlert`]s go out — intrusion, tripwire, loitering,
+//! scene-anomaly score come in; [`Alert`]s go out — intrusion, tripwire, loitering,
 //! gathering, running, fall, scene anomaly (fighting is validated but inert without an action
 //! model). Pure logic, no queue: the caller calls [`RuleSet::observe`] once per analysed frame per
 //! camera, in frame-time order, and sends the alerts on (alerts never drop downstream).
@@ -13,18 +13,20 @@ mod alert;
 mod config;
 mod engine;
 pub mod geom;
+mod lifecycle;
 pub mod live;
 pub mod runner;
 mod schedule;
 
 use std::collections::BTreeMap;
 
-pub use alert::{AlertType, CandidateAlert, Severity};
+pub use alert::{Alert, AlertType, Severity};
 pub use config::{
     Direction, ObjectFilter, RawRule, RawRulesFile, RawZone, Rule, RuleKind, RulesConfig,
     ValidateContext, Zone, parse_toml, read_toml, validate,
 };
 pub use engine::RuleEngine;
+pub use lifecycle::{ALLOWED_TRANSITIONS, AlertState, allowed, next_states, raise};
 pub use schedule::{DAY_NAMES, Schedule, UTC_OFFSET_S, Window, local_day_and_second};
 
 use crate::track::Track;
@@ -77,7 +79,7 @@ impl RuleSet {
         frame_h: u32,
         tracks: &[Track],
         anomaly: Option<f32>,
-    ) -> Vec<CandidateAlert> {
+    ) -> Vec<Alert> {
         match self.engines.get_mut(camera) {
             Some(e) => e.observe(t, frame_w, frame_h, tracks, anomaly),
             None => Vec::new(),
@@ -113,6 +115,12 @@ impl RuleSet {
             self.replace_camera(&camera, rules)?;
         }
         Ok(())
+    }
+
+    /// The zone (or a tripwire's two points) of `camera`'s rule `rule_id`, normalised 0..1, for
+    /// drawing the alert's snapshot.
+    pub fn zone(&self, camera: &str, rule_id: &str) -> Option<Vec<[f32; 2]>> {
+        self.engines.get(camera)?.zone(rule_id)
     }
 
     /// The engine of one camera.

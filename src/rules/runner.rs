@@ -1,7 +1,7 @@
 //! The rules stage thread: model outputs → per-camera tracker → rules → candidate alerts.
 //!
 //! In: [`Analysed`] frames from every model (bounded; the inference threads wait when it is full).
-//! Out: [`Candidate`]s with the frame they were seen on; the alert stage must keep up — candidates are
+//! Out: [`Candidate`]s: each [`Alert`] with the frame it was seen on; the alert stage must keep up — candidates are
 //! never dropped here (the send blocks), because an alert that was seen must not be lost.
 
 use std::collections::HashMap;
@@ -11,16 +11,19 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{CandidateAlert, RuleSet, RulesConfig};
+use super::{Alert, RuleSet, RulesConfig};
 use crate::decode::DecodedFrame;
 use crate::infer::Analysed;
 use crate::track::{Detection, Track, Tracker, TrackerConfig};
 
-/// A candidate alert with the picture it was raised on.
+/// An alert as the rules stage raised it, with the picture it was raised on (what the alert stage
+/// draws the snapshot from; only the alert itself goes on to the store).
 #[derive(Clone)]
 pub struct Candidate {
-    /// What the rule saw.
-    pub alert: CandidateAlert,
+    /// What the rule saw (enriched by the alert stage, then stored as it is).
+    pub alert: Alert,
+    /// The rule's zone (or a tripwire's two points), normalised 0..1, for the snapshot.
+    pub zone: Option<Vec<[f32; 2]>>,
     /// The analysed frame (for the snapshot).
     pub frame: Arc<DecodedFrame>,
     /// Every confirmed track on that frame (drawn in the snapshot).
@@ -145,6 +148,7 @@ pub fn spawn(
                     "candidate alert"
                 );
                 let candidate = Candidate {
+                    zone: set.zone(&alert.camera, &alert.rule_id),
                     alert,
                     frame: analysed.frame.clone(),
                     tracks: state.last_tracks.clone(),

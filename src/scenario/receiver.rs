@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::ScenarioError;
-use crate::sinks::Secret;
-use crate::sinks::webhook::verify;
+use crate::delivery::Secret;
+use crate::delivery::webhook::verify;
 
 #[derive(Debug)]
 struct Shared {

@@ -5,10 +5,9 @@
 //! transitions from operators and the case system.
 //! Out: queries for the API, cursor replay for the feed, due outbox rows for the delivery worker.
 //! One connection behind a `Mutex`: every call blocks for milliseconds, so the alert thread calls it
-//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `sinks`).
+//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `delivery`).
 //! Nothing is dropped: an insert either commits or returns its error to the caller.
 
-mod lifecycle;
 mod outbox;
 
 use std::path::{Path, PathBuf};
@@ -17,262 +16,21 @@ use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-use serde::{Deserialize, Serialize};
 
-pub use lifecycle::{ALLOWED_TRANSITIONS, AlertState, allowed, next_states, raise};
-pub use outbox::{MetricCounts, OutboxRow, OutboxState, Route};
+pub use crate::delivery::store::{
+    AlertEvent, AlertFilter, AlertView, CaseStatus, CleanupReport, MetricCounts, OutboxRow,
+    OutboxState, Route, StoreError, serialize_view,
+};
+pub use crate::rules::{ALLOWED_TRANSITIONS, Alert, AlertState, allowed, next_states, raise};
 
-use crate::alert::board::AlertRecord;
-use crate::config::Camera;
 use crate::rules::{AlertType, Severity};
 
-/// Store errors.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The alert database's schema could not be brought up to date.
-    #[error("alert database: {0}")]
-    Schema(#[from] crate::sqlite::MigrateError),
-    /// A file (the database's folder, a snapshot) could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// No such alert / outbox row.
-    #[error("{what} {id} not found")]
-    NotFound {
-        /// `alert` or `outbox row`.
-        what: &'static str,
-        /// Its id.
-        id: String,
-    },
-    /// The lifecycle does not allow this step.
-    #[error(
-        "transition {from} → {to} is not allowed (from {from} the allowed next states are: {allowed})"
-    )]
-    NotAllowed {
-        /// Current state.
-        from: AlertState,
-        /// Requested state.
-        to: AlertState,
-        /// Allowed next states, comma separated (`none` for a terminal state).
-        allowed: String,
-    },
-    /// Only dead-lettered outbox rows can be retried.
-    #[error("outbox row {id} is {state}, only dead rows can be retried")]
-    NotDead {
-        /// The row.
-        id: i64,
-        /// Its state.
-        state: OutboxState,
-    },
-    /// A stored value no longer parses (written by a newer version?).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// The blocking task was cancelled or panicked.
-    #[error("store task failed: {0}")]
-    Join(String),
+/// The SQL of an [`AlertFilter`] (the same test as [`AlertFilter::matches`]).
+trait AlertFilterSql {
+    fn sql(&self, clauses: &mut Vec<String>, args: &mut Vec<Value>);
 }
 
-/// A stored alert: the alert stage's record, the camera's place, and its lifecycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// Store order (insertion sequence); the feed cursor resolves to it.
-    pub seq: i64,
-    /// ULID.
-    pub id: String,
-    /// Camera id.
-    pub camera: String,
-    /// Camera name.
-    pub camera_name: String,
-    /// Rule that raised it.
-    pub rule_id: String,
-    /// Type (`intrusion` …).
-    pub alert_type: AlertType,
-    /// Chinese type name.
-    pub type_zh: String,
-    /// English type name.
-    pub type_en: String,
-    /// GA/T 2000.254 code where one exists.
-    pub code: Option<String>,
-    /// Severity (raised by escalation).
-    pub severity: Severity,
-    /// Frame time, unix milliseconds.
-    pub time_ms: i64,
-    /// Score.
-    pub score: f32,
-    /// Boxes (camera pixels).
-    pub boxes: Vec<[f32; 4]>,
-    /// Track ids.
-    pub track_ids: Vec<u64>,
-    /// Message, Chinese.
-    pub message_zh: String,
-    /// Message, English.
-    pub message_en: String,
-    /// Whether the rule asks for police dispatch.
-    pub dispatch: bool,
-    /// Snapshot file name under the snapshot folder.
-    pub snapshot: Option<String>,
-    /// Why the alert has no snapshot, when one was due and could not be made (disk full, renderer
-    /// unavailable): the alert is stored without it and says so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_error: Option<String>,
-    /// Frame arrival → alert recorded, milliseconds.
-    pub latency_ms: u64,
-    /// Administrative-division code of the camera.
-    pub area_code: Option<String>,
-    /// County/township/village.
-    pub area_path: Vec<String>,
-    /// Police station responsible.
-    pub jurisdiction: Option<String>,
-    /// Latitude.
-    pub lat: Option<f64>,
-    /// Longitude.
-    pub lon: Option<f64>,
-    /// Lifecycle state.
-    pub state: AlertState,
-    /// Case id set by the case system's callback.
-    pub case_id: Option<String>,
-    /// Whether escalation has raised it.
-    pub escalated: bool,
-}
-
-impl Alert {
-    /// A `new` alert from the alert stage's record and its camera's metadata (when known).
-    pub fn from_record(r: &AlertRecord, camera: Option<&Camera>) -> Alert {
-        Alert {
-            seq: 0,
-            id: r.id.clone(),
-            camera: r.camera.clone(),
-            camera_name: r.camera_name.clone(),
-            rule_id: r.rule_id.clone(),
-            alert_type: r.alert_type,
-            type_zh: r.type_zh.to_owned(),
-            type_en: r.type_en.to_owned(),
-            code: r.code.map(str::to_owned),
-            severity: r.severity,
-            time_ms: r.time_ms,
-            score: r.score,
-            boxes: r.boxes.clone(),
-            track_ids: r.track_ids.clone(),
-            message_zh: r.message_zh.clone(),
-            message_en: r.message_en.clone(),
-            dispatch: r.dispatch,
-            snapshot: r.snapshot.clone(),
-            snapshot_error: r.snapshot_error.clone(),
-            latency_ms: r.latency_ms,
-            area_code: camera.and_then(|c| c.area_code.clone()),
-            area_path: camera
-                .and_then(|c| c.area_path.as_ref())
-                .map(|p| p.segments().to_vec())
-                .unwrap_or_default(),
-            jurisdiction: camera.and_then(|c| c.jurisdiction.clone()),
-            lat: camera.and_then(|c| c.location.as_ref()).map(|p| p.lat),
-            lon: camera.and_then(|c| c.location.as_ref()).map(|p| p.lon),
-            state: AlertState::New,
-            case_id: None,
-            escalated: false,
-        }
-    }
-}
-
-/// One lifecycle event of an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlertEvent {
-    /// When, unix milliseconds.
-    pub at_ms: i64,
-    /// Operator name, `system` or `case-system`.
-    pub who: String,
-    /// `created`, `transition`, `escalated` or `case`.
-    pub kind: String,
-    /// State before.
-    pub from: Option<AlertState>,
-    /// State after.
-    pub to: Option<AlertState>,
-    /// Free text.
-    pub note: String,
-}
-
-/// An alert as the API and the feed show it: every field plus `next_states`, where its lifecycle
-/// may go from here (so a client offers only allowed actions).
-#[derive(Debug, Clone, Copy)]
-pub struct AlertView<'a>(pub &'a Alert);
-
-impl Serialize for AlertView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            alert: &'a Alert,
-            next_states: Vec<AlertState>,
-        }
-        Out {
-            alert: self.0,
-            next_states: next_states(self.0.state),
-        }
-        .serialize(s)
-    }
-}
-
-/// `serialize_with` for fields and variants holding an [`Alert`]: see [`AlertView`].
-pub fn serialize_view<S: serde::Serializer>(a: &Alert, s: S) -> Result<S::Ok, S::Error> {
-    AlertView(a).serialize(s)
-}
-
-/// Which alerts a query returns. Empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AlertFilter {
-    /// Frame time at or after, unix ms.
-    pub since_ms: Option<i64>,
-    /// Frame time before, unix ms.
-    pub until_ms: Option<i64>,
-    /// Camera id.
-    pub camera: Option<String>,
-    /// Area-code prefix (`330102` matches `330102001`).
-    pub area: Option<String>,
-    /// Area path, itself or below (`示范县/城关镇` matches `示范县/城关镇/东街社区`).
-    pub area_path: Option<String>,
-    /// The caller's jurisdiction (a dispatcher's area path): applied on top of everything else.
-    pub scope: Option<String>,
-    /// Type.
-    pub alert_type: Option<AlertType>,
-    /// State.
-    pub state: Option<AlertState>,
-    /// At least this severity.
-    pub min_severity: Option<Severity>,
-}
-
-impl AlertFilter {
-    /// The area-path and jurisdiction parts of the filter alone (for feed events that carry only
-    /// an area: alert updates, health changes).
-    pub fn matches_area_path(&self, path: &str) -> bool {
-        [&self.area_path, &self.scope].into_iter().all(|p| {
-            p.as_ref()
-                .is_none_or(|p| crate::config::area_contains(p, path))
-        })
-    }
-
-    /// True when `a` passes (the same test the SQL makes; used on the live feed).
-    pub fn matches(&self, a: &Alert) -> bool {
-        self.since_ms.is_none_or(|s| a.time_ms >= s)
-            && self.until_ms.is_none_or(|u| a.time_ms < u)
-            && self.camera.as_ref().is_none_or(|c| &a.camera == c)
-            && self.area.as_ref().is_none_or(|p| {
-                a.area_code
-                    .as_ref()
-                    .is_some_and(|c| c.starts_with(p.as_str()))
-            })
-            && self.matches_area_path(&a.area_path.join("/"))
-            && self.alert_type.is_none_or(|t| a.alert_type == t)
-            && self.state.is_none_or(|s| a.state == s)
-            && self.min_severity.is_none_or(|m| a.severity >= m)
-    }
-
+impl AlertFilterSql for AlertFilter {
     fn sql(&self, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
         if let Some(s) = self.since_ms {
             clauses.push("time_ms >= ?".into());
@@ -326,17 +84,6 @@ impl AlertFilter {
             args.extend(names.into_iter().map(|n| Value::Text(n.into())));
         }
     }
-}
-
-/// What a retention pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct CleanupReport {
-    /// Alerts deleted.
-    pub alerts: usize,
-    /// Snapshot bytes freed.
-    pub bytes: u64,
-    /// Alerts kept past their age / the budget because a delivery is pending or dead.
-    pub kept_undelivered: usize,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -883,26 +630,6 @@ impl AlertStore {
     }
 }
 
-/// Status the case system reports back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaseStatus {
-    /// The case system has dispatched it.
-    Dispatched,
-    /// The case is closed.
-    Closed,
-}
-
-impl CaseStatus {
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CaseStatus::Dispatched => "dispatched",
-            CaseStatus::Closed => "closed",
-        }
-    }
-}
-
 fn not_allowed(from: AlertState, to: AlertState) -> StoreError {
     let next = next_states(from);
     let allowed = if next.is_empty() {
@@ -949,6 +676,99 @@ fn insert_event(
         ],
     )?;
     Ok(())
+}
+
+/// The SQLite store behind the delivery stage's interface (the inherent methods do the work).
+impl crate::delivery::AlertStorage for AlertStore {
+    fn insert(&self, alert: &Alert, routes: &[Route], now_ms: i64) -> Result<Alert, StoreError> {
+        AlertStore::insert(self, alert, routes, now_ms)
+    }
+    fn get(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        AlertStore::get(self, id)
+    }
+    fn list(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        AlertStore::list(self, filter, limit)
+    }
+    fn after_cursor(
+        &self,
+        cursor: Option<&str>,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<Alert>, StoreError> {
+        AlertStore::after_cursor(self, cursor, filter, limit)
+    }
+    fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError> {
+        AlertStore::events(self, id)
+    }
+    fn transition(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        routes: &[Route],
+        now_ms: i64,
+    ) -> Result<Alert, StoreError> {
+        AlertStore::transition(self, id, to, who, note, routes, now_ms)
+    }
+    fn apply_case_status(
+        &self,
+        id: &str,
+        case_id: &str,
+        status: CaseStatus,
+        now_ms: i64,
+    ) -> Result<Alert, StoreError> {
+        AlertStore::apply_case_status(self, id, case_id, status, now_ms)
+    }
+    fn escalate_due(&self, now_ms: i64, after: Duration) -> Result<Vec<Alert>, StoreError> {
+        AlertStore::escalate_due(self, now_ms, after)
+    }
+    fn cleanup(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<CleanupReport, StoreError> {
+        AlertStore::cleanup(self, now_ms, max_age, max_bytes)
+    }
+    fn snapshot_path(&self, name: &str) -> Option<PathBuf> {
+        AlertStore::snapshot_path(self, name)
+    }
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        AlertStore::due(self, now_ms, limit)
+    }
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        AlertStore::next_due_ms(self)
+    }
+    fn outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        AlertStore::outbox(self, state, limit)
+    }
+    fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        AlertStore::outbox_row(self, id)
+    }
+    fn metric_counts(&self) -> Result<MetricCounts, StoreError> {
+        AlertStore::metric_counts(self)
+    }
+    fn mark_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        AlertStore::mark_delivered(self, id, now_ms)
+    }
+    fn mark_failed(
+        &self,
+        id: i64,
+        now_ms: i64,
+        error: &str,
+        max_age_ms: i64,
+        next_at_ms: i64,
+    ) -> Result<OutboxState, StoreError> {
+        AlertStore::mark_failed(self, id, now_ms, error, max_age_ms, next_at_ms)
+    }
+    fn retry(&self, id: i64, now_ms: i64) -> Result<OutboxRow, StoreError> {
+        AlertStore::retry(self, id, now_ms)
+    }
 }
 
 #[cfg(test)]

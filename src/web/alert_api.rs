@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::{Permission, Principal, Role, allows};
+use crate::delivery::feed::{AlertUpdate, FeedQuery};
+use crate::delivery::{Delivery, FeedEvent, webhook};
 use crate::rules::{AlertType, Severity};
-use crate::sinks::feed::{AlertUpdate, FeedQuery};
-use crate::sinks::{Delivery, FeedEvent, webhook};
 use crate::store::{
     AlertFilter, AlertState, AlertView, CaseStatus, OutboxState, StoreError, parse_type,
 };
@@ -514,5 +514,5 @@ async fn feed(
     let rx = api.delivery.feed.subscribe();
     let store = api.delivery.store.clone();
     let missed = api.delivery.feed_missed.clone();
-    ws.on_upgrade(move |socket| crate::sinks::feed::serve(socket, store, rx, query, missed))
+    ws.on_upgrade(move |socket| crate::delivery::feed::serve(socket, store, rx, query, missed))
 }

@@ -48,7 +48,7 @@ pub struct AppState {
     /// Frames not handed to analysis while alerts waited for a failing store.
     pub store_blocked: Arc<std::sync::atomic::AtomicU64>,
     /// Alert store, outbox and feed.
-    pub delivery: Arc<crate::sinks::Delivery>,
+    pub delivery: Arc<crate::delivery::Delivery>,
     /// Rules-stage counters, when analysis runs.
     pub rules_stats: Option<Arc<crate::rules::runner::RulesStats>>,
     /// The rules document the editor reads and replaces.

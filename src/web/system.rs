@@ -16,7 +16,7 @@ pub struct SystemInfo {
     cameras: usize,
     models: Vec<ModelInfo>,
     /// The alert store: `ok`, or `failing` with since when, the error and how many alerts wait.
-    store: crate::sinks::StoreStatusView,
+    store: crate::delivery::StoreStatusView,
 }
 
 #[derive(Serialize)]

@@ -9,9 +9,9 @@ use axum::extract::ws::{Message, WebSocket};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use super::store::{AlertFilter, StoreHandle};
 use crate::health::Transition;
-use crate::rules::AlertType;
-use crate::store::{Alert, AlertFilter, AlertState, AlertStore};
+use crate::rules::{Alert, AlertState, AlertType};
 
 /// Replay page size.
 const PAGE: usize = 500;
@@ -42,7 +42,7 @@ pub struct HealthEvent {
 }
 
 fn serialize_boxed_view<S: serde::Serializer>(a: &Alert, s: S) -> Result<S::Ok, S::Error> {
-    crate::store::serialize_view(a, s)
+    super::store::serialize_view(a, s)
 }
 
 /// The changed parts of an alert.
@@ -73,7 +73,7 @@ impl From<&Alert> for AlertUpdate {
             escalated: a.escalated,
             case_id: a.case_id.clone(),
             area_path: a.area_path.clone(),
-            next_states: crate::store::next_states(a.state),
+            next_states: crate::rules::next_states(a.state),
         }
     }
 }
@@ -123,7 +123,7 @@ struct Resync<'a> {
 /// replay query so nothing stored in between is missed; duplicates are skipped by store sequence.
 pub async fn serve(
     mut socket: WebSocket,
-    store: AlertStore,
+    store: StoreHandle,
     mut rx: broadcast::Receiver<Arc<FeedEvent>>,
     query: FeedQuery,
     missed: Arc<std::sync::atomic::AtomicU64>,

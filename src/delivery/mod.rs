@@ -1,7 +1,9 @@
-//! Sinks: the command-hall feed (WebSocket, replay by cursor), the case system and police dispatch
-//! (signed webhooks from the durable outbox).
+//! The delivery stage: the alert store behind the stage's own interface ([`AlertStorage`], alerts +
+//! outbox; `store::AlertStore` implements it), the command-hall feed (WebSocket, replay by cursor),
+//! ZeroMQ, the store status, and the case system and police dispatch (signed webhooks from the
+//! durable outbox).
 //!
-//! In: alerts to store and deliver ([`Delivery::record`]) and health transitions for the feed
+//! In: alerts to store and deliver ([`Delivery::insert`]) and health transitions for the feed
 //! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
 //! Out: outbox rows drained by [`webhook::DeliveryWorker`]; [`feed::FeedEvent`]s on a broadcast.
 //! When full: the broadcast never waits (slow feed clients are told to resync); the outbox is durable,
@@ -10,6 +12,7 @@
 pub mod config;
 pub mod feed;
 mod status;
+pub mod store;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -19,20 +22,20 @@ use tokio::sync::{Notify, broadcast};
 pub use config::{DeliveryConfig, Endpoint, RawDeliveryConfig, RawEndpoint};
 pub use feed::{FeedEvent, FeedSender};
 pub use status::{StoreStatus, StoreStatusView};
+pub use store::{AlertStorage, StoreHandle};
 pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
-use crate::alert::board::AlertRecord;
 use crate::clock::Clock;
-use crate::config::Camera;
-use crate::store::{Alert, AlertStore, StoreError};
+use crate::rules::Alert;
+use store::StoreError;
 
 /// Feed events buffered per client before it is told to resync.
 pub const FEED_CAPACITY: usize = 1024;
 
 /// The delivery side shared by the alert thread, the API and the worker.
 pub struct Delivery {
-    /// The store.
-    pub store: AlertStore,
+    /// The alert store (alerts + outbox), behind the stage's own interface.
+    pub store: StoreHandle,
     /// Routing, secrets, retry policy.
     pub config: Arc<DeliveryConfig>,
     /// The command-hall feed.
@@ -49,10 +52,14 @@ pub struct Delivery {
 
 impl Delivery {
     /// Builds it (no tasks started; see [`Delivery::worker`]).
-    pub fn new(store: AlertStore, config: DeliveryConfig, clock: Arc<dyn Clock>) -> Arc<Delivery> {
+    pub fn new(
+        store: impl AlertStorage,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Delivery> {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Arc::new(Delivery {
-            store,
+            store: StoreHandle::new(store),
             config: Arc::new(config),
             feed,
             wake: Arc::new(Notify::new()),
@@ -67,17 +74,8 @@ impl Delivery {
     }
 
     /// Blocking: stores the alert with its routes (one transaction), then puts it on the feed and
-    /// wakes the worker. Call from the alert thread after the snapshot is written.
-    pub fn record(
-        &self,
-        record: &AlertRecord,
-        camera: Option<&Camera>,
-    ) -> Result<Alert, StoreError> {
-        let alert = Alert::from_record(record, camera);
-        self.insert(&alert)
-    }
-
-    /// As [`Delivery::record`], for an already-built [`Alert`].
+    /// wakes the worker. Returns it as stored (with its `seq`). Called by the alert thread after the
+    /// snapshot is written.
     pub fn insert(&self, alert: &Alert) -> Result<Alert, StoreError> {
         let routes = self
             .config

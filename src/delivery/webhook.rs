@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::config::DeliveryConfig;
+use super::store::{OutboxRow, OutboxState, StoreError, StoreHandle};
 use crate::clock::Clock;
-use crate::store::{AlertStore, OutboxRow, OutboxState, StoreError};
 
 /// Rows attempted concurrently per pass.
 const BATCH: usize = 32;
@@ -72,7 +72,7 @@ pub enum WebhookError {
 
 /// The delivery worker (one per service).
 pub struct DeliveryWorker {
-    store: AlertStore,
+    store: StoreHandle,
     config: Arc<DeliveryConfig>,
     clock: Arc<dyn Clock>,
     client: reqwest::Client,
@@ -95,7 +95,7 @@ pub struct PassReport {
 impl DeliveryWorker {
     /// A worker over `store`.
     pub fn new(
-        store: AlertStore,
+        store: StoreHandle,
         config: Arc<DeliveryConfig>,
         clock: Arc<dyn Clock>,
     ) -> Result<DeliveryWorker, WebhookError> {

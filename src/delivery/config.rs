@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::store::Route;
 use super::webhook::Secret;
-use crate::store::Route;
 
 /// `[delivery]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,0 +1,393 @@
+//! The alert-store interface the delivery stage owns: alerts and their outbox, as the alert stage,
+//! the delivery worker, the feed, escalation and the API use them ([`AlertStorage`]), and the types
+//! it speaks. `store::AlertStore` (SQLite) implements it; issue 14 widens it to every store and adds
+//! PostgreSQL behind it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Alert, AlertState, AlertType, Severity, next_states};
+
+/// The alert store as the delivery stage and the alert stage use it: every call blocks (for
+/// milliseconds; async callers go through [`StoreHandle::blocking`]), and an insert either commits
+/// the alert with its outbox rows or returns its error, so nothing is dropped.
+pub trait AlertStorage: Send + Sync + 'static {
+    /// Stores `alert` (state `new`) and one pending outbox row per route, in ONE transaction.
+    /// Returns the alert with its `seq`. The outbox body is the alert's JSON as stored.
+    fn insert(&self, alert: &Alert, routes: &[Route], now_ms: i64) -> Result<Alert, StoreError>;
+    /// One alert.
+    fn get(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    /// Matching alerts, newest first, at most `limit`.
+    fn list(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Alert>, StoreError>;
+    /// Matching alerts stored after the alert `cursor` (oldest first, at most `limit`); all of them
+    /// when `cursor` is `None` (the feed's replay).
+    fn after_cursor(
+        &self,
+        cursor: Option<&str>,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<Alert>, StoreError>;
+    /// The alert's lifecycle events, oldest first.
+    fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError>;
+    /// Moves an alert to `to` when the lifecycle allows it, with outbox rows for `routes` in the
+    /// same transaction. Returns the updated alert.
+    fn transition(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        routes: &[Route],
+        now_ms: i64,
+    ) -> Result<Alert, StoreError>;
+    /// The case system reports back: sets the case id and moves the state.
+    fn apply_case_status(
+        &self,
+        id: &str,
+        case_id: &str,
+        status: CaseStatus,
+        now_ms: i64,
+    ) -> Result<Alert, StoreError>;
+    /// Escalates alerts still `new` at least `after` old; returns them.
+    fn escalate_due(&self, now_ms: i64, after: Duration) -> Result<Vec<Alert>, StoreError>;
+    /// Retention: deletes old alerts (never one with a pending or dead delivery) and their snapshots.
+    fn cleanup(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<CleanupReport, StoreError>;
+    /// The snapshot file for a stored name; `None` for a name that tries to leave the folder.
+    fn snapshot_path(&self, name: &str) -> Option<PathBuf>;
+    /// Pending outbox rows due at `now_ms`, oldest first, at most `limit`.
+    fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// When the next pending row is due.
+    fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    /// Outbox rows, newest first, optionally of one state.
+    fn outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// One outbox row.
+    fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
+    /// Counts for `/metrics`.
+    fn metric_counts(&self) -> Result<MetricCounts, StoreError>;
+    /// The receiver took the row.
+    fn mark_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
+    /// An attempt failed: the row waits until `next_at_ms`, or is dead-lettered when its first
+    /// attempt is more than `max_age_ms` old.
+    fn mark_failed(
+        &self,
+        id: i64,
+        now_ms: i64,
+        error: &str,
+        max_age_ms: i64,
+        next_at_ms: i64,
+    ) -> Result<OutboxState, StoreError>;
+    /// An engineer's retry of a dead row.
+    fn retry(&self, id: i64, now_ms: i64) -> Result<OutboxRow, StoreError>;
+}
+
+/// A shared alert store (cheap to clone) for the delivery stage, the alert stage and the API.
+#[derive(Clone)]
+pub struct StoreHandle(Arc<dyn AlertStorage>);
+
+impl StoreHandle {
+    /// Shares `store`.
+    pub fn new(store: impl AlertStorage) -> StoreHandle {
+        StoreHandle(Arc::new(store))
+    }
+
+    /// Runs `f` on a blocking thread (for async callers).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn AlertStorage) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+impl std::ops::Deref for StoreHandle {
+    type Target = dyn AlertStorage;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreHandle")
+    }
+}
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The alert database's schema could not be brought up to date.
+    #[error("alert database: {0}")]
+    Schema(#[from] crate::sqlite::MigrateError),
+    /// A file (the database's folder, a snapshot) could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No such alert / outbox row.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// `alert` or `outbox row`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The lifecycle does not allow this step.
+    #[error(
+        "transition {from} → {to} is not allowed (from {from} the allowed next states are: {allowed})"
+    )]
+    NotAllowed {
+        /// Current state.
+        from: AlertState,
+        /// Requested state.
+        to: AlertState,
+        /// Allowed next states, comma separated (`none` for a terminal state).
+        allowed: String,
+    },
+    /// Only dead-lettered outbox rows can be retried.
+    #[error("outbox row {id} is {state}, only dead rows can be retried")]
+    NotDead {
+        /// The row.
+        id: i64,
+        /// Its state.
+        state: OutboxState,
+    },
+    /// A stored value no longer parses (written by a newer version?).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The blocking task was cancelled or panicked.
+    #[error("store task failed: {0}")]
+    Join(String),
+}
+
+/// One lifecycle event of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// When, unix milliseconds.
+    pub at_ms: i64,
+    /// Operator name, `system` or `case-system`.
+    pub who: String,
+    /// `created`, `transition`, `escalated` or `case`.
+    pub kind: String,
+    /// State before.
+    pub from: Option<AlertState>,
+    /// State after.
+    pub to: Option<AlertState>,
+    /// Free text.
+    pub note: String,
+}
+
+/// An alert as the API and the feed show it: every field plus `next_states`, where its lifecycle
+/// may go from here (so a client offers only allowed actions).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertView<'a>(pub &'a Alert);
+
+impl Serialize for AlertView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            alert: &'a Alert,
+            next_states: Vec<AlertState>,
+        }
+        Out {
+            alert: self.0,
+            next_states: next_states(self.0.state),
+        }
+        .serialize(s)
+    }
+}
+
+/// `serialize_with` for fields and variants holding an [`Alert`]: see [`AlertView`].
+pub fn serialize_view<S: serde::Serializer>(a: &Alert, s: S) -> Result<S::Ok, S::Error> {
+    AlertView(a).serialize(s)
+}
+
+/// Which alerts a query returns. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Frame time at or after, unix ms.
+    pub since_ms: Option<i64>,
+    /// Frame time before, unix ms.
+    pub until_ms: Option<i64>,
+    /// Camera id.
+    pub camera: Option<String>,
+    /// Area-code prefix (`330102` matches `330102001`).
+    pub area: Option<String>,
+    /// Area path, itself or below (`示范县/城关镇` matches `示范县/城关镇/东街社区`).
+    pub area_path: Option<String>,
+    /// The caller's jurisdiction (a dispatcher's area path): applied on top of everything else.
+    pub scope: Option<String>,
+    /// Type.
+    pub alert_type: Option<AlertType>,
+    /// State.
+    pub state: Option<AlertState>,
+    /// At least this severity.
+    pub min_severity: Option<Severity>,
+}
+
+impl AlertFilter {
+    /// The area-path and jurisdiction parts of the filter alone (for feed events that carry only
+    /// an area: alert updates, health changes).
+    pub fn matches_area_path(&self, path: &str) -> bool {
+        [&self.area_path, &self.scope].into_iter().all(|p| {
+            p.as_ref()
+                .is_none_or(|p| crate::config::area_contains(p, path))
+        })
+    }
+
+    /// True when `a` passes (the same test the SQL makes; used on the live feed).
+    pub fn matches(&self, a: &Alert) -> bool {
+        self.since_ms.is_none_or(|s| a.time_ms >= s)
+            && self.until_ms.is_none_or(|u| a.time_ms < u)
+            && self.camera.as_ref().is_none_or(|c| &a.camera == c)
+            && self.area.as_ref().is_none_or(|p| {
+                a.area_code
+                    .as_ref()
+                    .is_some_and(|c| c.starts_with(p.as_str()))
+            })
+            && self.matches_area_path(&a.area_path.join("/"))
+            && self.alert_type.is_none_or(|t| a.alert_type == t)
+            && self.state.is_none_or(|s| a.state == s)
+            && self.min_severity.is_none_or(|m| a.severity >= m)
+    }
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupReport {
+    /// Alerts deleted.
+    pub alerts: usize,
+    /// Snapshot bytes freed.
+    pub bytes: u64,
+    /// Alerts kept past their age / the budget because a delivery is pending or dead.
+    pub kept_undelivered: usize,
+}
+
+/// Status the case system reports back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// The case system has dispatched it.
+    Dispatched,
+    /// The case is closed.
+    Closed,
+}
+
+impl CaseStatus {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::Dispatched => "dispatched",
+            CaseStatus::Closed => "closed",
+        }
+    }
+}
+
+/// Where an alert goes: `case` or `dispatch:<station>`, and the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `case` or `dispatch:<jurisdiction>`.
+    pub sink: String,
+    /// Endpoint URL.
+    pub url: String,
+}
+
+/// An outbox row's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Waiting for (another) attempt at `next_at_ms`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Gave up after the maximum age; waits for an engineer's retry.
+    Dead,
+}
+
+impl OutboxState {
+    /// The JSON/SQL name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+        }
+    }
+
+    /// Parses the JSON/SQL name.
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        [
+            OutboxState::Pending,
+            OutboxState::Delivered,
+            OutboxState::Dead,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricCounts {
+    /// (alert type, state, count).
+    pub alerts: Vec<(String, String, i64)>,
+    /// (sink kind, state, rows, failed attempts).
+    pub outbox: Vec<(String, String, i64, i64)>,
+}
+
+/// One delivery of one alert to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    /// Row id (the retry API takes it).
+    pub id: i64,
+    /// The alert (also the `Idempotency-Key`).
+    pub alert_id: String,
+    /// `case` or `dispatch:<station>`.
+    pub sink: String,
+    /// Endpoint.
+    pub url: String,
+    /// The JSON body, fixed when the row was written (so every attempt signs the same bytes).
+    #[serde(skip)]
+    pub body: String,
+    /// Attempts made (reset by a manual retry).
+    pub attempts: u32,
+    /// Next attempt, unix ms.
+    pub next_at_ms: i64,
+    /// First attempt (of this retry round), unix ms.
+    pub first_at_ms: Option<i64>,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// State.
+    pub state: OutboxState,
+    /// When delivered, unix ms.
+    pub delivered_at_ms: Option<i64>,
+}
