@@ -7,19 +7,16 @@
 //! [--intra-threads N]`; writes `target/bench/inference.json` and prints a table. Real assets from
 //! `scripts/setup`: the person/fall model and frames of `assets/video/vtest_main.mp4` (768×576).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
-use qianliyan::decode::{DecodedFrame, PixelFormat};
 use qianliyan::infer::{ExecutionProvider, ModelManifest, ModelRunner, OrtRuntime, SessionConfig};
 use serde_json::json;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "support/frames.rs"]
+mod frames;
+use frames::{Res, decode};
 
 const BATCHES: [usize; 5] = [1, 2, 4, 8, 16];
 
@@ -199,52 +196,4 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         v[m]
     }
-}
-
-/// `count` frames spread over the first minute of the video, packed BGR.
-fn decode(path: &Path, count: usize) -> Res<Vec<Arc<DecodedFrame>>> {
-    gst::init()?;
-    let desc = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format=BGR \
-         ! appsink name=sink sync=false max-buffers=4",
-        path.display()
-    );
-    let pipeline = gst::parse::launch(&desc)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline")?;
-    let sink = pipeline
-        .by_name("sink")
-        .ok_or("no sink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| "not an appsink")?;
-    pipeline.set_state(gst::State::Playing)?;
-    let mut out = Vec::new();
-    let mut i = 0usize;
-    // Spread the frames over the 795-frame clip (different scenes, different numbers of people).
-    let spacing = (780 / count.max(1)).max(1);
-    while out.len() < count {
-        let sample = sink.pull_sample()?;
-        i += 1;
-        if !i.is_multiple_of(spacing) {
-            continue;
-        }
-        let info = gst_video::VideoInfo::from_caps(sample.caps().ok_or("no caps")?)?;
-        let buf = sample.buffer().ok_or("no buffer")?;
-        let map = buf.map_readable()?;
-        let stride = info.stride()[0] as usize;
-        let h = info.height() as usize;
-        out.push(Arc::new(DecodedFrame {
-            camera: format!("bench-{}", out.len()).into(),
-            pts_90k: i as i64 * 9000,
-            arrival: SystemTime::now(),
-            decoded_at: SystemTime::now(),
-            width: info.width(),
-            height: info.height(),
-            stride,
-            format: PixelFormat::Bgr,
-            data: map[..stride * h].to_vec(),
-        }));
-    }
-    pipeline.set_state(gst::State::Null)?;
-    Ok(out)
 }

@@ -217,3 +217,164 @@ mod tests {
         );
     }
 }
+
+/// Person-height bands of [`Evaluation`], in the original image's pixels.
+pub const HEIGHT_BANDS: [(&str, f32, f32); 4] = [
+    ("<48", 0.0, 48.0),
+    ("48-96", 48.0, 96.0),
+    ("96-192", 96.0, 192.0),
+    (">192", 192.0, f32::INFINITY),
+];
+
+/// Labelled people of one image: `[x1, y1, x2, y2]` boxes in its pixels.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LabelledImage {
+    /// The image's file name.
+    pub file: String,
+    /// Its people.
+    pub persons: Vec<[f32; 4]>,
+}
+
+/// How a detector did on labelled images: people matched greedily by score at IoU ≥ 0.5.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    /// Per [`HEIGHT_BANDS`] label: `(found, labelled)`.
+    pub by_height: BTreeMap<&'static str, (u32, u32)>,
+    /// Person boxes on a labelled person.
+    pub true_positives: u32,
+    /// Person boxes on nobody.
+    pub false_positives: u32,
+    /// Images with nobody labelled on which a person was found.
+    pub false_on_empty: Vec<String>,
+}
+
+impl Evaluation {
+    /// Share of labelled people at least `min_height` px tall (a band's lower edge) that were found.
+    pub fn recall_from(&self, min_height: f32) -> f64 {
+        let (found, all) = HEIGHT_BANDS
+            .iter()
+            .filter(|(_, lo, _)| *lo >= min_height)
+            .filter_map(|(name, ..)| self.by_height.get(name))
+            .fold((0, 0), |(f, a), (bf, ba)| (f + bf, a + ba));
+        if all == 0 {
+            0.0
+        } else {
+            f64::from(found) / f64::from(all)
+        }
+    }
+
+    /// Person boxes that were on a person, of all person boxes.
+    pub fn precision(&self) -> f64 {
+        let all = self.true_positives + self.false_positives;
+        if all == 0 {
+            0.0
+        } else {
+            f64::from(self.true_positives) / f64::from(all)
+        }
+    }
+}
+
+/// Scores `found` (as [`detect_images`] returns it, keyed by path; matched to labels by file name)
+/// against `labels`. Boxes of kinds other than persons are ignored.
+pub fn evaluate(
+    labels: &[LabelledImage],
+    found: &BTreeMap<String, Vec<DetectedBox>>,
+) -> Evaluation {
+    let mut e = Evaluation::default();
+    for image in labels {
+        let boxes = found
+            .iter()
+            .find(|(path, _)| {
+                Path::new(path)
+                    .file_name()
+                    .is_some_and(|n| *n == *image.file)
+            })
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or_default();
+        let mut people: Vec<&DetectedBox> = boxes
+            .iter()
+            .filter(|b| super::ObjectKind::parse(b.5).is_some_and(|k| k.is_person()))
+            .collect();
+        people.sort_by(|a, b| b.4.total_cmp(&a.4));
+        let mut used = vec![false; image.persons.len()];
+        for b in people {
+            let bbox = [b.0, b.1, b.2, b.3];
+            let best = image
+                .persons
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| !used[*j])
+                .map(|(j, t)| (j, super::postprocess::iou(&bbox, t)))
+                .filter(|(_, v)| *v >= 0.5)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((j, _)) = best {
+                used[j] = true;
+                e.true_positives += 1;
+            } else {
+                e.false_positives += 1;
+                if image.persons.is_empty() && !e.false_on_empty.contains(&image.file) {
+                    e.false_on_empty.push(image.file.clone());
+                }
+            }
+        }
+        for (t, hit) in image.persons.iter().zip(&used) {
+            let h = t[3] - t[1];
+            if let Some((name, ..)) = HEIGHT_BANDS
+                .iter()
+                .find(|(_, lo, hi)| (*lo..*hi).contains(&h))
+            {
+                let band = e.by_height.entry(name).or_default();
+                band.0 += u32::from(*hit);
+                band.1 += 1;
+            }
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod evaluation_tests {
+    use super::*;
+
+    #[test]
+    fn people_are_matched_once_best_score_first() {
+        let labels = vec![
+            LabelledImage {
+                file: "a.jpg".into(),
+                persons: vec![[0.0, 0.0, 10.0, 100.0], [50.0, 0.0, 60.0, 30.0]],
+            },
+            LabelledImage {
+                file: "empty.jpg".into(),
+                persons: vec![],
+            },
+        ];
+        let mut found = BTreeMap::new();
+        found.insert(
+            "dir/a.jpg".to_owned(),
+            vec![
+                // Two boxes on the tall person: the better one counts, the other is a false positive.
+                (0.0, 0.0, 10.0, 95.0, 0.9, "person"),
+                (0.0, 5.0, 10.0, 100.0, 0.5, "person"),
+                // A car is not scored.
+                (50.0, 0.0, 60.0, 30.0, 0.8, "vehicle"),
+            ],
+        );
+        found.insert(
+            "dir/empty.jpg".to_owned(),
+            vec![(1.0, 1.0, 5.0, 5.0, 0.4, "person")],
+        );
+        let e = evaluate(&labels, &found);
+        assert_eq!(e.true_positives, 1);
+        assert_eq!(e.false_positives, 2);
+        assert_eq!(e.false_on_empty, ["empty.jpg"]);
+        assert_eq!(e.by_height.get("96-192"), Some(&(1, 1)));
+        assert_eq!(
+            e.by_height.get("<48"),
+            Some(&(0, 1)),
+            "the 30 px person was missed"
+        );
+        assert_eq!(e.recall_from(96.0), 1.0);
+        assert_eq!(e.recall_from(0.0), 0.5);
+        assert!((e.precision() - 1.0 / 3.0).abs() < 1e-9);
+    }
+}
