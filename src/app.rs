@@ -158,6 +158,17 @@ struct Analysis {
     queues: Vec<QueueInfo>,
 }
 
+/// The tracker's settings, with the first detector's own score levels where its manifest gives them
+/// (models score differently: YOLOX-nano's confident people start lower than YOLOv8's).
+fn tracker_config(analysis: &AnalysisConfig) -> crate::track::TrackerConfig {
+    let mut t = crate::track::TrackerConfig::default();
+    if let Some(d) = analysis.manifests.iter().find_map(|m| m.detector()) {
+        t.high_score = d.track_high_score.unwrap_or(t.high_score);
+        t.new_track_score = d.track_start_score.unwrap_or(t.new_track_score);
+    }
+    t
+}
+
 /// Hand-over queue from the decode dispatcher to each model's batcher.
 const ANALYSIS_QUEUE: usize = 256;
 /// Frames waiting in each decoder worker.
@@ -247,7 +258,7 @@ fn start_analysis(
     let rules = rules_runner::spawn(
         analysed_rx,
         &analysis.rules,
-        crate::track::TrackerConfig::default(),
+        tracker_config(analysis),
         has_detector,
         cand_tx,
         stats.clone(),
@@ -457,9 +468,17 @@ pub async fn start(
         Some(a) => crate::rules::live::LiveRules::new(
             data_dir.join("rules.toml"),
             a.rules_file.clone(),
-            a.anomaly_model,
+            crate::rules::ValidateContext {
+                anomaly_model: a.anomaly_model,
+                fall_model: a.fall_model,
+                ..Default::default()
+            },
         ),
-        None => crate::rules::live::LiveRules::new(data_dir.join("rules.toml"), None, false),
+        None => crate::rules::live::LiveRules::new(
+            data_dir.join("rules.toml"),
+            None,
+            crate::rules::ValidateContext::default(),
+        ),
     });
     if let Some(analysis) = analysis_config.as_mut() {
         let known = config.cameras.iter().map(|c| c.id.clone()).collect();

@@ -46,6 +46,8 @@ pub struct AnalysisConfig {
     pub rules_file: Option<PathBuf>,
     /// A scene-anomaly model is loaded (rules of kind `scene_anomaly` can run).
     pub anomaly_model: bool,
+    /// Fallen people can be seen (rules of kind `fall` can run).
+    pub fall_model: bool,
 }
 
 impl AnalysisConfig {
@@ -211,6 +213,41 @@ fn analysis(
     let anomaly_model = manifests
         .iter()
         .any(|m| matches!(m.kind, ModelKind::Anomaly(_)));
+    // The fall pass: loaded and checked here, once, like the models.
+    let mut inference = inference;
+    if let Some(s) = inference.as_mut()
+        && let Some(path) = s.fall_model.clone()
+    {
+        match ModelManifest::load(&path, assets_dir) {
+            Ok(mf) => {
+                let sees_falls = mf.detector().is_some_and(|d| {
+                    d.labels
+                        .iter()
+                        .any(|l| l.kind == crate::infer::ObjectKind::FallenPerson)
+                });
+                if !sees_falls {
+                    errors.push(ConfigError::new(
+                        "inference.fall_model",
+                        format!("{} is not a detector with a `fallen_person` label", mf.name),
+                    ));
+                } else if let Err(e) = mf.verify_file() {
+                    errors.push(ConfigError::new("inference.fall_model", e.to_string()));
+                }
+                s.infer.fall = Some(Arc::new(mf));
+            }
+            Err(e) => errors.push(ConfigError::new("inference.fall_model", e.to_string())),
+        }
+    }
+    // Fall rules need someone to see falls: a detector labelling fallen people, or the fall pass
+    // beside a person detector.
+    let sees_falls = manifests.iter().any(|m| {
+        m.detector().is_some_and(|d| {
+            d.labels
+                .iter()
+                .any(|l| l.kind == crate::infer::ObjectKind::FallenPerson)
+        })
+    }) || (inference.as_ref().is_some_and(|s| s.infer.fall.is_some())
+        && manifests.iter().any(|m| m.detector().is_some()));
     let rules = match &raw.rules {
         None => RulesConfig::default(),
         Some(file) => {
@@ -229,6 +266,7 @@ fn analysis(
                         known_cameras: Some(config.cameras.iter().map(|c| c.id.clone()).collect()),
                         action_model: false,
                         anomaly_model,
+                        fall_model: sees_falls,
                     };
                     match crate::rules::parse_toml(&text, &ctx) {
                         Ok(r) => r,
@@ -256,6 +294,7 @@ fn analysis(
         rules,
         rules_file,
         anomaly_model,
+        fall_model: sees_falls,
     })
 }
 
@@ -269,7 +308,16 @@ mod tests {
     fn demo_config_parses() {
         let path = repo_file("config/demo.toml");
         let settings = load_with(&path, &repo_env()).unwrap_or_else(|e| panic!("demo.toml:\n{e}"));
-        assert!(settings.analysis.as_ref().is_some_and(|a| a.has_detector()));
+        let analysis = settings.analysis.as_ref().expect("[inference]");
+        assert!(analysis.has_detector());
+        assert!(
+            analysis.fall_model,
+            "the demo's fall rule has the fall pass"
+        );
+        assert_eq!(
+            analysis.inference.infer.fall.as_ref().map(|m| &*m.name),
+            Some("person_fall")
+        );
         let cfg = &settings.config;
         assert_eq!(cfg.cameras.len(), 8);
         for (i, cam) in cfg.cameras.iter().enumerate() {
@@ -339,6 +387,59 @@ mod tests {
         assert!(stages.auth.is_some());
         let core: Result<crate::config::raw::RawConfig, _> = toml::Value::Table(table).try_into();
         assert!(core.is_ok(), "{core:?}");
+    }
+
+    #[test]
+    fn a_fall_rule_needs_the_fall_pass() {
+        let repo = repo_file("");
+        let config = |fall: &str| {
+            format!(
+                r#"
+                rules = "rules.toml"
+                [node]
+                assets_dir = "{assets}"
+                [inference]
+                models = ["{models}/yolox_nano.toml"]
+                {fall}
+                [[cameras]]
+                id = "c1"
+                name = "北门"
+                url = "rtsp://127.0.0.1:8554/cam/0001"
+                "#,
+                assets = repo.join("assets").display(),
+                models = repo.join("models").display(),
+            )
+        };
+        let env = FakeEnv::default().with_file(
+            "/x/rules.toml",
+            "[[rules]]\nid = \"fall\"\ncamera = \"c1\"\nkind = \"fall\"\n",
+        );
+        let err = parse_str_with(&config(""), Path::new("/x"), &env)
+            .err()
+            .unwrap_or_else(|| panic!("a fall rule without a fall model must be refused"));
+        let text = err.to_string();
+        assert!(
+            text.contains("rules[0].kind") && text.contains("fall_model"),
+            "{text}"
+        );
+        let with_fall = config(&format!(
+            "fall_model = \"{}/person_fall.toml\"",
+            repo.join("models").display()
+        ));
+        let settings = parse_str_with(&with_fall, Path::new("/x"), &env)
+            .unwrap_or_else(|e| panic!("with the fall pass:\n{e}"));
+        assert!(settings.analysis.is_some_and(|a| a.fall_model));
+        // A fall model must see falls: the person detector is no fall model.
+        let wrong = config(&format!(
+            "fall_model = \"{}/yolox_nano.toml\"",
+            repo.join("models").display()
+        ));
+        let err = parse_str_with(&wrong, Path::new("/x"), &env).expect_err("refused");
+        assert!(
+            err.to_string().contains("inference.fall_model")
+                && err.to_string().contains("fallen_person"),
+            "{err}"
+        );
     }
 
     #[test]

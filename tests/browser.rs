@@ -1,6 +1,7 @@
 //! The command-hall UI in a real browser: camsim cameras through the real service with the real
-//! person/fall model and demo-like rules, driven by `tests/browser/ui.spec.mjs` (playwright-core and
-//! Debian's chromium, both installed by `scripts/setup-browser`).
+//! person detector (YOLOX-nano, the fall model as its second pass) and demo-like rules, driven by
+//! `tests/browser/ui.spec.mjs` (playwright-core and Debian's chromium, both installed by
+//! `scripts/setup-browser`).
 //!
 //! The script logs in as an operator, sees an intrusion alert arrive live, acknowledges and
 //! dispatches it; the dispatcher of that jurisdiction sees it and the dispatcher of another does
@@ -221,7 +222,8 @@ analysis_fps = 1.0
 [health]
 grace = "3s"
 [inference]
-models = ["{repo}/models/person_fall.toml"]
+models = ["{repo}/models/yolox_nano.toml"]
+fall_model = "{repo}/models/person_fall.toml"
 threads = 1
 [auth]
 {users_toml}

@@ -218,7 +218,7 @@ listen = "127.0.0.1:0"
 keyframe_only = false
 analysis_fps = 2.0
 [inference]
-models = ["{repo}/models/person_fall.toml"]
+models = ["{repo}/models/yolox_nano.toml"]
 threads = 1
 [delivery]
 case = {{ url = "http://{receiver}/case", secret_env = "{SECRET_ENV}" }}

@@ -43,6 +43,8 @@ struct CamQueue {
     gap_s: Option<f64>,
     /// The rate reported to the budget as this camera's demand.
     demand: Option<f64>,
+    /// The budget cut this camera to 0 at its last frame.
+    cut: bool,
 }
 
 impl CamQueue {
@@ -56,6 +58,7 @@ impl CamQueue {
             last_arrival: None,
             gap_s: None,
             demand: None,
+            cut: false,
         }
     }
 
@@ -88,9 +91,20 @@ impl CamQueue {
     /// Whether a frame arriving `now` fits the camera's rate `fps`; advances the schedule if it does.
     fn due(&mut self, fps: f64, now: Instant) -> bool {
         if fps <= 0.0 {
+            self.cut = true;
             return false;
         }
         let period = Duration::from_secs_f64(1.0 / fps);
+        if self.cut {
+            // Back from a cut to 0: the first frame is one period away, not now. When the budget
+            // hovers at the edge of a floor (restored, cut, restored …), admitting at once would
+            // let every camera of that priority through at each restoration, above the priority
+            // the budget protects.
+            self.cut = false;
+            self.next_due = Some(now + period);
+            self.last_admitted = Some(now);
+            return false;
+        }
         // The rate went up since the last frame (the budget recovered): the next slot is no later than
         // one new period after it, not where the old, slower schedule put it. (On an unchanged schedule
         // the next slot is at most (1 + tolerance) periods after the last frame.)
@@ -714,6 +728,31 @@ mod tests {
         let second = b.flush(clock.now()).unwrap();
         assert_eq!(cams(&second), ["b", "d"], "the others, in their order");
         assert!(b.flush(clock.now()).is_none());
+    }
+
+    #[test]
+    fn a_camera_back_from_a_cut_waits_one_period() {
+        let mut cam = CamQueue::new(5, 1);
+        let t0 = Instant::now();
+        assert!(cam.due(1.0, t0), "a new camera goes at once");
+        assert!(!cam.due(0.0, t0 + Duration::from_secs(5)), "cut to 0");
+        // Restored: not at once, but one period (10 s at 0.1 fps) after the restoration.
+        let back = t0 + Duration::from_secs(6);
+        assert!(!cam.due(0.1, back));
+        assert!(!cam.due(0.1, back + Duration::from_secs(5)));
+        assert!(cam.due(0.1, back + Duration::from_secs(10)));
+        // Flapping cut/restored faster than the period lets nothing through.
+        let mut cam = CamQueue::new(5, 1);
+        assert!(cam.due(1.0, t0));
+        let mut admitted = 0;
+        for i in 1..60u64 {
+            let fps = if i % 2 == 1 { 0.0 } else { 0.1 };
+            admitted += usize::from(cam.due(fps, t0 + Duration::from_secs(i)));
+        }
+        assert_eq!(
+            admitted, 0,
+            "a floor restored for a second at a time admits nothing"
+        );
     }
 
     #[test]

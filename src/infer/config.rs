@@ -23,6 +23,11 @@ pub struct RawInferConfig {
     /// Model manifests to run (`models/<name>.toml`), relative to the config file's directory.
     #[serde(default)]
     pub models: Vec<String>,
+    /// A fall model's manifest (e.g. `models/person_fall.toml`), relative to the config file's
+    /// directory: each person detector runs it as a second pass on frames where a person lies, so that
+    /// `fall` rules can run. Absent: no fall pass, and `fall` rules are refused (unless a detector
+    /// labels fallen people itself).
+    pub fall_model: Option<String>,
     /// Execution provider: `cpu` (default), `cuda` or `tensorrt`.
     #[serde(default = "default_provider")]
     pub provider: String,
@@ -57,6 +62,7 @@ impl Default for RawInferConfig {
         Self {
             ort_library: default_ort_library(),
             models: Vec::new(),
+            fall_model: None,
             provider: default_provider(),
             device_id: 0,
             allow_cpu_fallback: false,
@@ -99,6 +105,8 @@ pub struct InferSettings {
     pub ort_library: PathBuf,
     /// Resolved manifest paths.
     pub models: Vec<PathBuf>,
+    /// Resolved fall model manifest path.
+    pub fall_model: Option<PathBuf>,
     /// Threads and sessions.
     pub infer: InferConfig,
     /// Batcher timer.
@@ -192,6 +200,16 @@ impl RawInferConfig {
         if !(self.min_fps.is_finite() && self.min_fps >= 0.0) {
             issues.push(Issue::new(field("min_fps"), "must be 0 or more"));
         }
+        if self
+            .fall_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
+            issues.push(Issue::new(
+                field("fall_model"),
+                "must name a manifest, or be left out",
+            ));
+        }
         for (i, m) in self.models.iter().enumerate() {
             if m.trim().is_empty() {
                 issues.push(Issue::new(
@@ -209,6 +227,7 @@ impl RawInferConfig {
         Ok(InferSettings {
             ort_library: assets_dir.join(&self.ort_library),
             models: self.models.iter().map(|m| config_dir.join(m)).collect(),
+            fall_model: self.fall_model.as_ref().map(|m| config_dir.join(m)),
             infer: InferConfig {
                 session: SessionConfig {
                     provider,
@@ -217,6 +236,8 @@ impl RawInferConfig {
                     intra_threads: self.intra_op_threads,
                 },
                 threads: self.threads,
+                // Loaded by the settings, once, with the other manifests.
+                fall: None,
             },
             max_wait: Duration::from_millis(self.max_wait_ms),
             queue_depth: self.queue_depth,

@@ -199,6 +199,11 @@ pub struct RawDetector {
     /// Object kinds passed on to tracking and rules (default: every kind the labels name); boxes of
     /// other kinds are dropped after NMS.
     pub keep: Option<Vec<String>>,
+    /// The tracker's "high" score for this model's boxes (default: the tracker's own, 0.5): scores
+    /// differ between models, so each states where its confident boxes start.
+    pub track_high_score: Option<f32>,
+    /// The score an unmatched box needs to start a track (default: the tracker's own, 0.6).
+    pub track_start_score: Option<f32>,
     /// Output tensor name (default `output0`).
     #[serde(default = "default_detector_output")]
     pub output: String,
@@ -413,6 +418,10 @@ pub struct DetectorSpec {
     pub format: OutputFormat,
     /// Kinds passed on; `None` = all.
     pub keep: Option<Vec<ObjectKind>>,
+    /// The tracker's "high" score for this model's boxes (first association stage).
+    pub track_high_score: Option<f32>,
+    /// The score an unmatched box needs to start a track.
+    pub track_start_score: Option<f32>,
     /// Minimum best-class score.
     pub score_threshold: f32,
     /// Class-aware NMS IoU.
@@ -838,6 +847,14 @@ impl RawDetector {
                 None
             }
         };
+        for (name, v) in [
+            ("detector.track_high_score", self.track_high_score),
+            ("detector.track_start_score", self.track_start_score),
+        ] {
+            if let Some(v) = v {
+                unit_interval(v, name, issues);
+            }
+        }
         let keep = self.keep.as_ref().map(|kinds| {
             kinds
                 .iter()
@@ -908,6 +925,8 @@ impl RawDetector {
             output: self.output.clone(),
             format: format?,
             keep,
+            track_high_score: self.track_high_score,
+            track_start_score: self.track_start_score,
             score_threshold: self.score_threshold,
             nms_iou: self.nms_iou,
             max_detections: self.max_detections,

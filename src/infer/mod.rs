@@ -16,6 +16,7 @@ mod config;
 pub mod detect;
 mod ep;
 mod error;
+pub mod fall;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
@@ -79,12 +80,14 @@ pub struct Analysed {
 }
 
 /// How the inference stage runs one model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InferConfig {
     /// Provider, threads per session, fallback.
     pub session: SessionConfig,
     /// Inference threads (each with its own session).
     pub threads: usize,
+    /// A detector's fall pass: this fall model checks frames where a person lies ([`fall`]).
+    pub fall: Option<Arc<ModelManifest>>,
 }
 
 impl Default for InferConfig {
@@ -92,6 +95,7 @@ impl Default for InferConfig {
         Self {
             session: SessionConfig::default(),
             threads: 1,
+            fall: None,
         }
     }
 }
@@ -113,6 +117,12 @@ pub struct InferStats {
     pub latency_le: [u64; LATENCY_BOUNDS_MS.len() + 1],
     /// Batch size histogram: cumulative counts at each [`BATCH_BOUNDS`] bound (then +Inf).
     pub batch_le: [u64; BATCH_BOUNDS.len() + 1],
+    /// Fall checks run (frames with a person lying, the camera due).
+    pub fall_checks: u64,
+    /// Lying people the fall model confirmed as fallen.
+    pub fall_confirmed: u64,
+    /// Time spent in fall checks, milliseconds (part of `busy_ms`).
+    pub fall_ms: f64,
 }
 
 /// Upper bounds (ms) of the batch-latency histogram buckets.
@@ -147,6 +157,9 @@ struct InferCounters {
     busy_us: AtomicU64,
     latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     batch: [AtomicU64; BATCH_BOUNDS.len() + 1],
+    fall_checks: AtomicU64,
+    fall_confirmed: AtomicU64,
+    fall_us: AtomicU64,
 }
 
 impl InferCounters {
@@ -159,6 +172,9 @@ impl InferCounters {
             busy_ms: self.busy_us.load(Ordering::Relaxed) as f64 / 1000.0,
             latency_le: cumulative(&self.latency),
             batch_le: cumulative(&self.batch),
+            fall_checks: self.fall_checks.load(Ordering::Relaxed),
+            fall_confirmed: self.fall_confirmed.load(Ordering::Relaxed),
+            fall_ms: self.fall_us.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 }
@@ -192,27 +208,55 @@ impl Inferencer {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             session.intra_threads = (cores / threads).max(1);
         }
+        let fall = match (&cfg.fall, manifest.detector()) {
+            (Some(fall), Some(_)) if fall.name != manifest.name => {
+                let sees_falls = fall
+                    .detector()
+                    .is_some_and(|d| d.labels.iter().any(|l| l.kind == ObjectKind::FallenPerson));
+                if !sees_falls {
+                    return Err(InferError::Shape {
+                        model: fall.name.to_string(),
+                        tensor: "-".into(),
+                        problem: "a fall model must be a detector with a `fallen_person` label"
+                            .into(),
+                    });
+                }
+                fall.verify_file()?;
+                Some(fall.clone())
+            }
+            _ => None,
+        };
         let mut runners = Vec::with_capacity(threads);
         for _ in 0..threads {
-            runners.push(ModelRunner::new(rt, manifest.clone(), &session)?);
+            let pass = match &fall {
+                Some(f) => Some(fall::FallPass::new(ModelRunner::new(
+                    rt,
+                    f.clone(),
+                    &session,
+                )?)),
+                None => None,
+            };
+            runners.push((ModelRunner::new(rt, manifest.clone(), &session)?, pass));
         }
         let provider = runners
             .first()
-            .map_or(cfg.session.provider.as_str(), ModelRunner::provider_in_use);
+            .map_or(cfg.session.provider.as_str(), |(r, _)| r.provider_in_use());
         tracing::info!(
             model = %manifest.name,
             provider,
             requested = cfg.session.provider.as_str(),
             threads,
             max_batch = manifest.max_batch,
+            fall_pass = fall.as_ref().map(|f| f.name.to_string()),
             "inference starting"
         );
         let counters = Arc::new(InferCounters::default());
         let mut handles = Vec::with_capacity(threads);
-        for (i, runner) in runners.into_iter().enumerate() {
+        for (i, (runner, fall)) in runners.into_iter().enumerate() {
             let name = format!("infer-{i}");
             let ctx = Worker {
                 runner,
+                fall,
                 batches: batches.clone(),
                 out: out.clone(),
                 budget: budget.clone(),
@@ -265,6 +309,7 @@ impl Inferencer {
 
 struct Worker {
     runner: ModelRunner,
+    fall: Option<fall::FallPass>,
     batches: BatchReceiver,
     out: Sender<Analysed>,
     budget: Option<Arc<AdmissionBudget>>,
@@ -314,7 +359,26 @@ impl Worker {
         }
         let _span = tracing::debug_span!("batch", size = frames.len()).entered();
         let started = Instant::now();
-        let result = self.runner.run(frames);
+        let mut result = self.runner.run(frames);
+        if let (Ok(found), Some(pass)) = (&mut result, &mut self.fall) {
+            for (d, frame) in found.iter_mut().zip(frames.iter()) {
+                let t = Instant::now();
+                match pass.check(frame, d, t) {
+                    Ok(fall::FallOutcome::Checked(n)) => {
+                        let c = &self.counters;
+                        c.fall_checks.fetch_add(1, Ordering::Relaxed);
+                        c.fall_confirmed.fetch_add(n as u64, Ordering::Relaxed);
+                        c.fall_us
+                            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        tracing::debug!(camera_id = %frame.camera, confirmed = n, "fall check");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(camera_id = %frame.camera, error = %e, "fall check failed")
+                    }
+                }
+            }
+        }
         let busy = started.elapsed();
         self.counters
             .busy_us

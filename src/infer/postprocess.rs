@@ -271,6 +271,8 @@ mod tests {
             output: "output0".into(),
             format: OutputFormat::Ultralytics,
             keep: None,
+            track_high_score: None,
+            track_start_score: None,
             score_threshold: 0.35,
             nms_iou: 0.45,
             max_detections: 300,

@@ -405,6 +405,7 @@ fn inferencer_threads_analyse_every_batched_frame() {
             ..SessionConfig::default()
         },
         threads: 1,
+        fall: None,
     };
     let inferencer = Inferencer::start(
         runtime(),
@@ -659,5 +660,86 @@ fn yolox_at_native_size_finds_the_pedestrians_in_main_and_sub_streams() {
                 assert!((s.bbox[k] - b.bbox[k]).abs() <= 1e-2, "{s:?} vs {b:?}");
             }
         }
+    }
+}
+
+/// A persons-dev photograph as a frame, turned a quarter clockwise when `turned` (a person lying).
+fn photo(file: &str, turned: bool) -> Arc<DecodedFrame> {
+    let path = asset(&format!("persons-dev/images/{file}"));
+    let img =
+        opencv::imgcodecs::imread(path.to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let img = if turned {
+        let mut out = Mat::default();
+        opencv::core::rotate(&img, &mut out, opencv::core::ROTATE_90_CLOCKWISE).unwrap();
+        out
+    } else {
+        img
+    };
+    let (w, h) = (img.cols() as u32, img.rows() as u32);
+    Arc::new(DecodedFrame {
+        camera: format!("photo-{file}-{turned}").into(),
+        pts_90k: 0,
+        arrival: SystemTime::now(),
+        decoded_at: SystemTime::now(),
+        width: w,
+        height: h,
+        stride: w as usize * 3,
+        format: PixelFormat::Bgr,
+        data: img.data_bytes().unwrap().to_vec(),
+    })
+}
+
+#[test]
+fn the_fall_pass_confirms_a_person_lying_and_leaves_upright_people_alone() {
+    use super::fall::{FallOutcome, FallPass};
+    let mut people = ModelRunner::new(runtime(), yolox(), &cpu(2)).unwrap();
+    let mut pass = FallPass::new(ModelRunner::new(runtime(), manifest(), &cpu(2)).unwrap());
+    let now = std::time::Instant::now();
+    for file in ["000000000322.jpg", "000000000326.jpg"] {
+        // Upright: nobody lies, the fall model is not run.
+        let upright = photo(file, false);
+        let mut d = people
+            .run(std::slice::from_ref(&upright))
+            .unwrap()
+            .remove(0);
+        assert!(!d.objects.is_empty(), "{file}: the person is found");
+        assert_eq!(
+            pass.check(&upright, &mut d, now).unwrap(),
+            FallOutcome::NoCandidate
+        );
+        assert!(d.objects.iter().all(|o| o.kind == ObjectKind::Person));
+
+        // Turned a quarter: the person lies; the fall model confirms it in the same message.
+        let lying = photo(file, true);
+        let mut d = people.run(std::slice::from_ref(&lying)).unwrap().remove(0);
+        assert!(
+            d.objects.iter().any(|o| super::fall::lying(&o.bbox)),
+            "{file}: a lying box: {:?}",
+            d.objects
+        );
+        assert_eq!(
+            pass.check(&lying, &mut d, now).unwrap(),
+            FallOutcome::Checked(1),
+            "{file}: {:?}",
+            d.objects
+        );
+        let fallen: Vec<_> = d
+            .objects
+            .iter()
+            .filter(|o| o.kind == ObjectKind::FallenPerson)
+            .collect();
+        assert_eq!(fallen.len(), 1, "{file}: {:?}", d.objects);
+        assert!(fallen[0].score >= 0.35, "{:?}", fallen[0]);
+        // The same camera again within the interval: not checked again (the box stays a person).
+        let mut again = people.run(std::slice::from_ref(&lying)).unwrap().remove(0);
+        assert_eq!(
+            pass.check(
+                &lying,
+                &mut again,
+                now + std::time::Duration::from_millis(500)
+            )
+            .unwrap(),
+            FallOutcome::RateLimited
+        );
     }
 }

@@ -105,6 +105,8 @@ pub struct ValidateContext {
     pub action_model: bool,
     /// A scene-anomaly model is configured (needed by `scene_anomaly`).
     pub anomaly_model: bool,
+    /// Something sees fallen people: a detector that labels them, or the fall pass (needed by `fall`).
+    pub fall_model: bool,
 }
 
 /// A validated rule.
@@ -588,6 +590,14 @@ fn rule(cx: &mut Ctx<'_>, path: &str, r: &RawRule) -> Option<Rule> {
             format!("{path}.kind"),
             "fighting needs an action model, and no action-recognition model is configured; \
              add one or remove this rule",
+        );
+    }
+    if kind == AlertType::Fall && !cx.vctx.fall_model {
+        cx.err(
+            format!("{path}.kind"),
+            "fall needs a model that sees fallen people, and none is configured: set \
+             [inference] fall_model = \"models/person_fall.toml\" (scripts/setup fetches it unless \
+             QIANLIYAN_FALL_MODEL=0), or remove this rule",
         );
     }
     if kind == AlertType::SceneAnomaly && !cx.vctx.anomaly_model {
@@ -1196,6 +1206,7 @@ mod tests {
             known_cameras: Some(["c1".to_string(), "c2".to_string()].into()),
             action_model: false,
             anomaly_model: true,
+            fall_model: true,
         }
     }
 

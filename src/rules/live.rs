@@ -64,20 +64,21 @@ pub struct LiveRules {
     path: PathBuf,
     /// The configured rules file, read until the first save.
     seed: Option<PathBuf>,
-    anomaly_model: bool,
+    /// What the configured models can see (its `known_cameras` is filled per call).
+    models: ValidateContext,
     pending: Arc<PendingRules>,
     /// One save at a time (read, validate, write, hand over).
     write: Mutex<()>,
 }
 
 impl LiveRules {
-    /// Rules saved to `path`, seeded from `seed` until then; `anomaly_model` says whether
-    /// `scene_anomaly` rules can run.
-    pub fn new(path: PathBuf, seed: Option<PathBuf>, anomaly_model: bool) -> LiveRules {
+    /// Rules saved to `path`, seeded from `seed` until then; `models` says which rule kinds the
+    /// configured models can run (`scene_anomaly`, `fall`, `fighting`).
+    pub fn new(path: PathBuf, seed: Option<PathBuf>, models: ValidateContext) -> LiveRules {
         LiveRules {
             path,
             seed,
-            anomaly_model,
+            models,
             pending: Arc::default(),
             write: Mutex::new(()),
         }
@@ -102,8 +103,7 @@ impl LiveRules {
         let text = std::fs::read_to_string(&self.path).ok()?;
         let ctx = ValidateContext {
             known_cameras: Some(known_cameras),
-            action_model: false,
-            anomaly_model: self.anomaly_model,
+            ..self.models.clone()
         };
         Some(parse_toml(&text, &ctx).map_err(|e| e.0))
     }
@@ -147,8 +147,7 @@ impl LiveRules {
         let text = to_toml(doc)?;
         let ctx = ValidateContext {
             known_cameras: Some(known_cameras),
-            action_model: false,
-            anomaly_model: self.anomaly_model,
+            ..self.models.clone()
         };
         let config = parse_toml(&text, &ctx).map_err(|e| LiveRulesError::Invalid(e.0))?;
         let path = &self.path;
@@ -213,7 +212,7 @@ mod tests {
         let path = dir.path().join("rules.toml");
         let seed = dir.path().join("seed.toml");
         std::fs::write(&seed, "[[zones]]\nid = \"z\"\ncamera = \"cam-1\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n").unwrap();
-        let live = LiveRules::new(path.clone(), Some(seed.clone()), false);
+        let live = LiveRules::new(path.clone(), Some(seed.clone()), ValidateContext::default());
         assert_eq!(
             live.document().unwrap()["zones"][0]["id"],
             "z",
@@ -241,7 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
         std::fs::write(&path, "# before\n").unwrap();
-        let live = LiveRules::new(path.clone(), None, false);
+        let live = LiveRules::new(path.clone(), None, ValidateContext::default());
         let pending = live.pending();
         let mut bad = doc();
         bad["rules"][0]["zone"] = "nowhere".into();

@@ -82,6 +82,9 @@ pub struct Args {
     /// Model manifest.
     #[arg(long, default_value = "models/person_fall.toml")]
     pub model: PathBuf,
+    /// Fall model manifest: the detector's second pass on people lying (the demo rules' fall rule).
+    #[arg(long, default_value = "models/person_fall.toml")]
+    pub fall_model: PathBuf,
     /// Zones and rules copied onto each camera with rules (written for cam-0001).
     #[arg(long, default_value = "config/demo-rules.toml")]
     pub rules: PathBuf,
@@ -186,6 +189,8 @@ pub struct Resolved {
     pub assets: PathBuf,
     /// Model manifest.
     pub model: PathBuf,
+    /// Fall model manifest.
+    pub fall_model: PathBuf,
     /// Demo rules.
     pub rules: PathBuf,
     /// Fleet rates and priorities.
@@ -279,6 +284,7 @@ impl Args {
             source: absolute(&self.source, "--source")?,
             assets: absolute(&self.assets, "--assets")?,
             model: absolute(&self.model, "--model")?,
+            fall_model: absolute(&self.fall_model, "--fall-model")?,
             rules: absolute(&self.rules, "--rules")?,
             fleet: plan::FleetSpec {
                 alert_cameras: self.alert_cameras,

@@ -170,6 +170,8 @@ pub struct ServiceSpec {
     pub assets_dir: String,
     /// Model manifest.
     pub model: String,
+    /// Fall model manifest (the fall pass; the demo rules have a fall rule).
+    pub fall_model: String,
     /// ONNX Runtime threads inside one operator.
     pub intra_op_threads: usize,
     /// Budget floor per camera.
@@ -213,6 +215,7 @@ grace = "5s"
 
 [inference]
 models = ["{model}"]
+fall_model = "{fall_model}"
 provider = "cpu"
 threads = 1
 intra_op_threads = {intra}
@@ -236,6 +239,7 @@ password_env = "{PASSWORD_ENV}"
         assets = spec.assets_dir,
         port = spec.port,
         model = spec.model,
+        fall_model = spec.fall_model,
         intra = spec.intra_op_threads,
         min_fps = spec.min_fps,
         case = spec.case_url,

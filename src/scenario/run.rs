@@ -364,6 +364,7 @@ pub(super) async fn run_one(
         data_dir: data_dir.display().to_string(),
         assets_dir: s.assets.display().to_string(),
         model: s.model.display().to_string(),
+        fall_model: s.fall_model.display().to_string(),
         intra_op_threads: s.intra_op_threads,
         min_fps: s.min_fps,
         case_url: receiver.url.clone(),

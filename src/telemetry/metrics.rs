@@ -67,6 +67,12 @@ pub const INFER_FAILED: &str = "qly_inference_failed_total";
 pub const INFER_LATENCY: &str = "qly_inference_latency_seconds";
 /// Frames per batch, histogram by model.
 pub const INFER_BATCH_SIZE: &str = "qly_inference_batch_size";
+/// Fall checks run by a detector's fall pass (a person lying, the camera due), by model.
+pub const FALL_CHECKS: &str = "qly_fall_checks_total";
+/// Lying people the fall pass confirmed as fallen, by model.
+pub const FALL_CONFIRMED: &str = "qly_fall_confirmed_total";
+/// Time spent in fall checks, seconds, by model.
+pub const FALL_SECONDS: &str = "qly_fall_check_seconds_total";
 /// Stored alerts by `type` and lifecycle `state`.
 pub const ALERTS: &str = "qly_alerts";
 /// Outbox rows by `sink` (case, dispatch) and `state` (pending = the backlog, dead).
@@ -88,7 +94,18 @@ pub const ALL: &[&str] = &[
     ANALYSED_FRAMES,
     ALERT_CANDIDATES,
     RULES_REPLACED,
+    ALERT_STORE_FAILING,
+    ALERT_STORE_FAILURES,
+    ALERTS_WAITING,
+    QUEUE_CAPACITY,
+    QUEUE_DROPPED,
     DECODE_QUEUE,
+    ADMISSION_CAPACITY,
+    ADMISSION_DEMAND,
+    ADMISSION_ADMITTED,
+    ADMISSION_KEEP,
+    ADMISSION_FLOOR_KEEP,
+    ADMISSION_CHANGES,
     BATCH_PENDING,
     ANALYSIS_DROPPED,
     CAMERA_BATCHED,
@@ -98,6 +115,9 @@ pub const ALL: &[&str] = &[
     INFER_FAILED,
     INFER_LATENCY,
     INFER_BATCH_SIZE,
+    FALL_CHECKS,
+    FALL_CONFIRMED,
+    FALL_SECONDS,
     ALERTS,
     OUTBOX,
     DELIVERY_FAILURES,

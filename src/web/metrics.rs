@@ -297,11 +297,23 @@ fn render_pipeline(out: &mut String, st: &AppState) {
         ),
         (m::INFER_FRAMES, |s| s.infer.frames),
         (m::INFER_FAILED, |s| s.infer.failed),
+        (m::FALL_CHECKS, |s| s.infer.fall_checks),
+        (m::FALL_CONFIRMED, |s| s.infer.fall_confirmed),
     ] {
         let _ = writeln!(out, "# TYPE {name} counter");
         for s in &models {
             let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", s.model, read(s));
         }
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::FALL_SECONDS);
+    for s in &models {
+        let _ = writeln!(
+            out,
+            "{}{{model=\"{}\"}} {}",
+            m::FALL_SECONDS,
+            s.model,
+            s.infer.fall_ms / 1000.0
+        );
     }
     let _ = writeln!(out, "# TYPE {} histogram", m::INFER_LATENCY);
     for s in &models {

@@ -25,6 +25,7 @@ fn vctx() -> ValidateContext {
         known_cameras: None,
         action_model: true,
         anomaly_model: true,
+        fall_model: true,
     }
 }
 
