@@ -79,8 +79,9 @@ pub struct Args {
     /// Assets directory made by scripts/setup (ONNX Runtime, model weights).
     #[arg(long, default_value = "assets")]
     pub assets: PathBuf,
-    /// Model manifest.
-    #[arg(long, default_value = "models/person_fall.toml")]
+    /// Detector manifest (the overload scenario wants a heavy one, e.g. models/person_fall.toml, to
+    /// make inference the bottleneck).
+    #[arg(long, default_value = "models/yolox_nano.toml")]
     pub model: PathBuf,
     /// Fall model manifest: the detector's second pass on people lying (the demo rules' fall rule).
     #[arg(long, default_value = "models/person_fall.toml")]
