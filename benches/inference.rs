@@ -4,8 +4,12 @@
 //! iteration; means are kept too), and the preprocessing and postprocessing cost per frame.
 //!
 //! `cargo bench --bench inference -- [--iters N] [--provider cpu|cuda|tensorrt] [--ort-lib PATH]
-//! [--intra-threads N]`; writes `target/bench/inference.json` and prints a table. Real assets from
-//! `scripts/setup`: the person/fall model and frames of `assets/video/vtest_main.mp4` (768×576).
+//! [--intra-threads N] [--model MANIFEST] [--source VIDEO] [--batches 1,8,64,256]`; writes
+//! `target/bench/inference.json` and prints a table. Real assets from `scripts/setup`: by default the
+//! person/fall model and frames of `assets/video/vtest_main.mp4` (768×576). On a GPU node, e.g.
+//! `--model models/yolox_nano.toml --source assets/video/vtest_sub.mp4 --provider cuda
+//! --ort-lib PATH/libonnxruntime.so --batches 1,8,64,256` gives the detector's frames/s by batch
+//! through the service's own inference stage.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +30,9 @@ fn main() -> Res<()> {
     let mut provider = ExecutionProvider::Cpu;
     let mut ort_lib = root.join("assets/onnxruntime/libonnxruntime.so");
     let mut intra = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut model = root.join("models/person_fall.toml");
+    let mut source = root.join("assets/video/vtest_main.mp4");
+    let mut batches: Vec<usize> = BATCHES.to_vec();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -37,17 +44,29 @@ fn main() -> Res<()> {
             }
             "--ort-lib" => ort_lib = PathBuf::from(it.next().ok_or("--ort-lib PATH")?),
             "--intra-threads" => intra = it.next().ok_or("--intra-threads N")?.parse()?,
+            "--model" => model = PathBuf::from(it.next().ok_or("--model MANIFEST")?),
+            "--source" => source = PathBuf::from(it.next().ok_or("--source VIDEO")?),
+            "--batches" => {
+                batches = it
+                    .next()
+                    .ok_or("--batches 1,8,64")?
+                    .split(',')
+                    .map(|b| b.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()?;
+                if batches.iter().any(|b| !(1..=1024).contains(b)) {
+                    return Err("--batches: each 1..=1024".into());
+                }
+            }
             // cargo bench passes --bench
             _ => {}
         }
     }
 
     let rt = OrtRuntime::init(&ort_lib)?;
-    let mut manifest =
-        ModelManifest::load(&root.join("models/person_fall.toml"), &root.join("assets"))?;
-    // The shipped manifest batches at most 8 (a CPU gains nothing from more); the model's batch
-    // dimension is dynamic, so the bench measures 16 too, as a GPU deployment would configure.
-    manifest.max_batch = manifest.max_batch.max(16);
+    let mut manifest = ModelManifest::load(&model, &root.join("assets"))?;
+    // The shipped manifests batch at most 8 (a CPU gains little from more); the models' batch
+    // dimension is dynamic, so the bench measures larger batches too, as a GPU deployment configures.
+    manifest.max_batch = batches.iter().copied().max().unwrap_or(16);
     let manifest = Arc::new(manifest);
     let cfg = SessionConfig {
         provider,
@@ -58,8 +77,8 @@ fn main() -> Res<()> {
     let mut runner = ModelRunner::new(rt, manifest.clone(), &cfg)?;
     let load_ms = load.elapsed().as_secs_f64() * 1000.0;
     let frames = decode(
-        &root.join("assets/video/vtest_main.mp4"),
-        *BATCHES.iter().max().unwrap_or(&8),
+        &source,
+        batches.iter().copied().max().unwrap_or(8),
     )?;
     let (fw, fh) = (frames[0].width, frames[0].height);
 
@@ -77,7 +96,7 @@ fn main() -> Res<()> {
 
     let mut rows = Vec::new();
     let mut post_ms = Vec::new();
-    for &b in &BATCHES {
+    for &b in &batches {
         let batch = &frames[..b];
         let n = if iters > 0 { iters } else { (24 / b).max(3) };
 
@@ -141,7 +160,7 @@ fn main() -> Res<()> {
         "bench": "inference",
         "model": &*manifest.name,
         "model_file": manifest.file.display().to_string(),
-        "input": [manifest.input.width, manifest.input.height],
+        "input": manifest.input.analysed_size(fw, fh),
         "frame_size": [fw, fh],
         "provider_requested": provider.as_str(),
         "provider_in_use": runner.provider_in_use(),
@@ -164,8 +183,8 @@ fn main() -> Res<()> {
         manifest.name,
         runner.provider_in_use(),
         intra,
-        manifest.input.width,
-        manifest.input.height
+        manifest.input.analysed_size(fw, fh).0,
+        manifest.input.analysed_size(fw, fh).1
     );
     println!("preprocess {preprocess_ms:.2} ms/frame, postprocess {postprocess_ms:.3} ms/frame");
     println!(
