@@ -151,6 +151,8 @@ fn main() -> Res<()> {
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "models": models,
         "cpu_ratio_person_fall_over_yolox_nano": {"batch_1": ratio("batch_1"), "batch_max": ratio("batch_max")},
+        // A fall check (infer/fall.rs) is one run of the fall model on the whole frame, at batch 1.
+        "fall_check_cpu_ms": cpu(&models[0], "batch_1"),
         "when": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs(),
     });
     let dir = root.join("target/bench");
@@ -188,6 +190,10 @@ fn main() -> Res<()> {
         "CPU per frame, person_fall / yolox_nano: {:.1}x at batch 1, {:.1}x at max_batch",
         ratio("batch_1"),
         ratio("batch_max")
+    );
+    println!(
+        "a fall check (the fall model once on the frame, only when a person lies): {:.1} ms of CPU",
+        cpu(&models[0], "batch_1")
     );
     println!("wrote {}", path.display());
     Ok(())
