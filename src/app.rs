@@ -23,7 +23,7 @@ use crate::infer::{Analysed, Inferencer, OrtRuntime};
 use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
-use crate::web::{self, AppState, DropCounts};
+use crate::web::{self, AppState};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
 const LEDGER_QUEUE: usize = 16_384;
@@ -607,16 +607,9 @@ pub async fn start(
         live_rules,
         auth,
         delivery: delivery.clone(),
-        decode_stats: {
+        decode_drops: {
             let pool = stats_pool.clone();
-            Arc::new(move || {
-                let s = pool.stats();
-                DropCounts {
-                    gate: 0,
-                    queue_full: s.dropped.queue_full,
-                    decode_error: s.dropped.decode_error,
-                }
-            })
+            Arc::new(move || pool.stats().dropped)
         },
         decode_queue: Arc::new(move || stats_pool.stats().queue_depth),
         model_stats: analysis
