@@ -271,6 +271,7 @@ fn start_analysis(
         Some(delivery),
         zmq,
         alerts_stop.clone(),
+        clock.clone(),
     )
     .map_err(|e| err(&e))?;
     Ok(Some(Analysis {
