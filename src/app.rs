@@ -1,14 +1,14 @@
 //! Wiring: builds each stage and its channels, and owns the shutdown order.
 //!
 //! cameras (fleet) → ingest → decoder pool → decode dispatcher (VQD → health trackers, → analysis)
-//! health poller (1 s) → transitions → ledger thread (SQLite), the command-hall feed and ZeroMQ.
+//! health::run_poller (1 s) → transitions → ledger thread (SQLite), the command-hall feed and ZeroMQ.
 //! Shutdown: stop the web server and camera tasks, drain the decoder, then let the ledger write what it has.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +23,7 @@ use crate::infer::{Analysed, Inferencer, OrtRuntime};
 use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
-use crate::sync::lock;
-use crate::web::{self, AppState, DropCounts};
+use crate::web::{self, AppState};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
 const LEDGER_QUEUE: usize = 16_384;
@@ -82,60 +81,33 @@ impl FrameSink for Router {
     }
 }
 
-/// Polls every tracker once a second; each transition goes to the ledger (waiting if it is behind:
-/// transitions are never dropped), the feed and ZeroMQ.
-async fn health_poller(
-    fleet: Arc<Fleet>,
-    ledger: LedgerHandle,
-    delivery: Arc<crate::delivery::Delivery>,
-    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
-    clock: Arc<dyn Clock>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u64 = 0;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+/// The health poller watches the camera stage's trackers (the join between the two stages).
+impl health::Watched for Fleet {
+    fn for_each_camera(
+        &self,
+        f: &mut dyn FnMut(
+            &std::sync::RwLock<crate::config::Camera>,
+            &std::sync::Mutex<health::CameraTracker>,
+        ),
+    ) {
+        for entry in self.list() {
+            f(&entry.config, &entry.tracker);
         }
-        let wall = clock.wall();
-        ticks += 1;
-        if ticks.is_multiple_of(60) {
-            ledger.heartbeat(wall).await;
-        }
-        let mut transitions = Vec::new();
-        for entry in fleet.list() {
-            let maintenance = entry
-                .config
-                .read()
-                .map(|c| c.in_maintenance_at(wall))
-                .unwrap_or(false);
-            let mut t = lock(&entry.tracker);
-            t.set_maintenance(maintenance);
-            while let Some(tr) = t.poll() {
-                transitions.push(tr);
-            }
-        }
-        for tr in transitions {
-            tracing::info!(
-                camera_id = %tr.camera,
-                from = ?tr.from.state,
-                to = ?tr.to.state,
-                reason = ?tr.to.reason,
-                faults = ?tr.to.faults,
-                "camera state changed"
-            );
-            if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&tr)) {
-                z.publish_health(&tr.camera, json);
-            }
-            let area: Vec<String> = fleet
-                .get(&tr.camera)
-                .and_then(|e| e.camera().area_path.map(|a| a.segments().to_vec()))
-                .unwrap_or_default();
-            delivery.health(&tr, area);
-            ledger.record(tr).await;
+    }
+}
+
+/// Health transitions go on the delivery stage's feed, with the camera's area.
+impl health::TransitionSink for crate::delivery::Delivery {
+    fn announce(&self, t: &health::Transition, area_path: &[String]) {
+        self.health(t, area_path.to_vec());
+    }
+}
+
+/// Health transitions are published on ZeroMQ (best effort: the publisher drops when full).
+impl health::TransitionSink for crate::delivery::zmq_pub::ZmqPublisher {
+    fn announce(&self, t: &health::Transition, _area_path: &[String]) {
+        if let Ok(json) = serde_json::to_string(t) {
+            self.publish_health(&t.camera, json);
         }
     }
 }
@@ -299,6 +271,7 @@ fn start_analysis(
         Some(delivery),
         zmq,
         alerts_stop.clone(),
+        clock.clone(),
     )
     .map_err(|e| err(&e))?;
     Ok(Some(Analysis {
@@ -528,11 +501,16 @@ pub async fn start(
         path: data_dir.clone(),
         source,
     })?;
-    let poller = tokio::spawn(health_poller(
+    // ZeroMQ first, then the feed: the order the poller has always announced in.
+    let mut health_sinks: Vec<Arc<dyn health::TransitionSink>> = Vec::new();
+    if let Some(z) = &zmq {
+        health_sinks.push(z.clone());
+    }
+    health_sinks.push(delivery.clone());
+    let poller = tokio::spawn(health::run_poller(
         fleet.clone(),
         ledger.clone(),
-        delivery.clone(),
-        zmq.clone(),
+        health_sinks,
         clock.clone(),
         cancel.clone(),
     ));
@@ -630,16 +608,9 @@ pub async fn start(
         live_rules,
         auth,
         delivery: delivery.clone(),
-        decode_stats: {
+        decode_drops: {
             let pool = stats_pool.clone();
-            Arc::new(move || {
-                let s = pool.stats();
-                DropCounts {
-                    gate: 0,
-                    queue_full: s.dropped.queue_full,
-                    decode_error: s.dropped.decode_error,
-                }
-            })
+            Arc::new(move || pool.stats().dropped)
         },
         decode_queue: Arc::new(move || stats_pool.stats().queue_depth),
         model_stats: analysis

@@ -944,3 +944,66 @@ async fn h_a_dispatcher_sees_and_moves_only_its_jurisdiction() {
         "the station's user is recorded"
     );
 }
+
+/// The alert stage measures an alert's latency (frame arrival → stored) to the clock it is given,
+/// the same clock the delivery stage stamps with: with that clock an hour ahead of the machine and a
+/// frame that arrived 1,234 ms before its now, the stored alert says 1,234 ms (the machine's clock
+/// would give 0: the arrival lies in its future).
+#[test]
+fn the_alert_stage_measures_latency_to_its_clock() {
+    use qianliyan::alert::board::{self, AlertBoard};
+    use qianliyan::decode::{DecodedFrame, PixelFormat};
+    use qianliyan::rules::runner::Candidate;
+
+    let fx = Fixture::new();
+    fx.clock.advance(Duration::from_secs(3600));
+    let d = fx.delivery(DeliveryConfig::default());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let stage = board::spawn(
+        rx,
+        AlertBoard::new(fx.dir.path().join("snapshots")),
+        Arc::new(|_: &str| None),
+        Some(d.clone()),
+        None,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Arc::new(fx.clock.clone()) as Arc<dyn Clock>,
+    )
+    .unwrap();
+    let arrival = fx.clock.wall() - Duration::from_millis(1234);
+    let (w, h) = (64, 48);
+    let frame = DecodedFrame {
+        camera: "cam-7".into(),
+        pts_90k: 0,
+        arrival,
+        decoded_at: arrival,
+        width: w,
+        height: h,
+        stride: w as usize * 3,
+        format: PixelFormat::Bgr,
+        data: vec![128; w as usize * 3 * h as usize],
+    };
+    let raised = qianliyan::rules::Alert::raised(
+        "zone-a",
+        "cam-7",
+        AlertType::Intrusion,
+        Severity::High,
+        qianliyan::time::unix_ms(arrival),
+        0.9,
+        false,
+    );
+    tx.send(Candidate {
+        alert: raised,
+        zone: None,
+        frame: Arc::new(frame),
+        tracks: vec![],
+        arrival,
+    })
+    .unwrap();
+    drop(tx);
+    stage.join().unwrap();
+
+    let stored = d.store.list(&Default::default(), 10).unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].latency_ms, 1234);
+    assert_eq!(stored[0].time_ms, qianliyan::time::unix_ms(arrival));
+}

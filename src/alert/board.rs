@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 
 use super::snapshot::{Overlay, OverlayBox, Renderer};
+use crate::clock::Clock;
 use crate::rules::Alert;
 use crate::rules::runner::Candidate;
 
@@ -55,8 +56,33 @@ fn time_text(t: SystemTime) -> String {
 /// Looks a camera's configuration up by id.
 pub type CameraLookup = Arc<dyn Fn(&str) -> Option<crate::config::Camera> + Send + Sync>;
 
+/// Fills in what the alert stage adds to the rules stage's alert: its `id`, the camera's place, the
+/// time the frame arrived, the snapshot (or why there is none) and the latency from that arrival to
+/// `now` (the stage's [`Clock`]; 0 when `now` is earlier).
+fn enrich(
+    alert: &mut Alert,
+    id: String,
+    arrival: SystemTime,
+    camera: Option<&crate::config::Camera>,
+    snapshot: Result<String, String>,
+    now: SystemTime,
+) {
+    if let Some(camera) = camera {
+        alert.place_at(camera);
+    }
+    alert.id = id;
+    alert.time_ms = crate::time::unix_ms(arrival);
+    alert.snapshot_error = snapshot.as_ref().err().cloned();
+    alert.snapshot = snapshot.ok();
+    alert.latency_ms = now
+        .duration_since(arrival)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+}
+
 /// Runs the stage on a named thread until `rx` closes. `cameras` looks a camera's configuration up;
-/// `delivery` stores each alert with its outbox rows (one transaction) and feeds the command hall.
+/// `delivery` stores each alert with its outbox rows (one transaction) and feeds the command hall;
+/// `clock` gives the wall time an alert's latency is measured to.
 /// When the store fails the alert waits here (and the candidates behind it in `rx`, whose sender then
 /// waits) until the store takes it; once `stop` is set, a store still failing after a grace period
 /// gets the waiting alerts written to the log instead, so shutdown ends.
@@ -67,6 +93,7 @@ pub fn spawn(
     delivery: Option<Arc<crate::delivery::Delivery>>,
     zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     stop: Arc<AtomicBool>,
+    clock: Arc<dyn Clock>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("alerts".into()).spawn(move || {
         let mut shutdown_deadline: Option<Instant> = None;
@@ -130,17 +157,7 @@ pub fn spawn(
                 }
                 }
             };
-            if let Some(camera) = &camera {
-                alert.place_at(camera);
-            }
-            alert.id = id;
-            alert.time_ms = crate::time::unix_ms(c.arrival);
-            alert.snapshot_error = snapshot.as_ref().err().cloned();
-            alert.snapshot = snapshot.ok();
-            alert.latency_ms = SystemTime::now()
-                .duration_since(c.arrival)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            enrich(&mut alert, id, c.arrival, camera.as_ref(), snapshot, clock.wall());
             if let Some(d) = &delivery {
                 // An alert that was seen is never dropped: it waits here until the store takes it.
                 store_until_stored(d, &alert, &rx, &stop, &mut shutdown_deadline, zmq.as_deref());
@@ -197,6 +214,7 @@ fn store_until_stored(
                     tracing::debug!(camera_id = %record.camera, alert = %record.id, error = %e, "alert store still failing");
                 }
                 if stop.load(Ordering::SeqCst) {
+                    // Real time, not the stage's clock: the retries between checks sleep for real.
                     let deadline =
                         *shutdown_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
                     if Instant::now() >= deadline {
@@ -216,6 +234,50 @@ fn store_until_stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Latency is measured to the stage's clock, not the machine's: with a clock an hour ahead of the
+    /// machine and a frame that arrived 1,234 ms before that clock's now, the alert says 1,234 ms
+    /// (the machine's clock would say 0: the arrival is in its future).
+    #[test]
+    fn latency_is_measured_to_the_injected_clock() {
+        use crate::clock::ManualClock;
+        let clock = ManualClock::default();
+        clock.advance(Duration::from_secs(3600));
+        let arrival = clock.wall() - Duration::from_millis(1234);
+        let mut alert = Alert::raised(
+            "zone-a",
+            "cam-1",
+            crate::rules::AlertType::Intrusion,
+            crate::rules::Severity::High,
+            0,
+            0.9,
+            false,
+        );
+        enrich(
+            &mut alert,
+            ulid(arrival),
+            arrival,
+            None,
+            Err("no renderer".into()),
+            clock.wall(),
+        );
+        assert_eq!(alert.latency_ms, 1234);
+        assert_eq!(alert.time_ms, crate::time::unix_ms(arrival));
+        assert_eq!(alert.snapshot, None);
+        assert_eq!(alert.snapshot_error.as_deref(), Some("no renderer"));
+
+        // A clock behind the arrival gives 0, never a wrapped-around figure.
+        enrich(
+            &mut alert,
+            ulid(arrival),
+            arrival,
+            None,
+            Ok("a.jpg".into()),
+            arrival - Duration::from_secs(1),
+        );
+        assert_eq!(alert.latency_ms, 0);
+        assert_eq!(alert.snapshot.as_deref(), Some("a.jpg"));
+    }
 
     #[test]
     fn ulids_are_26_chars_and_sort_by_time() {

@@ -137,9 +137,9 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// Dropped frames by reason.
+/// Frames the batcher did not send to inference, by [`DropReason`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct DropCounts {
+pub struct BatchDrops {
     /// Replaced by a newer frame of the same camera.
     pub superseded: u64,
     /// Over the admission budget.
@@ -150,7 +150,7 @@ pub struct DropCounts {
     pub rate: u64,
 }
 
-impl DropCounts {
+impl BatchDrops {
     fn add(&mut self, reason: DropReason, n: u64) {
         match reason {
             DropReason::Superseded => self.superseded += n,
@@ -177,7 +177,7 @@ pub struct CameraBatchCounts {
     /// Frames sent to inference.
     pub batched: u64,
     /// Frames not sent, by reason.
-    pub dropped: DropCounts,
+    pub dropped: BatchDrops,
 }
 
 /// Batcher counters, cumulative since start.
@@ -192,7 +192,7 @@ pub struct BatchStats {
     /// Frames waiting now.
     pub pending: usize,
     /// Drops by reason.
-    pub dropped: DropCounts,
+    pub dropped: BatchDrops,
     /// Frames sent and dropped, by camera.
     pub by_camera: BTreeMap<String, CameraBatchCounts>,
 }
@@ -249,7 +249,7 @@ impl BatchCounters {
             batches: self.batches.load(Ordering::Relaxed),
             batched: self.batched.load(Ordering::Relaxed),
             pending: self.pending.load(Ordering::Relaxed),
-            dropped: DropCounts {
+            dropped: BatchDrops {
                 superseded: self.superseded.load(Ordering::Relaxed),
                 budget: self.budget.load(Ordering::Relaxed),
                 shutdown: self.shutdown.load(Ordering::Relaxed),

@@ -1,6 +1,6 @@
 //! Decode: in, [`EncodedFrame`] access units from ingest ([`DecoderPool::submit`], never blocks); out,
 //! [`DecodeEvent`]s (BGR [`DecodedFrame`]s and per-camera errors) on the caller's channel; when a worker's
-//! bounded queue is full the OLDEST queued frame is dropped and counted ([`DropCounts::queue_full`]).
+//! bounded queue is full the OLDEST queued frame is dropped and counted ([`DecodeDrops::queue_full`]).
 //!
 //! Keyframe-only analysis (the default) goes through a small [`DecoderPool`]: `workers` long-lived
 //! GStreamer pipelines shared by every camera, each fed by one named thread (`decode-N`). A camera is
@@ -224,9 +224,9 @@ pub enum DecodeEvent {
     },
 }
 
-/// Frames dropped, by reason.
+/// Frames given to the decoders that produced no picture, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct DropCounts {
+pub struct DecodeDrops {
     /// Dropped (oldest first) because a worker's queue was full.
     pub queue_full: u64,
     /// Submitted but no picture came out (corrupt data, pipeline error, shut down mid-decode).
@@ -244,7 +244,7 @@ pub struct DecodeStats {
     /// Pictures sent out.
     pub decoded: u64,
     /// Frames that produced no picture, by reason.
-    pub dropped: DropCounts,
+    pub dropped: DecodeDrops,
     /// Pipelines torn down after an error and rebuilt.
     pub pipeline_restarts: u64,
     /// Frames waiting in each worker's queue now.

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, after, never, select};
 
 use super::pipeline::{Ctl, DecodePipeline, Picture, describe};
 use super::{
-    DecodeConfig, DecodeError, DecodeEvent, DecodedFrame, DropCounts, EncodedFrame, PixelFormat,
+    DecodeConfig, DecodeDrops, DecodeError, DecodeEvent, DecodedFrame, EncodedFrame, PixelFormat,
     VideoCodec,
 };
 
@@ -46,8 +46,8 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn drops(&self) -> DropCounts {
-        DropCounts {
+    pub fn drops(&self) -> DecodeDrops {
+        DecodeDrops {
             queue_full: self.queue_full.load(Ordering::Relaxed),
             decode_error: self.decode_error.load(Ordering::Relaxed),
             not_keyframe: self.not_keyframe.load(Ordering::Relaxed),

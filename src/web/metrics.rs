@@ -37,7 +37,9 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         String::new(),
         String::new(),
     );
-    let mut drops = st.decode_drops();
+    let decode = (st.decode_drops)();
+    // Frames the keyframe / analysis-rate gate did not let through, over every camera.
+    let mut gate = 0;
     for e in &cameras {
         let (status, fps_in, fps_an) = {
             let t = lock(&e.tracker);
@@ -74,7 +76,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
                 );
             }
         }
-        drops.gate += c.skipped_by_gate.load(Ordering::Relaxed);
+        gate += c.skipped_by_gate.load(Ordering::Relaxed);
         statuses.push(status);
     }
     let summary = health::summarize(statuses.iter());
@@ -102,9 +104,9 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     );
     let _ = writeln!(out, "# TYPE {} counter", m::FRAMES_DROPPED);
     for (reason, n) in [
-        ("gate", drops.gate),
-        ("decode_queue_full", drops.queue_full),
-        ("decode_error", drops.decode_error),
+        ("gate", gate),
+        ("decode_queue_full", decode.queue_full),
+        ("decode_error", decode.decode_error),
         (
             "analysis_queue_full",
             st.analysis_dropped.load(Ordering::Relaxed),

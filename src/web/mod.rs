@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::camera::Fleet;
 use crate::config::{Config, ConfigError};
+use crate::decode::DecodeDrops;
 use crate::health::LedgerHandle;
 
 /// What handlers share.
@@ -55,8 +56,8 @@ pub struct AppState {
     pub live_rules: Arc<crate::rules::live::LiveRules>,
     /// Users, sessions, roles and the audit log.
     pub auth: Arc<crate::auth::Auth>,
-    /// Reads the decoder's drop counters.
-    pub decode_stats: Arc<dyn Fn() -> DropCounts + Send + Sync>,
+    /// Reads the decoders' drop counters (`/metrics` adds the cameras' gate counts to them).
+    pub decode_drops: Arc<dyn Fn() -> DecodeDrops + Send + Sync>,
     /// Reads each model's batcher and inference counters.
     pub model_stats: Arc<dyn Fn() -> Vec<ModelStats> + Send + Sync>,
     /// Frames waiting in each decoder worker's queue now.
@@ -74,23 +75,6 @@ pub struct ModelStats {
     pub infer: crate::infer::InferStats,
     /// The admission budget's capacity, demand and cuts.
     pub budget: crate::batch::BudgetSnapshot,
-}
-
-/// Frames dropped before analysis, by reason.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DropCounts {
-    /// Not needed by analysis (keyframe / analysis-rate gate).
-    pub gate: u64,
-    /// The decoder's queue was full; the oldest frame was dropped.
-    pub queue_full: u64,
-    /// The decoder failed on the frame.
-    pub decode_error: u64,
-}
-
-impl AppState {
-    fn decode_drops(&self) -> DropCounts {
-        (self.decode_stats)()
-    }
 }
 
 /// The API's routes, each behind the guard its entry in [`routes::ENDPOINTS`] names, plus the
