@@ -16,7 +16,9 @@ use crossbeam_channel::Receiver;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use qianliyan::decode::{DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame, VideoCodec};
+use qianliyan::decode::{
+    AccessUnit, DecodeConfig, DecodeEvent, DecoderPool, EncodedFrame, VideoCodec,
+};
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -188,10 +190,13 @@ fn frame(camera: &Arc<str>, kf: &Kf, hint: bool) -> EncodedFrame {
     EncodedFrame {
         camera: camera.clone(),
         codec: VideoCodec::H264,
-        data: kf.data.clone(),
-        keyframe: true,
-        pts_90k: kf.pts_90k,
-        arrival: SystemTime::now(),
+        unit: AccessUnit {
+            data: kf.data.clone(),
+            keyframe: true,
+            pts_90k: kf.pts_90k,
+            arrival: SystemTime::now(),
+            loss: 0,
+        },
         width,
         height,
     }

@@ -76,10 +76,7 @@ fn main() -> Res<()> {
     let load = Instant::now();
     let mut runner = ModelRunner::new(rt, manifest.clone(), &cfg)?;
     let load_ms = load.elapsed().as_secs_f64() * 1000.0;
-    let frames = decode(
-        &source,
-        batches.iter().copied().max().unwrap_or(8),
-    )?;
+    let frames = decode(&source, batches.iter().copied().max().unwrap_or(8))?;
     let (fw, fh) = (frames[0].width, frames[0].height);
 
     // Preprocessing alone: resize + normalise into the reused buffer.

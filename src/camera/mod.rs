@@ -445,10 +445,7 @@ impl SessionObserver for Observer<'_> {
             EncodedFrame {
                 camera: self.entry.id.clone(),
                 codec: info.codec,
-                data: au.data,
-                keyframe: au.keyframe,
-                pts_90k: au.pts_90k,
-                arrival: au.arrival,
+                unit: au,
                 width: info.width,
                 height: info.height,
             },

@@ -78,24 +78,33 @@ impl fmt::Display for VideoCodec {
     }
 }
 
-/// One access unit from ingest.
-///
-/// Annex-B byte stream (00 00 00 01 start codes); a keyframe carries its parameter sets (SPS/PPS, VPS for
-/// H.265) in-band at its start (ingest prepends them), so any keyframe decodes on its own.
+/// One access unit as ingest received it: Annex-B byte stream (00 00 00 01 start codes); a keyframe
+/// carries its parameter sets (SPS/PPS, VPS for H.265) in-band at its start (ingest prepends them), so
+/// any keyframe decodes on its own. The same value goes from ingest to the decoder inside an
+/// [`EncodedFrame`].
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    /// Annex-B data.
+    pub data: bytes::Bytes,
+    /// IDR / random access point with its parameter sets in front.
+    pub keyframe: bool,
+    /// Presentation time, 90 kHz units since the session's first frame.
+    pub pts_90k: i64,
+    /// When ingest received it.
+    pub arrival: SystemTime,
+    /// RTP packets lost just before it.
+    pub loss: u16,
+}
+
+/// One access unit from ingest, with the camera and stream it belongs to.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
     /// Camera id.
     pub camera: Arc<str>,
-    /// Codec of `data`.
+    /// Codec of the unit's data.
     pub codec: VideoCodec,
-    /// The access unit, Annex-B.
-    pub data: bytes::Bytes,
-    /// IDR / random access point with its parameter sets in front.
-    pub keyframe: bool,
-    /// Presentation time, 90 kHz clock, as ingest saw it.
-    pub pts_90k: i64,
-    /// When ingest received the access unit.
-    pub arrival: SystemTime,
+    /// The access unit, as ingest received it.
+    pub unit: AccessUnit,
     /// Picture width if known (0 = unknown). The decoder reads the real size from the SPS; the pool uses
     /// this hint to give each size its own pipeline (no renegotiation between cameras).
     pub width: u32,
@@ -115,9 +124,9 @@ pub enum PixelFormat {
 pub struct DecodedFrame {
     /// Camera id (from the [`EncodedFrame`]).
     pub camera: Arc<str>,
-    /// The [`EncodedFrame::pts_90k`] this picture was decoded from.
+    /// The [`AccessUnit::pts_90k`] this picture was decoded from.
     pub pts_90k: i64,
-    /// The [`EncodedFrame::arrival`] this picture was decoded from.
+    /// The [`AccessUnit::arrival`] this picture was decoded from.
     pub arrival: SystemTime,
     /// When the picture left the decoder.
     pub decoded_at: SystemTime,

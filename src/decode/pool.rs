@@ -85,7 +85,7 @@ impl DecoderPool {
     /// OLDEST queued frame is dropped and counted. Delta frames are counted as `not_keyframe` and skipped
     /// (use a [`CameraDecoder`] for full-GOP cameras).
     pub fn submit(&self, frame: EncodedFrame) {
-        if !frame.keyframe {
+        if !frame.unit.keyframe {
             // Counted here so a delta frame never takes a queue slot from a keyframe.
             self.counters.submitted.fetch_add(1, Ordering::Relaxed);
             self.counters.not_keyframe.fetch_add(1, Ordering::Relaxed);

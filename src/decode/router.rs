@@ -43,7 +43,7 @@ impl Router {
         }
         let mut dedicated = lock(&self.dedicated);
         if !dedicated.contains_key(&frame.camera) {
-            if !frame.keyframe {
+            if !frame.unit.keyframe {
                 return;
             }
             match CameraDecoder::start(

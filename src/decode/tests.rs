@@ -90,10 +90,13 @@ fn encoded(camera: &str, codec: VideoCodec, au: &Au) -> EncodedFrame {
     EncodedFrame {
         camera: Arc::from(camera),
         codec,
-        data: au.data.clone(),
-        keyframe: au.keyframe,
-        pts_90k: au.pts_90k,
-        arrival: SystemTime::now(),
+        unit: AccessUnit {
+            data: au.data.clone(),
+            keyframe: au.keyframe,
+            pts_90k: au.pts_90k,
+            arrival: SystemTime::now(),
+            loss: 0,
+        },
         width: 0,
         height: 0,
     }

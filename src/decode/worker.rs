@@ -288,7 +288,7 @@ impl Worker {
                 self.need_keyframe = true;
             }
             if self.need_keyframe {
-                if !frame.keyframe {
+                if !frame.unit.keyframe {
                     self.counters.not_keyframe.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -300,7 +300,7 @@ impl Worker {
         if self.slots[i].pipeline.is_none() && !self.rebuild(i, &frame.camera) {
             return;
         }
-        let pts = match self.pts_for(i, frame.pts_90k) {
+        let pts = match self.pts_for(i, frame.unit.pts_90k) {
             Some(pts) => pts,
             None => {
                 // The camera's clock went back: restart the pipeline so PTS increase again.
@@ -309,7 +309,7 @@ impl Worker {
                 if !self.rebuild(i, &frame.camera) {
                     return;
                 }
-                match self.pts_for(i, frame.pts_90k) {
+                match self.pts_for(i, frame.unit.pts_90k) {
                     Some(pts) => pts,
                     None => return,
                 }
@@ -322,10 +322,10 @@ impl Worker {
         };
         let pending = Pending {
             camera: frame.camera,
-            pts_90k: frame.pts_90k,
-            arrival: frame.arrival,
+            pts_90k: frame.unit.pts_90k,
+            arrival: frame.unit.arrival,
         };
-        match pipeline.push(frame.data, pts, frame.keyframe, set_dts) {
+        match pipeline.push(frame.unit.data, pts, frame.unit.keyframe, set_dts) {
             Ok(()) => {
                 slot.pending.entry(pts).or_default().push_back(pending);
                 self.inflight += 1;

@@ -1374,10 +1374,7 @@ mod tests {
         pool.submit(EncodedFrame {
             camera: spec.camera.clone(),
             codec: info.codec,
-            data: au.data.clone(),
-            keyframe: true,
-            pts_90k: au.pts_90k,
-            arrival: au.arrival,
+            unit: au.clone(),
             width: info.width,
             height: info.height,
         });

@@ -53,20 +53,8 @@ pub struct StreamInfo {
     pub tool: Option<String>,
 }
 
-/// One access unit as it arrived.
-#[derive(Debug, Clone)]
-pub struct AccessUnit {
-    /// Annex-B data; keyframes carry their parameter sets.
-    pub data: Bytes,
-    /// Random-access point (IDR/IRAP).
-    pub keyframe: bool,
-    /// Presentation timestamp, 90 kHz units since the session's first frame.
-    pub pts_90k: i64,
-    /// Wall-clock arrival.
-    pub arrival: SystemTime,
-    /// RTP packets lost just before this unit.
-    pub loss: u16,
-}
+/// One access unit as it arrived: the decode stage's type, the same value ingest hands over.
+pub use crate::decode::AccessUnit;
 
 /// Why a session ended, with the DOMAIN.md reason and a human detail (never a credential).
 #[derive(Debug, Clone, thiserror::Error)]
