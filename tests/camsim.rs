@@ -356,3 +356,296 @@ fn control_api_rejects_unknown_cameras_and_kinds_without_partial_changes() {
     let cams: serde_json::Value = serde_json::from_str(&cams).expect("json");
     assert_eq!(cams[2]["fault"], "none", "a rejected list changes nothing");
 }
+
+/// Runs `f` on a thread and waits at most `limit` for it: a start-up that hangs fails the test.
+fn bounded<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// An H.264 MP4 with B-frames (x264 with 2 B-frames, like most sample clips), 384×288 at 10 fps.
+fn b_frame_mp4(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("bframes.mp4");
+    let src = common::asset("video/vtest.avi");
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            &src.to_string_lossy(),
+            "-t",
+            "6",
+            "-vf",
+            "scale=384:288",
+            "-r",
+            "10",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "2",
+            "-g",
+            "20",
+            &out.to_string_lossy(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg: {err}");
+    let (ok, probe, err) = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pict_type",
+            "-of",
+            "csv=p=0",
+            &out.to_string_lossy(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        ok && probe.lines().any(|l| l.trim() == "B"),
+        "no B-frames in the test file: {err}"
+    );
+    out
+}
+
+/// The project's own ingest (retina) as the client: access units in arrival order.
+struct Collect(Arc<std::sync::Mutex<Vec<(i64, bool)>>>);
+
+impl qianliyan::ingest::SessionObserver for Collect {
+    fn playing(&mut self, _: &qianliyan::ingest::StreamInfo) {}
+    fn access_unit(
+        &mut self,
+        au: qianliyan::ingest::AccessUnit,
+        _: &qianliyan::ingest::StreamInfo,
+    ) {
+        self.0.lock().expect("lock").push((au.pts_90k, au.keyframe));
+    }
+}
+
+fn ingest_access_units(url: &str, count: usize) -> Vec<(i64, bool)> {
+    let aus = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spec = qianliyan::ingest::SessionSpec {
+        camera: "bframes".into(),
+        url: url::Url::parse(url).expect("url"),
+        transport: qianliyan::config::Transport::Tcp,
+        credentials: None,
+        stall_after: Duration::from_secs(10),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let mut observer = Collect(aus.clone());
+    rt.block_on(async {
+        let session = qianliyan::ingest::run_session(&spec, &mut observer);
+        tokio::pin!(session);
+        let deadline = tokio::time::sleep(Duration::from_secs(20));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                failure = &mut session => panic!("ingest session ended: {failure}"),
+                _ = &mut deadline => panic!("fewer than {count} access units in 20 s"),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if aus.lock().expect("lock").len() >= count {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    aus.lock().expect("lock").clone()
+}
+
+#[test]
+fn b_frame_h264_is_served_in_decode_order_with_presentation_timestamps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = b_frame_mp4(dir.path());
+    let source = file.to_string_lossy().into_owned();
+    // start_sim_with joins the path to assets/, which keeps an absolute path as it is.
+    let sim = bounded(
+        Duration::from_secs(60),
+        "camsim start-up on a B-frame file",
+        move || common::start_sim_with(2, &source, None, TransportPolicy::Both),
+    );
+
+    let aus = ingest_access_units(&sim.running.url(1), 30);
+    assert!(aus[0].1, "the stream starts with a keyframe: {aus:?}");
+    // Sent in decode order: a B-frame arrives after the later picture it references.
+    assert!(
+        aus.windows(2).any(|w| w[1].0 < w[0].0),
+        "no access unit is presented before its predecessor, so the B-frames were not sent in \
+         decode order with their own timestamps: {aus:?}"
+    );
+    // In presentation order the timestamps are distinct and step exactly one frame (10 fps).
+    let mut pts: Vec<i64> = aus.iter().map(|a| a.0).collect();
+    pts.sort_unstable();
+    let steps: Vec<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
+    // The last frames of the window may still wait for an earlier B-frame: check all but two.
+    assert!(
+        steps[..steps.len() - 2].iter().all(|&s| s == 9_000),
+        "presentation timestamps are not one frame apart: {pts:?}"
+    );
+
+    // A decoder (ffmpeg) shows the pictures with increasing timestamps, B-frames among them.
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-read_intervals",
+            "%+3",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts,pict_type",
+            "-of",
+            "csv=p=0",
+            &sim.running.url(2),
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(ok, "ffprobe: {err}");
+    let frames: Vec<(Option<i64>, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let (pts, kind) = l.trim().split_once(',')?;
+            Some((pts.parse().ok(), kind.to_owned()))
+        })
+        .collect();
+    assert!(
+        frames.len() >= 15,
+        "ffprobe decoded only {} frames: {out}",
+        frames.len()
+    );
+    assert!(
+        frames.iter().any(|f| f.1 == "B"),
+        "no B-frame decoded: {out}"
+    );
+    let stamped: Vec<i64> = frames.iter().filter_map(|f| f.0).collect();
+    assert!(
+        stamped.windows(2).all(|w| w[1] > w[0]),
+        "decoded timestamps go backwards: {out}"
+    );
+}
+
+#[test]
+fn sigterm_ends_camsim_while_it_is_still_loading_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A source that never finishes loading: a FIFO held open (O_RDWR) and never written.
+    let fifo = dir.path().join("slow.mp4");
+    let (ok, _, err) = run_with_timeout(Command::new("mkfifo").arg(&fifo), Duration::from_secs(5));
+    assert!(ok, "mkfifo: {err}");
+    let _writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open fifo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qianliyan"))
+        .args([
+            "camsim",
+            "--cameras",
+            "2",
+            "--bind",
+            "127.0.0.1",
+            "--rtsp-port",
+            "0",
+        ])
+        .args(["--control-port", "0", "--source"])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn camsim");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "camsim should still be loading the FIFO"
+    );
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if t0.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("output");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = status.unwrap_or_else(|| panic!("camsim still running 5 s after SIGTERM: {log}"));
+    assert!(
+        status.success(),
+        "a stop during start-up is a clean exit: {status:?} {log}"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[test]
+fn an_unservable_source_fails_start_up_naming_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "not a video\n".repeat(100)).expect("write");
+    let audio = dir.path().join("audio.m4a");
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=d=2"])
+            .arg(&audio),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg: {err}");
+    for (file, reason) in [(text, "not a media file"), (audio, "no video stream")] {
+        let path = file.clone();
+        let err = bounded(Duration::from_secs(30), "camsim start-up", move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            let opts = camsim::Options {
+                cameras: 1,
+                source: path,
+                sub_source: None,
+                rtsp_listen: "127.0.0.1:0".parse().expect("addr"),
+                control_listen: "127.0.0.1:0".parse().expect("addr"),
+                udp_port: 0,
+                auth: None,
+                transports: TransportPolicy::Both,
+            };
+            rt.block_on(camsim::start(
+                opts,
+                tokio_util::sync::CancellationToken::new(),
+            ))
+            .err()
+            .map(|e| e.to_string())
+        })
+        .unwrap_or_else(|| panic!("{} was served", file.display()));
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        assert!(err.contains(reason), "{err}");
+    }
+}

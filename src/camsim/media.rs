@@ -4,7 +4,9 @@
 //! timestamps, so serving 1,300 cameras costs copies and syscalls, not encoders.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gstreamer as gst;
@@ -12,6 +14,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
+use tokio_util::sync::CancellationToken;
 
 /// RTP clock rate of H.264/H.265 video.
 pub const CLOCK_RATE: u32 = 90_000;
@@ -59,6 +62,95 @@ pub enum MediaError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Preparation made no progress for too long (a pipe nobody writes, a hung network mount).
+    #[error(
+        "source {path}: no progress for {secs} s in the {what} pipeline; is it a pipe or on a \
+         stalled network mount?"
+    )]
+    Stalled {
+        /// The source file.
+        path: PathBuf,
+        /// Which pipeline was running.
+        what: &'static str,
+        /// How long nothing happened.
+        secs: u64,
+    },
+    /// Preparation was stopped (shutdown signal) before it finished.
+    #[error("preparing {path} was cancelled")]
+    Cancelled {
+        /// The source file.
+        path: PathBuf,
+    },
+}
+
+/// How preparation is watched from outside: a cancel token it checks between samples, and a
+/// heartbeat (with the pipeline it is in) so that a stalled source can be told from a slow one.
+#[derive(Debug)]
+pub struct Watch {
+    cancel: CancellationToken,
+    started: Instant,
+    /// Milliseconds since `started` of the last sign of progress.
+    beat_ms: AtomicU64,
+    stage: Mutex<(PathBuf, &'static str)>,
+}
+
+impl Watch {
+    /// A watch that stops preparation when `cancel` fires.
+    pub fn new(cancel: CancellationToken) -> Watch {
+        Watch {
+            cancel,
+            started: Instant::now(),
+            beat_ms: AtomicU64::new(0),
+            stage: Mutex::new((PathBuf::new(), "probe")),
+        }
+    }
+
+    /// Stops preparation at its next check.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether preparation was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Time since the last sign of progress.
+    pub fn idle(&self) -> Duration {
+        let beat = Duration::from_millis(self.beat_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(beat)
+    }
+
+    /// The file and pipeline being prepared now.
+    pub fn stage(&self) -> (PathBuf, &'static str) {
+        self.stage
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The error for a preparation that made no progress for `idle`.
+    pub fn stalled(&self, idle: Duration) -> MediaError {
+        let (path, what) = self.stage();
+        MediaError::Stalled {
+            path,
+            what,
+            secs: idle.as_secs(),
+        }
+    }
+
+    fn beat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.beat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn enter(&self, path: &Path, what: &'static str) {
+        match self.stage.lock() {
+            Ok(mut s) => *s = (path.to_owned(), what),
+            Err(e) => *e.into_inner() = (path.to_owned(), what),
+        }
+        self.beat();
+    }
 }
 
 /// A thin wrapper so the error enum does not leak glib types into the public API.
@@ -105,11 +197,15 @@ pub struct Packet {
     pub payload: Bytes,
 }
 
-/// One access unit: the packets that share an RTP timestamp.
+/// One access unit: the packets that share a presentation timestamp.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    /// Timestamp relative to the clip's first frame, in 90 kHz units.
+    /// Decode timestamp relative to the clip's first frame, in 90 kHz units: when it is sent.
+    /// Non-decreasing over a clip, whatever the order of presentation.
     pub ts: u64,
+    /// Presentation minus decode time (90 kHz, never negative): the RTP timestamp is the
+    /// presentation time (RFC 6184), so a B-frame source sends `ts + cts`. 0 without B-frames.
+    pub cts: u32,
     /// Whether the access unit is a random-access point (IDR/IRAP).
     pub keyframe: bool,
     /// Its packets in order.
@@ -119,12 +215,15 @@ pub struct Frame {
 /// A looping clip of prepared frames.
 #[derive(Debug)]
 pub struct Clip {
-    /// Frames in decode order (the encoders here use no B-frames, so also presentation order).
+    /// Frames in decode order (the order they are sent); with B-frames not presentation order.
     pub frames: Vec<Frame>,
     /// Length of one loop in 90 kHz units (last frame's timestamp plus one frame duration).
     pub duration: u64,
     /// Nominal frame duration in 90 kHz units.
     pub frame_duration: u64,
+    /// The B-frame reorder delay: a picture is presented this long (90 kHz) after the decode
+    /// slot of its rank in presentation order. 0 without B-frames.
+    pub delay: u32,
 }
 
 impl Clip {
@@ -195,17 +294,32 @@ impl Media {
 
     /// Prepares `path`: probes it, payloads it, and encodes the black and covered fault clips.
     pub fn prepare(path: &Path) -> Result<Arc<Media>, MediaError> {
+        Media::prepare_watched(path, &Watch::new(CancellationToken::new()))
+    }
+
+    /// [`Media::prepare`] that stops with [`MediaError::Cancelled`] when `watch` is cancelled
+    /// and beats `watch` at every sample, so that a caller can tell a stalled source.
+    pub fn prepare_watched(path: &Path, watch: &Watch) -> Result<Arc<Media>, MediaError> {
+        watch.enter(path, "probe");
         if !path.exists() {
             return Err(MediaError::Missing {
                 path: path.to_owned(),
             });
         }
         gst::init().map_err(|e| pipeline_err("init", path, e))?;
-        let probe = probe(path)?;
-        let (normal, caps) = payload_clip(path, &probe, None)?;
+        let probe = probe(path, watch)?;
+        let (normal, caps) = payload_clip(path, &probe, None, watch)?;
         let fmtp = fmtp_from_caps(&caps);
-        let black = payload_clip(path, &probe, Some(Variant::Black))?.0;
-        let cover = payload_clip(path, &probe, Some(Variant::Cover))?.0;
+        let mut black = payload_clip(path, &probe, Some(Variant::Black), watch)?.0;
+        let mut cover = payload_clip(path, &probe, Some(Variant::Cover), watch)?.0;
+        // The fault clips have no B-frames; presented with the source's delay, a switch between
+        // them and the source never steps the presentation time backwards.
+        for clip in [&mut black, &mut cover] {
+            clip.delay = normal.delay;
+            for f in &mut clip.frames {
+                f.cts = normal.delay;
+            }
+        }
         Ok(Arc::new(Media {
             codec: probe.codec,
             fmtp,
@@ -281,6 +395,81 @@ fn sink_of(
         .ok_or_else(|| pipeline_err(what, path, "no appsink named sink"))
 }
 
+/// What the demuxer (`parsebin`/`decodebin` named `demux`) exposed, and whether a video stream
+/// was linked to the element named `first`.
+#[derive(Debug, Default)]
+struct VideoLink {
+    streams: Mutex<Vec<String>>,
+    linked: std::sync::atomic::AtomicBool,
+    no_more_pads: std::sync::atomic::AtomicBool,
+}
+
+impl VideoLink {
+    /// Links the first video stream of `demux` to `first` (audio, subtitles and data stay
+    /// unlinked: a phone recording's audio track may come before its video).
+    fn install(
+        pipeline: &gst::Pipeline,
+        what: &'static str,
+        path: &Path,
+    ) -> Result<Arc<VideoLink>, MediaError> {
+        let demux = pipeline
+            .by_name("demux")
+            .ok_or_else(|| pipeline_err(what, path, "no element named demux"))?;
+        let first = pipeline
+            .by_name("first")
+            .ok_or_else(|| pipeline_err(what, path, "no element named first"))?;
+        let link = Arc::new(VideoLink::default());
+        let state = link.clone();
+        demux.connect_pad_added(move |_, pad| {
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let name = caps
+                .structure(0)
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            let video = name.starts_with("video/");
+            if let Ok(mut streams) = state.streams.lock() {
+                streams.push(name);
+            }
+            if video
+                && !state.linked.load(Ordering::Acquire)
+                && let Some(sink) = first.static_pad("sink")
+                && pad.link(&sink).is_ok()
+            {
+                state.linked.store(true, Ordering::Release);
+            }
+        });
+        let state = link.clone();
+        demux.connect_no_more_pads(move |_| state.no_more_pads.store(true, Ordering::Release));
+        Ok(link)
+    }
+
+    fn linked(&self) -> bool {
+        self.linked.load(Ordering::Acquire)
+    }
+
+    /// The error for a file without a video stream (with GStreamer's `message` if it gave one),
+    /// or `None` if one was linked.
+    fn no_video(&self, path: &Path, message: Option<&str>) -> Option<MediaError> {
+        if self.linked() {
+            return None;
+        }
+        let streams = self
+            .streams
+            .lock()
+            .map(|s| s.join(", "))
+            .unwrap_or_default();
+        let reason = match (streams.is_empty(), message) {
+            (true, Some(m)) => format!("not a media file GStreamer can read ({m})"),
+            (true, None) => "no stream found in the file".into(),
+            (false, _) => format!("no video stream (found: {streams})"),
+        };
+        Some(MediaError::Unsupported {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+}
+
 /// The first error on the bus, with the element that posted it.
 fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
@@ -290,7 +479,8 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
                 .src()
                 .map(|s| s.path_string().to_string())
                 .unwrap_or_default();
-            return Some(format!("{from}: {}", err.error()));
+            let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+            return Some(format!("{from}: {}{debug}", err.error()));
         }
     }
     None
@@ -309,21 +499,76 @@ fn run_err(
     }
 }
 
-fn probe(path: &Path) -> Result<Probe, MediaError> {
+/// How long one wait for a sample lasts before cancellation and the bus are checked again.
+const POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+
+/// The next sample of a playing pipeline, `None` at end of stream. Never waits unboundedly:
+/// cancellation, errors on the bus and a file without video end the wait.
+fn next_sample(
+    appsink: &gst_app::AppSink,
+    pipeline: &gst::Pipeline,
+    link: &VideoLink,
+    what: &'static str,
+    path: &Path,
+    watch: &Watch,
+) -> Result<Option<gst::Sample>, MediaError> {
+    loop {
+        if watch.is_cancelled() {
+            return Err(MediaError::Cancelled {
+                path: path.to_owned(),
+            });
+        }
+        if let Some(sample) = appsink.try_pull_sample(POLL) {
+            watch.beat();
+            return Ok(Some(sample));
+        }
+        if appsink.is_eos() {
+            return Ok(None);
+        }
+        if let Some(message) = bus_error(pipeline) {
+            return Err(link
+                .no_video(path, Some(&message))
+                .unwrap_or(MediaError::Run {
+                    what,
+                    path: path.to_owned(),
+                    message,
+                }));
+        }
+        if link.no_more_pads.load(Ordering::Acquire)
+            && let Some(e) = link.no_video(path, None)
+        {
+            return Err(e);
+        }
+    }
+}
+
+fn probe(path: &Path, watch: &Watch) -> Result<Probe, MediaError> {
     const WHAT: &str = "probe";
+    watch.enter(path, WHAT);
+    // Not a preroll: a sink prerolls only on a buffer inside the segment, and the first buffers of
+    // a B-frame MP4 are stamped (by DTS) before the segment its edit list starts: waiting for the
+    // preroll hung for ever. Playing and pulling the first sample works for any source.
     let pipeline = build(
-        "filesrc name=src ! parsebin ! appsink name=sink sync=false max-buffers=1",
+        "filesrc name=src ! parsebin name=demux  appsink name=first sync=false max-buffers=1",
         WHAT,
         path,
     )?;
-    let sink = sink_of(&pipeline, WHAT, path)?;
+    let link = VideoLink::install(&pipeline, WHAT, path)?;
+    let sink = pipeline
+        .by_name("first")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| pipeline_err(WHAT, path, "no appsink named first"))?;
     let result = (|| {
         pipeline
-            .set_state(gst::State::Paused)
+            .set_state(gst::State::Playing)
             .map_err(|_| run_err(WHAT, path, &pipeline, "could not start"))?;
-        let sample = sink
-            .pull_preroll()
-            .map_err(|_| run_err(WHAT, path, &pipeline, "no video stream found"))?;
+        let sample = next_sample(&sink, &pipeline, &link, WHAT, path, watch)?.ok_or_else(|| {
+            link.no_video(path, None)
+                .unwrap_or(MediaError::Unsupported {
+                    path: path.to_owned(),
+                    reason: "the video stream has no frames".into(),
+                })
+        })?;
         let caps = sample
             .caps()
             .ok_or_else(|| run_err(WHAT, path, &pipeline, "stream has no caps"))?;
@@ -374,6 +619,7 @@ fn payload_clip(
     path: &Path,
     probe: &Probe,
     variant: Option<Variant>,
+    watch: &Watch,
 ) -> Result<(Clip, gst::Caps), MediaError> {
     let pay = match probe.codec {
         Codec::H264 => "rtph264pay",
@@ -387,7 +633,7 @@ fn payload_clip(
     let (what, desc): (&'static str, String) = match variant {
         None => (
             "payload",
-            format!("filesrc name=src ! parsebin ! {pay} ! {sink}"),
+            format!("filesrc name=src ! parsebin name=demux  {pay} name=first ! {sink}"),
         ),
         Some(v) => {
             let what = if v == Variant::Black {
@@ -407,14 +653,17 @@ fn payload_clip(
             (
                 what,
                 format!(
-                    "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=I420 ! \
-                     identity name=paint eos-after={frames} ! {enc} ! {pay} ! {sink}"
+                    "filesrc name=src ! decodebin name=demux  videoconvert name=first ! \
+                     video/x-raw,format=I420 ! identity name=paint eos-after={frames} ! {enc} ! \
+                     {pay} ! {sink}"
                 ),
             )
         }
     };
+    watch.enter(path, what);
     let pipeline = build(&desc, what, path)?;
     let appsink = sink_of(&pipeline, what, path)?;
+    let link = VideoLink::install(&pipeline, what, path)?;
     if let Some(v) = variant {
         install_painter(&pipeline, v, what, path)?;
     }
@@ -424,22 +673,16 @@ fn payload_clip(
             .map_err(|_| run_err(what, path, &pipeline, "could not start"))?;
         let mut builder = ClipBuilder::new(probe.codec);
         let mut caps = None;
-        loop {
-            match appsink.pull_sample() {
-                Ok(sample) => {
-                    if caps.is_none() {
-                        caps = sample.caps_owned();
-                    }
-                    if let Some(list) = sample.buffer_list() {
-                        for buf in list.iter() {
-                            builder.push(buf);
-                        }
-                    } else if let Some(buf) = sample.buffer() {
-                        builder.push(buf);
-                    }
+        while let Some(sample) = next_sample(&appsink, &pipeline, &link, what, path, watch)? {
+            if caps.is_none() {
+                caps = sample.caps_owned();
+            }
+            if let Some(list) = sample.buffer_list() {
+                for buf in list.iter() {
+                    builder.push(buf);
                 }
-                Err(_) if appsink.is_eos() => break,
-                Err(_) => return Err(run_err(what, path, &pipeline, "stopped before the end")),
+            } else if let Some(buf) = sample.buffer() {
+                builder.push(buf);
             }
         }
         if let Some(msg) = bus_error(&pipeline) {
@@ -454,7 +697,13 @@ fn payload_clip(
             reason: format!("the {what} pipeline produced no packets"),
         })?;
         let frame_duration = (CLOCK_RATE as u64 * den as u64 / num.max(1) as u64).max(1);
-        let mut clip = builder.finish(frame_duration);
+        let mut clip =
+            builder
+                .finish(frame_duration)
+                .map_err(|reason| MediaError::Unsupported {
+                    path: path.to_owned(),
+                    reason,
+                })?;
         if variant.is_some() {
             // The encoder drains one extra picture at end of stream, stamped well after the
             // others (0.6 s at 10 fps), and its timestamps can skip a slot: looped, that was a
@@ -463,6 +712,7 @@ fn payload_clip(
             clip.frames.truncate(frames as usize);
             for (i, f) in clip.frames.iter_mut().enumerate() {
                 f.ts = i as u64 * frame_duration;
+                f.cts = 0;
             }
             clip.duration = clip.frames.len() as u64 * frame_duration;
         }
@@ -535,15 +785,19 @@ fn paint(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, variant: Var
     }
 }
 
-/// Groups RTP packets into access units.
+/// The largest presentation delay (presentation minus decode time) accepted, in 90 kHz units:
+/// B-frame encoders delay a few frames; more is a timestamp jump, which would stall the stream.
+const MAX_REORDER: i64 = 10 * CLOCK_RATE as i64;
+
+/// Groups RTP packets into access units, in decode order, and recovers decode times.
 struct ClipBuilder {
     codec: Codec,
-    frames: Vec<Frame>,
-    current: Option<(u32, Frame)>,
-    first_ts: Option<u32>,
-    /// Unwrapped timestamp of the current frame.
-    last_ts: u64,
-    last_raw: u32,
+    /// Frames so far in decode order, each with its presentation time (90 kHz, relative to the
+    /// first frame's).
+    frames: Vec<(i64, Frame)>,
+    current: Option<(i64, Frame)>,
+    /// The current frame's keys: its buffers' PTS (ns) when they carry one, its RTP timestamp.
+    keys: Option<(Option<u64>, u32)>,
 }
 
 impl ClipBuilder {
@@ -552,9 +806,7 @@ impl ClipBuilder {
             codec,
             frames: Vec::new(),
             current: None,
-            first_ts: None,
-            last_ts: 0,
-            last_raw: 0,
+            keys: None,
         }
     }
 
@@ -563,27 +815,29 @@ impl ClipBuilder {
         let Some(rtp) = RtpView::parse(&map) else {
             return;
         };
-        let first = *self.first_ts.get_or_insert(rtp.timestamp);
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|(ts, _)| *ts != rtp.timestamp)
-        {
+        // An access unit is the packets that share a PTS. The buffers' own PTS is the key, not
+        // the RTP timestamp: the payloader gives every frame presented before the segment start
+        // (leading frames an edit list cuts) the same RTP timestamp.
+        let pts_ns = buf.pts().map(gst::ClockTime::nseconds);
+        let pts = match self.keys {
+            None => 0,
+            Some((prev_ns, prev_rtp)) => match (prev_ns, pts_ns) {
+                (Some(prev), Some(now)) => {
+                    self.current_pts() + ns_to_90k(now as i128 - prev as i128)
+                }
+                // No PTS: the RTP timestamp's signed step (B-frames step backwards).
+                _ => self.current_pts() + rtp.timestamp.wrapping_sub(prev_rtp) as i32 as i64,
+            },
+        };
+        let same = self.current.is_some() && pts == self.current_pts();
+        if !same {
             self.flush();
-        }
-        if self.current.is_none() {
-            // Unwrap the 32-bit timestamp so a long clip never goes backwards.
-            let ts = if self.frames.is_empty() {
-                rtp.timestamp.wrapping_sub(first) as u64
-            } else {
-                self.last_ts + rtp.timestamp.wrapping_sub(self.last_raw) as u64
-            };
-            self.last_ts = ts;
-            self.last_raw = rtp.timestamp;
+            self.keys = Some((pts_ns, rtp.timestamp));
             self.current = Some((
-                rtp.timestamp,
+                pts,
                 Frame {
-                    ts,
+                    ts: 0,
+                    cts: 0,
                     keyframe: false,
                     packets: Vec::new(),
                 },
@@ -600,25 +854,74 @@ impl ClipBuilder {
         // of an IDR, and that packet belongs to the IDR's access unit (same timestamp).
     }
 
+    fn current_pts(&self) -> i64 {
+        self.current.as_ref().map(|(pts, _)| *pts).unwrap_or(0)
+    }
+
     fn flush(&mut self) {
-        if let Some((_, frame)) = self.current.take() {
+        if let Some(frame) = self.current.take() {
             self.frames.push(frame);
         }
     }
 
-    fn finish(mut self, frame_duration: u64) -> Clip {
+    /// The clip, with decode times recovered from the presentation times: the n-th frame in
+    /// decode order is decoded when the n-th earliest picture is due, less the largest delay that
+    /// keeps every frame's decode time at or before its presentation time. Exact for constant
+    /// frame rates, monotonic for any.
+    fn finish(mut self, frame_duration: u64) -> Result<Clip, String> {
         self.flush();
-        let duration = self
+        let mut sorted: Vec<i64> = self.frames.iter().map(|(pts, _)| *pts).collect();
+        sorted.sort_unstable();
+        let delay = self
             .frames
+            .iter()
+            .zip(&sorted)
+            .map(|((pts, _), s)| s - pts)
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        if delay > MAX_REORDER {
+            return Err(format!(
+                "frames are decoded up to {:.1} s before they are presented (timestamps jump); \
+                 camsim serves B-frame delays up to {} s",
+                delay as f64 / CLOCK_RATE as f64,
+                MAX_REORDER / CLOCK_RATE as i64
+            ));
+        }
+        let base = sorted.first().copied().unwrap_or(0);
+        let mut frames = Vec::with_capacity(self.frames.len());
+        for ((pts, mut frame), s) in self.frames.into_iter().zip(&sorted) {
+            let cts = pts - (s - delay);
+            if cts > MAX_REORDER {
+                return Err(format!(
+                    "a frame is presented {:.1} s after it is decoded (timestamps jump); camsim \
+                     serves B-frame delays up to {} s",
+                    cts as f64 / CLOCK_RATE as f64,
+                    MAX_REORDER / CLOCK_RATE as i64
+                ));
+            }
+            frame.ts = (s - base) as u64;
+            frame.cts = cts as u32;
+            frames.push(frame);
+        }
+        let duration = frames
             .last()
             .map(|f| f.ts + frame_duration)
             .unwrap_or(frame_duration);
-        Clip {
-            frames: self.frames,
+        Ok(Clip {
+            frames,
             duration,
             frame_duration,
-        }
+            delay: delay as u32,
+        })
     }
+}
+
+/// Nanoseconds to 90 kHz units, rounded to the nearest.
+fn ns_to_90k(ns: i128) -> i64 {
+    let t = ns * CLOCK_RATE as i128;
+    let half = 500_000_000i128 * t.signum();
+    ((t + half) / 1_000_000_000) as i64
 }
 
 /// The parts of an RTP packet (RFC 3550) that preparation needs.
@@ -758,10 +1061,60 @@ mod tests {
         assert!(RtpView::parse(&pkt).is_none());
     }
 
+    /// An RTP packet for `ClipBuilder`, its buffer stamped with `pts_ms`.
+    fn rtp_buffer(pts_ms: u64, rtp_ts: u32, nal_type: u8) -> gst::Buffer {
+        let mut data = vec![0x80, 0x60, 0, 0];
+        data.extend_from_slice(&rtp_ts.to_be_bytes());
+        data.extend_from_slice(&[0, 0, 0, 1, nal_type, 0xaa]);
+        let mut buf = gst::Buffer::from_mut_slice(data);
+        buf.get_mut()
+            .expect("fresh buffer")
+            .set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        buf
+    }
+
+    #[test]
+    fn b_frames_keep_decode_order_and_get_presentation_offsets() {
+        gst::init().expect("gst");
+        // x264 with B-frames at 10 fps: decode order I P B B P B B, the first picture at 200 ms
+        // (edit list), RTP timestamps as the payloader stamps them (PTS at 90 kHz).
+        let pts_ms = [200u64, 500, 300, 400, 800, 600, 700];
+        let mut b = ClipBuilder::new(Codec::H264);
+        for (i, &pts) in pts_ms.iter().enumerate() {
+            let nal = if i == 0 { 5 } else { 1 };
+            let rtp_ts = 1_000 + (pts * 90) as u32;
+            // Two packets per access unit, as a large frame is fragmented.
+            b.push(&rtp_buffer(pts, rtp_ts, nal));
+            b.push(&rtp_buffer(pts, rtp_ts, nal));
+        }
+        let clip = b.finish(9_000).expect("clip");
+        let ts: Vec<u64> = clip.frames.iter().map(|f| f.ts).collect();
+        let pts: Vec<u64> = clip.frames.iter().map(|f| f.ts + f.cts as u64).collect();
+        assert_eq!(ts, [0, 9_000, 18_000, 27_000, 36_000, 45_000, 54_000]);
+        // Presentation = decode + cts; the first picture one B-frame delay after its decode.
+        assert_eq!(pts, [9_000, 36_000, 18_000, 27_000, 63_000, 45_000, 54_000]);
+        assert_eq!(clip.delay, 9_000);
+        assert!(clip.frames.iter().all(|f| f.packets.len() == 2));
+        assert!(clip.frames[0].keyframe && !clip.frames[1].keyframe);
+        assert_eq!(clip.duration, 63_000);
+    }
+
+    #[test]
+    fn a_timestamp_jump_is_refused_not_served() {
+        gst::init().expect("gst");
+        let mut b = ClipBuilder::new(Codec::H264);
+        for (i, pts) in [0u64, 100, 60_000, 200].into_iter().enumerate() {
+            b.push(&rtp_buffer(pts, i as u32, if i == 0 { 5 } else { 1 }));
+        }
+        let err = b.finish(9_000).expect_err("a minute of reorder");
+        assert!(err.contains("timestamps jump"), "{err}");
+    }
+
     #[test]
     fn keyframe_lookup_wraps_and_goes_back_to_the_gop_start() {
         let frame = |ts, keyframe| Frame {
             ts,
+            cts: 0,
             keyframe,
             packets: Vec::new(),
         };
@@ -774,6 +1127,7 @@ mod tests {
             ],
             duration: 40,
             frame_duration: 10,
+            delay: 0,
         };
         assert_eq!(clip.keyframe_at(15), 0);
         assert_eq!(clip.keyframe_at(35), 2);

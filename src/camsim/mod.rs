@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -231,17 +231,13 @@ impl Running {
 /// Prepares the media, binds the ports and starts serving; serving stops when `cancel` fires.
 pub async fn start(opts: Options, cancel: CancellationToken) -> Result<Running, CamsimError> {
     let started = Instant::now();
-    let (main, sub) = {
-        let source = opts.source.clone();
-        let sub_source = opts.sub_source.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, MediaError> {
-            let main = Media::prepare(&source)?;
-            let sub = sub_source.as_deref().map(Media::prepare).transpose()?;
-            Ok((main, sub))
-        })
-        .await
-        .map_err(|e| CamsimError::Internal(e.to_string()))??
-    };
+    let (main, sub) = prepare_sources(
+        opts.source.clone(),
+        opts.sub_source.clone(),
+        &cancel,
+        STALL_LIMIT,
+    )
+    .await?;
     for (name, media) in std::iter::once(("main", &main)).chain(sub.iter().map(|s| ("sub", s))) {
         tracing::info!(
             stream = name,
@@ -282,9 +278,73 @@ pub async fn start(opts: Options, cancel: CancellationToken) -> Result<Running, 
     })
 }
 
-/// Runs camsim until `cancel` fires.
+/// Preparation that shows no progress (no sample from GStreamer) for this long fails: a pipe
+/// nobody writes or a hung network mount must not hold camsim at start-up for ever.
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Prepares the sources on a thread of their own and waits for it, for `cancel`, or until it
+/// makes no progress for `stall_limit`. A plain thread, not `spawn_blocking`: a source stuck in
+/// a system call (a FIFO nobody writes) is abandoned, and the runtime's shutdown does not wait
+/// for it, so a signal ends camsim at once even during start-up.
+async fn prepare_sources(
+    source: PathBuf,
+    sub_source: Option<PathBuf>,
+    cancel: &CancellationToken,
+    stall_limit: Duration,
+) -> Result<(Arc<Media>, Option<Arc<Media>>), CamsimError> {
+    let watch = Arc::new(media::Watch::new(cancel.child_token()));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let w = watch.clone();
+    std::thread::Builder::new()
+        .name("camsim-prepare".into())
+        .spawn(move || {
+            let result = Media::prepare_watched(&source, &w).and_then(|main| {
+                let sub = sub_source
+                    .as_deref()
+                    .map(|s| Media::prepare_watched(s, &w))
+                    .transpose()?;
+                Ok((main, sub))
+            });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| CamsimError::Internal(format!("cannot start the preparing thread: {e}")))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            result = &mut rx => {
+                return match result {
+                    Ok(Ok(media)) => Ok(media),
+                    Ok(Err(MediaError::Cancelled { .. })) => Err(CamsimError::Cancelled),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(CamsimError::Internal(format!(
+                        "preparing {} ended without a result (the thread panicked)",
+                        watch.stage().0.display()
+                    ))),
+                };
+            }
+            _ = cancel.cancelled() => {
+                watch.cancel();
+                tracing::info!(source = %watch.stage().0.display(), "start-up cancelled while preparing");
+                return Err(CamsimError::Cancelled);
+            }
+            _ = tick.tick() => {
+                let idle = watch.idle();
+                if idle >= stall_limit {
+                    watch.cancel();
+                    return Err(watch.stalled(idle).into());
+                }
+            }
+        }
+    }
+}
+
+/// Runs camsim until `cancel` fires (also during start-up, which then ends quietly).
 pub async fn run(opts: Options, cancel: CancellationToken) -> Result<(), CamsimError> {
-    let running = start(opts, cancel).await?;
+    let running = match start(opts, cancel).await {
+        Ok(running) => running,
+        Err(CamsimError::Cancelled) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     running.wait().await;
     Ok(())
 }
@@ -308,4 +368,85 @@ pub enum CamsimError {
     /// A task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The cancel token fired before camsim was ready.
+    #[error("stopped before camsim was ready")]
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO that this process holds open for writing (and never writes): reading it blocks.
+    fn silent_fifo(dir: &std::path::Path) -> (PathBuf, std::fs::File) {
+        let path = dir.join("camera.mp4");
+        let ok = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mkfifo");
+        // O_RDWR on a FIFO does not wait for a reader (Linux).
+        let writer = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open fifo");
+        (path, writer)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_source_that_sends_nothing_fails_as_stalled_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (fifo, _writer) = silent_fifo(dir.path());
+        let t0 = Instant::now();
+        let result = runtime().block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                prepare_sources(
+                    fifo.clone(),
+                    None,
+                    &CancellationToken::new(),
+                    Duration::from_secs(1),
+                ),
+            )
+            .await
+            .expect("the stall limit ends the wait")
+        });
+        let err = result.expect_err("nothing to serve");
+        assert!(
+            matches!(err, CamsimError::Media(MediaError::Stalled { .. })),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&fifo.display().to_string()), "{text}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn cancelling_start_up_returns_at_once_even_with_a_stuck_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (fifo, _writer) = silent_fifo(dir.path());
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let result = runtime().block_on(async move {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                trigger.cancel();
+            });
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                prepare_sources(fifo, None, &cancel, STALL_LIMIT),
+            )
+            .await
+            .expect("cancel ends the wait")
+        });
+        assert!(matches!(result, Err(CamsimError::Cancelled)), "{result:?}");
+    }
 }

@@ -722,7 +722,10 @@ fn clip_keyframe_before(clip: &Clip, idx: usize) -> usize {
 }
 
 /// Writes one access unit for a session: into `out` for TCP, straight to the socket for UDP.
-/// Advances the session's clock by `step` (90 kHz).
+/// Advances the session's clock by `step` (90 kHz). The session clock runs in decode time (frames
+/// go out in decode order, each when it is due); the RTP timestamp is the frame's presentation
+/// time, its decode time plus `cts`, so B-frames carry earlier timestamps than the frames they
+/// follow, as RFC 6184 requires.
 fn write_frame(
     out: &mut Vec<u8>,
     udp: &UdpSocket,
@@ -734,7 +737,10 @@ fn write_frame(
     let Some(play) = session.play.as_mut() else {
         return;
     };
-    let ts = session.ts_base.wrapping_add(play.media_pos as u32);
+    let ts = session
+        .ts_base
+        .wrapping_add(play.media_pos as u32)
+        .wrapping_add(frame.cts);
     play.media_pos += step;
     let mut bytes = 0u64;
     let mut dgram = [0u8; 2048];
