@@ -572,11 +572,46 @@ fn sigterm_ends_camsim_while_it_is_still_loading_its_source() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn camsim");
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.try_wait().expect("wait").is_none(),
-        "camsim should still be loading the FIFO"
-    );
+    // Wait until camsim says it is preparing the source (its log goes to stderr), then a little
+    // more so that it is inside the probe; if it ends before that, fail with what it said.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let t0 = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("preparing the source") {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) if t0.elapsed() > Duration::from_secs(20) => {
+                let _ = child.kill();
+                panic!("camsim never said it was preparing its source:\n{seen}");
+            }
+            Err(_) => {}
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("camsim ended ({status}) while it should still be loading the FIFO:\n{seen}");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some(status) = child.try_wait().expect("wait") {
+        let rest = reader.join().unwrap_or_default();
+        panic!("camsim ended ({status}) while it should still be loading the FIFO:\n{seen}{rest}");
+    }
     // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill");
@@ -595,9 +630,10 @@ fn sigterm_ends_camsim_while_it_is_still_loading_its_source() {
     }
     let output = child.wait_with_output().expect("output");
     let log = format!(
-        "{}{}",
+        "{}{}{}",
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        seen,
+        reader.join().unwrap_or_default()
     );
     let status = status.unwrap_or_else(|| panic!("camsim still running 5 s after SIGTERM: {log}"));
     assert!(

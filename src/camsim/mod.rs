@@ -292,6 +292,7 @@ async fn prepare_sources(
     cancel: &CancellationToken,
     stall_limit: Duration,
 ) -> Result<(Arc<Media>, Option<Arc<Media>>), CamsimError> {
+    tracing::info!(source = %source.display(), sub_source = ?sub_source, "preparing the source (probe, packetise)");
     let watch = Arc::new(media::Watch::new(cancel.child_token()));
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let w = watch.clone();
