@@ -36,6 +36,18 @@ from onnx import helper, numpy_helper
 SUSPECT_SHAPE_OPS = {"Expand": 1, "Tile": 1, "ConstantOfShape": 0}
 
 
+def save_atomic(model: onnx.ModelProto, dst: str) -> None:
+    """Writes `model` to `dst` through a temporary file: never a half-written model."""
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"  wrote {dst}")
+
+
 def constant_sources(graph: onnx.GraphProto):
     """Map tensor name -> ("init", TensorProto) or ("const", NodeProto)."""
     sources = {init.name: ("init", init) for init in graph.initializer}
@@ -170,14 +182,7 @@ def main() -> None:
     convert(model, args.dim_name)
     onnx.checker.check_model(model, full_check=True)
 
-    tmp = f"{args.dst}.tmp-{os.getpid()}"
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, args.dst)  # never leave a half-written model behind
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    print(f"  wrote {args.dst}")
+    save_atomic(model, args.dst)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ Whether the result computes the same thing is checked by check_yolox.py.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import onnx
 
-from make_batch_dynamic import convert as make_batch_dynamic
+from make_batch_dynamic import convert as make_batch_dynamic, save_atomic
 
 
 def set_dims(vi: onnx.ValueInfoProto, names: dict[int, str]) -> None:
@@ -65,14 +64,7 @@ def main() -> None:
     entry.value = "symbolic height, width (multiples of 32) and rows (scripts/model_tools/make_yolox_dynamic.py)"
     onnx.checker.check_model(model, full_check=True)
 
-    tmp = f"{args.dst}.tmp-{os.getpid()}"
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, args.dst)  # never leave a half-written model behind
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    print(f"  wrote {args.dst}")
+    save_atomic(model, args.dst)
 
 
 if __name__ == "__main__":
