@@ -142,6 +142,25 @@ pub struct DecodedFrame {
     pub data: Vec<u8>,
 }
 
+impl DecodedFrame {
+    /// A still picture (not from a stream: pts 0, arrived and decoded now) of `width × height`
+    /// tightly packed BGR pixels, e.g. an image file given to `qianliyan detect`.
+    pub fn still_bgr(camera: Arc<str>, width: u32, height: u32, data: Vec<u8>) -> Self {
+        let now = SystemTime::now();
+        Self {
+            camera,
+            pts_90k: 0,
+            arrival: now,
+            decoded_at: now,
+            width,
+            height,
+            stride: width as usize * 3,
+            format: PixelFormat::Bgr,
+            data,
+        }
+    }
+}
+
 impl fmt::Debug for DecodedFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DecodedFrame")

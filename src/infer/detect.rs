@@ -7,14 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use opencv::core::{Mat, MatTrait, MatTraitConst, MatTraitConstManual, Rect, Scalar, Size};
 use opencv::{imgcodecs, imgproc};
 
 use super::error::InferError;
 use super::runner::ModelRunner;
-use crate::decode::{DecodedFrame, PixelFormat};
+use crate::decode::DecodedFrame;
 
 /// One box as `detect` prints it: `[x1, y1, x2, y2, score, kind]` in the image's pixels.
 pub type DetectedBox = (f32, f32, f32, f32, f32, &'static str);
@@ -139,17 +138,7 @@ fn load(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     Ok((
-        DecodedFrame {
-            camera: camera.into(),
-            pts_90k: 0,
-            arrival: SystemTime::now(),
-            decoded_at: SystemTime::now(),
-            width: w,
-            height: h,
-            stride: w as usize * 3,
-            format: PixelFormat::Bgr,
-            data,
-        },
+        DecodedFrame::still_bgr(camera.into(), w, h, data),
         placement,
     ))
 }

@@ -477,17 +477,12 @@ fn inferencer_threads_analyse_every_batched_frame() {
 }
 
 fn solid(camera: &str, w: u32, h: u32, bgr: [u8; 3]) -> Arc<DecodedFrame> {
-    Arc::new(DecodedFrame {
-        camera: camera.into(),
-        pts_90k: 0,
-        arrival: SystemTime::now(),
-        decoded_at: SystemTime::now(),
-        width: w,
-        height: h,
-        stride: w as usize * 3,
-        format: PixelFormat::Bgr,
-        data: bgr.repeat((w * h) as usize),
-    })
+    Arc::new(DecodedFrame::still_bgr(
+        camera.into(),
+        w,
+        h,
+        bgr.repeat((w * h) as usize),
+    ))
 }
 
 /// An anomaly model runs through the same runner as the detector. The model is a 292-byte stand-in
@@ -676,17 +671,12 @@ fn photo(file: &str, turned: bool) -> Arc<DecodedFrame> {
         img
     };
     let (w, h) = (img.cols() as u32, img.rows() as u32);
-    Arc::new(DecodedFrame {
-        camera: format!("photo-{file}-{turned}").into(),
-        pts_90k: 0,
-        arrival: SystemTime::now(),
-        decoded_at: SystemTime::now(),
-        width: w,
-        height: h,
-        stride: w as usize * 3,
-        format: PixelFormat::Bgr,
-        data: img.data_bytes().unwrap().to_vec(),
-    })
+    Arc::new(DecodedFrame::still_bgr(
+        format!("photo-{file}-{turned}").into(),
+        w,
+        h,
+        img.data_bytes().unwrap().to_vec(),
+    ))
 }
 
 #[test]
