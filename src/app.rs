@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::board::{self, AlertBoard};
 use crate::batch::{BatchInput, BatchStage};
-use crate::camera::{Fleet, FleetContext, FrameSink};
+use crate::camera::{Fleet, FleetContext, FrameSink, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::decode::{DecodeConfig, DecoderPool, EncodedFrame, Router};
 use crate::health::{self, Ledger, LedgerHandle, VqdConfig};
-use crate::infer::{Analysed, Inferencer, OrtRuntime};
+use crate::infer::{Analysed, InViewTap, Inferencer, OrtRuntime};
 use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
@@ -70,14 +70,15 @@ pub enum AppError {
     },
 }
 
-/// The camera stage hands access units to the decode router (the join between the two stages).
-impl FrameSink for Router {
-    fn submit(&self, frame: EncodedFrame, keyframe_only: bool) {
-        Router::submit(self, frame, keyframe_only);
+/// The camera stage hands every access unit to the sampling stage's gate, which decides what the
+/// decoders get (the join between the two stages).
+impl FrameSink for crate::sample::Gate {
+    fn submit(&self, entry: &crate::camera::CameraEntry, frame: EncodedFrame) -> Verdict {
+        crate::sample::Gate::submit(self, entry, frame)
     }
 
     fn release(&self, camera: &str) {
-        Router::release(self, camera);
+        self.router().release(camera);
     }
 }
 
@@ -149,13 +150,18 @@ const DECODE_QUEUE: usize = 512;
 const DECODED_QUEUE: usize = 1024;
 /// Messages waiting for the ZeroMQ thread.
 const ZMQ_QUEUE: usize = 4096;
+/// People-in-view messages waiting for the sampling thread (dropped when full: the next frame says
+/// it again).
+const IN_VIEW_QUEUE: usize = 4096;
 /// Model outputs waiting for the rules thread (inference waits when full).
 const ANALYSED_QUEUE: usize = 64;
 /// Candidates waiting for the alerts thread (the rules thread waits when full).
 const CANDIDATE_QUEUE: usize = 256;
 
+#[allow(clippy::too_many_arguments)]
 fn start_analysis(
     analysis: Option<&AnalysisConfig>,
+    in_view: InViewTap,
     clock: &Arc<dyn Clock>,
     board: Arc<AlertBoard>,
     fleet: std::sync::Weak<Fleet>,
@@ -186,6 +192,7 @@ fn start_analysis(
             batch_rx,
             analysed_tx.clone(),
             Some(budget.clone()),
+            Some(in_view.clone()),
         )
         .map_err(|e| err(&e))?;
         let (in_tx, in_rx) = crossbeam_channel::bounded(ANALYSIS_QUEUE);
@@ -333,6 +340,7 @@ pub async fn start(
         analysis: mut analysis_config,
         delivery: delivery_config,
         auth: auth_config,
+        activity: activity_config,
     } = settings;
     if let Some(l) = overrides.listen {
         config.web.listen = l;
@@ -388,11 +396,12 @@ pub async fn start(
             ingest: config.ingest.clone(),
             health: config.health,
             vqd: VqdConfig::default(),
+            activity: activity_config,
             stream: config.ingest.stream,
             credentials: std::sync::RwLock::new(config.credentials.clone()),
             source: Arc::new(crate::ingest::LiveSource),
             jitter: Arc::new(rand::random::<f64>),
-            sink: sink.clone(),
+            sink: Arc::new(crate::sample::Gate::new(sink.clone(), clock.clone())),
             clock: clock.clone(),
         },
         cancel.child_token(),
@@ -468,8 +477,16 @@ pub async fn start(
             }
         }
     }
+    // Detectors tell sampling which cameras have people in view.
+    let (in_view_tx, in_view_rx) = crossbeam_channel::bounded(IN_VIEW_QUEUE);
+    let in_view = InViewTap {
+        tx: in_view_tx,
+        dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let in_view_dropped = in_view.dropped.clone();
     let analysis = start_analysis(
         analysis_config.as_ref(),
+        in_view,
         &clock,
         alert_board.clone(),
         Arc::downgrade(&fleet),
@@ -489,6 +506,8 @@ pub async fn start(
     let dispatcher = crate::sample::spawn_dispatcher(
         Arc::downgrade(&fleet),
         decoded_rx,
+        Some(in_view_rx),
+        clock.clone(),
         analysis
             .as_ref()
             .map(|a| a.inputs.clone())
@@ -540,6 +559,14 @@ pub async fn start(
                 Arc::new(move || vec![("full", pool.stats().dropped.queue_full)]),
             ),
             QueueInfo::blocking("decode_to_sample", "decode", "sample", DECODED_QUEUE),
+            QueueInfo::dropping(
+                "infer_to_sample",
+                "infer",
+                "sample",
+                IN_VIEW_QUEUE,
+                FullPolicy::DropNewest,
+                Arc::new(move || vec![("full", in_view_dropped.load(Ordering::Relaxed))]),
+            ),
             QueueInfo::dropping(
                 "sample_to_batch",
                 "sample",

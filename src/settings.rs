@@ -11,6 +11,7 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::DeValue;
 
+use crate::activity::{ActivityConfig, RawActivityConfig};
 use crate::auth::{AuthConfig, RawAuth};
 use crate::config::{
     self, Config, ConfigError, ConfigErrors, Environment, SectionReader, StageSections,
@@ -31,6 +32,8 @@ pub struct Settings {
     pub delivery: DeliveryConfig,
     /// `[auth]`: session lifetimes and the users created at first start.
     pub auth: AuthConfig,
+    /// `[activity]`: which cameras are decoded and analysed how often.
+    pub activity: ActivityConfig,
 }
 
 /// What the analysis stages run.
@@ -70,10 +73,12 @@ pub struct RawSections {
     pub delivery: RawDeliveryConfig,
     /// `[auth]`: session lifetimes and `[[auth.users]]` created at first start.
     pub auth: Option<RawAuth>,
+    /// `[activity]`: look only where something moves.
+    pub activity: RawActivityConfig,
 }
 
 impl StageSections for RawSections {
-    const KEYS: &'static [&'static str] = &["inference", "rules", "delivery", "auth"];
+    const KEYS: &'static [&'static str] = &["inference", "rules", "delivery", "auth", "activity"];
 
     fn read<'i>(
         &mut self,
@@ -86,6 +91,7 @@ impl StageSections for RawSections {
             "rules" => self.rules = reader.section(value, key),
             "delivery" => self.delivery = reader.section(value, key).unwrap_or_default(),
             "auth" => self.auth = reader.section(value, key),
+            "activity" => self.activity = reader.section(value, key).unwrap_or_default(),
             _ => {}
         }
     }
@@ -149,12 +155,17 @@ fn assemble(
             AuthConfig::default()
         }
     };
+    let activity = stages.activity.validate().unwrap_or_else(|found| {
+        errors.extend(found);
+        ActivityConfig::default()
+    });
     if errors.is_empty() {
         Ok(Settings {
             config,
             analysis,
             delivery,
             auth,
+            activity,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::activity::{ActivityConfig, CameraActivity};
 use crate::clock::Clock;
 use crate::config::{self, Camera, IngestConfig, StreamChoice};
 use crate::decode::{EncodedFrame, VideoCodec};
@@ -27,11 +28,22 @@ use crate::health::{CameraTracker, OfflineReason, TrackerConfig, VqdConfig};
 use crate::ingest::{self, AccessUnit, SessionObserver, SessionSpec, StreamInfo};
 use crate::sync::{lock, read, write};
 
-/// Where admitted access units go: the router in `app.rs` that hands them to the shared decoder pool or
-/// a camera's own decoder.
+/// What became of an access unit handed to the [`FrameSink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sent to a decoder.
+    Decode,
+    /// Not decoded: a keyframe-only camera's P-frame, or over the camera's analysis rate.
+    Rate,
+    /// Not decoded: nothing moves in front of the camera and its next VQD picture is not due.
+    Idle,
+}
+
+/// Where every access unit goes: the sampling stage (joined in `app.rs`), which decides what to
+/// decode and hands that to the decoders.
 pub trait FrameSink: Send + Sync {
-    /// Hands a frame over; must not block. `keyframe_only` says which decoder path the camera uses.
-    fn submit(&self, frame: EncodedFrame, keyframe_only: bool);
+    /// Hands a camera's access unit over; must not block.
+    fn submit(&self, entry: &CameraEntry, frame: EncodedFrame) -> Verdict;
     /// The camera's session ended: release what the sink holds for it (a dedicated decoder).
     fn release(&self, _camera: &str) {}
 }
@@ -51,6 +63,10 @@ pub struct Counters {
     pub analysed: AtomicU64,
     /// Access units not decoded because analysis did not need them (keyframe/analysis-rate gate).
     pub skipped_by_gate: AtomicU64,
+    /// Keyframes not decoded because the camera was idle (nothing moved; VQD not due).
+    pub skipped_idle: AtomicU64,
+    /// Pictures decoded for VQD only (idle camera), not offered to the detector.
+    pub vqd_only: AtomicU64,
     /// Sessions ended, by reason (index = [`OfflineReason`] order in [`REASONS`]).
     pub reconnects: [AtomicU64; REASONS.len()],
 }
@@ -81,8 +97,8 @@ pub struct CameraEntry {
     pub stream: Mutex<Option<StreamInfo>>,
     /// Last failure, for engineers (reason detail; never a credential).
     pub last_error: Mutex<Option<String>>,
-    /// When analysis last took a frame (rate gate).
-    last_admitted: Mutex<Option<Instant>>,
+    /// Whether anything moves in front of the camera (updated by the sampling stage).
+    pub activity: Mutex<CameraActivity>,
     /// The latest picture as a JPEG, kept only while someone looks at it (camera wall, zone editor).
     pub thumbnail: Mutex<Thumbnail>,
     cancel: CancellationToken,
@@ -133,6 +149,8 @@ pub struct FleetContext {
     pub health: config::HealthConfig,
     /// Video-quality thresholds.
     pub vqd: VqdConfig,
+    /// `[activity]`: how each camera's activity is judged.
+    pub activity: ActivityConfig,
     /// Which URL analysis uses.
     pub stream: StreamChoice,
     /// Credential sets by name.
@@ -241,7 +259,7 @@ impl Fleet {
             counters: Counters::default(),
             stream: Mutex::new(None),
             last_error: Mutex::new(None),
-            last_admitted: Mutex::new(None),
+            activity: Mutex::new(CameraActivity::new(self.ctx.activity, self.ctx.clock.now())),
             thumbnail: Mutex::new(Thumbnail::default()),
             cancel: self.root.child_token(),
         })
@@ -414,6 +432,8 @@ impl SessionObserver for Observer<'_> {
         tracing::info!(codec = ?info.codec, width = info.width, height = info.height, transport = info.transport, "playing");
         lock(self.activity).last = Some(tokio::time::Instant::now());
         lock(&self.entry.tracker).on_playing();
+        // A new session may bring a different stream: learn its quiet level again.
+        lock(&self.entry.activity).restart(self.ctx.clock.now());
         *lock(&self.entry.stream) = Some(info.clone());
         *lock(&self.entry.last_error) = None;
     }
@@ -432,47 +452,18 @@ impl SessionObserver for Observer<'_> {
             a.had_media = true;
         }
         lock(&self.entry.tracker).on_media(au.data.len());
-        let (keyframe_only, fps) = {
-            let cam = read(&self.entry.config);
-            (cam.keyframe_only, cam.analysis_fps)
+        let frame = EncodedFrame {
+            camera: self.entry.id.clone(),
+            codec: info.codec,
+            unit: au,
+            width: info.width,
+            height: info.height,
         };
-        if !self.admit(&au, keyframe_only, fps) {
-            c.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        c.submitted.fetch_add(1, Ordering::Relaxed);
-        self.ctx.sink.submit(
-            EncodedFrame {
-                camera: self.entry.id.clone(),
-                codec: info.codec,
-                unit: au,
-                width: info.width,
-                height: info.height,
-            },
-            keyframe_only,
-        );
-    }
-}
-
-impl Observer<'_> {
-    /// Keyframe-only analysis: at most `analysis_fps` keyframes per second reach the decoder.
-    fn admit(&self, au: &AccessUnit, keyframe_only: bool, fps: f64) -> bool {
-        if !keyframe_only {
-            // A full-GOP decoder needs every unit; the analysis rate is applied after decoding.
-            return true;
-        }
-        if !au.keyframe {
-            return false;
-        }
-        let now = self.ctx.clock.now();
-        let mut last = lock(&self.entry.last_admitted);
-        // 10 % slack so a 1 fps target is met by a stream whose keyframes arrive every 0.98 s.
-        let min_gap = Duration::from_secs_f64(0.9 / fps.max(0.01));
-        if last.is_some_and(|t| now.saturating_duration_since(t) < min_gap) {
-            return false;
-        }
-        *last = Some(now);
-        true
+        match self.ctx.sink.submit(self.entry, frame) {
+            Verdict::Decode => c.submitted.fetch_add(1, Ordering::Relaxed),
+            Verdict::Rate => c.skipped_by_gate.fetch_add(1, Ordering::Relaxed),
+            Verdict::Idle => c.skipped_idle.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 

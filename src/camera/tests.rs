@@ -103,8 +103,9 @@ struct RecordingSink {
 }
 
 impl FrameSink for RecordingSink {
-    fn submit(&self, _frame: EncodedFrame, _keyframe_only: bool) {
+    fn submit(&self, _entry: &CameraEntry, _frame: EncodedFrame) -> Verdict {
         *lock(&self.frames) += 1;
+        Verdict::Decode
     }
     fn release(&self, camera: &str) {
         lock(&self.released).push(camera.to_owned());
@@ -139,6 +140,7 @@ fn fleet(
             offline_after: STALL,
         },
         vqd: VqdConfig::default(),
+        activity: ActivityConfig::default(),
         stream: StreamChoice::Sub,
         credentials: RwLock::new(BTreeMap::new()),
         sink: sink.clone(),

@@ -70,6 +70,34 @@ pub struct Detections {
     pub infer_ms: f32,
 }
 
+/// Where a detector tells sampling how many people each analysed frame shows (the activity stage
+/// keeps a camera with people in view active). Never blocks: when sampling is behind, the message is
+/// dropped and counted.
+#[derive(Clone)]
+pub struct InViewTap {
+    /// The channel `app.rs` creates.
+    pub tx: Sender<crate::activity::InView>,
+    /// Messages dropped because it was full.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl InViewTap {
+    fn send(&self, d: &Detections) {
+        let people = d
+            .objects
+            .iter()
+            .filter(|o| o.kind == ObjectKind::Person)
+            .count() as u32;
+        let msg = crate::activity::InView {
+            camera: d.camera.clone(),
+            people,
+        };
+        if self.tx.try_send(msg).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One analysed frame: what the model found, and the picture (for tracking, rules and snapshots).
 #[derive(Debug, Clone)]
 pub struct Analysed {
@@ -199,6 +227,7 @@ impl Inferencer {
         batches: BatchReceiver,
         out: Sender<Analysed>,
         budget: Option<Arc<AdmissionBudget>>,
+        in_view: Option<InViewTap>,
     ) -> Result<Self, InferError> {
         manifest.verify_file()?;
         let threads = cfg.threads.max(1);
@@ -260,6 +289,7 @@ impl Inferencer {
                 batches: batches.clone(),
                 out: out.clone(),
                 budget: budget.clone(),
+                in_view: in_view.clone(),
                 counters: counters.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -313,6 +343,7 @@ struct Worker {
     batches: BatchReceiver,
     out: Sender<Analysed>,
     budget: Option<Arc<AdmissionBudget>>,
+    in_view: Option<InViewTap>,
     counters: Arc<InferCounters>,
 }
 
@@ -397,6 +428,11 @@ impl Worker {
                     .frames
                     .fetch_add(frames.len() as u64, Ordering::Relaxed);
                 for (detections, frame) in found.into_iter().zip(frames.drain(..)) {
+                    if let Some(tap) = &self.in_view
+                        && self.runner.manifest().detector().is_some()
+                    {
+                        tap.send(&detections);
+                    }
                     if self.out.send(Analysed { detections, frame }).is_err() {
                         return false;
                     }

@@ -414,6 +414,7 @@ fn inferencer_threads_analyse_every_batched_frame() {
         batch_rx,
         out_tx,
         Some(budget.clone()),
+        None,
     )
     .unwrap();
     assert_eq!(inferencer.provider_in_use(), "cpu");

@@ -1,20 +1,28 @@
-//! Sampling: what becomes of each decoded picture. In: [`DecodeEvent`]s from the decoders (bounded;
+//! Sampling: what to decode, and what becomes of each decoded picture. The [`Gate`] takes every
+//! access unit from the camera stage and decides, from the camera's activity (`activity/`), whether
+//! it is decoded (see `gate.rs`). The dispatcher takes [`DecodeEvent`]s from the decoders (bounded;
 //! the decoders drop their oldest frame when this falls behind). Out: a VQD sample into the camera's
 //! health tracker, the camera's thumbnail when someone watches it, and a [`BatchInput`] for each
 //! model's batcher — when a hand-over queue is full the frame is dropped for that model and counted
 //! (`analysis_dropped`; the batcher keeps only each camera's newest frame anyway). While alerts wait
 //! for a failing store, frames are not handed to analysis at all (counted as `store_blocked`): VQD and
-//! thumbnails go on, nothing new piles up behind the waiting alerts.
-//!
-//! Issue 13 grows this stage into the schedule of what to decode and analyse (VQD every N s, active
-//! cameras often).
+//! thumbnails go on, nothing new piles up behind the waiting alerts. Each picture's grey grid tells
+//! the camera's activity whether the picture moved; a picture of a camera that is still idle after
+//! that was decoded for VQD only and is not offered to the detector (counted as `vqd_only`). The
+//! dispatcher also takes [`InView`] messages from inference (people in view keep a camera active).
+
+mod gate;
+
+pub use gate::Gate;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::activity::{GreyGrid, InView, State};
 use crate::batch::BatchInput;
 use crate::camera::{CameraEntry, Fleet};
+use crate::clock::Clock;
 use crate::decode::{DecodeEvent, DecodedFrame};
 use crate::health::VqdSample;
 use crate::sync::lock;
@@ -29,28 +37,47 @@ pub struct StoreBlocked {
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Decoded frames → VQD → the camera's tracker, and on to each model's batcher. Runs on its own
-/// thread until every decoder is gone or `stop` is set.
+/// Decoded frames → VQD → the camera's tracker, its activity, and on to each model's batcher;
+/// people in view → the camera's activity. Runs on its own thread until every decoder is gone or
+/// `stop` is set.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_dispatcher(
     fleet: std::sync::Weak<Fleet>,
     rx: crossbeam_channel::Receiver<DecodeEvent>,
+    in_view: Option<crossbeam_channel::Receiver<InView>>,
+    clock: Arc<dyn Clock>,
     analysis: Vec<crossbeam_channel::Sender<BatchInput>>,
     analysis_dropped: Arc<std::sync::atomic::AtomicU64>,
     store_blocked: StoreBlocked,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("decode-dispatch".into()).spawn(move || {
+        let mut in_view = in_view.unwrap_or_else(crossbeam_channel::never);
         // Ends when every decoder is gone (the channel closes) or, as a fallback, when told to stop.
         loop {
-            let event = match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(e) => e,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            let event = crossbeam_channel::select! {
+                recv(rx) -> e => match e {
+                    Ok(e) => e,
+                    Err(_) => break,
+                },
+                recv(in_view) -> m => {
+                    match m {
+                        Ok(m) => {
+                            if let Some(entry) = fleet.upgrade().and_then(|f| f.get(&m.camera)) {
+                                lock(&entry.activity).on_people(clock.now(), m.people);
+                            }
+                        }
+                        // Inference stopped: no more messages.
+                        Err(_) => in_view = crossbeam_channel::never(),
+                    }
+                    continue;
+                },
+                default(Duration::from_millis(200)) => {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     continue;
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                },
             };
             match event {
                 DecodeEvent::Frame(frame) => {
@@ -61,10 +88,23 @@ pub fn spawn_dispatcher(
                     }
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
                     refresh_thumbnail(&entry, &frame);
-                    let frame = Arc::new(frame);
+                    let state = {
+                        let now = clock.now();
+                        let mut a = lock(&entry.activity);
+                        if let Some(grid) = GreyGrid::from_bgr(&frame.data, frame.width, frame.height, frame.stride) {
+                            a.on_picture(now, grid);
+                        }
+                        if a.config().adaptive { a.state(now) } else { State::Active }
+                    };
                     if analysis.is_empty() {
                         continue;
                     }
+                    if state == State::Idle {
+                        // Decoded for VQD; nothing moves, nobody is in view: the detector is spared.
+                        entry.counters.vqd_only.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let frame = Arc::new(frame);
                     if (store_blocked.blocked)() {
                         store_blocked.dropped.fetch_add(1, Ordering::Relaxed);
                     } else {
