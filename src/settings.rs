@@ -395,7 +395,15 @@ mod tests {
         if let Some(v) = table.remove("auth") {
             stages.auth = Some(v.try_into().unwrap_or_else(|e| panic!("[auth]: {e}")));
         }
+        if let Some(v) = table.remove("activity") {
+            stages.activity = v.try_into().unwrap_or_else(|e| panic!("[activity]: {e}"));
+        }
         assert!(stages.auth.is_some());
+        assert_eq!(
+            stages.activity.validate().ok(),
+            Some(settings.activity),
+            "the reference's [activity] is what loading it gives"
+        );
         let core: Result<crate::config::raw::RawConfig, _> = toml::Value::Table(table).try_into();
         assert!(core.is_ok(), "{core:?}");
     }

@@ -10,7 +10,11 @@ pub const INTACT_RATE: &str = "qly_intact_rate";
 pub const FRAMES_IN: &str = "qly_frames_in_total";
 /// Frames decoded and analysed per camera.
 pub const FRAMES_ANALYSED: &str = "qly_frames_analysed_total";
-/// Frames not analysed, by reason (`gate`: the keyframe/analysis-rate gate; `decode_queue_full`; `decode_error`).
+/// Cameras by activity (`state`: warming, active, suspect, idle; see `[activity]`).
+pub const CAMERAS_BY_ACTIVITY: &str = "qly_cameras_activity";
+/// Frames not analysed, by reason (`gate`: the keyframe/analysis-rate gate; `idle`: keyframes of idle
+/// cameras not decoded; `vqd_only`: pictures of idle cameras decoded for VQD and not offered to the
+/// detector; `decode_queue_full`; `decode_error`; `analysis_queue_full`; `store_blocked`).
 pub const FRAMES_DROPPED: &str = "qly_frames_dropped_total";
 /// Sessions ended, by camera and reason.
 pub const RECONNECTS: &str = "qly_reconnects_total";
@@ -83,6 +87,7 @@ pub const DELIVERY_FAILURES: &str = "qly_delivery_failures_total";
 /// Every family `/metrics` exports.
 pub const ALL: &[&str] = &[
     CAMERAS_BY_STATE,
+    CAMERAS_BY_ACTIVITY,
     ONLINE_RATE,
     INTACT_RATE,
     FRAMES_IN,

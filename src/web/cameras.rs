@@ -41,6 +41,7 @@ pub struct CameraView {
     fps_analysed: f64,
     stream: Option<StreamView>,
     last_error: Option<String>,
+    activity: ActivityView,
     counters: CountersView,
 }
 
@@ -59,6 +60,25 @@ struct StreamView {
     transport: &'static str,
 }
 
+/// Whether anything moves in front of the camera (`[activity]`).
+#[derive(Serialize)]
+struct ActivityView {
+    /// warming, active, suspect or idle.
+    state: &'static str,
+    /// What keeps it active: bitstream, picture or people.
+    evidence: Option<&'static str>,
+    /// The last change in the stream that made it suspect.
+    last_change: Option<&'static str>,
+    /// Learned P-frame bytes per second of the quiet scene.
+    quiet_bytes_per_s: Option<f64>,
+    /// Decoded pictures compared with the one before.
+    pictures_compared: u64,
+    /// Of those, how many moved.
+    pictures_moved: u64,
+    /// Share of those comparisons the bitstream signal agreed with.
+    bitstream_agreement: Option<f64>,
+}
+
 #[derive(Serialize)]
 struct CountersView {
     frames_in: u64,
@@ -67,6 +87,8 @@ struct CountersView {
     submitted: u64,
     analysed: u64,
     skipped_by_gate: u64,
+    skipped_idle: u64,
+    vqd_only: u64,
     reconnects: BTreeMap<&'static str, u64>,
 }
 
@@ -112,6 +134,20 @@ pub fn view(entry: &CameraEntry) -> CameraView {
             transport: s.transport,
         }),
         last_error: lock(&entry.last_error).clone(),
+        activity: {
+            let now = std::time::Instant::now();
+            let a = lock(&entry.activity);
+            ActivityView {
+                state: a.state(now).as_str(),
+                evidence: a.evidence(now).map(|e| e.as_str()),
+                last_change: a.last_change().map(|c| c.as_str()),
+                quiet_bytes_per_s: a.quiet_level().map(|q| q.round()),
+                pictures_compared: a.pictures_compared,
+                pictures_moved: a.pictures_moved,
+                bitstream_agreement: (a.pictures_compared > 0)
+                    .then(|| a.pictures_agreed as f64 / a.pictures_compared as f64),
+            }
+        },
         counters: CountersView {
             frames_in: get(&c.frames_in),
             keyframes_in: get(&c.keyframes_in),
@@ -119,6 +155,8 @@ pub fn view(entry: &CameraEntry) -> CameraView {
             submitted: get(&c.submitted),
             analysed: get(&c.analysed),
             skipped_by_gate: get(&c.skipped_by_gate),
+            skipped_idle: get(&c.skipped_idle),
+            vqd_only: get(&c.vqd_only),
             reconnects: REASONS
                 .iter()
                 .zip(&c.reconnects)

@@ -40,7 +40,14 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     let decode = (st.decode_drops)();
     // Frames the keyframe / analysis-rate gate did not let through, over every camera.
     let mut gate = 0;
+    let (mut idle, mut vqd_only) = (0, 0);
+    let now = std::time::Instant::now();
+    let mut by_activity = [0usize; crate::activity::State::ALL.len()];
     for e in &cameras {
+        let a = lock(&e.activity).state(now);
+        if let Some(i) = crate::activity::State::ALL.iter().position(|s| *s == a) {
+            by_activity[i] += 1;
+        }
         let (status, fps_in, fps_an) = {
             let t = lock(&e.tracker);
             (t.status(), t.fps_in(), t.fps_analysed())
@@ -77,6 +84,8 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
             }
         }
         gate += c.skipped_by_gate.load(Ordering::Relaxed);
+        idle += c.skipped_idle.load(Ordering::Relaxed);
+        vqd_only += c.vqd_only.load(Ordering::Relaxed);
         statuses.push(status);
     }
     let summary = health::summarize(statuses.iter());
@@ -102,9 +111,20 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         "gauge",
         summary.intact_rate.unwrap_or(f64::NAN),
     );
+    let _ = writeln!(out, "# TYPE {} gauge", m::CAMERAS_BY_ACTIVITY);
+    for (s, n) in crate::activity::State::ALL.iter().zip(by_activity) {
+        let _ = writeln!(
+            out,
+            "{}{{state=\"{}\"}} {n}",
+            m::CAMERAS_BY_ACTIVITY,
+            s.as_str()
+        );
+    }
     let _ = writeln!(out, "# TYPE {} counter", m::FRAMES_DROPPED);
     for (reason, n) in [
         ("gate", gate),
+        ("idle", idle),
+        ("vqd_only", vqd_only),
         ("decode_queue_full", decode.queue_full),
         ("decode_error", decode.decode_error),
         (

@@ -201,6 +201,7 @@ export function mount(root) {
             [t('state'), `${label('cs_', c.state)} ${stateReason(c)}`], [t('since'), fmtTime(c.since_ms)],
             [`${t('availability')}（${t('p_24h')}）`, avail ? `${pct(avail.availability, 2)} · ${t('intact_rate')} ${pct(avail.intact_rate, 2)}` : ''],
             [t('cam_fps'), c.fps_in !== undefined ? `${c.fps_in.toFixed(1)} / ${c.fps_analysed.toFixed(1)}` : ''],
+            [t('cam_activity'), c.activity ? `${label('act_', c.activity.state)}${c.activity.evidence ? `（${label('ev_', c.activity.evidence)}）` : ''}` : ''],
             [t('cam_stream'), stream], [t('cam_reconnects'), reconnects], [t('cam_last_error'), c.last_error],
             [t('cam_tags'), (c.tags || []).join('、')]]
             .filter(([, v]) => v).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
