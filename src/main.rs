@@ -127,6 +127,25 @@ struct CamsimArgs {
     /// RTP transports to accept (tcp-only or udp-only simulate picky cameras).
     #[arg(long, value_enum, default_value = "both")]
     transports: camsim::TransportPolicy,
+    /// Share of cameras (0–1) showing a quiet view (the source's background with sensor noise)
+    /// instead of the source; 0 (the default) shows the source on every camera.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    quiet_share: f64,
+    /// How many quiet cameras get scripted bursts: the source's people for 10 s every 60 s (onsets
+    /// in GET /cameras of the control API).
+    #[arg(long, default_value_t = 0, requires = "quiet_share")]
+    bursts: u32,
+    /// Rate control of the quiet and burst clips: vbr (constant quality, as many cameras) or cbr.
+    #[arg(long, value_enum, default_value = "vbr")]
+    scene_rate_control: camsim::RateControl,
+}
+
+/// A share between 0 and 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -244,6 +263,11 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
             .zip(args.password)
             .map(|(u, p)| camsim::Auth::new(u, p, args.auth)),
         transports: args.transports,
+        scenes: camsim::Scenes {
+            quiet_share: args.quiet_share,
+            bursts: args.bursts,
+            rate_control: args.scene_rate_control,
+        },
     };
     let result = runtime().and_then(|rt| {
         rt.block_on(async {

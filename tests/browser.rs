@@ -167,6 +167,7 @@ fn the_command_hall_ui_works_end_to_end_in_a_browser() {
                 udp_port: 0,
                 auth: None,
                 transports: TransportPolicy::Both,
+                scenes: Default::default(),
             },
             sim_cancel.clone(),
         ))

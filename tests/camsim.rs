@@ -675,6 +675,7 @@ fn an_unservable_source_fails_start_up_naming_the_file_and_the_reason() {
                 udp_port: 0,
                 auth: None,
                 transports: TransportPolicy::Both,
+                scenes: Default::default(),
             };
             rt.block_on(camsim::start(
                 opts,

@@ -62,20 +62,24 @@ pub struct BitstreamTuning {
 impl Default for BitstreamTuning {
     fn default() -> Self {
         BitstreamTuning {
-            motion_ratio: 2.0,
+            motion_ratio: 3.0,
             keyframe_ratio: 3.0,
         }
     }
 }
 
-/// The window P-frame bytes are summed over.
-const WINDOW: Duration = Duration::from_secs(1);
+/// P-frame bytes are summed over one keyframe interval (a GOP: the P-frames right after a keyframe
+/// are larger than the rest, so a shorter window saw a sawtooth), at least this long …
+const MIN_WINDOW: Duration = Duration::from_secs(1);
+/// … and at most this long (a long GOP would make the signal slow).
+const MAX_WINDOW: Duration = Duration::from_secs(4);
+/// How often the level is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Seconds of samples before the quiet level counts.
 const LEARN_SAMPLES: u32 = 5;
-/// How fast the quiet level follows a lower rate (per one-second sample).
-const DOWN: f64 = 0.3;
-/// How fast it follows a higher rate: a scene busy for many minutes becomes the camera's own normal.
-const UP: f64 = 1.0 / 600.0;
+/// The quiet level is the median of this many one-second samples (five minutes): a burst of
+/// activity does not move it; a scene busy for more than half of that becomes the camera's normal.
+const HISTORY: usize = 300;
 /// Below this many bytes per second above the quiet level, nothing moves (a nearly empty stream).
 const FLOOR_BYTES: f64 = 512.0;
 
@@ -88,6 +92,7 @@ pub struct BitstreamMeter {
     window_start: Option<Instant>,
     last_sample: Option<Instant>,
     quiet: Option<f64>,
+    history: VecDeque<f64>,
     samples: u32,
     moving: Option<bool>,
     collapsed: bool,
@@ -110,6 +115,7 @@ impl BitstreamMeter {
             window_start: None,
             last_sample: None,
             quiet: None,
+            history: VecDeque::new(),
             samples: 0,
             moving: None,
             collapsed: false,
@@ -125,7 +131,7 @@ impl BitstreamMeter {
 
     /// The learned quiet level (P-frame bytes per second), once learned.
     pub fn quiet_level(&self) -> Option<f64> {
-        (self.samples >= LEARN_SAMPLES)
+        (self.samples > LEARN_SAMPLES)
             .then_some(self.quiet)
             .flatten()
     }
@@ -141,8 +147,9 @@ impl BitstreamMeter {
             self.window_bytes += bytes;
         }
         self.window_start.get_or_insert(at);
+        let window = self.window();
         while let Some(&(t, b)) = self.window.front() {
-            if at.saturating_duration_since(t) > WINDOW {
+            if at.saturating_duration_since(t) > window {
                 self.window.pop_front();
                 self.window_bytes -= b;
             } else {
@@ -157,16 +164,16 @@ impl BitstreamMeter {
                 change = change.or(Some(Change::MissingKeyframes));
             }
         }
-        // One sample per second, once a whole second has been seen.
+        // One sample per second, once a whole window has been seen.
         let whole = self
             .window_start
-            .is_some_and(|s| at.saturating_duration_since(s) >= WINDOW);
+            .is_some_and(|s| at.saturating_duration_since(s) >= window);
         let due = self
             .last_sample
-            .is_none_or(|t| at.saturating_duration_since(t) >= WINDOW);
+            .is_none_or(|t| at.saturating_duration_since(t) >= SAMPLE_EVERY);
         if whole && due {
             self.last_sample = Some(at);
-            let rate = self.window_bytes as f64 / WINDOW.as_secs_f64();
+            let rate = self.window_bytes as f64 / window.as_secs_f64();
             if let Some(c) = self.sample(rate) {
                 change = change.or(Some(c));
             }
@@ -175,6 +182,13 @@ impl BitstreamMeter {
             moving: self.moving,
             change,
         }
+    }
+
+    /// The window: the learned keyframe interval, within [`MIN_WINDOW`, `MAX_WINDOW`].
+    fn window(&self) -> Duration {
+        self.key_gap
+            .map_or(MIN_WINDOW, |g| Duration::from_secs_f64(g.clamp(0.0, 60.0)))
+            .clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
     fn keyframe(&mut self, at: Instant, bytes: usize, hash: u64) -> Option<Change> {
@@ -220,16 +234,11 @@ impl BitstreamMeter {
 
     fn sample(&mut self, rate: f64) -> Option<Change> {
         self.samples = self.samples.saturating_add(1);
-        let quiet = match self.quiet {
-            None => {
-                self.quiet = Some(rate);
-                return None;
-            }
-            Some(q) => q,
-        };
-        let learned = self.samples >= LEARN_SAMPLES;
+        let learned = self.samples > LEARN_SAMPLES;
         let mut change = None;
-        if learned {
+        if let Some(quiet) = self.quiet
+            && learned
+        {
             self.moving =
                 Some(rate > quiet * self.tuning.motion_ratio && rate - quiet > FLOOR_BYTES);
             let collapsed = rate * 4.0 < quiet && quiet > FLOOR_BYTES;
@@ -238,12 +247,15 @@ impl BitstreamMeter {
             }
             self.collapsed = collapsed;
         }
-        // While something moves the level rises only slowly; quiet seconds pull it down fast.
-        let step = if rate < quiet { DOWN } else { UP };
-        let step = if learned { step } else { 0.5 };
         // A collapsed stream (black, covered) is a fault, not the new quiet.
         if !self.collapsed {
-            self.quiet = Some(quiet + (rate - quiet) * step);
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(rate);
+            let mut sorted: Vec<f64> = self.history.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            self.quiet = sorted.get(sorted.len() / 2).copied();
         }
         change
     }
@@ -326,6 +338,29 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn larger_p_frames_after_each_keyframe_are_not_movement() {
+        let t0 = Instant::now();
+        let mut m = BitstreamMeter::new(BitstreamTuning::default());
+        // A quiet VBR scene at 10 fps, keyframe every 2 s: the first P-frames of each GOP are
+        // several times the rest (as x264 makes them on a noisy still scene).
+        let mut moving = Vec::new();
+        for i in 0..600u64 {
+            let at = t0 + Duration::from_millis(i * 100);
+            let in_gop = i % 20;
+            let r = if in_gop == 0 {
+                m.observe(at, 20_000, true, i)
+            } else {
+                let bytes = if in_gop < 4 { 700 } else { 120 };
+                m.observe(at, bytes, false, 0)
+            };
+            if i > 200 {
+                moving.push(r.moving);
+            }
+        }
+        assert!(moving.iter().all(|m| *m == Some(false)), "{moving:?}");
     }
 
     #[test]

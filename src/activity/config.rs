@@ -7,7 +7,7 @@
 //! | `active_hold` | `"10s"` | evidence of movement (bitstream, picture difference, people in view) keeps a camera active this long |
 //! | `suspect_hold` | `"30s"` | after a change in the stream that a picture fault leaves, the camera is decoded at its analysis rate this long so VQD decides quickly |
 //! | `warmup` | `"30s"` | a camera is treated as active this long after it starts, while its quiet level is learned |
-//! | `motion_ratio` | `2.0` | P-frame bytes per second above this multiple of the camera's learned quiet level mean movement |
+//! | `motion_ratio` | `3.0` | P-frame bytes per second above this multiple of the camera's learned quiet level mean movement |
 //! | `keyframe_ratio` | `3.0` | a keyframe this many times larger or smaller than usual is a change in the stream |
 //! | `cell_change` | `10.0` | a cell of the 32×24 grey grid whose mean changed by more grey levels than this moved |
 //! | `min_cells` | `2` | this many moved cells mean the picture moved |
@@ -36,7 +36,7 @@ pub struct RawActivityConfig {
     pub suspect_hold: Option<String>,
     /// Treated as active this long after start (default "30s").
     pub warmup: Option<String>,
-    /// P-frame bytes above this multiple of the quiet level mean movement (default 2.0).
+    /// P-frame bytes above this multiple of the quiet level mean movement (default 3.0).
     pub motion_ratio: Option<f64>,
     /// A keyframe this many times larger or smaller than usual is a change (default 3.0).
     pub keyframe_ratio: Option<f64>,

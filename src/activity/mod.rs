@@ -84,6 +84,12 @@ impl Evidence {
     }
 }
 
+/// A cell that moved in more than this share of recent comparisons is left out (an OSD clock, a
+/// flag, a screen in the picture): it says nothing about whether something new moves.
+const NOISY_CELL: f32 = 0.5;
+/// How fast a cell's share follows each comparison (about the last ten count).
+const CELL_RATE_STEP: f32 = 0.1;
+
 /// One camera's activity: the bitstream meter, the last decoded picture's grid, and the timers.
 #[derive(Debug, Clone)]
 pub struct CameraActivity {
@@ -91,6 +97,9 @@ pub struct CameraActivity {
     meter: BitstreamMeter,
     started: Instant,
     last_grid: Option<GreyGrid>,
+    /// How often each grid cell moved lately (a cell that nearly always moves, such as an OSD clock,
+    /// is left out).
+    cell_rate: Vec<f32>,
     moving_until: Option<Instant>,
     suspect_until: Option<Instant>,
     evidence: Option<Evidence>,
@@ -115,6 +124,7 @@ impl CameraActivity {
             meter: BitstreamMeter::new(cfg.bitstream),
             started: now,
             last_grid: None,
+            cell_rate: vec![0.0; GRID_W * GRID_H],
             moving_until: None,
             suspect_until: None,
             evidence: None,
@@ -160,7 +170,15 @@ impl CameraActivity {
     pub fn on_picture(&mut self, now: Instant, grid: GreyGrid) -> bool {
         let moved = match &self.last_grid {
             Some(prev) => {
-                let moved = grid.moved(prev, &self.cfg.picture);
+                let cells = grid.moved_cells(prev, &self.cfg.picture);
+                let mut count = 0;
+                for (rate, moved) in self.cell_rate.iter_mut().zip(&cells) {
+                    if *rate < NOISY_CELL && *moved {
+                        count += 1;
+                    }
+                    *rate += (f32::from(u8::from(*moved)) - *rate) * CELL_RATE_STEP;
+                }
+                let moved = count >= self.cfg.picture.min_cells;
                 self.pictures_compared += 1;
                 self.pictures_moved += u64::from(moved);
                 let bitstream = self.moving_by(now, Evidence::Bitstream);
@@ -327,5 +345,37 @@ mod tests {
         assert_eq!(a.state(t), State::Active);
         assert_eq!(a.evidence(t), Some(Evidence::Picture));
         assert_eq!((a.pictures_compared, a.pictures_moved), (2, 1));
+    }
+
+    #[test]
+    fn a_cell_that_always_changes_is_learned_and_left_out() {
+        let t0 = Instant::now();
+        let mut a = CameraActivity::new(cfg(), t0);
+        let t = t0 + Duration::from_secs(20);
+        // A ticking "clock": two cells in the corner change in every picture.
+        let picture = |tick: u8, person: bool| {
+            let mut d = vec![100u8; 64 * 48 * 3];
+            for y in 0..4 {
+                for x in 0..4 {
+                    let v = if tick.is_multiple_of(2) { 0 } else { 255 };
+                    d[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3].copy_from_slice(&[v, v, v]);
+                }
+            }
+            if person {
+                for y in 20..40 {
+                    for x in 30..36 {
+                        d[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3].copy_from_slice(&[0, 0, 0]);
+                    }
+                }
+            }
+            GreyGrid::from_bgr(&d, 64, 48, 64 * 3).unwrap()
+        };
+        let mut moved = Vec::new();
+        for i in 0..30u8 {
+            moved.push(a.on_picture(t, picture(i, false)));
+        }
+        assert!(moved[1], "at first the clock looks like movement");
+        assert!(!moved[20..].iter().any(|m| *m), "{moved:?}");
+        assert!(a.on_picture(t, picture(30, true)), "a person still is");
     }
 }

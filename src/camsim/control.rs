@@ -1,7 +1,8 @@
 //! camsim's control API (HTTP/JSON): list cameras and inject faults, one camera or a list at a time.
 //!
 //! `GET /cameras`, `POST /cameras/{id}/fault {"kind": …}`, `POST /faults {"cameras": […], "kind": …}`,
-//! `GET /stats`. Kinds: down, stall, freeze, black, cover, restore.
+//! `GET /stats`. Kinds: down, stall, freeze, black, cover, restore. `GET /cameras` also says each
+//! camera's scene (busy, quiet, burst) and a burst camera's burst onsets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,11 @@ struct CameraView {
     path: String,
     fault: Fault,
     sessions: u64,
+    scene: super::Scene,
+    /// Burst cameras: when each scripted burst began (unix ms), from camsim's start up to one
+    /// burst period ahead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    burst_onsets_unix_ms: Vec<i64>,
 }
 
 async fn list(State(shared): State<Arc<Shared>>) -> Json<Vec<CameraView>> {
@@ -69,6 +75,22 @@ async fn list(State(shared): State<Arc<Shared>>) -> Json<Vec<CameraView>> {
                 path: shared.path_of(c.number),
                 fault: c.fault(),
                 sessions: c.sessions(),
+                scene: c.scene,
+                burst_onsets_unix_ms: if c.scene == super::Scene::Burst {
+                    super::scene::onsets(
+                        c.offset_duration(),
+                        shared.epoch.elapsed() + super::scene::BURST_PERIOD,
+                    )
+                    .into_iter()
+                    .map(|o| {
+                        (shared.epoch_wall + o)
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64)
+                    })
+                    .collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect(),
     )

@@ -16,6 +16,8 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use tokio_util::sync::CancellationToken;
 
+pub use super::scene::RateControl;
+
 /// RTP clock rate of H.264/H.265 video.
 pub const CLOCK_RATE: u32 = 90_000;
 /// Dynamic payload type used in the SDP and in every packet.
@@ -259,6 +261,10 @@ pub enum Variant {
     Black,
     /// The source video with most of the picture covered by a flat grey board (tampering).
     Cover,
+    /// The source's background (no people) with sensor noise: a quiet scene.
+    Quiet,
+    /// The source re-encoded like the quiet clip (the same rate control): the people of a burst.
+    Scene,
 }
 
 /// A prepared stream: its codec description and the clips it can play.
@@ -280,6 +286,10 @@ pub struct Media {
     pub black: Clip,
     /// The covered fault clip.
     pub cover: Clip,
+    /// The quiet scene clip (made only when scenes are asked for).
+    pub quiet: Option<Clip>,
+    /// The busy scene clip, encoded like the quiet one (made only when scenes are asked for).
+    pub scene: Option<Clip>,
 }
 
 impl Media {
@@ -289,17 +299,24 @@ impl Media {
             Variant::Normal => &self.normal,
             Variant::Black => &self.black,
             Variant::Cover => &self.cover,
+            Variant::Quiet => self.quiet.as_ref().unwrap_or(&self.normal),
+            Variant::Scene => self.scene.as_ref().unwrap_or(&self.normal),
         }
     }
 
     /// Prepares `path`: probes it, payloads it, and encodes the black and covered fault clips.
     pub fn prepare(path: &Path) -> Result<Arc<Media>, MediaError> {
-        Media::prepare_watched(path, &Watch::new(CancellationToken::new()))
+        Media::prepare_watched(path, &Watch::new(CancellationToken::new()), None)
     }
 
     /// [`Media::prepare`] that stops with [`MediaError::Cancelled`] when `watch` is cancelled
-    /// and beats `watch` at every sample, so that a caller can tell a stalled source.
-    pub fn prepare_watched(path: &Path, watch: &Watch) -> Result<Arc<Media>, MediaError> {
+    /// and beats `watch` at every sample, so that a caller can tell a stalled source. With `scenes`,
+    /// the quiet and busy scene clips are made too, encoded with that rate control.
+    pub fn prepare_watched(
+        path: &Path,
+        watch: &Watch,
+        scenes: Option<RateControl>,
+    ) -> Result<Arc<Media>, MediaError> {
         watch.enter(path, "probe");
         if !path.exists() {
             return Err(MediaError::Missing {
@@ -310,11 +327,26 @@ impl Media {
         let probe = probe(path, watch)?;
         let (normal, caps) = payload_clip(path, &probe, None, watch)?;
         let fmtp = fmtp_from_caps(&caps);
-        let mut black = payload_clip(path, &probe, Some(Variant::Black), watch)?.0;
-        let mut cover = payload_clip(path, &probe, Some(Variant::Cover), watch)?.0;
-        // The fault clips have no B-frames; presented with the source's delay, a switch between
+        let synth = |v, rc, bg| payload_clip(path, &probe, Some((v, rc, bg)), watch).map(|c| c.0);
+        let mut black = synth(Variant::Black, RateControl::Cbr, None)?;
+        let mut cover = synth(Variant::Cover, RateControl::Cbr, None)?;
+        let (mut quiet, mut scene) = match scenes {
+            None => (None, None),
+            Some(rc) => {
+                let bg = Arc::new(background(path, watch)?);
+                (
+                    Some(synth(Variant::Quiet, rc, Some(bg))?),
+                    Some(synth(Variant::Scene, rc, None)?),
+                )
+            }
+        };
+        // The synthetic clips have no B-frames; presented with the source's delay, a switch between
         // them and the source never steps the presentation time backwards.
-        for clip in [&mut black, &mut cover] {
+        for clip in [&mut black, &mut cover]
+            .into_iter()
+            .chain(quiet.as_mut())
+            .chain(scene.as_mut())
+        {
             clip.delay = normal.delay;
             for f in &mut clip.frames {
                 f.cts = normal.delay;
@@ -329,6 +361,8 @@ impl Media {
             normal,
             black,
             cover,
+            quiet,
+            scene,
         }))
     }
 
@@ -615,12 +649,16 @@ fn probe(path: &Path, watch: &Watch) -> Result<Probe, MediaError> {
 }
 
 /// Runs a payloading pipeline to EOS and groups the packets into frames.
+/// The source as payloads (`synth` = `None`), or a synthetic clip of `FAULT_CLIP_SECONDS` made
+/// from the decoded source: painted (black, cover, quiet on `background`) or not (scene), encoded
+/// with the given rate control.
 fn payload_clip(
     path: &Path,
     probe: &Probe,
-    variant: Option<Variant>,
+    synth: Option<(Variant, RateControl, Option<Arc<Background>>)>,
     watch: &Watch,
 ) -> Result<(Clip, gst::Caps), MediaError> {
+    let variant = synth.as_ref().map(|s| s.0);
     let pay = match probe.codec {
         Codec::H264 => "rtph264pay",
         Codec::H265 => "rtph265pay",
@@ -636,18 +674,26 @@ fn payload_clip(
             format!("filesrc name=src ! parsebin name=demux  {pay} name=first ! {sink}"),
         ),
         Some(v) => {
-            let what = if v == Variant::Black {
-                "black clip"
-            } else {
-                "cover clip"
+            let what = match v {
+                Variant::Black => "black clip",
+                Variant::Cover => "cover clip",
+                Variant::Quiet => "quiet scene clip",
+                Variant::Scene | Variant::Normal => "busy scene clip",
             };
             let gop = (num / den.max(1)).max(1) * 2;
-            let enc = match probe.codec {
-                Codec::H264 => format!(
+            let rc = synth.as_ref().map_or(RateControl::Cbr, |s| s.1);
+            let enc = match (probe.codec, rc) {
+                (Codec::H264, RateControl::Cbr) => format!(
                     "x264enc speed-preset=veryfast key-int-max={gop} bframes=0 bitrate=800 ! video/x-h264,profile=high"
                 ),
-                Codec::H265 => {
+                (Codec::H264, RateControl::Vbr) => format!(
+                    "x264enc speed-preset=veryfast key-int-max={gop} bframes=0 pass=qual quantizer=26 ! video/x-h264,profile=high"
+                ),
+                (Codec::H265, RateControl::Cbr) => {
                     format!("x265enc speed-preset=veryfast key-int-max={gop} bitrate=800")
+                }
+                (Codec::H265, RateControl::Vbr) => {
+                    format!("x265enc speed-preset=veryfast key-int-max={gop} option-string=crf=28")
                 }
             };
             (
@@ -664,8 +710,12 @@ fn payload_clip(
     let pipeline = build(&desc, what, path)?;
     let appsink = sink_of(&pipeline, what, path)?;
     let link = VideoLink::install(&pipeline, what, path)?;
-    if let Some(v) = variant {
-        install_painter(&pipeline, v, what, path)?;
+    match synth {
+        Some((v @ (Variant::Black | Variant::Cover), _, _)) => {
+            install_painter(&pipeline, v, what, path)?
+        }
+        Some((Variant::Quiet, _, Some(bg))) => install_background(&pipeline, bg, what, path)?,
+        _ => {}
     }
     let result = (|| {
         pipeline
@@ -752,6 +802,205 @@ fn install_painter(
                 gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
             {
                 paint(&mut frame, variant);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// A picture's planes (I420), as bytes laid out the way the decoder gave them.
+#[derive(Debug)]
+pub struct Background {
+    planes: Vec<Vec<u8>>,
+}
+
+/// Source frames kept for the background: every this many.
+const BACKGROUND_STEP: usize = 8;
+/// At most this many frames (the median's memory: this many pictures).
+const BACKGROUND_FRAMES: usize = 64;
+
+/// The source's background: the per-pixel median of frames spread over it, which removes people
+/// who walk through (each pixel shows background most of the time).
+fn background(path: &Path, watch: &Watch) -> Result<Background, MediaError> {
+    const WHAT: &str = "background";
+    watch.enter(path, WHAT);
+    let pipeline = build(
+        "filesrc name=src ! decodebin name=demux  videoconvert name=first ! video/x-raw,format=I420 ! \
+         appsink name=sink sync=false max-buffers=4",
+        WHAT,
+        path,
+    )?;
+    let appsink = sink_of(&pipeline, WHAT, path)?;
+    let link = VideoLink::install(&pipeline, WHAT, path)?;
+    let result = (|| {
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| run_err(WHAT, path, &pipeline, "could not start"))?;
+        let mut kept: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut step = BACKGROUND_STEP;
+        let mut n = 0usize;
+        while let Some(sample) = next_sample(&appsink, &pipeline, &link, WHAT, path, watch)? {
+            n += 1;
+            if !(n - 1).is_multiple_of(step) {
+                continue;
+            }
+            let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                continue;
+            };
+            let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+                continue;
+            };
+            let Ok(frame) = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+            else {
+                continue;
+            };
+            let planes = (0..frame.n_planes())
+                .map(|p| frame.plane_data(p).map(<[u8]>::to_vec).unwrap_or_default())
+                .collect();
+            kept.push(planes);
+            if kept.len() >= BACKGROUND_FRAMES * 2 {
+                // A long source: keep every other one and sample half as often.
+                kept = kept.into_iter().step_by(2).collect();
+                step *= 2;
+            }
+        }
+        let Some(first) = kept.first() else {
+            return Err(MediaError::Unsupported {
+                path: path.to_owned(),
+                reason: "no decoded frame for the quiet scene's background".into(),
+            });
+        };
+        let planes = (0..first.len())
+            .map(|p| {
+                let len = kept.iter().map(|k| k[p].len()).min().unwrap_or(0);
+                let mut values = Vec::with_capacity(kept.len());
+                (0..len)
+                    .map(|i| {
+                        values.clear();
+                        values.extend(kept.iter().map(|k| k[p][i]));
+                        let mid = values.len() / 2;
+                        *values.select_nth_unstable(mid).1
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Background { planes })
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// 3×5 bitmaps of 0–9 and ':' (bit 2 of each row is the leftmost pixel).
+const OSD_FONT: [[u8; 5]; 11] = [
+    [7, 5, 5, 5, 7],
+    [2, 6, 2, 2, 7],
+    [7, 1, 7, 4, 7],
+    [7, 1, 7, 1, 7],
+    [5, 5, 7, 1, 1],
+    [7, 4, 7, 1, 7],
+    [7, 4, 7, 5, 7],
+    [7, 1, 1, 1, 1],
+    [7, 5, 7, 5, 7],
+    [7, 5, 7, 1, 7],
+    [0, 2, 0, 2, 0],
+];
+
+/// Burns a ticking `HH:MM:SS` clock into the luma plane's top-left corner, as nearly every
+/// surveillance camera shows one: a still scene is still not a frozen picture.
+fn osd_clock(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, secs: u64) {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let Ok(y_plane) = frame.plane_data_mut(0) else {
+        return;
+    };
+    let scale = (h / 144).max(1);
+    let text = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    );
+    let (x0, y0) = (w / 32, h / 24);
+    let cell = 4 * scale;
+    let (bw, bh) = (text.len() * cell + scale, 7 * scale);
+    for y in y0..(y0 + bh).min(h) {
+        if let Some(row) = y_plane.get_mut(y * stride + x0..y * stride + (x0 + bw).min(w)) {
+            row.fill(16);
+        }
+    }
+    for (i, ch) in text.bytes().enumerate() {
+        let glyph = match ch {
+            b'0'..=b'9' => OSD_FONT[(ch - b'0') as usize],
+            _ => OSD_FONT[10],
+        };
+        for (gy, bits) in glyph.iter().enumerate() {
+            for gx in 0..3 {
+                if bits & (4 >> gx) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    let y = y0 + scale + gy * scale + dy;
+                    let x = x0 + scale + i * cell + gx * scale;
+                    if let Some(px) = y_plane.get_mut(y * stride + x..y * stride + x + scale) {
+                        px.fill(235);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Replaces every raw frame by the background with fresh sensor noise (±3 grey levels on luma) and
+/// a ticking OSD clock, so the quiet scene is not trivially static: the encoder spends a little on
+/// every P-frame, and consecutive pictures are never identical.
+fn install_background(
+    pipeline: &gst::Pipeline,
+    bg: Arc<Background>,
+    what: &'static str,
+    path: &Path,
+) -> Result<(), MediaError> {
+    let pad = pipeline
+        .by_name("paint")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| pipeline_err(what, path, "no paint element"))?;
+    // Fn, not FnMut: the state lives in an atomic (one streaming thread uses it).
+    let frames = AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(caps) = pad.current_caps() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Ok(vinfo) = gst_video::VideoInfo::from_caps(&caps) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+            let buffer = buffer.make_mut();
+            let secs = buffer.pts().map_or(0, |t| t.seconds());
+            if let Ok(mut frame) =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
+            {
+                for (p, plane) in bg.planes.iter().enumerate() {
+                    if let Ok(data) = frame.plane_data_mut(p as u32)
+                        && data.len() == plane.len()
+                    {
+                        data.copy_from_slice(plane);
+                        if p == 0 {
+                            let mut seed = 0x9E37_79B9_7F4A_7C15u64
+                                ^ frames
+                                    .fetch_add(1, Ordering::Relaxed)
+                                    .wrapping_mul(0xA24B_AED4_963E_E407);
+                            for v in data.iter_mut() {
+                                // xorshift64: cheap, deterministic noise.
+                                seed ^= seed << 13;
+                                seed ^= seed >> 7;
+                                seed ^= seed << 17;
+                                let n = (seed % 7) as i16 - 3;
+                                *v = (*v as i16 + n).clamp(16, 235) as u8;
+                            }
+                        }
+                    }
+                }
+                osd_clock(&mut frame, secs);
             }
         }
         gst::PadProbeReturn::Ok
@@ -1168,5 +1417,59 @@ mod cadence {
         let expected = (super::FAULT_CLIP_SECONDS as i64 * num as i64 / den as i64) as usize;
         assert_eq!(m.black.frames.len(), expected);
         assert_eq!(m.cover.frames.len(), expected);
+    }
+}
+
+#[cfg(test)]
+mod scenes {
+    use super::{Clip, Media, RateControl, Variant, Watch};
+
+    /// Mean bytes of a clip's P-frames, and its first keyframe's bytes.
+    fn sizes(c: &Clip) -> (f64, usize) {
+        let bytes = |f: &super::Frame| f.packets.iter().map(|p| p.payload.len()).sum::<usize>();
+        let p: Vec<usize> = c.frames.iter().filter(|f| !f.keyframe).map(bytes).collect();
+        (
+            p.iter().sum::<usize>() as f64 / p.len().max(1) as f64,
+            bytes(&c.frames[0]),
+        )
+    }
+
+    /// The quiet scene is quiet in the bitstream at constant quality and not at constant bit rate;
+    /// both scene clips loop cleanly like the fault clips.
+    #[test]
+    fn quiet_scene_costs_few_bytes_at_constant_quality_not_at_constant_rate() {
+        gstreamer::init().unwrap();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/video/vtest_sub.mp4");
+        let watch = Watch::new(Default::default());
+        let vbr = Media::prepare_watched(&path, &watch, Some(RateControl::Vbr)).expect("vbr");
+        let (quiet, quiet_key) = sizes(vbr.clip(Variant::Quiet));
+        let (busy, _) = sizes(vbr.clip(Variant::Scene));
+        eprintln!("vbr: quiet P {quiet:.0} B (keyframe {quiet_key} B), busy P {busy:.0} B");
+        assert!(
+            busy > 3.0 * quiet,
+            "vbr: busy {busy:.0} vs quiet {quiet:.0}"
+        );
+        assert!(quiet_key > 2_000, "the quiet view is a real picture");
+        for v in [Variant::Quiet, Variant::Scene] {
+            let c = vbr.clip(v);
+            assert!(c.frames[0].keyframe);
+            assert!(
+                c.frames
+                    .windows(2)
+                    .all(|w| w[1].ts - w[0].ts == c.frame_duration)
+            );
+        }
+        let cbr = Media::prepare_watched(&path, &watch, Some(RateControl::Cbr)).expect("cbr");
+        let (quiet, _) = sizes(cbr.clip(Variant::Quiet));
+        let (busy, _) = sizes(cbr.clip(Variant::Scene));
+        eprintln!("cbr: quiet P {quiet:.0} B, busy P {busy:.0} B");
+        assert!(
+            busy < 2.0 * quiet,
+            "cbr: busy {busy:.0} vs quiet {quiet:.0}"
+        );
+        // Without scenes none are made, and the variants fall back to the source.
+        let plain = Media::prepare(&path).expect("plain");
+        assert!(plain.quiet.is_none() && plain.scene.is_none());
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod control;
 pub mod load;
 pub mod media;
+pub mod scene;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, AuthScheme};
 pub use media::{Media, MediaError};
+pub use scene::{RateControl, Scene, Scenes};
 
 /// What a camera is currently doing, set through the control API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -89,6 +91,8 @@ pub struct Options {
     pub auth: Option<Auth>,
     /// Accepted RTP transports.
     pub transports: TransportPolicy,
+    /// What the cameras show when no fault is set (default: the source on every camera).
+    pub scenes: Scenes,
 }
 
 /// One simulated camera's shared state.
@@ -98,11 +102,33 @@ pub struct Camera {
     pub number: u32,
     /// Where the camera starts in the loop, in 90 kHz units, so cameras do not show the same frame.
     pub offset: u64,
+    /// What it shows when no fault is set.
+    pub scene: Scene,
     fault: watch::Sender<Fault>,
     sessions: AtomicU64,
 }
 
 impl Camera {
+    /// What the camera shows without a fault, `elapsed` after camsim's epoch.
+    pub fn scene_variant(&self, elapsed: Duration) -> media::Variant {
+        match self.scene {
+            Scene::Busy => media::Variant::Normal,
+            Scene::Quiet => media::Variant::Quiet,
+            Scene::Burst => {
+                if scene::in_burst(elapsed, self.offset_duration()) {
+                    media::Variant::Scene
+                } else {
+                    media::Variant::Quiet
+                }
+            }
+        }
+    }
+
+    /// The loop offset as a duration.
+    pub fn offset_duration(&self) -> Duration {
+        Duration::from_micros(self.offset * 1_000_000 / media::CLOCK_RATE as u64)
+    }
+
     /// Current fault.
     pub fn fault(&self) -> Fault {
         *self.fault.borrow()
@@ -160,6 +186,8 @@ pub struct Shared {
     pub transports: TransportPolicy,
     /// Start of the shared media clock; a camera's position is derived from it.
     pub epoch: Instant,
+    /// The wall-clock time of `epoch` (burst onsets are reported in it).
+    pub epoch_wall: std::time::SystemTime,
     /// Counters.
     pub stats: Stats,
     /// Width of the zero-padded camera number in URLs.
@@ -172,10 +200,13 @@ impl Shared {
         let n = opts.cameras.max(1);
         // Spread starting points by the golden ratio so neighbours never show the same scene.
         let loop_len = main.normal.duration.max(1);
+        let scenes = opts.scenes.assign(n);
         let cameras = (1..=n)
-            .map(|number| Camera {
+            .zip(scenes)
+            .map(|(number, scene)| Camera {
                 number,
                 offset: ((number as f64 * 0.618_033_988_75).fract() * loop_len as f64) as u64,
+                scene,
                 fault: watch::Sender::new(Fault::None),
                 sessions: AtomicU64::new(0),
             })
@@ -187,6 +218,7 @@ impl Shared {
             auth: opts.auth.clone(),
             transports: opts.transports,
             epoch: Instant::now(),
+            epoch_wall: std::time::SystemTime::now(),
             stats: Stats::default(),
             id_width: n.to_string().len().max(4),
         }
@@ -234,6 +266,7 @@ pub async fn start(opts: Options, cancel: CancellationToken) -> Result<Running, 
     let (main, sub) = prepare_sources(
         opts.source.clone(),
         opts.sub_source.clone(),
+        opts.scenes.enabled().then_some(opts.scenes.rate_control),
         &cancel,
         STALL_LIMIT,
     )
@@ -289,6 +322,7 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 async fn prepare_sources(
     source: PathBuf,
     sub_source: Option<PathBuf>,
+    scenes: Option<RateControl>,
     cancel: &CancellationToken,
     stall_limit: Duration,
 ) -> Result<(Arc<Media>, Option<Arc<Media>>), CamsimError> {
@@ -299,10 +333,10 @@ async fn prepare_sources(
     std::thread::Builder::new()
         .name("camsim-prepare".into())
         .spawn(move || {
-            let result = Media::prepare_watched(&source, &w).and_then(|main| {
+            let result = Media::prepare_watched(&source, &w, scenes).and_then(|main| {
                 let sub = sub_source
                     .as_deref()
-                    .map(|s| Media::prepare_watched(s, &w))
+                    .map(|s| Media::prepare_watched(s, &w, scenes))
                     .transpose()?;
                 Ok((main, sub))
             });
@@ -413,6 +447,7 @@ mod tests {
                 prepare_sources(
                     fifo.clone(),
                     None,
+                    None,
                     &CancellationToken::new(),
                     Duration::from_secs(1),
                 ),
@@ -443,7 +478,7 @@ mod tests {
             });
             tokio::time::timeout(
                 Duration::from_secs(5),
-                prepare_sources(fifo, None, &cancel, STALL_LIMIT),
+                prepare_sources(fifo, None, None, &cancel, STALL_LIMIT),
             )
             .await
             .expect("cancel ends the wait")

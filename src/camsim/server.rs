@@ -679,7 +679,7 @@ impl Connection {
                 let variant = match fault {
                     Fault::Black => Variant::Black,
                     Fault::Cover => Variant::Cover,
-                    _ => Variant::Normal,
+                    _ => cam.scene_variant(self.shared.epoch.elapsed()),
                 };
                 let clip = media.clip(variant);
                 if resync || variant != play.variant {

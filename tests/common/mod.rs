@@ -51,6 +51,17 @@ pub fn start_sim_with(
     auth: Option<camsim::Auth>,
     transports: camsim::TransportPolicy,
 ) -> Sim {
+    start_sim_scenes(cameras, source, auth, transports, camsim::Scenes::default())
+}
+
+/// [`start_sim_with`] with scenes (quiet cameras, scripted bursts).
+pub fn start_sim_scenes(
+    cameras: u32,
+    source: &str,
+    auth: Option<camsim::Auth>,
+    transports: camsim::TransportPolicy,
+    scenes: camsim::Scenes,
+) -> Sim {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,6 +77,7 @@ pub fn start_sim_with(
         udp_port: 0,
         auth,
         transports,
+        scenes,
     };
     let running = rt
         .block_on(camsim::start(opts, cancel.clone()))
