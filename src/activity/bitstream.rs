@@ -129,6 +129,12 @@ impl BitstreamMeter {
         }
     }
 
+    /// The camera's usual keyframe interval, once two keyframes were seen.
+    pub fn keyframe_interval(&self) -> Option<Duration> {
+        self.key_gap
+            .map(|g| Duration::from_secs_f64(g.clamp(0.0, 3600.0)))
+    }
+
     /// The learned quiet level (P-frame bytes per second), once learned.
     pub fn quiet_level(&self) -> Option<f64> {
         (self.samples > LEARN_SAMPLES)

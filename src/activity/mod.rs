@@ -245,10 +245,17 @@ impl CameraActivity {
         self.meter.quiet_level()
     }
 
-    /// An idle camera's next picture for VQD is due.
+    /// An idle camera's next picture for VQD is due: pictures come only with keyframes, so the one
+    /// before the interval ends is taken when the next would come after it (the checks run at least
+    /// every `vqd_interval`, not every interval plus a keyframe gap).
     pub fn vqd_due(&self, now: Instant) -> bool {
+        let gap = self
+            .meter
+            .keyframe_interval()
+            .unwrap_or_default()
+            .min(self.cfg.vqd_interval / 2);
         self.last_decode
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.vqd_interval)
+            .is_none_or(|t| now.saturating_duration_since(t) + gap >= self.cfg.vqd_interval)
     }
 
     /// Time since the camera started (for the API).

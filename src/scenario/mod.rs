@@ -126,6 +126,16 @@ pub struct Args {
     /// Scale: go on with the next size after one that breaks.
     #[arg(long)]
     pub keep_going: bool,
+    /// Share of camsim cameras (0–1) showing a quiet view instead of the busy source (camsim
+    /// `--quiet-share`): a county at night. 0 (the default) keeps every camera busy.
+    #[arg(long, default_value_t = 0.0)]
+    pub quiet_share: f64,
+    /// Quiet cameras with a scripted burst of people every minute (camsim `--bursts`).
+    #[arg(long, default_value_t = 0)]
+    pub bursts: u32,
+    /// Rate control of camsim's scene clips: vbr (constant quality) or cbr.
+    #[arg(long, value_enum, default_value = "vbr")]
+    pub scene_rate_control: crate::camsim::RateControl,
 }
 
 /// Runner errors.
@@ -210,6 +220,12 @@ pub struct Resolved {
     pub case_down_s: f64,
     /// Scale: continue after a break.
     pub keep_going: bool,
+    /// camsim's scenes (quiet share, bursts, rate control).
+    pub quiet_share: f64,
+    /// Quiet cameras with bursts.
+    pub bursts: u32,
+    /// Scene clips' rate control.
+    pub scene_rate_control: crate::camsim::RateControl,
     /// This binary (camsim and serve are its subcommands).
     #[serde(skip)]
     pub bin: PathBuf,
@@ -266,6 +282,11 @@ impl Args {
                 "--min-fps: must be > 0 (0 lets cut cameras through uncut)".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.quiet_share) {
+            return Err(ScenarioError::Setup(
+                "--quiet-share: must be within 0..=1".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.flap_share) {
             return Err(ScenarioError::Setup(
                 "--flap-share: must be within 0..=1".into(),
@@ -306,6 +327,9 @@ impl Args {
                 .unwrap_or(duration_s / 6.0)
                 .min(duration_s * 0.5),
             keep_going: self.keep_going,
+            quiet_share: self.quiet_share,
+            bursts: self.bursts,
+            scene_rate_control: self.scene_rate_control,
             bin: std::env::current_exe()
                 .map_err(|e| ScenarioError::Setup(format!("this binary's path: {e}")))?,
         })

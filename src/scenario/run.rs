@@ -319,6 +319,15 @@ pub(super) async fn run_one(
         &rtsp_port.to_string(),
         "--control-port",
         &control_port.to_string(),
+        "--quiet-share",
+        &s.quiet_share.to_string(),
+        "--bursts",
+        &s.bursts.to_string(),
+        "--scene-rate-control",
+        match s.scene_rate_control {
+            crate::camsim::RateControl::Vbr => "vbr",
+            crate::camsim::RateControl::Cbr => "cbr",
+        },
     ]
     .iter()
     .map(|x| x.to_string())
