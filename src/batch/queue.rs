@@ -45,6 +45,8 @@ struct CamQueue {
     demand: Option<f64>,
     /// The budget cut this camera to 0 at its last frame.
     cut: bool,
+    /// Its configured rate at its last frame.
+    configured: f64,
 }
 
 impl CamQueue {
@@ -59,6 +61,7 @@ impl CamQueue {
             gap_s: None,
             demand: None,
             cut: false,
+            configured: 0.0,
         }
     }
 
@@ -140,7 +143,13 @@ pub struct Batcher {
     open_since: Option<Instant>,
     budget: Option<Arc<AdmissionBudget>>,
     counters: Arc<BatchCounters>,
+    /// When cameras that stopped sending were last looked for.
+    last_sweep: Option<Instant>,
 }
+
+/// A camera that sent nothing for this long, or four of its frame intervals if longer, no longer
+/// counts as demand (an idle camera, one gone offline or removed): the budget is not cut for it.
+const STALE_AFTER: Duration = Duration::from_secs(10);
 
 impl Batcher {
     /// An empty batcher.
@@ -157,6 +166,36 @@ impl Batcher {
             open_since: None,
             budget,
             counters,
+            last_sweep: None,
+        }
+    }
+
+    /// Forgets cameras that stopped sending (at most once a second).
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let stale: Vec<Arc<str>> = self
+            .cams
+            .iter()
+            .filter(|(_, c)| {
+                let quiet = STALE_AFTER.max(Duration::from_secs_f64(4.0 / c.configured.max(0.01)));
+                c.queue.is_empty()
+                    && !c.in_ring
+                    && c.last_arrival
+                        .is_some_and(|t| now.saturating_duration_since(t) >= quiet)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for camera in stale {
+            self.cams.remove(&camera);
+            if let Some(b) = &self.budget {
+                b.remove_camera(&camera);
+            }
         }
     }
 
@@ -173,6 +212,7 @@ impl Batcher {
     /// Offers a frame at `now`.
     pub fn push(&mut self, input: BatchInput, now: Instant) -> Admission {
         self.counters.count_submitted();
+        self.sweep(now);
         let camera = input.frame.camera.clone();
         let depth = self.cfg.queue_depth.max(1);
         let cam = self
@@ -184,6 +224,7 @@ impl Batcher {
         } else {
             0.0
         };
+        cam.configured = configured;
         let demand = cam.demand(configured, now);
         // The rate this camera may be analysed at: its own, or less when the budget cuts it.
         let (fps, reason) = match &self.budget {
@@ -699,6 +740,24 @@ mod tests {
         // It speeds up to 1 keyframe per second: the demand follows, capped at the configured rate.
         feed(&mut b, &clock, &[("kf", 3, 1.0)], 4.0, 30.0);
         assert_eq!(budget.snapshot().demand_fps, 1.0);
+    }
+
+    /// Cameras that stop sending (idle, offline) stop counting as demand: the others are not cut for
+    /// them.
+    #[test]
+    fn cameras_that_stop_sending_leave_the_demand() {
+        let clock = ManualClock::default();
+        let (mut b, budget, _) = budgeted(0.1);
+        feed(&mut b, &clock, &[("a", 3, 1.0), ("b", 3, 1.0)], 1.0, 20.0);
+        assert_eq!(budget.snapshot().demand_fps, 2.0);
+        // b goes quiet; a goes on.
+        feed(&mut b, &clock, &[("a", 3, 1.0)], 1.0, 15.0);
+        let snap = budget.snapshot();
+        assert_eq!(snap.demand_fps, 1.0, "{snap:?}");
+        assert_eq!(snap.cameras, 1);
+        // b is back: counted again at once.
+        feed(&mut b, &clock, &[("a", 3, 1.0), ("b", 3, 1.0)], 1.0, 2.0);
+        assert_eq!(budget.snapshot().demand_fps, 2.0);
     }
 
     #[test]

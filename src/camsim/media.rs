@@ -24,8 +24,11 @@ pub const CLOCK_RATE: u32 = 90_000;
 pub const PAYLOAD_TYPE: u8 = 96;
 /// Payload size chosen so that a packet plus headers fits a 1500-byte Ethernet MTU.
 const MTU: u32 = 1400;
-/// Length of the encoded fault clips (black, covered); they loop like the main clip.
+/// Length of the encoded fault clips (black, covered) and of the busy scene clip; they loop like
+/// the main clip.
 const FAULT_CLIP_SECONDS: u32 = 10;
+/// Length of the quiet scene clip.
+const QUIET_CLIP_SECONDS: u32 = 60;
 
 /// Why preparing a source failed; none of these is retryable, the file or the install is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -667,7 +670,14 @@ fn payload_clip(
         format!("{pay} config-interval=-1 mtu={MTU} pt={PAYLOAD_TYPE} aggregate-mode=zero-latency");
     let sink = "appsink name=sink sync=false max-buffers=0 emit-signals=false";
     let (num, den) = probe.framerate;
-    let frames = (FAULT_CLIP_SECONDS as i64 * num as i64 / den as i64).max(1);
+    // The quiet view loops once a minute: pictures checked every few seconds never meet the same
+    // OSD second and noise twice in a row, as they would in a 10 s loop (a false "frozen").
+    let seconds = if variant == Some(Variant::Quiet) {
+        QUIET_CLIP_SECONDS
+    } else {
+        FAULT_CLIP_SECONDS
+    };
+    let frames = (seconds as i64 * num as i64 / den as i64).max(1);
     let (what, desc): (&'static str, String) = match variant {
         None => (
             "payload",
