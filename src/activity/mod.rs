@@ -60,6 +60,20 @@ pub struct InView {
     pub camera: Arc<str>,
     /// People detected in the frame.
     pub people: u32,
+    /// When ingest received the frame.
+    pub arrival: std::time::SystemTime,
+}
+
+/// How many of a camera's latest detector frames are kept (for detection-delay figures).
+pub const ANALYSED_LOG: usize = 64;
+
+/// One frame the detector analysed: when ingest received it and when the answer reached sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Analysed {
+    /// Frame arrival, unix ms.
+    pub arrival_ms: i64,
+    /// Detector answer, unix ms.
+    pub analysed_ms: i64,
 }
 
 /// Why a camera was last found moving (for engineers: the API shows it).
@@ -114,6 +128,8 @@ pub struct CameraActivity {
     pub pictures_moved: u64,
     /// Of those, how many the bitstream agreed with (both moving or both still).
     pub pictures_agreed: u64,
+    /// The latest frames the detector analysed, oldest first.
+    pub analysed: std::collections::VecDeque<Analysed>,
 }
 
 impl CameraActivity {
@@ -134,7 +150,24 @@ impl CameraActivity {
             pictures_compared: 0,
             pictures_moved: 0,
             pictures_agreed: 0,
+            analysed: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The detector analysed one of the camera's frames (arrival and answer in unix ms).
+    pub fn log_analysed(&mut self, arrival_ms: i64, analysed_ms: i64) {
+        if self.analysed.len() == ANALYSED_LOG {
+            self.analysed.pop_front();
+        }
+        self.analysed.push_back(Analysed {
+            arrival_ms,
+            analysed_ms,
+        });
+    }
+
+    /// The camera's usual keyframe interval.
+    pub fn keyframe_interval(&self) -> Option<Duration> {
+        self.meter.keyframe_interval()
     }
 
     /// The settings it runs with.
@@ -142,9 +175,11 @@ impl CameraActivity {
         &self.cfg
     }
 
-    /// Starts over (a new session: the stream may differ).
+    /// Starts over (a new session: the stream may differ); the detector log stays.
     pub fn restart(&mut self, now: Instant) {
+        let analysed = std::mem::take(&mut self.analysed);
         *self = CameraActivity::new(self.cfg, now);
+        self.analysed = analysed;
     }
 
     /// Takes one access unit; returns the change it showed, if any.

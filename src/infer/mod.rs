@@ -91,6 +91,7 @@ impl InViewTap {
         let msg = crate::activity::InView {
             camera: d.camera.clone(),
             people,
+            arrival: d.arrival,
         };
         if self.tx.try_send(msg).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);

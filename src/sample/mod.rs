@@ -64,7 +64,12 @@ pub fn spawn_dispatcher(
                     match m {
                         Ok(m) => {
                             if let Some(entry) = fleet.upgrade().and_then(|f| f.get(&m.camera)) {
-                                lock(&entry.activity).on_people(clock.now(), m.people);
+                                let mut a = lock(&entry.activity);
+                                a.on_people(clock.now(), m.people);
+                                a.log_analysed(
+                                    crate::time::unix_ms(m.arrival),
+                                    crate::time::unix_ms(clock.wall()),
+                                );
                             }
                         }
                         // Inference stopped: no more messages.

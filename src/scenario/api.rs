@@ -130,6 +130,17 @@ impl Camsim {
         r.json().await.map_err(|e| e.to_string())
     }
 
+    /// `GET /cameras`: each camera's fault, scene and burst onsets.
+    pub async fn cameras(&self) -> Result<Value, String> {
+        let r = self
+            .http
+            .get(format!("{}/cameras", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        r.json().await.map_err(|e| e.to_string())
+    }
+
     /// `POST /faults` for camsim camera numbers.
     pub async fn faults(&self, cameras: &[u32], kind: &str) -> Result<(), String> {
         let ids: Vec<String> = cameras.iter().map(u32::to_string).collect();

@@ -83,6 +83,21 @@ pub struct RunData {
     pub window_unix_ms: (i64, i64),
     /// Things worth knowing.
     pub notes: Vec<String>,
+    /// Scripted bursts (camsim's onsets) inside the window and when the detector first analysed a
+    /// frame of each (that arrived after the onset).
+    pub bursts: Vec<BurstSeen>,
+}
+
+/// One scripted burst and the detector's first look at it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurstSeen {
+    /// The service's camera id.
+    pub camera: String,
+    /// The burst's onset, unix ms (camsim's script).
+    pub onset_ms: i64,
+    /// Seconds from the onset to the detector's answer on the first frame that arrived after it;
+    /// `None` when none was analysed before the window ended.
+    pub delay_s: Option<f64>,
 }
 
 /// Counters at one instant.
@@ -513,6 +528,54 @@ pub(super) async fn run_one(
             }
         })
     };
+    // Burst cameras: the detector's latest frames, gathered every 20 s (the service keeps 64).
+    let burst_ids: Vec<String> = match sim.cameras().await {
+        Ok(v) => v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["scene"] == "burst")
+            .filter_map(|c| c["id"].as_str()?.parse::<u32>().ok())
+            .filter_map(|n| cams.iter().find(|c| c.number == n).map(|c| c.id.clone()))
+            .collect(),
+        Err(e) => {
+            notes.push(format!("camsim /cameras: {e}"));
+            Vec::new()
+        }
+    };
+    let seen: Arc<Mutex<BTreeMap<String, std::collections::BTreeSet<(i64, i64)>>>> = Arc::default();
+    let burst_watch = {
+        let (api, stop, seen, ids) = (api.clone(), stop.clone(), seen.clone(), burst_ids.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_round = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => last_round = true,
+                }
+                for id in &ids {
+                    let Ok(v) = api.get_json(&format!("/api/cameras/{id}/activity")).await else {
+                        continue;
+                    };
+                    let entries = v["analysed"].as_array().cloned().unwrap_or_default();
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    let set = seen.entry(id.clone()).or_default();
+                    for e in entries {
+                        if let (Some(a), Some(b)) =
+                            (e["arrival_ms"].as_i64(), e["analysed_ms"].as_i64())
+                        {
+                            set.insert((a, b));
+                        }
+                    }
+                }
+                if last_round {
+                    break;
+                }
+            }
+        })
+    };
     let prober = {
         let (api, stop, probes) = (api.clone(), stop.clone(), probes.clone());
         tokio::spawn(async move {
@@ -664,6 +727,45 @@ pub(super) async fn run_one(
     stop.cancel();
     let _ = sampler.await;
     let _ = prober.await;
+    let _ = burst_watch.await;
+    // Each burst in the window (with 30 s left after it) against the detector's first look.
+    let bursts = {
+        let (u0, u1) = (
+            crate::time::unix_ms(wall0),
+            crate::time::unix_ms(wall1) - 30_000,
+        );
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let onsets = sim.cameras().await.unwrap_or(Value::Null);
+        let mut out = Vec::new();
+        for c in onsets.as_array().into_iter().flatten() {
+            let Some(n) = c["id"].as_str().and_then(|x| x.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some(cam) = cams.iter().find(|x| x.number == n) else {
+                continue;
+            };
+            for onset in c["burst_onsets_unix_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .filter(|t| *t >= u0 && *t <= u1)
+            {
+                let first = seen.get(&cam.id).and_then(|set| {
+                    set.iter()
+                        .filter(|(arrival, _)| *arrival >= onset)
+                        .map(|(_, analysed)| *analysed)
+                        .min()
+                });
+                out.push(BurstSeen {
+                    camera: cam.id.clone(),
+                    onset_ms: onset,
+                    delay_s: first.map(|t| (t - onset) as f64 / 1000.0),
+                });
+            }
+        }
+        out
+    };
     let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
     for x in &mut samples {
         x.t = x.at.map_or(f64::NAN, since);
@@ -777,6 +879,7 @@ pub(super) async fn run_one(
         ticks,
         window_unix_ms: (unix0, crate::time::unix_ms(wall1)),
         notes,
+        bursts,
     };
     let mut row = report::run_report(s, &data);
     row["files"] = serde_json::json!({

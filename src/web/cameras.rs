@@ -134,20 +134,7 @@ pub fn view(entry: &CameraEntry) -> CameraView {
             transport: s.transport,
         }),
         last_error: lock(&entry.last_error).clone(),
-        activity: {
-            let now = std::time::Instant::now();
-            let a = lock(&entry.activity);
-            ActivityView {
-                state: a.state(now).as_str(),
-                evidence: a.evidence(now).map(|e| e.as_str()),
-                last_change: a.last_change().map(|c| c.as_str()),
-                quiet_bytes_per_s: a.quiet_level().map(|q| q.round()),
-                pictures_compared: a.pictures_compared,
-                pictures_moved: a.pictures_moved,
-                bitstream_agreement: (a.pictures_compared > 0)
-                    .then(|| a.pictures_agreed as f64 / a.pictures_compared as f64),
-            }
-        },
+        activity: activity_view(&lock(&entry.activity)),
         counters: CountersView {
             frames_in: get(&c.frames_in),
             keyframes_in: get(&c.keyframes_in),
@@ -217,6 +204,49 @@ pub async fn one(
         )
     })?;
     Ok(Json(view(&entry)))
+}
+
+/// `GET /api/cameras/{id}/activity`: the camera's activity with the detector's latest frames.
+#[derive(Serialize)]
+pub struct ActivityDetail {
+    #[serde(flatten)]
+    summary: ActivityView,
+    /// The camera's usual keyframe interval, seconds.
+    keyframe_interval_s: Option<f64>,
+    /// The latest frames the detector analysed (arrival and answer, unix ms), oldest first.
+    analysed: Vec<crate::activity::Analysed>,
+}
+
+pub async fn activity(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ActivityDetail>, ApiError> {
+    let entry = st.fleet.get(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("camera {id:?} does not exist"),
+        )
+    })?;
+    let a = lock(&entry.activity);
+    Ok(Json(ActivityDetail {
+        summary: activity_view(&a),
+        keyframe_interval_s: a.keyframe_interval().map(|d| d.as_secs_f64()),
+        analysed: a.analysed.iter().copied().collect(),
+    }))
+}
+
+fn activity_view(a: &crate::activity::CameraActivity) -> ActivityView {
+    let now = std::time::Instant::now();
+    ActivityView {
+        state: a.state(now).as_str(),
+        evidence: a.evidence(now).map(|e| e.as_str()),
+        last_change: a.last_change().map(|c| c.as_str()),
+        quiet_bytes_per_s: a.quiet_level().map(|q| q.round()),
+        pictures_compared: a.pictures_compared,
+        pictures_moved: a.pictures_moved,
+        bitstream_agreement: (a.pictures_compared > 0)
+            .then(|| a.pictures_agreed as f64 / a.pictures_compared as f64),
+    }
 }
 
 fn parse_camera(

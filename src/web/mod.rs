@@ -115,6 +115,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .add(
             "GET",
+            "/api/cameras/{id}/activity",
+            get(cameras::activity).with_state(st()),
+        )
+        .add(
+            "GET",
             "/api/cameras/{id}/frame.jpg",
             get(cameras::frame).with_state(st()),
         )

@@ -184,6 +184,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         .query(&[p("limit", "at most this many (default 100)")]),
     ep("GET", "/api/cameras/{id}/frame.jpg", Perm(P::ViewCameras), "cameras", "The camera's latest picture (≤ 640 px wide)")
         .answer(Answer::Jpeg),
+    ep("GET", "/api/cameras/{id}/activity", Perm(P::ViewHealth), "health", "Whether anything moves: activity state, evidence, learned quiet level, the detector's latest frames"),
     ep("GET", "/api/health/summary", Perm(P::ViewHealth), "health", "Cameras by state, online rate and intact rate now")
         .query(&[p("area", "only this area and below")]),
     ep("GET", "/api/health/availability", Perm(P::ViewHealth), "health", "Time-weighted availability from the ledger").query(&[
