@@ -88,6 +88,9 @@ pub struct RunData {
     pub bursts: Vec<BurstSeen>,
 }
 
+/// Per camera, the detector's frames seen so far: (arrival, answer) in unix ms.
+type DetectorLog = BTreeMap<String, std::collections::BTreeSet<(i64, i64)>>;
+
 /// One scripted burst and the detector's first look at it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BurstSeen {
@@ -543,7 +546,7 @@ pub(super) async fn run_one(
             Vec::new()
         }
     };
-    let seen: Arc<Mutex<BTreeMap<String, std::collections::BTreeSet<(i64, i64)>>>> = Arc::default();
+    let seen: Arc<Mutex<DetectorLog>> = Arc::default();
     let burst_watch = {
         let (api, stop, seen, ids) = (api.clone(), stop.clone(), seen.clone(), burst_ids.clone());
         tokio::spawn(async move {
