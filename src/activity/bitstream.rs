@@ -18,15 +18,19 @@ pub enum Change {
     Collapse,
     /// No keyframe for three of the camera's usual keyframe intervals.
     MissingKeyframes,
+    /// One of the above ended: a new keyframe after repeated ones, P-frames back, keyframes back.
+    /// The picture may be whole again; VQD should look now, not at its next interval.
+    Resumed,
 }
 
 impl Change {
     /// Every change, in a fixed order (metrics labels).
-    pub const ALL: [Change; 4] = [
+    pub const ALL: [Change; 5] = [
         Change::KeyframeSize,
         Change::RepeatedKeyframe,
         Change::Collapse,
         Change::MissingKeyframes,
+        Change::Resumed,
     ];
 
     /// Label for metrics and the API.
@@ -36,6 +40,7 @@ impl Change {
             Change::RepeatedKeyframe => "repeated_keyframe",
             Change::Collapse => "collapse",
             Change::MissingKeyframes => "missing_keyframes",
+            Change::Resumed => "resumed",
         }
     }
 }
@@ -221,6 +226,9 @@ impl BitstreamMeter {
         if repeat && !self.repeating {
             change = change.or(Some(Change::RepeatedKeyframe));
         }
+        if (!repeat && self.repeating) || self.missing {
+            change = change.or(Some(Change::Resumed));
+        }
         self.repeating = repeat;
         self.last_key_hash = Some(hash);
         if let Some(last) = self.last_key_at {
@@ -250,6 +258,9 @@ impl BitstreamMeter {
             let collapsed = rate * 4.0 < quiet && quiet > FLOOR_BYTES;
             if collapsed && !self.collapsed {
                 change = Some(Change::Collapse);
+            }
+            if !collapsed && self.collapsed {
+                change = Some(Change::Resumed);
             }
             self.collapsed = collapsed;
         }
@@ -326,9 +337,13 @@ mod tests {
         let black = feed(&mut m, t0, 20.0, 10.0, 20, 500, |i| i as u64);
         let changes: Vec<_> = black.iter().filter_map(|r| r.change).collect();
         assert_eq!(changes, vec![Change::KeyframeSize, Change::Collapse]);
-        // Restored: a large keyframe again.
+        // Restored: a large keyframe again, then P-frames back above the collapse line.
         let back = feed(&mut m, t0, 30.0, 4.0, 2_000, 20_000, |i| i as u64);
         assert_eq!(back[0].change, Some(Change::KeyframeSize));
+        assert!(
+            back.iter().any(|r| r.change == Some(Change::Resumed)),
+            "{back:?}"
+        );
         // Frozen: the same keyframe bytes, every frame.
         let mut frozen = Vec::new();
         for i in 0..50 {
@@ -337,6 +352,12 @@ mod tests {
         }
         let changes: Vec<_> = frozen.iter().filter_map(|r| r.change).collect();
         assert!(changes.contains(&Change::RepeatedKeyframe), "{changes:?}");
+        // Unfrozen: a different keyframe is news too.
+        let at = t0 + Duration::from_millis(34_000 + 50 * 40);
+        assert_eq!(
+            m.observe(at, 20_000, true, 43).change,
+            Some(Change::Resumed)
+        );
         assert_eq!(
             changes
                 .iter()
