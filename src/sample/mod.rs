@@ -93,13 +93,18 @@ pub fn spawn_dispatcher(
                     }
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
                     refresh_thumbnail(&entry, &frame);
-                    let state = {
+                    // Cameras that decode every frame are analysed at their rate whatever moves
+                    // (and their pictures, a tenth of a second apart, say little of movement).
+                    let keyframe_only = crate::sync::read(&entry.config).keyframe_only;
+                    let state = if keyframe_only {
                         let now = clock.now();
                         let mut a = lock(&entry.activity);
                         if let Some(grid) = GreyGrid::from_bgr(&frame.data, frame.width, frame.height, frame.stride) {
                             a.on_picture(now, grid);
                         }
                         if a.config().adaptive { a.state(now) } else { State::Active }
+                    } else {
+                        State::Active
                     };
                     if analysis.is_empty() {
                         continue;
