@@ -158,6 +158,70 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .merge(users_api::router(state.auth.clone()))
         .merge(ui::router())
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Every answer: `X-Content-Type-Options: nosniff` (a browser never guesses a type from the bytes);
+/// API answers, snapshots and metrics also `Cache-Control: no-store` (alerts and pictures of a police
+/// system do not belong in shared or browser caches). A handler's own `Cache-Control` (the UI's
+/// revalidated files) stays.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    let private = path.starts_with("/api/") || path == "/metrics";
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(axum::http::HeaderValue::from_static("nosniff"));
+    if private {
+        h.entry(axum::http::header::CACHE_CONTROL)
+            .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+#[cfg(test)]
+mod header_tests {
+    use axum::Router;
+    use axum::http::header;
+    use axum::routing::get;
+
+    /// Served over a real socket: API answers are not cached and never sniffed; a handler's own
+    /// Cache-Control stays.
+    #[tokio::test]
+    async fn api_answers_are_not_cached_and_never_sniffed() {
+        let app = Router::new()
+            .route("/api/alerts", get(|| async { "[]" }))
+            .route(
+                "/app.js",
+                get(|| async { ([(header::CACHE_CONTROL, "no-cache")], "x") }),
+            )
+            .layer(axum::middleware::from_fn(super::security_headers));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let api = client
+            .get(format!("http://{addr}/api/alerts"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(api.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let missing = client
+            .get(format!("http://{addr}/api/nothing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        assert_eq!(missing.headers()[header::CACHE_CONTROL], "no-store");
+        let ui = client
+            .get(format!("http://{addr}/app.js"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ui.headers()[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(ui.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
 }
 
 /// An API error: status, a message naming the problem, and the field errors if any.
