@@ -24,15 +24,6 @@ pub enum Change {
 }
 
 impl Change {
-    /// Every change, in a fixed order (metrics labels).
-    pub const ALL: [Change; 5] = [
-        Change::KeyframeSize,
-        Change::RepeatedKeyframe,
-        Change::Collapse,
-        Change::MissingKeyframes,
-        Change::Resumed,
-    ];
-
     /// Label for metrics and the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,6 +89,8 @@ pub struct BitstreamMeter {
     last_sample: Option<Instant>,
     quiet: Option<f64>,
     history: VecDeque<f64>,
+    /// Reused for the median (no allocation per sample).
+    scratch: Vec<f64>,
     samples: u32,
     moving: Option<bool>,
     collapsed: bool,
@@ -121,6 +114,7 @@ impl BitstreamMeter {
             last_sample: None,
             quiet: None,
             history: VecDeque::new(),
+            scratch: Vec::new(),
             samples: 0,
             moving: None,
             collapsed: false,
@@ -132,6 +126,11 @@ impl BitstreamMeter {
             key_gap: None,
             missing: false,
         }
+    }
+
+    /// Whether the last sample said something moves (`None` while learning).
+    pub fn moving(&self) -> Option<bool> {
+        self.moving
     }
 
     /// The camera's usual keyframe interval, once two keyframes were seen.
@@ -270,9 +269,10 @@ impl BitstreamMeter {
                 self.history.pop_front();
             }
             self.history.push_back(rate);
-            let mut sorted: Vec<f64> = self.history.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
-            self.quiet = sorted.get(sorted.len() / 2).copied();
+            self.scratch.clear();
+            self.scratch.extend(self.history.iter().copied());
+            let mid = self.scratch.len() / 2;
+            self.quiet = Some(*self.scratch.select_nth_unstable_by(mid, f64::total_cmp).1);
         }
         change
     }

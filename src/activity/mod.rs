@@ -182,15 +182,11 @@ impl CameraActivity {
         self.analysed = analysed;
     }
 
-    /// Takes one access unit; returns the change it showed, if any.
-    pub fn on_access_unit(
-        &mut self,
-        now: Instant,
-        bytes: usize,
-        keyframe: bool,
-        hash: u64,
-    ) -> Option<Change> {
-        let r = self.meter.observe(now, bytes, keyframe, hash);
+    /// Takes one access unit (its bytes, and whether it is a keyframe); returns the change it
+    /// showed, if any.
+    pub fn on_access_unit(&mut self, now: Instant, data: &[u8], keyframe: bool) -> Option<Change> {
+        let hash = if keyframe { keyframe_hash(data) } else { 0 };
+        let r = self.meter.observe(now, data.len(), keyframe, hash);
         if r.moving == Some(true) {
             self.moved(now, Evidence::Bitstream);
         }
@@ -216,7 +212,7 @@ impl CameraActivity {
                 let moved = count >= self.cfg.picture.min_cells;
                 self.pictures_compared += 1;
                 self.pictures_moved += u64::from(moved);
-                let bitstream = self.moving_by(now, Evidence::Bitstream);
+                let bitstream = self.meter.moving() == Some(true);
                 self.pictures_agreed += u64::from(moved == bitstream);
                 moved
             }
@@ -292,18 +288,22 @@ impl CameraActivity {
         self.last_decode
             .is_none_or(|t| now.saturating_duration_since(t) + gap >= self.cfg.vqd_interval)
     }
-
-    /// Time since the camera started (for the API).
-    pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.started)
-    }
 }
 
-/// A cheap hash of a keyframe's bytes (identical keyframes mean a frozen source).
-pub fn unit_hash(data: &[u8]) -> u64 {
-    use std::hash::Hasher;
+/// Identical keyframes (a frozen source) are told apart from new ones by their length and their
+/// first and last 4 KiB, which is cheaper than hashing every byte and as good: two different
+/// pictures' slices differ from the first macroblocks on.
+fn keyframe_hash(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    const EDGE: usize = 4096;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(data);
+    data.len().hash(&mut h);
+    if data.len() <= 2 * EDGE {
+        h.write(data);
+    } else {
+        h.write(&data[..EDGE]);
+        h.write(&data[data.len() - EDGE..]);
+    }
     h.finish()
 }
 
@@ -346,18 +346,22 @@ mod tests {
         let mut t = t0;
         for i in 0..400u64 {
             t = t0 + Duration::from_millis(i * 40);
-            a.on_access_unit(t, if i % 50 == 0 { 20_000 } else { 300 }, i % 50 == 0, i);
+            let key = i % 50 == 0;
+            let mut unit = vec![0u8; if key { 20_000 } else { 300 }];
+            unit[..8].copy_from_slice(&i.to_le_bytes());
+            a.on_access_unit(t, &unit, key);
         }
         assert_eq!(a.state(t + Duration::from_secs(1)), State::Idle);
         let t = t + Duration::from_millis(40);
+        let frozen = vec![7u8; 20_000];
         assert_eq!(
-            a.on_access_unit(t, 20_000, true, 7),
+            a.on_access_unit(t, &frozen, true),
             None,
             "an ordinary keyframe"
         );
         let t = t + Duration::from_millis(40);
         assert_eq!(
-            a.on_access_unit(t, 20_000, true, 7),
+            a.on_access_unit(t, &frozen, true),
             Some(Change::RepeatedKeyframe)
         );
         assert_eq!(a.state(t), State::Suspect);
@@ -387,6 +391,18 @@ mod tests {
         assert_eq!(a.state(t), State::Active);
         assert_eq!(a.evidence(t), Some(Evidence::Picture));
         assert_eq!((a.pictures_compared, a.pictures_moved), (2, 1));
+    }
+
+    #[test]
+    fn keyframe_hash_tells_identical_from_different_units() {
+        let a = vec![7u8; 20_000];
+        let mut b = a.clone();
+        b[10] = 8;
+        assert_eq!(keyframe_hash(&a), keyframe_hash(&a.clone()));
+        assert_ne!(keyframe_hash(&a), keyframe_hash(&b));
+        assert_ne!(keyframe_hash(&a), keyframe_hash(&a[..19_999]));
+        let short = vec![7u8; 100];
+        assert_ne!(keyframe_hash(&short), keyframe_hash(&short[..99]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Movement read from decoded pictures: each picture shrunk to a small grey grid of cell means (the
-//! averaging drowns sensor noise), two grids compared cell by cell after taking out a change of the
-//! whole picture's brightness (exposure, clouds).
+//! Movement read from decoded pictures: each picture as a small grey grid of cell means (VQD's
+//! 32×24 thumbnail; the averaging drowns sensor noise), two grids compared cell by cell after taking
+//! out a change of the whole picture's brightness (exposure, clouds).
 
 /// Cells across.
 pub const GRID_W: usize = 32;
@@ -32,34 +32,40 @@ impl Default for PictureTuning {
 }
 
 impl GreyGrid {
-    /// Shrinks a packed BGR picture (`height` rows of `stride` bytes). `None` when the buffer is
-    /// smaller than its size says or the picture is smaller than the grid.
-    pub fn from_bgr(data: &[u8], width: u32, height: u32, stride: usize) -> Option<GreyGrid> {
+    /// A grid from `GRID_W × GRID_H` cell means, row by row (VQD's thumbnail of the same picture);
+    /// `None` when the count is wrong.
+    pub fn from_cells(cells: Vec<f32>) -> Option<GreyGrid> {
+        (cells.len() == GRID_W * GRID_H).then_some(GreyGrid { cells })
+    }
+
+    /// Test pictures: a packed BGR picture shrunk to cell means (luma ≈ (B + 2G + R) / 4).
+    #[cfg(test)]
+    pub(crate) fn from_bgr(
+        data: &[u8],
+        width: u32,
+        height: u32,
+        stride: usize,
+    ) -> Option<GreyGrid> {
         let (w, h) = (width as usize, height as usize);
         if w < GRID_W || h < GRID_H || stride < w * 3 || data.len() < stride * (h - 1) + w * 3 {
             return None;
         }
         let mut sums = vec![0u32; GRID_W * GRID_H];
         let mut counts = vec![0u32; GRID_W * GRID_H];
-        // Every second pixel of every second row is plenty for cell means.
-        for y in (0..h).step_by(2) {
-            let row = &data[y * stride..y * stride + w * 3];
-            let cy = y * GRID_H / h;
-            for x in (0..w).step_by(2) {
-                let p = &row[x * 3..x * 3 + 3];
-                // Approximate luma: (B + 2G + R) / 4.
-                let grey = (p[0] as u32 + 2 * p[1] as u32 + p[2] as u32) / 4;
-                let i = cy * GRID_W + x * GRID_W / w;
-                sums[i] += grey;
+        for y in 0..h {
+            for x in 0..w {
+                let p = &data[y * stride + x * 3..y * stride + x * 3 + 3];
+                let i = (y * GRID_H / h) * GRID_W + x * GRID_W / w;
+                sums[i] += (p[0] as u32 + 2 * p[1] as u32 + p[2] as u32) / 4;
                 counts[i] += 1;
             }
         }
-        let cells = sums
-            .iter()
-            .zip(&counts)
-            .map(|(&s, &n)| s as f32 / n.max(1) as f32)
-            .collect();
-        Some(GreyGrid { cells })
+        GreyGrid::from_cells(
+            sums.iter()
+                .zip(&counts)
+                .map(|(&s, &n)| s as f32 / n.max(1) as f32)
+                .collect(),
+        )
     }
 
     /// The cells that moved between `earlier` and `self`, row by row (`GRID_W × GRID_H`).
@@ -148,8 +154,8 @@ mod tests {
     }
 
     #[test]
-    fn short_buffers_and_tiny_pictures_are_refused() {
-        assert!(GreyGrid::from_bgr(&[0; 100], 384, 288, 384 * 3).is_none());
-        assert!(GreyGrid::from_bgr(&[0; 16 * 16 * 3], 16, 16, 48).is_none());
+    fn a_grid_needs_every_cell() {
+        assert!(GreyGrid::from_cells(vec![0.0; GRID_W * GRID_H - 1]).is_none());
+        assert!(GreyGrid::from_cells(vec![0.0; GRID_W * GRID_H]).is_some());
     }
 }

@@ -722,9 +722,13 @@ fn payload_clip(
     let link = VideoLink::install(&pipeline, what, path)?;
     match synth {
         Some((v @ (Variant::Black | Variant::Cover), _, _)) => {
-            install_painter(&pipeline, v, what, path)?
+            install_painter(&pipeline, what, path, move |f, _| paint(f, v))?
         }
-        Some((Variant::Quiet, _, Some(bg))) => install_background(&pipeline, bg, what, path)?,
+        Some((Variant::Quiet, _, Some(bg))) => {
+            install_painter(&pipeline, what, path, move |f, pts| {
+                paint_quiet(f, &bg, pts)
+            })?
+        }
         _ => {}
     }
     let result = (|| {
@@ -788,12 +792,12 @@ fn payload_clip(
     result
 }
 
-/// Paints every raw frame black, or covers most of it with a flat grey board, before encoding.
+/// Runs `painter` on every raw frame before encoding, with the frame's presentation time (ns).
 fn install_painter(
     pipeline: &gst::Pipeline,
-    variant: Variant,
     what: &'static str,
     path: &Path,
+    painter: impl Fn(&mut gst_video::VideoFrameRef<&mut gst::BufferRef>, u64) + Send + Sync + 'static,
 ) -> Result<(), MediaError> {
     let pad = pipeline
         .by_name("paint")
@@ -808,10 +812,11 @@ fn install_painter(
         };
         if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
             let buffer = buffer.make_mut();
+            let pts = buffer.pts().map_or(0, |t| t.nseconds());
             if let Ok(mut frame) =
                 gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
             {
-                paint(&mut frame, variant);
+                painter(&mut frame, pts);
             }
         }
         gst::PadProbeReturn::Ok
@@ -961,63 +966,38 @@ fn osd_clock(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, secs: u6
     }
 }
 
-/// Replaces every raw frame by the background with fresh sensor noise (±3 grey levels on luma) and
-/// a ticking OSD clock, so the quiet scene is not trivially static: the encoder spends a little on
-/// every P-frame, and consecutive pictures are never identical.
-fn install_background(
-    pipeline: &gst::Pipeline,
-    bg: Arc<Background>,
-    what: &'static str,
-    path: &Path,
-) -> Result<(), MediaError> {
-    let pad = pipeline
-        .by_name("paint")
-        .and_then(|e| e.static_pad("src"))
-        .ok_or_else(|| pipeline_err(what, path, "no paint element"))?;
-    // Fn, not FnMut: the state lives in an atomic (one streaming thread uses it).
-    let frames = AtomicU64::new(0);
-    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        let Some(caps) = pad.current_caps() else {
-            return gst::PadProbeReturn::Ok;
+/// The quiet view: the background with fresh sensor noise (±3 grey levels on luma, seeded by the
+/// frame's time) and a ticking OSD clock, so the quiet scene is not trivially static: the encoder
+/// spends a little on every P-frame, and consecutive pictures are never identical.
+fn paint_quiet(
+    frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    bg: &Background,
+    pts_ns: u64,
+) {
+    for (p, plane) in bg.planes.iter().enumerate() {
+        let Ok(data) = frame.plane_data_mut(p as u32) else {
+            continue;
         };
-        let Ok(vinfo) = gst_video::VideoInfo::from_caps(&caps) else {
-            return gst::PadProbeReturn::Ok;
-        };
-        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-            let buffer = buffer.make_mut();
-            let secs = buffer.pts().map_or(0, |t| t.seconds());
-            if let Ok(mut frame) =
-                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &vinfo)
-            {
-                for (p, plane) in bg.planes.iter().enumerate() {
-                    if let Ok(data) = frame.plane_data_mut(p as u32)
-                        && data.len() == plane.len()
-                    {
-                        data.copy_from_slice(plane);
-                        if p == 0 {
-                            let mut seed = 0x9E37_79B9_7F4A_7C15u64
-                                ^ frames
-                                    .fetch_add(1, Ordering::Relaxed)
-                                    .wrapping_mul(0xA24B_AED4_963E_E407);
-                            for v in data.iter_mut() {
-                                // xorshift64: cheap, deterministic noise.
-                                seed ^= seed << 13;
-                                seed ^= seed >> 7;
-                                seed ^= seed << 17;
-                                let n = (seed % 7) as i16 - 3;
-                                *v = (*v as i16 + n).clamp(16, 235) as u8;
-                            }
-                        }
-                    }
-                }
-                osd_clock(&mut frame, secs);
+        if data.len() != plane.len() {
+            continue;
+        }
+        data.copy_from_slice(plane);
+        if p == 0 {
+            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ pts_ns.wrapping_mul(0xA24B_AED4_963E_E407);
+            for v in data.iter_mut() {
+                // xorshift64: cheap, deterministic noise.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let n = (seed % 7) as i16 - 3;
+                *v = (*v as i16 + n).clamp(16, 235) as u8;
             }
         }
-        gst::PadProbeReturn::Ok
-    });
-    Ok(())
+    }
+    osd_clock(frame, pts_ns / 1_000_000_000);
 }
 
+/// Paints a raw frame black, or covers most of it with a flat grey board.
 fn paint(frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>, variant: Variant) {
     let (w, h) = (frame.width() as usize, frame.height() as usize);
     // Fraction of the picture that is painted: all of it for black, a board over ~80 % for cover.

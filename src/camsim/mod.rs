@@ -262,6 +262,9 @@ impl Running {
 
 /// Prepares the media, binds the ports and starts serving; serving stops when `cancel` fires.
 pub async fn start(opts: Options, cancel: CancellationToken) -> Result<Running, CamsimError> {
+    opts.scenes
+        .check(opts.cameras)
+        .map_err(CamsimError::Options)?;
     let started = Instant::now();
     let (main, sub) = prepare_sources(
         opts.source.clone(),
@@ -403,6 +406,9 @@ pub enum CamsimError {
     /// A task failed unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The options contradict each other.
+    #[error("{0}")]
+    Options(String),
     /// The cancel token fired before camsim was ready.
     #[error("stopped before camsim was ready")]
     Cancelled,

@@ -55,6 +55,30 @@ impl Scenes {
         self.quiet_share > 0.0
     }
 
+    /// Refuses options that cannot be served: a share outside 0–1, or more bursts than `cameras`
+    /// has quiet cameras.
+    pub fn check(&self, cameras: u32) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.quiet_share) {
+            return Err(format!(
+                "--quiet-share {}: a share between 0 and 1",
+                self.quiet_share
+            ));
+        }
+        let quiet = self
+            .assign(cameras)
+            .iter()
+            .filter(|s| **s != Scene::Busy)
+            .count() as u32;
+        if self.bursts > quiet {
+            return Err(format!(
+                "--bursts {}: only {quiet} of the {cameras} cameras are quiet (--quiet-share {}); \
+                 bursts happen on quiet cameras",
+                self.bursts, self.quiet_share
+            ));
+        }
+        Ok(())
+    }
+
     /// The scene of camera `number` (1-based) of `cameras`: quiet cameras are spread over the
     /// numbers by the golden ratio; the first `bursts` quiet cameras (by number) have bursts.
     pub fn assign(&self, cameras: u32) -> Vec<Scene> {
@@ -129,6 +153,18 @@ mod tests {
                 .assign(10)
                 .iter()
                 .all(|x| *x == Scene::Busy)
+        );
+        assert_eq!(s.check(1300), Ok(()));
+        let e = Scenes {
+            quiet_share: 0.0,
+            bursts: 3,
+            ..s
+        }
+        .check(10)
+        .unwrap_err();
+        assert!(
+            e.contains("--bursts 3: only 0 of the 10 cameras are quiet"),
+            "{e}"
         );
     }
 

@@ -313,6 +313,13 @@ impl VqdSample {
         }
     }
 
+    /// The 32×24 thumbnail as mean grey levels per cell, row by row (the activity stage's picture
+    /// difference runs on it: one pass over the frame serves both).
+    pub fn cell_means(&self) -> Vec<f32> {
+        let cell = (THUMB_CELL * THUMB_CELL) as f32;
+        self.thumb.iter().map(|&v| f32::from(v) / cell).collect()
+    }
+
     /// Mean and max absolute difference between the two 32×24 thumbnails, in grey levels.
     pub fn diff(&self, other: &VqdSample) -> (f32, f32) {
         let (mut sum, mut max) = (0u32, 0u16);

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::activity::{State, unit_hash};
+use crate::activity::State;
 use crate::camera::{CameraEntry, Verdict};
 use crate::clock::Clock;
 use crate::decode::{EncodedFrame, Router};
@@ -42,14 +42,9 @@ impl Gate {
             (c.keyframe_only, c.analysis_fps)
         };
         let unit = &frame.unit;
-        let hash = if unit.keyframe {
-            keyframe_hash(&unit.data)
-        } else {
-            0
-        };
         let verdict = {
             let mut a = lock(&entry.activity);
-            if let Some(change) = a.on_access_unit(now, unit.data.len(), unit.keyframe, hash) {
+            if let Some(change) = a.on_access_unit(now, &unit.data, unit.keyframe) {
                 tracing::debug!(camera_id = %entry.id, change = change.as_str(), "stream changed; decoding often for VQD");
             }
             let verdict = decide(&mut a, now, keyframe_only, unit.keyframe, fps);
@@ -95,19 +90,6 @@ fn decide(
     }
     a.last_rate_admit = Some(now);
     Verdict::Decode
-}
-
-/// Identical keyframes (a frozen source) are told apart from new ones by their length and their first
-/// and last 4 KiB, which is cheaper than hashing every byte and as good: two different pictures'
-/// slices differ from the first macroblocks on.
-fn keyframe_hash(data: &[u8]) -> u64 {
-    const EDGE: usize = 4096;
-    if data.len() <= 2 * EDGE {
-        return unit_hash(data) ^ data.len() as u64;
-    }
-    unit_hash(&data[..EDGE])
-        ^ unit_hash(&data[data.len() - EDGE..]).rotate_left(17)
-        ^ data.len() as u64
 }
 
 #[cfg(test)]
@@ -179,15 +161,5 @@ mod tests {
             })
             .count();
         assert_eq!(n, 60);
-    }
-
-    #[test]
-    fn keyframe_hash_tells_identical_from_different_units() {
-        let a = vec![7u8; 20_000];
-        let mut b = a.clone();
-        b[10] = 8;
-        assert_eq!(keyframe_hash(&a), keyframe_hash(&a.clone()));
-        assert_ne!(keyframe_hash(&a), keyframe_hash(&b));
-        assert_ne!(keyframe_hash(&a), keyframe_hash(&a[..19_999]));
     }
 }

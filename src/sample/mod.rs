@@ -87,10 +87,16 @@ pub fn spawn_dispatcher(
             match event {
                 DecodeEvent::Frame(frame) => {
                     let Some(entry) = fleet.upgrade().and_then(|f| f.get(&frame.camera)) else { continue };
-                    match VqdSample::measure(&frame.data, frame.width, frame.height, frame.stride) {
-                        Ok(sample) => lock(&entry.tracker).on_decoded(&sample),
-                        Err(e) => tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable"),
-                    }
+                    let grid = match VqdSample::measure(&frame.data, frame.width, frame.height, frame.stride) {
+                        Ok(sample) => {
+                            lock(&entry.tracker).on_decoded(&sample);
+                            GreyGrid::from_cells(sample.cell_means())
+                        }
+                        Err(e) => {
+                            tracing::warn!(camera_id = %frame.camera, error = %e, "frame not measurable");
+                            None
+                        }
+                    };
                     entry.counters.analysed.fetch_add(1, Ordering::Relaxed);
                     refresh_thumbnail(&entry, &frame);
                     // Cameras that decode every frame are analysed at their rate whatever moves
@@ -99,7 +105,7 @@ pub fn spawn_dispatcher(
                     let state = if keyframe_only {
                         let now = clock.now();
                         let mut a = lock(&entry.activity);
-                        if let Some(grid) = GreyGrid::from_bgr(&frame.data, frame.width, frame.height, frame.stride) {
+                        if let Some(grid) = grid {
                             a.on_picture(now, grid);
                         }
                         if a.config().adaptive { a.state(now) } else { State::Active }
@@ -163,5 +169,32 @@ fn refresh_thumbnail(entry: &CameraEntry, frame: &DecodedFrame) {
             tracing::warn!(camera_id = %frame.camera, error = %e, "thumbnail not encoded");
             lock(&entry.thumbnail).encoded_at = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::PictureTuning;
+
+    /// The activity grid is VQD's thumbnail of the same picture: the sizes agree, and a person
+    /// walking in shows in it.
+    #[test]
+    fn the_vqd_thumbnail_feeds_the_picture_difference() {
+        let (w, h) = (384usize, 288usize);
+        let empty = vec![120u8; w * h * 3];
+        let mut person = empty.clone();
+        for y in 100..180 {
+            for x in 200..230 {
+                person[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&[20, 20, 20]);
+            }
+        }
+        let grid = |d: &[u8]| {
+            let s = VqdSample::measure(d, w as u32, h as u32, w * 3).expect("measure");
+            GreyGrid::from_cells(s.cell_means()).expect("the thumbnail has the grid's cells")
+        };
+        let t = PictureTuning::default();
+        assert!(!grid(&empty).moved(&grid(&empty), &t));
+        assert!(grid(&person).moved(&grid(&empty), &t));
     }
 }

@@ -119,26 +119,24 @@ impl Camsim {
         })
     }
 
-    /// `GET /stats`.
-    pub async fn stats(&self) -> Result<Value, String> {
+    async fn get(&self, path: &str) -> Result<Value, String> {
         let r = self
             .http
-            .get(format!("{}/stats", self.base))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
-        r.json().await.map_err(|e| e.to_string())
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        r.json().await.map_err(|e| format!("GET {path}: {e}"))
+    }
+
+    /// `GET /stats`.
+    pub async fn stats(&self) -> Result<Value, String> {
+        self.get("/stats").await
     }
 
     /// `GET /cameras`: each camera's fault, scene and burst onsets.
     pub async fn cameras(&self) -> Result<Value, String> {
-        let r = self
-            .http
-            .get(format!("{}/cameras", self.base))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        r.json().await.map_err(|e| e.to_string())
+        self.get("/cameras").await
     }
 
     /// `POST /faults` for camsim camera numbers.

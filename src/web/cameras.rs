@@ -193,16 +193,21 @@ pub async fn list(
     Ok(Json(views))
 }
 
-pub async fn one(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<CameraView>, ApiError> {
-    let entry = st.fleet.get(&id).ok_or_else(|| {
+/// The camera's live entry, or 404 naming it.
+fn live_camera(st: &AppState, id: &str) -> Result<Arc<CameraEntry>, ApiError> {
+    st.fleet.get(id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("camera {id:?} does not exist"),
         )
-    })?;
+    })
+}
+
+pub async fn one(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    let entry = live_camera(&st, &id)?;
     Ok(Json(view(&entry)))
 }
 
@@ -221,12 +226,7 @@ pub async fn activity(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ActivityDetail>, ApiError> {
-    let entry = st.fleet.get(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("camera {id:?} does not exist"),
-        )
-    })?;
+    let entry = live_camera(&st, &id)?;
     let a = lock(&entry.activity);
     Ok(Json(ActivityDetail {
         summary: activity_view(&a),
@@ -390,12 +390,7 @@ pub async fn frame(
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let entry = st.fleet.get(&id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("camera {id:?} does not exist"),
-        )
-    })?;
+    let entry = live_camera(&st, &id)?;
     let watch = || {
         let mut t = lock(&entry.thumbnail);
         t.wanted_until = Some(std::time::Instant::now() + crate::camera::Thumbnail::WATCH);
