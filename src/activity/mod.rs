@@ -175,11 +175,15 @@ impl CameraActivity {
         &self.cfg
     }
 
-    /// Starts over (a new session: the stream may differ); the detector log stays.
+    /// Starts over (a new session: the stream may differ). What belongs to the camera rather than
+    /// the session stays: the detector log and the decode schedule (a camera reconnecting many
+    /// times a second must not have a keyframe decoded per session, over its analysis rate).
     pub fn restart(&mut self, now: Instant) {
-        let analysed = std::mem::take(&mut self.analysed);
-        *self = CameraActivity::new(self.cfg, now);
-        self.analysed = analysed;
+        let fresh = CameraActivity::new(self.cfg, now);
+        let kept = std::mem::replace(self, fresh);
+        self.analysed = kept.analysed;
+        self.last_decode = kept.last_decode;
+        self.last_rate_admit = kept.last_rate_admit;
     }
 
     /// Takes one access unit (its bytes, and whether it is a keyframe); returns the change it
@@ -337,6 +341,20 @@ mod tests {
         a.last_decode = Some(t);
         assert!(!a.vqd_due(t + Duration::from_secs(9)));
         assert!(a.vqd_due(t + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_new_session_learns_again_but_keeps_the_decode_schedule() {
+        let t0 = Instant::now();
+        let mut a = CameraActivity::new(cfg(), t0);
+        a.last_rate_admit = Some(t0);
+        a.last_decode = Some(t0);
+        a.log_analysed(1, 2);
+        let t = t0 + Duration::from_secs(20);
+        a.restart(t);
+        assert_eq!(a.state(t), State::Warming);
+        assert_eq!((a.last_rate_admit, a.last_decode), (Some(t0), Some(t0)));
+        assert_eq!(a.analysed.len(), 1);
     }
 
     #[test]
