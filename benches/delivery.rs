@@ -89,6 +89,7 @@ fn alert(n: usize) -> Alert {
         case_id: None,
         escalated: false,
         snapshot_error: None,
+        clip: None,
     }
 }
 

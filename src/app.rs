@@ -72,13 +72,41 @@ pub enum AppError {
 
 /// The camera stage hands every access unit to the sampling stage's gate, which decides what the
 /// decoders get (the join between the two stages).
-impl FrameSink for crate::sample::Gate {
+/// What the camera stage hands every access unit to: the clip stage's buffer first (every unit, as
+/// received), then the decode gate.
+struct Intake {
+    gate: crate::sample::Gate,
+    clips: Option<Arc<crate::clip::Recorder>>,
+}
+
+impl FrameSink for Intake {
     fn submit(&self, entry: &crate::camera::CameraEntry, frame: EncodedFrame) -> Verdict {
-        crate::sample::Gate::submit(self, entry, frame)
+        if let Some(c) = &self.clips {
+            c.tap(&frame);
+        }
+        self.gate.submit(entry, frame)
     }
 
     fn release(&self, camera: &str) {
-        self.router().release(camera);
+        self.gate.router().release(camera);
+    }
+}
+
+/// The clip stage records each clip's state on its alerts in the alert store.
+impl crate::clip::ClipSink for crate::delivery::Delivery {
+    fn clip_finished(&self, clip: &crate::rules::AlertClip) -> Result<usize, String> {
+        self.store.set_clip(clip).map_err(|e| e.to_string())
+    }
+
+    fn expire_clips(
+        &self,
+        now_ms: i64,
+        max_age: std::time::Duration,
+        max_bytes: u64,
+    ) -> Result<(u64, u64), String> {
+        self.store
+            .expire_clips(now_ms, max_age, max_bytes)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -327,6 +355,7 @@ pub struct Service {
     ledger_thread: std::thread::JoinHandle<()>,
     delivery_tasks: Vec<tokio::task::JoinHandle<()>>,
     analysis: Option<Analysis>,
+    clips: Option<crate::clip::Workers>,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -341,6 +370,7 @@ pub async fn start(
         delivery: delivery_config,
         auth: auth_config,
         activity: activity_config,
+        clip: clip_config,
     } = settings;
     if let Some(l) = overrides.listen {
         config.web.listen = l;
@@ -391,6 +421,28 @@ pub async fn start(
         },
         decoded_tx.clone(),
     ));
+    let store =
+        crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
+            .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
+    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
+    // Evidence clips: buffers fed in front of the decode gate, clips started by the alert stage.
+    let clips = if clip_config.enabled {
+        let (recorder, workers) = crate::clip::Recorder::start(
+            clip_config,
+            &data_dir.join("clips"),
+            delivery.clone(),
+            clock.clone(),
+        )
+        .map_err(|source| AppError::DataDir {
+            path: data_dir.join("clips"),
+            source,
+        })?;
+        Some((recorder, workers))
+    } else {
+        None
+    };
+    let recorder = clips.as_ref().map(|(r, _)| r.clone());
+    let alert_board = AlertBoard::new(data_dir.join("snapshots"), recorder.clone());
     let fleet = Fleet::new(
         FleetContext {
             ingest: config.ingest.clone(),
@@ -401,7 +453,10 @@ pub async fn start(
             credentials: std::sync::RwLock::new(config.credentials.clone()),
             source: Arc::new(crate::ingest::LiveSource),
             jitter: Arc::new(rand::random::<f64>),
-            sink: Arc::new(crate::sample::Gate::new(sink.clone(), clock.clone())),
+            sink: Arc::new(Intake {
+                gate: crate::sample::Gate::new(sink.clone(), clock.clone()),
+                clips: recorder.clone(),
+            }),
             clock: clock.clone(),
         },
         cancel.child_token(),
@@ -420,11 +475,6 @@ pub async fn start(
     .await
     .map_err(|e| AppError::Auth(e.to_string()))?
     .map_err(|e| AppError::Auth(e.to_string()))?;
-    let alert_board = AlertBoard::new(data_dir.join("snapshots"));
-    let store =
-        crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
-            .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
-    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     let worker = delivery
         .worker()
         .map_err(|e| AppError::Analysis(format!("delivery worker: {e}")))?;
@@ -476,6 +526,16 @@ pub async fn start(
                 }
             }
         }
+    }
+    // The clip stage buffers the cameras that have rules, as they are now and after each save.
+    if let Some(r) = &recorder {
+        if let Some(a) = &analysis_config {
+            r.set_cameras_with_rules(a.rules.cameras());
+        }
+        let r = r.clone();
+        live_rules.on_replace(Box::new(move |rules| {
+            r.set_cameras_with_rules(rules.cameras())
+        }));
     }
     // Detectors tell sampling which cameras have people in view.
     let (in_view_tx, in_view_rx) = crossbeam_channel::bounded(IN_VIEW_QUEUE);
@@ -671,6 +731,7 @@ pub async fn start(
         ledger_thread,
         delivery_tasks: vec![delivery_task, escalation_task],
         analysis,
+        clips: clips.map(|(_, w)| w),
     })
 }
 
@@ -690,6 +751,7 @@ impl Service {
         let dispatcher = self.dispatcher;
         let analysis = self.analysis;
         let dispatcher_stop = self.dispatcher_stop;
+        let clips = self.clips;
         let _ = tokio::task::spawn_blocking(move || {
             match Arc::try_unwrap(sink) {
                 Ok(sink) => sink.shutdown(),
@@ -703,6 +765,10 @@ impl Service {
             // The dispatcher held the analysis inputs' senders; now the analysis stages drain.
             if let Some(a) = analysis {
                 a.stop();
+            }
+            // No alert starts a clip any more: the ones recording are written with what they have.
+            if let Some(c) = clips {
+                c.stop();
             }
         })
         .await;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod batch;
 pub mod camera;
 pub mod camsim;
+pub mod clip;
 pub mod clock;
 pub mod config;
 pub mod decode;

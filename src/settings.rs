@@ -13,6 +13,7 @@ use toml::de::DeValue;
 
 use crate::activity::{ActivityConfig, RawActivityConfig};
 use crate::auth::{AuthConfig, RawAuth};
+use crate::clip::{ClipConfig, RawClipConfig};
 use crate::config::{
     self, Config, ConfigError, ConfigErrors, Environment, SectionReader, StageSections,
     SystemEnvironment,
@@ -34,6 +35,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// `[activity]`: which cameras are decoded and analysed how often.
     pub activity: ActivityConfig,
+    /// `[clip]`: evidence clips of alerts.
+    pub clip: ClipConfig,
 }
 
 /// What the analysis stages run.
@@ -75,10 +78,13 @@ pub struct RawSections {
     pub auth: Option<RawAuth>,
     /// `[activity]`: look only where something moves.
     pub activity: RawActivityConfig,
+    /// `[clip]`: evidence clips of alerts.
+    pub clip: RawClipConfig,
 }
 
 impl StageSections for RawSections {
-    const KEYS: &'static [&'static str] = &["inference", "rules", "delivery", "auth", "activity"];
+    const KEYS: &'static [&'static str] =
+        &["inference", "rules", "delivery", "auth", "activity", "clip"];
 
     fn read<'i>(
         &mut self,
@@ -92,6 +98,7 @@ impl StageSections for RawSections {
             "delivery" => self.delivery = reader.section(value, key).unwrap_or_default(),
             "auth" => self.auth = reader.section(value, key),
             "activity" => self.activity = reader.section(value, key).unwrap_or_default(),
+            "clip" => self.clip = reader.section(value, key).unwrap_or_default(),
             _ => {}
         }
     }
@@ -159,6 +166,10 @@ fn assemble(
         errors.extend(found);
         ActivityConfig::default()
     });
+    let clip = stages.clip.validate().unwrap_or_else(|found| {
+        errors.extend(found);
+        ClipConfig::default()
+    });
     if errors.is_empty() {
         Ok(Settings {
             config,
@@ -166,6 +177,7 @@ fn assemble(
             delivery,
             auth,
             activity,
+            clip,
         })
     } else {
         Err(ConfigErrors(errors))
@@ -398,6 +410,14 @@ mod tests {
         if let Some(v) = table.remove("activity") {
             stages.activity = v.try_into().unwrap_or_else(|e| panic!("[activity]: {e}"));
         }
+        if let Some(v) = table.remove("clip") {
+            stages.clip = v.try_into().unwrap_or_else(|e| panic!("[clip]: {e}"));
+        }
+        assert_eq!(
+            stages.clip.validate().ok(),
+            Some(settings.clip),
+            "the reference's [clip] is what loading it gives"
+        );
         assert!(stages.auth.is_some());
         assert_eq!(
             stages.activity.validate().ok(),

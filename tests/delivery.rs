@@ -160,6 +160,7 @@ fn alert(dispatch: bool) -> Alert {
         case_id: None,
         escalated: false,
         snapshot_error: None,
+        clip: None,
     }
 }
 
@@ -961,7 +962,7 @@ fn the_alert_stage_measures_latency_to_its_clock() {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let stage = board::spawn(
         rx,
-        AlertBoard::new(fx.dir.path().join("snapshots")),
+        AlertBoard::new(fx.dir.path().join("snapshots"), None),
         Arc::new(|_: &str| None),
         Some(d.clone()),
         None,

@@ -3,8 +3,8 @@
 //! outbox rows through [`crate::delivery::Delivery`] → the ZeroMQ publisher (best effort).
 //!
 //! In: [`Candidate`]s (bounded; the rules thread waits when full, so nothing seen is lost).
-//! Out: each [`Alert`] stored with its outbox rows (the store feeds the command hall), and JPEG
-//! files under `<data_dir>/snapshots/`.
+//! Out: each [`Alert`] stored with its outbox rows (the store feeds the command hall), JPEG files
+//! under `<data_dir>/snapshots/`, and each alert's clip started in the clip stage.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,12 +40,20 @@ pub fn ulid(at: SystemTime) -> String {
 pub struct AlertBoard {
     /// Where snapshots are written.
     pub snapshot_dir: PathBuf,
+    /// The clip stage, which starts each alert's evidence clip (`None`: snapshots only).
+    pub clips: Option<Arc<crate::clip::Recorder>>,
 }
 
 impl AlertBoard {
-    /// Writes snapshots into `snapshot_dir`.
-    pub fn new(snapshot_dir: PathBuf) -> Arc<AlertBoard> {
-        Arc::new(AlertBoard { snapshot_dir })
+    /// Writes snapshots into `snapshot_dir`; `clips` starts each alert's clip.
+    pub fn new(
+        snapshot_dir: PathBuf,
+        clips: Option<Arc<crate::clip::Recorder>>,
+    ) -> Arc<AlertBoard> {
+        Arc::new(AlertBoard {
+            snapshot_dir,
+            clips,
+        })
     }
 }
 
@@ -157,6 +165,12 @@ pub fn spawn(
                 }
                 }
             };
+            // The clip starts (or joins one recording) before the alert is stored, so the stored
+            // alert already says `recording`.
+            alert.clip = board
+                .clips
+                .as_ref()
+                .and_then(|r| r.begin(&alert.camera, &id, c.arrival));
             enrich(&mut alert, id, c.arrival, camera.as_ref(), snapshot, clock.wall());
             if let Some(d) = &delivery {
                 // An alert that was seen is never dropped: it waits here until the store takes it.

@@ -63,6 +63,18 @@ pub trait AlertStorage: Send + Sync + 'static {
     ) -> Result<CleanupReport, StoreError>;
     /// The snapshot file for a stored name; `None` for a name that tries to leave the folder.
     fn snapshot_path(&self, name: &str) -> Option<PathBuf>;
+    /// The clip file for a stored name; `None` for a name that tries to leave the folder.
+    fn clip_path(&self, name: &str) -> Option<PathBuf>;
+    /// Records a clip's state on every alert that has its name; returns how many.
+    fn set_clip(&self, clip: &crate::rules::AlertClip) -> Result<usize, StoreError>;
+    /// Clip retention by age and total size, oldest first, never a clip a pending or dead delivery
+    /// links to; the alerts stay. Returns (clips, bytes) deleted.
+    fn expire_clips(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<(u64, u64), StoreError>;
     /// Pending outbox rows due at `now_ms`, oldest first, at most `limit`.
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
     /// When the next pending row is due.

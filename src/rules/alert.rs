@@ -147,6 +147,58 @@ impl Severity {
     }
 }
 
+/// Where an alert's evidence clip is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipState {
+    /// Still recording the seconds after the alert (or being written).
+    Recording,
+    /// Written: served at `/api/alerts/{id}/clip.mp4`.
+    Ready,
+    /// Not written; `error` says why.
+    Failed,
+    /// Deleted by retention (the alert stays).
+    Deleted,
+}
+
+impl ClipState {
+    /// The state's name in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClipState::Recording => "recording",
+            ClipState::Ready => "ready",
+            ClipState::Failed => "failed",
+            ClipState::Deleted => "deleted",
+        }
+    }
+}
+
+/// An alert's evidence clip: the camera's stream as received from `pre` seconds before the alert's
+/// frame (from a keyframe) to `post` seconds after it, in an MP4 file. Alerts of one camera close
+/// together share one clip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertClip {
+    /// File name under the clip folder (`<first alert id>.mp4`).
+    pub name: String,
+    /// Recording, ready, failed or deleted.
+    pub state: ClipState,
+    /// Time of the clip's first frame (its arrival), unix milliseconds; 0 when unknown.
+    #[serde(default)]
+    pub start_ms: i64,
+    /// Duration, milliseconds (0 until ready).
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// File size, bytes (0 until ready).
+    #[serde(default)]
+    pub bytes: u64,
+    /// SHA-256 of the file, lower-case hex (once ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why there is no clip (state `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// An alert: the ONE type from the rules stage to the store. The rules stage raises it
 /// ([`Alert::raised`]: rule, camera, type, severity, frame time, score, boxes, messages); the alert
 /// stage enriches it (id, camera name and place, snapshot or why there is none, latency); the store
@@ -194,6 +246,9 @@ pub struct Alert {
     /// unavailable): the alert is stored without it and says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_error: Option<String>,
+    /// The evidence clip: `None` when the camera keeps no pre-event buffer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<AlertClip>,
     /// Frame arrival → alert recorded, milliseconds.
     pub latency_ms: u64,
     /// Administrative-division code of the camera.
@@ -246,6 +301,7 @@ impl Alert {
             dispatch,
             snapshot: None,
             snapshot_error: None,
+            clip: None,
             latency_ms: 0,
             area_code: None,
             area_path: Vec::new(),

@@ -284,6 +284,11 @@ pub struct RulesConfig {
 }
 
 impl RulesConfig {
+    /// The cameras that have at least one rule.
+    pub fn cameras(&self) -> std::collections::BTreeSet<String> {
+        self.rules.iter().map(|r| r.camera.clone()).collect()
+    }
+
     /// Rules grouped by camera id, file order kept within each camera.
     pub fn by_camera(&self) -> BTreeMap<String, Vec<Rule>> {
         let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();

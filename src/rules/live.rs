@@ -69,7 +69,12 @@ pub struct LiveRules {
     pending: Arc<PendingRules>,
     /// One save at a time (read, validate, write, hand over).
     write: Mutex<()>,
+    /// Told of every document saved (other stages that follow which cameras have rules).
+    listeners: Mutex<Vec<RulesListener>>,
 }
+
+/// Called with every rules document saved through the API.
+pub type RulesListener = Box<dyn Fn(&RulesConfig) + Send + Sync>;
 
 impl LiveRules {
     /// Rules saved to `path`, seeded from `seed` until then; `models` says which rule kinds the
@@ -81,7 +86,13 @@ impl LiveRules {
             models,
             pending: Arc::default(),
             write: Mutex::new(()),
+            listeners: Mutex::default(),
         }
+    }
+
+    /// Calls `f` with every document saved from now on.
+    pub fn on_replace(&self, f: RulesListener) {
+        crate::sync::lock(&self.listeners).push(f);
     }
 
     /// The slot the rules thread polls between frames.
@@ -163,6 +174,9 @@ impl LiveRules {
         std::fs::write(&tmp, body).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
         self.pending.put(config.clone());
+        for f in crate::sync::lock(&self.listeners).iter() {
+            f(&config);
+        }
         tracing::info!(path = %path.display(), rules = config.rules.len(), "rules replaced through the API");
         Ok(config)
     }

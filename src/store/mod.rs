@@ -23,7 +23,7 @@ pub use crate::delivery::store::{
 };
 pub use crate::rules::{ALLOWED_TRANSITIONS, Alert, AlertState, allowed, next_states, raise};
 
-use crate::rules::{AlertType, Severity};
+use crate::rules::{AlertClip, AlertType, ClipState, Severity};
 
 /// The SQL of an [`AlertFilter`] (the same test as [`AlertFilter::matches`]).
 trait AlertFilterSql {
@@ -128,6 +128,12 @@ const MIGRATIONS: &[&str] = &[
     "DROP TABLE health_events;",
     // v3
     "ALTER TABLE alerts ADD COLUMN snapshot_error TEXT;",
+    // v4: the evidence clip (its JSON; name, state and size apart for retention and updates).
+    "ALTER TABLE alerts ADD COLUMN clip TEXT;
+     ALTER TABLE alerts ADD COLUMN clip_name TEXT;
+     ALTER TABLE alerts ADD COLUMN clip_state TEXT;
+     ALTER TABLE alerts ADD COLUMN clip_bytes INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX alerts_clip ON alerts(clip_name);",
 ];
 
 /// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
@@ -135,6 +141,7 @@ const MIGRATIONS: &[&str] = &[
 pub struct AlertStore {
     conn: Arc<Mutex<Connection>>,
     snapshot_dir: PathBuf,
+    clip_dir: PathBuf,
 }
 
 impl std::fmt::Debug for AlertStore {
@@ -147,7 +154,7 @@ impl std::fmt::Debug for AlertStore {
 
 const ALERT_COLUMNS: &str = "seq, id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
      severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, latency_ms, \
-     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated, snapshot_error";
+     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated, snapshot_error, clip";
 
 fn type_str(t: AlertType) -> String {
     match serde_json::to_value(t) {
@@ -205,6 +212,10 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         case_id: r.get(25)?,
         escalated: r.get(26)?,
         snapshot_error: r.get(27)?,
+        clip: match r.get::<_, Option<String>>(28)? {
+            None => None,
+            Some(j) => Some(serde_json::from_str(&j).map_err(|_| corrupt("clip", &j))?),
+        },
     })
 }
 
@@ -213,7 +224,8 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl AlertStore {
-    /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`.
+    /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`,
+    /// clips in the folder `clips` beside it.
     pub fn open(path: &Path, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -226,6 +238,10 @@ impl AlertStore {
         Ok(AlertStore {
             conn: Arc::new(Mutex::new(conn)),
             snapshot_dir: snapshot_dir.to_owned(),
+            clip_dir: snapshot_dir
+                .parent()
+                .map(|p| p.join("clips"))
+                .unwrap_or_else(|| PathBuf::from("clips")),
         })
     }
 
@@ -270,8 +286,9 @@ impl AlertStore {
             "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
              severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \
              snapshot_bytes, latency_ms, area_code, area_path, jurisdiction, lat, lon, state, case_id, \
-             escalated, created_ms, snapshot_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+             escalated, created_ms, snapshot_error, clip, clip_name, clip_state, clip_bytes) VALUES (?1, ?2, \
+             ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
+             ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
             params![
                 alert.id,
                 alert.camera,
@@ -302,6 +319,10 @@ impl AlertStore {
                 alert.escalated,
                 now_ms,
                 alert.snapshot_error,
+                alert.clip.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+                alert.clip.as_ref().map(|c| c.name.as_str()).filter(|n| !n.is_empty()),
+                alert.clip.as_ref().map(|c| c.state.as_str()),
+                alert.clip.as_ref().map(|c| c.bytes as i64).unwrap_or(0),
             ],
         )?;
         let mut stored = alert.clone();
@@ -621,13 +642,99 @@ impl AlertStore {
 
     /// The snapshot file for a stored name; `None` for a name that tries to leave the folder.
     pub fn snapshot_path(&self, name: &str) -> Option<PathBuf> {
-        let ok = !name.is_empty()
-            && !name.contains(['/', '\\'])
-            && name != "."
-            && name != ".."
-            && !name.starts_with('.');
-        ok.then(|| self.snapshot_dir.join(name))
+        plain_name(name).then(|| self.snapshot_dir.join(name))
     }
+
+    /// The clip file for a stored name; `None` for a name that tries to leave the folder.
+    pub fn clip_path(&self, name: &str) -> Option<PathBuf> {
+        plain_name(name).then(|| self.clip_dir.join(name))
+    }
+
+    /// Records a clip's state on every alert that has its name; returns how many.
+    pub fn set_clip(&self, clip: &AlertClip) -> Result<usize, StoreError> {
+        if clip.name.is_empty() {
+            return Ok(0);
+        }
+        let json = serde_json::to_string(clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(self.conn().execute(
+            "UPDATE alerts SET clip = ?1, clip_state = ?2, clip_bytes = ?3 WHERE clip_name = ?4",
+            params![json, clip.state.as_str(), clip.bytes as i64, clip.name],
+        )?)
+    }
+
+    /// Clip retention: deletes the files of ready clips whose newest alert is older than `max_age`,
+    /// then of the oldest alerts' clips until all fit in `max_bytes`; never a clip that an alert
+    /// with a pending or dead delivery links to. The alerts stay, their clip `deleted`. Returns
+    /// (clips, bytes) deleted.
+    pub fn expire_clips(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // (name, clip json, bytes, old, undelivered), oldest first.
+        let rows: Vec<(String, String, u64, bool, bool)> = {
+            let mut stmt = tx.prepare(
+                "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), MAX(a.time_ms) < ?1, \
+                 MAX(EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead'))) \
+                 FROM alerts a WHERE a.clip_state = 'ready' GROUP BY a.clip_name ORDER BY MIN(a.seq)",
+            )?;
+            let r = stmt.query_map([now_ms.saturating_sub(ms(max_age))], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?;
+            r.collect::<Result<_, _>>()?
+        };
+        let mut total: u64 = rows.iter().map(|r| r.2).sum();
+        let (mut files, mut freed) = (Vec::new(), 0u64);
+        for (name, json, bytes, old, undelivered) in rows {
+            if !old && total <= max_bytes {
+                break;
+            }
+            if undelivered {
+                continue;
+            }
+            let mut clip: AlertClip = serde_json::from_str(&json)
+                .map_err(|_| StoreError::Corrupt(format!("clip {json}")))?;
+            clip.state = ClipState::Deleted;
+            clip.bytes = 0;
+            let json =
+                serde_json::to_string(&clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "UPDATE alerts SET clip = ?1, clip_state = 'deleted', clip_bytes = 0 WHERE clip_name = ?2",
+                params![json, name],
+            )?;
+            total = total.saturating_sub(bytes);
+            freed += bytes;
+            files.push(name);
+        }
+        tx.commit()?;
+        drop(conn);
+        let n = files.len() as u64;
+        // After the commit: a crash in between leaves an orphan file, never a ready clip without one.
+        for f in files {
+            if let Some(p) = self.clip_path(&f) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok((n, freed))
+    }
+}
+
+/// A file name that stays in its folder.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains(['/', '\\'])
+        && name != "."
+        && name != ".."
+        && !name.starts_with('.')
 }
 
 fn not_allowed(from: AlertState, to: AlertState) -> StoreError {
@@ -733,6 +840,20 @@ impl crate::delivery::AlertStorage for AlertStore {
     }
     fn snapshot_path(&self, name: &str) -> Option<PathBuf> {
         AlertStore::snapshot_path(self, name)
+    }
+    fn clip_path(&self, name: &str) -> Option<PathBuf> {
+        AlertStore::clip_path(self, name)
+    }
+    fn set_clip(&self, clip: &AlertClip) -> Result<usize, StoreError> {
+        AlertStore::set_clip(self, clip)
+    }
+    fn expire_clips(
+        &self,
+        now_ms: i64,
+        max_age: Duration,
+        max_bytes: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        AlertStore::expire_clips(self, now_ms, max_age, max_bytes)
     }
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         AlertStore::due(self, now_ms, limit)

@@ -30,6 +30,7 @@ pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
         case_id: None,
         escalated: false,
         snapshot_error: None,
+        clip: None,
     }
 }
 
@@ -245,4 +246,86 @@ fn area_path_and_scope_match_on_segment_boundaries_in_sql_and_in_memory() {
         },
         &[],
     );
+}
+
+fn recording(name: &str) -> AlertClip {
+    AlertClip {
+        name: name.into(),
+        state: ClipState::Recording,
+        start_ms: 1,
+        duration_ms: 0,
+        bytes: 0,
+        sha256: None,
+        error: None,
+    }
+}
+
+#[test]
+fn a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let clips = dir.path().join("clips");
+    std::fs::create_dir_all(&clips).unwrap();
+    // Clips A (alerts 01A and 01B share it), C, D and E, 1,000 bytes each, oldest first; E's alert
+    // still has a delivery pending.
+    for (id, clip, t) in [
+        ("01A", "01A.mp4", 1000),
+        ("01B", "01A.mp4", 2000),
+        ("01C", "01C.mp4", 3000),
+        ("01D", "01D.mp4", 4000),
+        ("01E", "01E.mp4", 5000),
+    ] {
+        let mut a = alert(id, t);
+        a.clip = Some(recording(clip));
+        let routes = if id == "01E" { route() } else { Vec::new() };
+        let stored = s.insert(&a, &routes, t).unwrap();
+        assert_eq!(stored.clip.as_ref().unwrap().state, ClipState::Recording);
+    }
+    for name in ["01A.mp4", "01C.mp4", "01D.mp4", "01E.mp4"] {
+        std::fs::write(clips.join(name), [0u8; 1000]).unwrap();
+        let ready = AlertClip {
+            state: ClipState::Ready,
+            bytes: 1000,
+            duration_ms: 30_000,
+            sha256: Some("ab".repeat(32)),
+            ..recording(name)
+        };
+        let n = s.set_clip(&ready).unwrap();
+        assert_eq!(n, if name == "01A.mp4" { 2 } else { 1 });
+    }
+    let b = s.get("01B").unwrap().unwrap();
+    assert_eq!(
+        b.clip.as_ref().map(|c| (c.state, c.bytes)),
+        Some((ClipState::Ready, 1000))
+    );
+    assert_eq!(s.clip_path("01A.mp4"), Some(clips.join("01A.mp4")));
+    assert_eq!(s.clip_path("../alerts.db"), None);
+    // Nothing old, 4,000 bytes within 4,000: nothing goes.
+    assert_eq!(
+        s.expire_clips(6000, Duration::from_secs(3600), 4000)
+            .unwrap(),
+        (0, 0)
+    );
+    // Over a 2,500-byte budget: A and C go (oldest first); D and E stay.
+    assert_eq!(
+        s.expire_clips(6000, Duration::from_secs(3600), 2500)
+            .unwrap(),
+        (2, 2000)
+    );
+    assert!(!clips.join("01A.mp4").exists() && !clips.join("01C.mp4").exists());
+    assert!(clips.join("01D.mp4").exists());
+    let a = s.get("01A").unwrap().unwrap();
+    assert_eq!(
+        a.clip.map(|c| (c.state, c.bytes)),
+        Some((ClipState::Deleted, 0)),
+        "the alert stays"
+    );
+    // By age: every clip is old now, but E's alert has a delivery pending: its clip is kept.
+    assert_eq!(
+        s.expire_clips(10_000_000, Duration::from_secs(60), u64::MAX)
+            .unwrap(),
+        (1, 1000)
+    );
+    assert!(clips.join("01E.mp4").exists());
+    assert!(s.get("01D").unwrap().is_some());
 }
