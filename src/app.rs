@@ -659,6 +659,18 @@ pub async fn start(
             FullPolicy::DropOldest,
             Arc::new(move || vec![("lagged", missed.load(Ordering::Relaxed))]),
         ));
+        if let Some(r) = &recorder {
+            let r = r.clone();
+            q.push(QueueInfo::dropping(
+                "clip_to_writer",
+                "clip",
+                "clip_writer",
+                crate::clip::WRITE_QUEUE,
+                // The clip fails (said on its alerts), counted; the buffers never wait.
+                FullPolicy::DropNewest,
+                Arc::new(move || vec![("full", r.stats.write_queue_full.load(Ordering::Relaxed))]),
+            ));
+        }
         if let Some(z) = &zmq {
             let z = z.clone();
             q.push(QueueInfo::dropping(
@@ -704,6 +716,7 @@ pub async fn start(
             .as_ref()
             .map(|a| a.model_stats.clone())
             .unwrap_or_else(|| Arc::new(Vec::new)),
+        clips: recorder.clone(),
     });
     let app = web::router(state);
     let web_cancel = cancel.clone();

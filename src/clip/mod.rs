@@ -64,6 +64,8 @@ pub struct ClipStats {
     pub pressure: AtomicU64,
     /// Clips deleted by retention.
     pub expired: AtomicU64,
+    /// Clips not written because the writers' queue was full.
+    pub write_queue_full: AtomicU64,
     /// Bytes held by all buffers now.
     pub held: AtomicU64,
 }
@@ -73,7 +75,7 @@ enum Job {
     Stop,
 }
 
-/// Jobs waiting for a writer at most (the queue `camera_to_clip`, drop newest: the clip fails,
+/// Jobs waiting for a writer at most (the queue `clip_to_writer`, drop newest: the clip fails,
 /// counted and said on its alert).
 pub const WRITE_QUEUE: usize = 64;
 /// A clip whose camera stopped sending is closed this long after its end.
@@ -335,6 +337,7 @@ impl Recorder {
         match self.jobs.try_send(Job::Write(clip)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.write_queue_full.fetch_add(1, Ordering::Relaxed);
                 self.finished(AlertClip {
                     name,
                     state: ClipState::Failed,

@@ -83,6 +83,16 @@ pub const ALERTS: &str = "qly_alerts";
 pub const OUTBOX: &str = "qly_outbox";
 /// Failed delivery attempts by `sink`.
 pub const DELIVERY_FAILURES: &str = "qly_delivery_failures_total";
+/// Cameras keeping a pre-event clip buffer.
+pub const CLIP_CAMERAS: &str = "qly_clip_buffered_cameras";
+/// Bytes held by all clip buffers.
+pub const CLIP_BUFFER_BYTES: &str = "qly_clip_buffer_bytes";
+/// The clip buffers' memory budget, bytes.
+pub const CLIP_BUFFER_BUDGET: &str = "qly_clip_buffer_budget_bytes";
+/// Clips by `result`: started, joined (an alert joined a clip recording), ready, failed, expired.
+pub const CLIPS: &str = "qly_clips_total";
+/// Bytes dropped from clip buffers by `reason`: camera_budget, pressure (the budget of all).
+pub const CLIP_DROPPED: &str = "qly_clip_buffer_dropped_bytes_total";
 
 /// Every family `/metrics` exports.
 pub const ALL: &[&str] = &[
@@ -126,6 +136,11 @@ pub const ALL: &[&str] = &[
     ALERTS,
     OUTBOX,
     DELIVERY_FAILURES,
+    CLIP_CAMERAS,
+    CLIP_BUFFER_BYTES,
+    CLIP_BUFFER_BUDGET,
+    CLIPS,
+    CLIP_DROPPED,
 ];
 
 #[cfg(test)]

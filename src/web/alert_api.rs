@@ -56,6 +56,11 @@ pub fn router(api: Arc<AlertApi>, auth: Arc<crate::auth::Auth>) -> axum::Router 
             get(snapshot).with_state(a()),
         )
         .add(
+            "GET",
+            "/api/alerts/{id}/clip.mp4",
+            get(clip).with_state(a()),
+        )
+        .add(
             "POST",
             "/api/alerts/{id}/transition",
             post(transition).with_state(a()),
@@ -278,6 +283,73 @@ async fn snapshot(
         Err(_) => error(
             StatusCode::NOT_FOUND,
             format!("snapshot of alert {id} is no longer on disk"),
+        ),
+    }
+}
+
+/// The alert's clip file, served with byte ranges (tower-http's `ServeFile`: `Range`, `If-Range`,
+/// 206 and 416), under the same jurisdiction check as the alert.
+async fn clip(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    use crate::rules::ClipState;
+    use tower::ServiceExt;
+    let store = api.delivery.store.clone();
+    let id2 = id.clone();
+    let clip = match store.blocking(move |s| s.get(&id2)).await {
+        Ok(Some(a)) if !outside(&who, &a) => a.clip,
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    let path = match &clip {
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("alert {id} has no clip (its camera keeps no pre-event buffer)"),
+            );
+        }
+        Some(c) => match c.state {
+            ClipState::Ready => store.clip_path(&c.name),
+            ClipState::Recording => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("the clip of alert {id} is still recording"),
+                );
+            }
+            ClipState::Failed => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "alert {id} has no clip: {}",
+                        c.error.as_deref().unwrap_or("it could not be made")
+                    ),
+                );
+            }
+            ClipState::Deleted => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("the clip of alert {id} was deleted by retention"),
+                );
+            }
+        },
+    };
+    let Some(path) = path.filter(|p| p.is_file()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("the clip of alert {id} is no longer on disk"),
+        );
+    };
+    match tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+    {
+        Ok(r) => r.map(axum::body::Body::new),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the clip of alert {id} could not be read: {e}"),
         ),
     }
 }

@@ -145,6 +145,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         out.push_str(&body);
     }
+    clip_families(&mut out, st.clips.as_deref());
     let store_status = st.delivery.status.view();
     sample(
         &mut out,
@@ -212,6 +213,43 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The clip stage's buffers and clips (zeros when clips are off).
+fn clip_families(out: &mut String, clips: Option<&crate::clip::Recorder>) {
+    let n = |f: fn(&crate::clip::ClipStats) -> &std::sync::atomic::AtomicU64| {
+        clips.map_or(0, |c| f(&c.stats).load(Ordering::Relaxed))
+    };
+    sample(
+        out,
+        m::CLIP_CAMERAS,
+        "gauge",
+        clips.map_or(0, |c| c.buffered_cameras()),
+    );
+    sample(out, m::CLIP_BUFFER_BYTES, "gauge", n(|s| &s.held));
+    sample(
+        out,
+        m::CLIP_BUFFER_BUDGET,
+        "gauge",
+        clips.map_or(0, |c| c.config().memory_budget),
+    );
+    let _ = writeln!(out, "# TYPE {} counter", m::CLIPS);
+    for (result, v) in [
+        ("started", n(|s| &s.started)),
+        ("joined", n(|s| &s.joined)),
+        ("ready", n(|s| &s.ready)),
+        ("failed", n(|s| &s.failed)),
+        ("expired", n(|s| &s.expired)),
+    ] {
+        let _ = writeln!(out, "{}{{result=\"{result}\"}} {v}", m::CLIPS);
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::CLIP_DROPPED);
+    for (reason, v) in [
+        ("camera_budget", n(|s| &s.over_camera_budget)),
+        ("pressure", n(|s| &s.pressure)),
+    ] {
+        let _ = writeln!(out, "{}{{reason=\"{reason}\"}} {v}", m::CLIP_DROPPED);
+    }
 }
 
 /// A family with one unlabelled sample.

@@ -62,6 +62,8 @@ pub struct AppState {
     pub model_stats: Arc<dyn Fn() -> Vec<ModelStats> + Send + Sync>,
     /// Frames waiting in each decoder worker's queue now.
     pub decode_queue: Arc<dyn Fn() -> Vec<usize> + Send + Sync>,
+    /// The clip stage (`None` when `[clip] enabled = false`).
+    pub clips: Option<Arc<crate::clip::Recorder>>,
 }
 
 /// One model's pipeline counters, for `/metrics`.

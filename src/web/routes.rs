@@ -58,6 +58,8 @@ pub enum Answer {
     Empty(u16),
     /// JPEG picture.
     Jpeg,
+    /// MP4 video, with byte ranges (206).
+    Mp4,
     /// Prometheus text.
     Text,
     /// A WebSocket upgrade.
@@ -205,6 +207,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         .answer(Answer::WebSocket),
     ep("GET", "/api/alerts/{id}", Perm(P::ViewAlerts), "alerts", "One alert with its lifecycle events and allowed next states"),
     ep("GET", "/api/alerts/{id}/snapshot.jpg", Perm(P::ViewAlerts), "alerts", "The alert's annotated snapshot").answer(Answer::Jpeg),
+    ep("GET", "/api/alerts/{id}/clip.mp4", Perm(P::ViewAlerts), "alerts",
+        "The alert's evidence clip (pre seconds before its frame to post after it), with HTTP range requests; 404 while recording or when there is none (the alert's `clip` says why)")
+        .answer(Answer::Mp4),
     ep("POST", "/api/alerts/{id}/transition", Perm(P::ViewAlerts), "alerts",
         "Move the lifecycle (operators: acknowledged, dispatched, resolved, false_alarm; dispatchers: accepted, arrived, resolved); 409 names the allowed next states")
         .body(Body::Json(transition_schema)),
@@ -310,6 +315,20 @@ pub fn openapi() -> Value {
                 200,
                 json!({"description": "Text", "content": {"text/plain": {}}}),
             ),
+            Answer::Mp4 => {
+                responses.insert(
+                    "206".into(),
+                    json!({"description": "The byte range asked for (Range: bytes=…)", "content": {"video/mp4": {}}}),
+                );
+                responses.insert(
+                    "416".into(),
+                    json!({"description": "The range lies outside the file"}),
+                );
+                (
+                    200,
+                    json!({"description": "MP4 (H.264 or H.265 as the camera sends it)", "content": {"video/mp4": {}}}),
+                )
+            }
             Answer::WebSocket => (101, json!({"description": "Switching to WebSocket"})),
         };
         responses.insert(code.to_string(), ok);

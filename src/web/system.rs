@@ -17,6 +17,21 @@ pub struct SystemInfo {
     models: Vec<ModelInfo>,
     /// The alert store: `ok`, or `failing` with since when, the error and how many alerts wait.
     store: crate::delivery::StoreStatusView,
+    /// Evidence clips: `null` when off.
+    clips: Option<ClipInfo>,
+}
+
+/// The clip stage at a glance.
+#[derive(Serialize)]
+struct ClipInfo {
+    cameras: &'static str,
+    pre_s: f64,
+    post_s: f64,
+    buffered_cameras: usize,
+    buffer_bytes: u64,
+    buffer_budget_bytes: u64,
+    ready: u64,
+    failed: u64,
 }
 
 #[derive(Serialize)]
@@ -40,5 +55,23 @@ pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
             })
             .collect(),
         store: st.delivery.status.view(),
+        clips: st.clips.as_ref().map(|c| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let cfg = c.config();
+            ClipInfo {
+                cameras: match cfg.cameras {
+                    crate::clip::Buffered::Rules => "rules",
+                    crate::clip::Buffered::All => "all",
+                    crate::clip::Buffered::None => "none",
+                },
+                pre_s: cfg.pre.as_secs_f64(),
+                post_s: cfg.post.as_secs_f64(),
+                buffered_cameras: c.buffered_cameras(),
+                buffer_bytes: c.stats.held.load(Relaxed),
+                buffer_budget_bytes: cfg.memory_budget,
+                ready: c.stats.ready.load(Relaxed),
+                failed: c.stats.failed.load(Relaxed),
+            }
+        }),
     })
 }

@@ -146,6 +146,22 @@ function info(rows) {
   return h('dl', { class: 'info' }, rows.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
+/** The alert's evidence clip: a player once written, otherwise what became of it. */
+function clipView(alert) {
+  const c = alert.clip;
+  if (!c) return null;
+  if (c.state === 'ready') {
+    return h('video', {
+      class: 'clip', controls: true, preload: 'metadata', 'data-testid': 'alert-clip',
+      src: `/api/alerts/${encodeURIComponent(alert.id)}/clip.mp4`, title: t('clip'),
+    });
+  }
+  const text = c.state === 'recording' ? t('clip_recording')
+    : c.state === 'failed' ? t('clip_failed', c.error || '')
+      : t('clip_deleted');
+  return h('p', { class: 'clip-state', 'data-testid': 'alert-clip-state' }, `${t('clip')}: ${text}`);
+}
+
 /** The alert's detail dialog: annotated snapshot, facts, lifecycle history, actions with a note. */
 export async function openAlertDetail(alertOrId, { actions, onChanged }) {
   const id = typeof alertOrId === 'string' ? alertOrId : alertOrId.id;
@@ -169,7 +185,8 @@ export async function openAlertDetail(alertOrId, { actions, onChanged }) {
       h('div', { class: 'detail-grid' },
         h('figure', { class: 'detail-snap' },
           picture(`/api/alerts/${encodeURIComponent(alert.id)}/snapshot.jpg`, t('snapshot'), { cls: 'snap-large', testid: 'alert-snapshot' }),
-          h('figcaption', {}, msg)),
+          h('figcaption', {}, msg),
+          clipView(alert)),
         h('div', { class: 'detail-side' },
           h('div', { class: 'alert-head' },
             h('span', { class: 'alert-type big' }, typeName(alert.alert_type)), sevChip(alert.severity), stateChip(alert.state)),
