@@ -92,10 +92,10 @@ impl FrameSink for Intake {
     }
 }
 
-/// The clip stage records each clip's state on its alerts in the alert store.
+/// The clip stage records each clip's state on its alerts in the alert store (announced on the feed).
 impl crate::clip::ClipSink for crate::delivery::Delivery {
     fn clip_finished(&self, clip: &crate::rules::AlertClip) -> Result<usize, String> {
-        self.store.set_clip(clip).map_err(|e| e.to_string())
+        crate::delivery::Delivery::clip_finished(self, clip).map_err(|e| e.to_string())
     }
 
     fn expire_clips(

@@ -81,6 +81,47 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Collects the feed's messages (a WebSocket as the command hall opens it) on a thread of its own.
+fn listen_to_feed(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<Value>>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (out, token) = (seen.clone(), token.to_owned());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut req = format!("ws://{addr}/api/alerts/feed")
+                .into_client_request()
+                .unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .expect("feed connects");
+            let _ = ready_tx.send(());
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m
+                    && let Ok(v) = serde_json::from_str::<Value>(&t)
+                {
+                    out.lock().unwrap().push(v);
+                }
+            }
+        });
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the feed accepts the connection");
+    seen
+}
+
 /// (codec, duration s, first frame a keyframe).
 fn probe(path: &std::path::Path) -> (String, f64, bool) {
     let run = |args: &[&str]| {
@@ -162,6 +203,10 @@ password_env = "{pw_env}"
     );
     let service = common::start_service(dir, &toml, &[]);
     let addr = service.addr;
+    let feed = listen_to_feed(
+        addr,
+        &common::login(addr, "qa-admin", &common::test_password()),
+    );
 
     // The first intrusion whose clip is written (people walk on the road all the time).
     let t0 = Instant::now();
@@ -249,6 +294,29 @@ password_env = "{pw_env}"
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     assert_eq!(get(addr, &west, &format!("/api/alerts/{id}"), &[]).0, 404);
 
+    // The command hall's feed announced the clip ready on the alert, after the alert itself.
+    let t1 = Instant::now();
+    loop {
+        let seen = feed.lock().unwrap().clone();
+        let raised = seen
+            .iter()
+            .position(|m| m["kind"] == "alert" && m["id"] == id);
+        let ready = seen.iter().position(|m| {
+            m["kind"] == "alert_update" && m["id"] == id && m["clip"]["state"] == "ready"
+        });
+        if let (Some(r), Some(u)) = (raised, ready) {
+            assert!(r < u);
+            assert_eq!(seen[r]["clip"]["state"], "recording", "{}", seen[r]);
+            assert_eq!(seen[u]["clip"]["sha256"], clip["sha256"]);
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "the feed did not announce the clip: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Only the camera with rules keeps a buffer; the metrics say so.
     let (_, metrics) = api(addr, "GET", "/metrics", "");
     assert!(
@@ -258,6 +326,16 @@ password_env = "{pw_env}"
     assert!(
         metrics.contains("qly_clips_total{result=\"ready\"}"),
         "{metrics}"
+    );
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qly_clip_buffer_bytes "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(held > 0, "{metrics}");
+    eprintln!(
+        "buffer of the 768×576 camera: {held} bytes ({PRE_S} + 6 s and the GOP in progress); clip {} bytes for {secs:.1} s",
+        mp4.len()
     );
     let (_, system) = api(addr, "GET", "/api/system", "");
     let system: Value = serde_json::from_str(&system).unwrap();

@@ -25,7 +25,7 @@ pub enum FeedEvent {
     /// A new alert (also what replay sends), with its `next_states`.
     #[serde(serialize_with = "serialize_boxed_view")]
     Alert(Box<Alert>),
-    /// An alert's state / severity / case id changed (live only; `GET /api/alerts/{id}` has the rest).
+    /// An alert's state / severity / case id / clip changed (live only; `GET /api/alerts/{id}` has the rest).
     AlertUpdate(AlertUpdate),
     /// A camera's health changed.
     Health(HealthEvent),
@@ -62,6 +62,9 @@ pub struct AlertUpdate {
     pub area_path: Vec<String>,
     /// Where the lifecycle may go from here.
     pub next_states: Vec<AlertState>,
+    /// The evidence clip (its state changes from `recording` to `ready` or `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<crate::rules::AlertClip>,
 }
 
 impl From<&Alert> for AlertUpdate {
@@ -74,6 +77,7 @@ impl From<&Alert> for AlertUpdate {
             case_id: a.case_id.clone(),
             area_path: a.area_path.clone(),
             next_states: crate::rules::next_states(a.state),
+            clip: a.clip.clone(),
         }
     }
 }

@@ -101,6 +101,16 @@ impl Delivery {
             })));
     }
 
+    /// Blocking: records a clip's state on its alerts and announces each on the feed; returns how
+    /// many alerts took it.
+    pub fn clip_finished(&self, clip: &crate::rules::AlertClip) -> Result<usize, StoreError> {
+        let updated = self.store.set_clip(clip)?;
+        for a in &updated {
+            let _ = self.feed.send(Arc::new(FeedEvent::AlertUpdate(a.into())));
+        }
+        Ok(updated.len())
+    }
+
     /// Blocking: escalates alerts still `new` after `config.escalate_after` and announces them.
     /// Call from a timer (every few seconds).
     pub fn escalate_due(&self) -> Result<Vec<Alert>, StoreError> {

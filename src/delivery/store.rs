@@ -65,8 +65,8 @@ pub trait AlertStorage: Send + Sync + 'static {
     fn snapshot_path(&self, name: &str) -> Option<PathBuf>;
     /// The clip file for a stored name; `None` for a name that tries to leave the folder.
     fn clip_path(&self, name: &str) -> Option<PathBuf>;
-    /// Records a clip's state on every alert that has its name; returns how many.
-    fn set_clip(&self, clip: &crate::rules::AlertClip) -> Result<usize, StoreError>;
+    /// Records a clip's state on every alert that has its name; returns them as updated.
+    fn set_clip(&self, clip: &crate::rules::AlertClip) -> Result<Vec<Alert>, StoreError>;
     /// Clip retention by age and total size, oldest first, never a clip a pending or dead delivery
     /// links to; the alerts stay. Returns (clips, bytes) deleted.
     fn expire_clips(

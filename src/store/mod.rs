@@ -650,16 +650,27 @@ impl AlertStore {
         plain_name(name).then(|| self.clip_dir.join(name))
     }
 
-    /// Records a clip's state on every alert that has its name; returns how many.
-    pub fn set_clip(&self, clip: &AlertClip) -> Result<usize, StoreError> {
+    /// Records a clip's state on every alert that has its name; returns them as updated.
+    pub fn set_clip(&self, clip: &AlertClip) -> Result<Vec<Alert>, StoreError> {
         if clip.name.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let json = serde_json::to_string(clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE alerts SET clip = ?1, clip_state = ?2, clip_bytes = ?3 WHERE clip_name = ?4",
             params![json, clip.state.as_str(), clip.bytes as i64, clip.name],
-        )?)
+        )?;
+        let updated = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE clip_name = ?1 ORDER BY seq"
+            ))?;
+            stmt.query_map([&clip.name], alert_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit()?;
+        Ok(updated)
     }
 
     /// Clip retention: deletes the files of ready clips whose newest alert is older than `max_age`,
@@ -844,7 +855,7 @@ impl crate::delivery::AlertStorage for AlertStore {
     fn clip_path(&self, name: &str) -> Option<PathBuf> {
         AlertStore::clip_path(self, name)
     }
-    fn set_clip(&self, clip: &AlertClip) -> Result<usize, StoreError> {
+    fn set_clip(&self, clip: &AlertClip) -> Result<Vec<Alert>, StoreError> {
         AlertStore::set_clip(self, clip)
     }
     fn expire_clips(

@@ -290,8 +290,9 @@ fn a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest
             sha256: Some("ab".repeat(32)),
             ..recording(name)
         };
-        let n = s.set_clip(&ready).unwrap();
-        assert_eq!(n, if name == "01A.mp4" { 2 } else { 1 });
+        let updated = s.set_clip(&ready).unwrap();
+        assert_eq!(updated.len(), if name == "01A.mp4" { 2 } else { 1 });
+        assert!(updated.iter().all(|a| a.clip.as_ref() == Some(&ready)));
     }
     let b = s.get("01B").unwrap().unwrap();
     assert_eq!(
