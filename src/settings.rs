@@ -142,7 +142,10 @@ fn assemble(
     } = doc;
     let analysis = analysis(&stages, &config, &base_dir, env, &mut errors);
     let delivery = match stages.delivery.validate(&|k| env.var(k).ok()) {
-        Ok(d) => d,
+        Ok(d) => DeliveryConfig {
+            public_url: config.web.public_url.clone(),
+            ..d
+        },
         Err(found) => {
             for e in found {
                 errors.push(match e.split_once(": ") {
@@ -426,6 +429,21 @@ mod tests {
         );
         let core: Result<crate::config::raw::RawConfig, _> = toml::Value::Table(table).try_into();
         assert!(core.is_ok(), "{core:?}");
+    }
+
+    #[test]
+    fn public_url_reaches_the_delivery_stage_without_its_trailing_slash() {
+        let settings = parse_str_with(
+            "[web]\npublic_url = \"https://hall.example.cn/\"\n",
+            Path::new("/x"),
+            &repo_env(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            settings.config.web.public_url.as_deref(),
+            Some("https://hall.example.cn")
+        );
+        assert_eq!(settings.delivery.public_url, settings.config.web.public_url);
     }
 
     #[test]

@@ -226,6 +226,10 @@ grace = "3s"
 models = ["{repo}/models/yolox_nano.toml"]
 fall_model = "{repo}/models/person_fall.toml"
 threads = 1
+# Short clips, so the alert's clip is written while the test looks at the alert.
+[clip]
+pre = "4s"
+post = "4s"
 [auth]
 {users_toml}
 {cameras_toml}

@@ -39,6 +39,8 @@ struct Receiver {
     deliveries: Mutex<HashMap<String, usize>>,
     bad_signatures: AtomicUsize,
     requests: AtomicUsize,
+    /// The `clip_ready` messages processed.
+    clips: Mutex<Vec<serde_json::Value>>,
 }
 
 impl Receiver {
@@ -69,7 +71,14 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     }
     let key = headers["idempotency-key"].to_str().unwrap().to_owned();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["id"], key.as_str());
+    let message = headers.get("x-message").and_then(|h| h.to_str().ok());
+    if message == Some("clip_ready") {
+        assert_eq!(body["message"], "clip_ready");
+        assert_eq!(format!("{}:clip", body["alert_id"].as_str().unwrap()), key);
+    } else {
+        assert_eq!(message, Some("alert"));
+        assert_eq!(body["id"], key.as_str());
+    }
     let delay = r.delay_ms.load(Ordering::SeqCst) + seen * r.stagger_ms.load(Ordering::SeqCst);
     let late = r.process_late.load(Ordering::SeqCst);
     if late && delay > 0 {
@@ -81,6 +90,9 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
         *n += 1;
         if *n == 1 {
             r.processed.lock().unwrap().push(key);
+            if message == Some("clip_ready") {
+                r.clips.lock().unwrap().push(body);
+            }
         }
     }
     if !late && delay > 0 {
@@ -944,6 +956,83 @@ async fn h_a_dispatcher_sees_and_moves_only_its_jurisdiction() {
         events.iter().any(|e| e.who == "王警官"),
         "the station's user is recorded"
     );
+}
+
+/// A written clip follows its alert to the case system as a `clip_ready` message, once, with its own
+/// idempotency key, signed like the alert, with the clip's URL under `public_url`, its SHA-256 and
+/// duration; a clip that failed sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_a_written_clip_follows_its_alert_once_as_clip_ready() {
+    use qianliyan::rules::{AlertClip, ClipState};
+    let fx = Fixture::new();
+    let (rx, addr) = start_receiver(None).await;
+    let mut cfg = config(addr, Duration::from_secs(3600));
+    cfg.public_url = Some("https://hall.example.cn".into());
+    let d = fx.delivery(cfg);
+    let worker = d.worker().unwrap();
+    let recording = |name: &str| AlertClip {
+        name: name.into(),
+        state: ClipState::Recording,
+        start_ms: 1_000,
+        duration_ms: 0,
+        bytes: 0,
+        sha256: None,
+        error: None,
+    };
+    let mut a = alert(false);
+    a.clip = Some(recording("A.mp4"));
+    let id = d.insert(&a).unwrap().id;
+    let mut b = alert(false);
+    b.clip = Some(recording("B.mp4"));
+    let other = d.insert(&b).unwrap().id;
+    assert_eq!(worker.run_once().await.unwrap().delivered, 2);
+
+    let ready = AlertClip {
+        state: ClipState::Ready,
+        duration_ms: 30_000,
+        bytes: 123_456,
+        sha256: Some("ab".repeat(32)),
+        ..recording("A.mp4")
+    };
+    assert_eq!(d.clip_finished(&ready).unwrap(), 1);
+    let failed = AlertClip {
+        state: ClipState::Failed,
+        error: Some("the clip writers are behind".into()),
+        ..recording("B.mp4")
+    };
+    assert_eq!(d.clip_finished(&failed).unwrap(), 1);
+    // The same state again (a retry from the clip stage) adds nothing.
+    assert_eq!(d.clip_finished(&ready).unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap().delivered, 1);
+    assert_eq!(worker.run_once().await.unwrap().delivered, 0);
+    assert_eq!(
+        rx.processed(),
+        [id.clone(), other.clone(), format!("{id}:clip")]
+    );
+    assert_eq!(rx.duplicates(), 0);
+    assert_eq!(rx.bad_signatures.load(Ordering::SeqCst), 0);
+    let clips = rx.clips.lock().unwrap().clone();
+    let c = &clips[0];
+    assert_eq!(
+        c["url"],
+        format!("https://hall.example.cn/api/alerts/{id}/clip.mp4")
+    );
+    assert_eq!(c["sha256"], "ab".repeat(32));
+    assert_eq!(
+        (c["duration_ms"].as_u64(), c["bytes"].as_u64()),
+        (Some(30_000), Some(123_456))
+    );
+    // The alert itself says ready; the outbox lists the message with its kind.
+    let stored = d.store.get(&id).unwrap().unwrap();
+    assert_eq!(stored.clip.unwrap().state, ClipState::Ready);
+    let kinds: Vec<String> = d
+        .store
+        .outbox(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(kinds, ["clip_ready", "alert", "alert"]);
 }
 
 /// The alert stage measures an alert's latency (frame arrival → stored) to the clock it is given,

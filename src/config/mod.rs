@@ -381,6 +381,7 @@ pub(crate) mod tests {
         let toml = r#"
             [web]
             listen = "localhost"
+            public_url = "https://hall:hunter2@example.cn/"
             [ingest]
             transport = "tcpp"
             stall_after = "10"
@@ -418,6 +419,7 @@ pub(crate) mod tests {
         let p = paths(&err);
         for want in [
             "web.listen",
+            "web.public_url",
             "ingest.transport",
             "ingest.stall_after",
             "ingest.backoff_max",
@@ -442,6 +444,10 @@ pub(crate) mod tests {
         let text = err.to_string();
         assert_eq!(text.lines().count(), err.len());
         assert!(text.contains("\"tcpp\""), "{text}");
+        assert!(
+            !text.contains("hunter2"),
+            "a password in public_url is not echoed: {text}"
+        );
         assert!(text.contains("NOT_SET_ANYWHERE"), "{text}");
         assert!(text.contains("unknown field `foo`"), "{text}");
         assert!(

@@ -100,6 +100,9 @@ pub struct RawNode {
 pub struct RawWeb {
     /// Socket address to bind, `IP:port`; default "127.0.0.1:8080".
     pub listen: Option<String>,
+    /// The address users and receivers reach the service at (`https://hall.example.cn`); links in
+    /// messages to the case system and stations are made under it.
+    pub public_url: Option<String>,
 }
 
 /// `[ingest]`: defaults for every camera.

@@ -41,6 +41,9 @@ pub struct NodeConfig {
 pub struct WebConfig {
     /// Address the web server binds.
     pub listen: SocketAddr,
+    /// Where users and receivers reach the service (no trailing slash); `None`: links go out as
+    /// paths only.
+    pub public_url: Option<String>,
 }
 
 /// Ingest defaults for every camera.

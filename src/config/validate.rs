@@ -136,7 +136,34 @@ impl Validator {
                 fallback
             }
         };
-        WebConfig { listen }
+        let public_url = raw.web.public_url.as_deref().and_then(|text| {
+            match url::Url::parse(text) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.query().is_none()
+                        && u.fragment().is_none() =>
+                {
+                    Some(text.trim_end_matches('/').to_owned())
+                }
+                Ok(_) => {
+                    self.err(
+                        "web.public_url",
+                        // Not echoed: a user or password written into it is a secret.
+                        "must be an http(s) address with a host and no user, password, query or \
+                         fragment, e.g. \"https://hall.example.cn\"",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err("web.public_url", format!("not a URL: {e}"));
+                    None
+                }
+            }
+        });
+        WebConfig { listen, public_url }
     }
 
     fn ingest(&mut self, raw: &RawConfig) -> IngestConfig {

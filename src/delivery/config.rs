@@ -78,6 +78,8 @@ pub struct DeliveryConfig {
     pub zmq_endpoint: Option<String>,
     /// ZeroMQ high-water mark.
     pub zmq_hwm: i32,
+    /// `[web] public_url`: links in messages (a clip's URL) are made under it; `None`: paths only.
+    pub public_url: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -93,6 +95,7 @@ impl Default for DeliveryConfig {
             escalate_after: Duration::from_secs(300),
             zmq_endpoint: None,
             zmq_hwm: 1000,
+            public_url: None,
         }
     }
 }
@@ -200,6 +203,8 @@ impl RawDeliveryConfig {
             escalate_after,
             zmq_endpoint: self.zmq_endpoint.clone().filter(|e| !e.trim().is_empty()),
             zmq_hwm: self.zmq_hwm.unwrap_or(1000).max(1),
+            // Filled from `[web]` when the whole file is assembled.
+            public_url: None,
         })
     }
 }

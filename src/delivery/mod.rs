@@ -22,7 +22,7 @@ use tokio::sync::{Notify, broadcast};
 pub use config::{DeliveryConfig, Endpoint, RawDeliveryConfig, RawEndpoint};
 pub use feed::{FeedEvent, FeedSender};
 pub use status::{StoreStatus, StoreStatusView};
-pub use store::{AlertStorage, StoreHandle};
+pub use store::{AlertStorage, MESSAGE_ALERT, MESSAGE_CLIP_READY, StoreHandle};
 pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
 use crate::clock::Clock;
@@ -103,10 +103,16 @@ impl Delivery {
 
     /// Blocking: records a clip's state on its alerts and announces each on the feed; returns how
     /// many alerts took it.
+    /// A written clip also goes to every endpoint its alert went to, as a `clip_ready` message.
     pub fn clip_finished(&self, clip: &crate::rules::AlertClip) -> Result<usize, StoreError> {
-        let updated = self.store.set_clip(clip)?;
+        let public_url = self.config.public_url.as_deref();
+        let message = |a: &Alert| clip_ready_body(a, public_url);
+        let updated = self.store.set_clip(clip, self.now_ms(), &message)?;
         for a in &updated {
             let _ = self.feed.send(Arc::new(FeedEvent::AlertUpdate(a.into())));
+        }
+        if clip.state == crate::rules::ClipState::Ready && !updated.is_empty() {
+            self.wake.notify_one();
         }
         Ok(updated.len())
     }
@@ -129,6 +135,32 @@ impl Delivery {
     }
 }
 pub mod zmq_pub;
+
+/// The `clip_ready` message of an alert whose clip is written (`None` otherwise): where to fetch
+/// it (`url` under `public_url`, and `path`), its SHA-256, size, duration and first frame's time.
+/// The receiver fetches the clip with its API token.
+pub fn clip_ready_body(a: &Alert, public_url: Option<&str>) -> Option<String> {
+    let c = a
+        .clip
+        .as_ref()
+        .filter(|c| c.state == crate::rules::ClipState::Ready)?;
+    let path = format!("/api/alerts/{}/clip.mp4", a.id);
+    Some(
+        serde_json::json!({
+            "message": MESSAGE_CLIP_READY,
+            "alert_id": a.id,
+            "camera": a.camera,
+            "time_ms": a.time_ms,
+            "url": public_url.map(|u| format!("{u}{path}")),
+            "path": path,
+            "sha256": c.sha256,
+            "bytes": c.bytes,
+            "duration_ms": c.duration_ms,
+            "start_ms": c.start_ms,
+        })
+        .to_string(),
+    )
+}
 
 /// Raises alerts left `new` too long (every 10 s).
 pub async fn escalation_timer(

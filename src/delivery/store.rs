@@ -65,8 +65,15 @@ pub trait AlertStorage: Send + Sync + 'static {
     fn snapshot_path(&self, name: &str) -> Option<PathBuf>;
     /// The clip file for a stored name; `None` for a name that tries to leave the folder.
     fn clip_path(&self, name: &str) -> Option<PathBuf>;
-    /// Records a clip's state on every alert that has its name; returns them as updated.
-    fn set_clip(&self, clip: &crate::rules::AlertClip) -> Result<Vec<Alert>, StoreError>;
+    /// Records a clip's state on every alert that has its name and returns them as updated; in the
+    /// same transaction, each alert for which `message` gives a body gets a `clip_ready` outbox row
+    /// to every endpoint its alert message went to.
+    fn set_clip(
+        &self,
+        clip: &crate::rules::AlertClip,
+        now_ms: i64,
+        message: &dyn Fn(&Alert) -> Option<String>,
+    ) -> Result<Vec<Alert>, StoreError>;
     /// Clip retention by age and total size, oldest first, never a clip a pending or dead delivery
     /// links to; the alerts stay. Returns (clips, bytes) deleted.
     fn expire_clips(
@@ -381,8 +388,10 @@ pub struct MetricCounts {
 pub struct OutboxRow {
     /// Row id (the retry API takes it).
     pub id: i64,
-    /// The alert (also the `Idempotency-Key`).
+    /// The alert.
     pub alert_id: String,
+    /// The message: `alert` (the alert itself, at once) or `clip_ready` (its clip, once written).
+    pub kind: String,
     /// `case` or `dispatch:<station>`.
     pub sink: String,
     /// Endpoint.
@@ -402,4 +411,21 @@ pub struct OutboxRow {
     pub state: OutboxState,
     /// When delivered, unix ms.
     pub delivered_at_ms: Option<i64>,
+}
+
+/// The outbox row kind of an alert's own message.
+pub const MESSAGE_ALERT: &str = "alert";
+/// The outbox row kind of the message that an alert's clip is written.
+pub const MESSAGE_CLIP_READY: &str = "clip_ready";
+
+impl OutboxRow {
+    /// The `Idempotency-Key` the receiver deduplicates by: the alert id for the alert, `<alert
+    /// id>:clip` for its clip.
+    pub fn idempotency_key(&self) -> String {
+        match self.kind.as_str() {
+            MESSAGE_ALERT => self.alert_id.clone(),
+            MESSAGE_CLIP_READY => format!("{}:clip", self.alert_id),
+            other => format!("{}:{other}", self.alert_id),
+        }
+    }
 }

@@ -194,7 +194,8 @@ impl DeliveryWorker {
             .client
             .post(&row.url)
             .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &row.alert_id);
+            .header("Idempotency-Key", row.idempotency_key())
+            .header("X-Message", &row.kind);
         if let Some(secret) = self.config.secret_for(&row.sink) {
             req = req.header("X-Signature", sign(secret, row.body.as_bytes()));
         }

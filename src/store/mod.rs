@@ -134,6 +134,23 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE alerts ADD COLUMN clip_state TEXT;
      ALTER TABLE alerts ADD COLUMN clip_bytes INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX alerts_clip ON alerts(clip_name);",
+    // v5: outbox rows of several messages per alert and endpoint (the alert; its clip once written).
+    "CREATE TABLE outbox_v5 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL, sink TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, first_at_ms INTEGER,
+        last_error TEXT, state TEXT NOT NULL DEFAULT 'pending', delivered_at_ms INTEGER,
+        kind TEXT NOT NULL DEFAULT 'alert',
+        UNIQUE(alert_id, sink, url, kind)
+     );
+     INSERT INTO outbox_v5 (id, alert_id, sink, url, body, attempts, next_at_ms, first_at_ms, last_error,
+        state, delivered_at_ms)
+        SELECT id, alert_id, sink, url, body, attempts, next_at_ms, first_at_ms, last_error, state,
+        delivered_at_ms FROM outbox;
+     DROP TABLE outbox;
+     ALTER TABLE outbox_v5 RENAME TO outbox;
+     CREATE INDEX outbox_due ON outbox(state, next_at_ms);
+     CREATE INDEX outbox_alert ON outbox(alert_id);",
 ];
 
 /// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
@@ -650,8 +667,15 @@ impl AlertStore {
         plain_name(name).then(|| self.clip_dir.join(name))
     }
 
-    /// Records a clip's state on every alert that has its name; returns them as updated.
-    pub fn set_clip(&self, clip: &AlertClip) -> Result<Vec<Alert>, StoreError> {
+    /// Records a clip's state on every alert that has its name and returns them as updated; in the
+    /// same transaction, each alert for which `message` gives a body gets a `clip_ready` outbox row
+    /// to every endpoint its alert message went to.
+    pub fn set_clip(
+        &self,
+        clip: &AlertClip,
+        now_ms: i64,
+        message: &dyn Fn(&Alert) -> Option<String>,
+    ) -> Result<Vec<Alert>, StoreError> {
         if clip.name.is_empty() {
             return Ok(Vec::new());
         }
@@ -669,6 +693,17 @@ impl AlertStore {
             stmt.query_map([&clip.name], alert_from_row)?
                 .collect::<Result<Vec<_>, _>>()?
         };
+        for a in &updated {
+            if let Some(body) = message(a) {
+                outbox::insert_follow_up(
+                    &tx,
+                    &a.id,
+                    crate::delivery::MESSAGE_CLIP_READY,
+                    &body,
+                    now_ms,
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(updated)
     }
@@ -855,8 +890,13 @@ impl crate::delivery::AlertStorage for AlertStore {
     fn clip_path(&self, name: &str) -> Option<PathBuf> {
         AlertStore::clip_path(self, name)
     }
-    fn set_clip(&self, clip: &AlertClip) -> Result<Vec<Alert>, StoreError> {
-        AlertStore::set_clip(self, clip)
+    fn set_clip(
+        &self,
+        clip: &AlertClip,
+        now_ms: i64,
+        message: &dyn Fn(&Alert) -> Option<String>,
+    ) -> Result<Vec<Alert>, StoreError> {
+        AlertStore::set_clip(self, clip, now_ms, message)
     }
     fn expire_clips(
         &self,

@@ -1,11 +1,12 @@
-//! The delivery outbox: one row per (alert, sink, url), written with the alert, drained by the worker.
+//! The delivery outbox: one row per (alert, sink, url, message), written with the alert (its clip's
+//! message when the clip is written), drained by the worker.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{AlertStore, MetricCounts, OutboxRow, OutboxState, Route, StoreError};
 
 const COLUMNS: &str = "id, alert_id, sink, url, body, attempts, next_at_ms, first_at_ms, last_error, \
-                       state, delivered_at_ms";
+                       state, delivered_at_ms, kind";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     let state: String = r.get(9)?;
@@ -21,6 +22,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(8)?,
         state: OutboxState::parse(&state).ok_or_else(|| super::corrupt("outbox state", &state))?,
         delivered_at_ms: r.get(10)?,
+        kind: r.get(11)?,
     })
 }
 
@@ -38,6 +40,21 @@ pub(super) fn insert_routes(
         stmt.execute(params![alert_id, r.sink, r.url, body, now_ms])?;
     }
     Ok(())
+}
+
+/// A follow-up message of `kind` about an alert, to every endpoint its alert message went to.
+pub(super) fn insert_follow_up(
+    tx: &Connection,
+    alert_id: &str,
+    kind: &str,
+    body: &str,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (alert_id, sink, url, body, next_at_ms, kind) \
+         SELECT alert_id, sink, url, ?2, ?3, ?4 FROM outbox WHERE alert_id = ?1 AND kind = 'alert'",
+    )?
+    .execute(params![alert_id, body, now_ms, kind])
 }
 
 impl AlertStore {

@@ -290,10 +290,26 @@ fn a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest
             sha256: Some("ab".repeat(32)),
             ..recording(name)
         };
-        let updated = s.set_clip(&ready).unwrap();
+        // The clip's message goes where each alert's message went (only 01E's had a route).
+        let message = |a: &Alert| Some(format!("{{\"clip_of\":\"{}\"}}", a.id));
+        let updated = s.set_clip(&ready, 5500, &message).unwrap();
         assert_eq!(updated.len(), if name == "01A.mp4" { 2 } else { 1 });
         assert!(updated.iter().all(|a| a.clip.as_ref() == Some(&ready)));
     }
+    let rows = s.outbox(None, 10).unwrap();
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.kind.clone(), r.idempotency_key()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("clip_ready".to_owned(), "01E:clip".to_owned()),
+            ("alert".to_owned(), "01E".to_owned())
+        ]
+    );
+    assert_eq!(rows[0].body, "{\"clip_of\":\"01E\"}");
+    assert_eq!((rows[0].sink.as_str(), rows[0].next_at_ms), ("case", 5500));
     let b = s.get("01B").unwrap().unwrap();
     assert_eq!(
         b.clip.as_ref().map(|c| (c.state, c.bytes)),
@@ -329,4 +345,35 @@ fn a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest
     );
     assert!(clips.join("01E.mp4").exists());
     assert!(s.get("01D").unwrap().is_some());
+}
+
+/// A database written before clips (outbox v4) keeps its rows, ids and their idempotency keys.
+#[test]
+fn the_outbox_migration_keeps_rows_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    {
+        let mut conn = crate::sqlite::open_durable(&path).unwrap();
+        crate::sqlite::migrate(&mut conn, &MIGRATIONS[..4]).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (id, alert_id, sink, url, body, next_at_ms, state) \
+             VALUES (41, '01OLD', 'case', 'http://127.0.0.1:1/case', '{}', 5, 'dead')",
+            [],
+        )
+        .unwrap();
+    }
+    let s = AlertStore::open(&path, &dir.path().join("snapshots")).unwrap();
+    let old = s.outbox_row(41).unwrap().unwrap();
+    assert_eq!(
+        (old.kind.as_str(), old.idempotency_key(), old.state),
+        ("alert", "01OLD".to_owned(), OutboxState::Dead)
+    );
+    s.insert(&alert("01NEW", 10), &route(), 10).unwrap();
+    let new = s.due(10, 10).unwrap();
+    assert_eq!(new.len(), 1);
+    assert!(
+        new[0].id > 41,
+        "ids go on after the old ones: {}",
+        new[0].id
+    );
 }

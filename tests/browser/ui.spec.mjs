@@ -391,6 +391,34 @@ try {
     await op.locator(`[data-testid="alert-row"][data-id="${alertId}"][data-state="dispatched"]`).waitFor();
   });
 
+  await step('the alert detail plays the evidence clip', async () => {
+    // The clip is written `post` seconds after the alert's frame; the API says when.
+    // Opened at once, the detail says the clip is recording and shows the player once it is written
+    // (`post` seconds after the alert's frame).
+    await op.locator(`[data-testid="alert-row"][data-id="${alertId}"]`).click();
+    const dlg = op.getByTestId('alert-detail');
+    const video = dlg.getByTestId('alert-clip');
+    await video.waitFor({ timeout: 60000 });
+    await op.evaluate(() => {
+      const v = document.querySelector('[data-testid="alert-detail"] [data-testid="alert-clip"]');
+      v.muted = true;
+      return v.play();
+    });
+    await op.waitForFunction(() => {
+      const v = document.querySelector('[data-testid="alert-detail"] [data-testid="alert-clip"]');
+      return v && v.currentTime > 1 && v.videoWidth > 0;
+    }, null, { timeout: 20000 });
+    const size = await op.evaluate(() => {
+      const v = document.querySelector('[data-testid="alert-detail"] [data-testid="alert-clip"]');
+      return { w: v.videoWidth, h: v.videoHeight, d: v.duration, t: v.currentTime };
+    });
+    log(`clip plays: ${size.w}×${size.h}, ${size.d.toFixed(1)} s, at ${size.t.toFixed(1)} s`);
+    // At least `post` (4 s); `pre` is shorter when the alert came soon after the camera connected.
+    check(size.w > 0 && size.h > 0 && size.d >= 4, `the clip is a real video to post after the alert: ${JSON.stringify(size)}`);
+    await shot(op, '03b-alert-clip');
+    await dlg.getByTestId('dialog-close').click();
+  });
+
   await step('filters: area and state', async () => {
     await op.getByTestId('filter-area').selectOption('示范县/桃源镇');
     await op.getByTestId('alert-empty').waitFor();

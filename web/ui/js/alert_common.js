@@ -221,6 +221,10 @@ export async function openAlertDetail(alertOrId, { actions, onChanged }) {
           }, { big: true }))),
       h('h3', {}, t('history')),
       h('ol', { class: 'events', 'data-testid': 'alert-events' }, (alert.events || []).map(eventRow)));
+    // A clip still recording is written `post` seconds after the alert: look again while open.
+    if (alert.clip && alert.clip.state === 'recording') {
+      setTimeout(() => { if (body.isConnected) load(); }, 3000);
+    }
   };
   await load();
   return { close };
