@@ -175,6 +175,39 @@ fn every_endpoint_refuses_missing_tokens_and_wrong_roles_and_bad_input_changes_n
         "the refused camera was not added"
     );
 
+    // Length limits: a name over 128 characters, an import over 10,000 rows (413).
+    let long = "长".repeat(129);
+    let (status, body) = http_as(
+        addr,
+        &eng,
+        "POST",
+        "/api/cameras",
+        &format!(r#"{{"id": "long-1", "name": "{long}", "url": "rtsp://127.0.0.1:1/x"}}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("at most 128"), "{body}");
+    let csv = format!(
+        "id,name,url\n{}",
+        "x,y,rtsp://127.0.0.1:1/x\n".repeat(10_001)
+    );
+    let (status, body) = http_as(addr, &eng, "POST", "/api/cameras/import", &csv);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("10001 rows"), "{body}");
+    assert_eq!(
+        inventory(&http_as(addr, &eng, "GET", "/api/cameras", "").1),
+        cameras_before,
+        "nothing imported"
+    );
+
+    // A camera id never known is 404, also for its history; a known camera's history answers.
+    let (status, body) = http_as(addr, &eng, "GET", "/api/cameras/never-known/history", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("never-known"), "{body}");
+    assert_eq!(
+        http_as(addr, &eng, "GET", "/api/cameras/cam-1/history", "").0,
+        200
+    );
+
     let rules_before = json(&http_as(addr, &admin, "GET", "/api/rules", "").1);
     let bad_rules = r#"{"zones": [{"id": "gate", "camera": "cam-1", "polygon": [[0, 0], [2, 0], [1, 1]]}],
         "rules": [{"id": "gate-in", "camera": "cam-9", "kind": "intrusion", "zone": "gate"},

@@ -72,7 +72,7 @@ pub struct Counters {
 }
 
 /// Reasons in a fixed order, for counters and metrics labels.
-pub const REASONS: [OfflineReason; 8] = [
+pub const REASONS: [OfflineReason; 9] = [
     OfflineReason::Unreachable,
     OfflineReason::Refused,
     OfflineReason::AuthFailed,
@@ -81,6 +81,7 @@ pub const REASONS: [OfflineReason; 8] = [
     OfflineReason::Stalled,
     OfflineReason::DecodeError,
     OfflineReason::Eos,
+    OfflineReason::ProtocolError,
 ];
 
 /// A camera in the live inventory.
@@ -338,6 +339,7 @@ async fn supervise(entry: &Arc<CameraEntry>, ctx: &Arc<FleetContext>) {
             entry,
             ctx,
             activity: &activity,
+            size: (0, 0),
         };
         let failure = tokio::select! {
             _ = entry.cancel.cancelled() => return,
@@ -425,6 +427,8 @@ struct Observer<'a> {
     entry: &'a CameraEntry,
     ctx: &'a FleetContext,
     activity: &'a Mutex<Activity>,
+    /// The picture size the camera's stream info shows (0 × 0 until known).
+    size: (u32, u32),
 }
 
 impl SessionObserver for Observer<'_> {
@@ -435,6 +439,7 @@ impl SessionObserver for Observer<'_> {
         // A new session may bring a different stream: learn its quiet level again.
         lock(&self.entry.activity).restart(self.ctx.clock.now());
         *lock(&self.entry.stream) = Some(info.clone());
+        self.size = (info.width, info.height);
         *lock(&self.entry.last_error) = None;
     }
 
@@ -452,6 +457,16 @@ impl SessionObserver for Observer<'_> {
             a.had_media = true;
         }
         lock(&self.entry.tracker).on_media(au.data.len());
+        // A camera whose SDP names no parameter sets: the size comes with the in-band SPS.
+        if (info.width, info.height) != self.size {
+            tracing::info!(
+                width = info.width,
+                height = info.height,
+                "picture size from the stream's parameter sets"
+            );
+            self.size = (info.width, info.height);
+            *lock(&self.entry.stream) = Some(info.clone());
+        }
         let frame = EncodedFrame {
             camera: self.entry.id.clone(),
             codec: info.codec,

@@ -21,6 +21,9 @@ enum Step {
     Fail(OfflineReason),
     /// Plays, delivers one keyframe, then goes silent without ending.
     PlayThenSilent,
+    /// Plays with no picture size (an SDP without parameter sets), learns it from the first
+    /// keyframe's SPS, then goes silent.
+    PlaySizeLater,
 }
 
 struct FakeSource {
@@ -69,7 +72,7 @@ impl Source for FakeSource {
                     detail: format!("fake {reason:?}"),
                     had_media: false,
                 },
-                Step::PlayThenSilent => {
+                Step::PlayThenSilent | Step::PlaySizeLater => {
                     let info = StreamInfo {
                         codec: VideoCodec::H264,
                         width: 384,
@@ -77,7 +80,16 @@ impl Source for FakeSource {
                         transport: "tcp",
                         tool: None,
                     };
-                    observer.playing(&info);
+                    if matches!(step, Step::PlaySizeLater) {
+                        let unknown = StreamInfo {
+                            width: 0,
+                            height: 0,
+                            ..info.clone()
+                        };
+                        observer.playing(&unknown);
+                    } else {
+                        observer.playing(&info);
+                    }
                     observer.access_unit(
                         AccessUnit {
                             data: Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]),
@@ -233,6 +245,28 @@ async fn a_wrong_password_is_retried_only_at_the_auth_failed_interval() {
     until_calls(&source, 4).await;
     assert_eq!(source.gaps(), [300.0, 300.0, 300.0]);
     assert_eq!(reconnects(&entry, OfflineReason::AuthFailed), 4);
+    root.cancel();
+    fleet.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_picture_size_comes_from_the_in_band_sps_when_the_sdp_has_none() {
+    let source = FakeSource::new(&[Step::PlaySizeLater]);
+    let (fleet, _, root) = fleet(source.clone(), 1.0);
+    let entry = fleet.add(camera("c1")).expect("add");
+    until_calls(&source, 1).await;
+    let size = || lock(&entry.stream).as_ref().map(|s| (s.width, s.height));
+    for _ in 0..1000 {
+        if size() == Some((384, 288)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        size(),
+        Some((384, 288)),
+        "the size from the SPS reaches the API"
+    );
     root.cancel();
     fleet.wait().await;
 }

@@ -26,7 +26,7 @@ pub use types::{
     IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
     Timestamp, Transport, WebConfig, area_contains,
 };
-pub use validate::{validate, validate_runtime_cameras};
+pub use validate::{MAX_NAME_LEN, validate, validate_runtime_cameras};
 
 /// One problem in the configuration: where (`cameras[3].url`, `cameras.csv line 7 column url`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

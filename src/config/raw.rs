@@ -103,6 +103,9 @@ pub struct RawWeb {
     /// The address users and receivers reach the service at (`https://hall.example.cn`); links in
     /// messages to the case system and stations are made under it.
     pub public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (addresses or
+    /// CIDR networks); default none.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[ingest]`: defaults for every camera.

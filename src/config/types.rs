@@ -44,6 +44,8 @@ pub struct WebConfig {
     /// Where users and receivers reach the service (no trailing slash); `None`: links go out as
     /// paths only.
     pub public_url: Option<String>,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Ingest defaults for every camera.

@@ -163,7 +163,25 @@ impl Validator {
                 }
             }
         });
-        WebConfig { listen, public_url }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in raw.web.trusted_proxies.iter().flatten().enumerate() {
+            let t = text.trim();
+            match t
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(n) => trusted_proxies.push(n),
+                Err(_) => self.err(
+                    format!("web.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an IP address or network such as \"10.0.0.0/8\""),
+                ),
+            }
+        }
+        WebConfig {
+            listen,
+            public_url,
+            trusted_proxies,
+        }
     }
 
     fn ingest(&mut self, raw: &RawConfig) -> IngestConfig {
@@ -460,6 +478,13 @@ impl Validator {
             None if reported("name") => {}
             None => self.err(p("name"), "missing; every camera needs a name"),
             Some("") => self.err(p("name"), "must not be empty"),
+            Some(name) if name.chars().count() > MAX_NAME_LEN => self.err(
+                p("name"),
+                format!(
+                    "is {} characters long; at most {MAX_NAME_LEN}",
+                    name.chars().count()
+                ),
+            ),
             Some(name) => out.name = Some(name.to_owned()),
         }
         match c.url.as_deref() {
@@ -735,6 +760,9 @@ fn is_env_name(s: &str) -> bool {
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
+
+/// Longest camera name, in characters (a name is shown in lists, alerts and snapshots).
+pub const MAX_NAME_LEN: usize = 128;
 
 /// Parses and checks a camera URL: supported scheme, a host where the scheme needs one, and no
 /// credentials. Messages show the URL with any userinfo replaced by `***`.

@@ -100,11 +100,14 @@ pub enum OfflineReason {
     DecodeError,
     /// The source ended the stream.
     Eos,
+    /// The camera answered, but not in RTSP/RTP we can follow: an unparseable answer or session
+    /// description, a malformed packet or payload.
+    ProtocolError,
 }
 
 impl OfflineReason {
     /// Every reason, in declaration order.
-    pub const ALL: [OfflineReason; 8] = [
+    pub const ALL: [OfflineReason; 9] = [
         Self::Unreachable,
         Self::Refused,
         Self::AuthFailed,
@@ -113,6 +116,7 @@ impl OfflineReason {
         Self::Stalled,
         Self::DecodeError,
         Self::Eos,
+        Self::ProtocolError,
     ];
 
     /// The JSON and database spelling.
@@ -125,6 +129,7 @@ impl OfflineReason {
             Self::Timeout => "timeout",
             Self::Stalled => "stalled",
             Self::DecodeError => "decode_error",
+            Self::ProtocolError => "protocol_error",
             Self::Eos => "eos",
         }
     }
@@ -144,6 +149,7 @@ impl OfflineReason {
             Self::Timeout => "连接超时",
             Self::Stalled => "视频信号丢失",
             Self::DecodeError => "解码失败",
+            Self::ProtocolError => "协议错误",
             Self::Eos => "码流结束",
         }
     }
@@ -158,6 +164,7 @@ impl OfflineReason {
             Self::Timeout => "timed out",
             Self::Stalled => "no media (signal lost)",
             Self::DecodeError => "decode error",
+            Self::ProtocolError => "protocol error",
             Self::Eos => "end of stream",
         }
     }

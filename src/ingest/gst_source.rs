@@ -1400,6 +1400,33 @@ mod tests {
         assert_freed("file-missing").await;
     }
 
+    /// A server that answers garbage to RTSP is a protocol error, not `refused`.
+    #[tokio::test]
+    async fn garbage_answers_are_a_protocol_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HELLO THIS IS NOT RTSP\r\n\r\n").await;
+                let _ = s.flush().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        let spec = SessionSpec {
+            camera: Arc::from("garbage"),
+            url: url::Url::parse(&format!("rtsp://{addr}/live")).unwrap(),
+            transport: crate::config::Transport::Tcp,
+            credentials: None,
+            stall_after: Duration::from_secs(5),
+        };
+        let mut rec = Recorder::default();
+        let f = run_any(&spec, &mut rec).await;
+        assert_eq!(f.reason, OfflineReason::ProtocolError, "{f}");
+    }
+
     /// The supervisor's one call: a file URL in a session spec goes to GStreamer, RTSP to retina.
     #[tokio::test]
     async fn run_any_dispatches_on_the_scheme() {

@@ -289,6 +289,8 @@ pub fn classify(e: &retina::Error) -> Failure {
     let reason = match e.status_code() {
         Some(401) | Some(403) => OfflineReason::AuthFailed,
         Some(404) => OfflineReason::NotFound,
+        // A success whose content cannot be used (a session description that does not parse).
+        Some(200..=299) => OfflineReason::ProtocolError,
         Some(_) => OfflineReason::Refused,
         None if lower.contains("connection refused") => OfflineReason::Refused,
         None if lower.contains("unable to connect") => {
@@ -305,8 +307,14 @@ pub fn classify(e: &retina::Error) -> Failure {
         {
             OfflineReason::Eos
         }
-        None if lower.contains("framing error") || lower.contains("invalid") => {
-            OfflineReason::Refused
+        // An answer that is not RTSP, data on a channel never set up, a packet or payload that
+        // does not parse (retina's packet errors end with its `pkt:` context).
+        None if lower.contains("framing error")
+            || lower.contains("invalid")
+            || lower.contains("unassigned channel")
+            || lower.contains("\npkt: ") =>
+        {
+            OfflineReason::ProtocolError
         }
         None => OfflineReason::DecodeError,
     };

@@ -442,6 +442,9 @@ fn default_timing(kind: AlertType) -> (f64, f64) {
 struct Ctx<'a> {
     errors: Vec<ConfigError>,
     zones: BTreeMap<(String, String), Zone>,
+    /// (camera, zone id) of zones refused for their polygon: a rule naming one is not told again
+    /// that the zone does not exist.
+    rejected: HashSet<(String, String)>,
     vctx: &'a ValidateContext,
 }
 
@@ -464,6 +467,7 @@ fn validate_inner(
     let mut cx = Ctx {
         errors: Vec::new(),
         zones: BTreeMap::new(),
+        rejected: HashSet::new(),
         vctx,
     };
 
@@ -481,6 +485,9 @@ fn validate_inner(
                 None
             }
         };
+        if let (Some(id), Some(camera), None) = (&id, &camera, &points) {
+            cx.rejected.insert((camera.clone(), id.clone()));
+        }
         if let (Some(id), Some(camera), Some(points)) = (id, camera, points) {
             match cx.zones.entry((camera.clone(), id.clone())) {
                 std::collections::btree_map::Entry::Occupied(_) => cx.err(
@@ -1027,6 +1034,10 @@ fn zone_value(cx: &mut Ctx<'_>, path: &str, camera: Option<&str>, v: &toml::Valu
             if let Some(z) = cx.zones.get(&(camera.to_string(), name.clone())) {
                 return Some(z.clone());
             }
+            if cx.rejected.contains(&(camera.to_string(), name.clone())) {
+                // Its own error (at zones[i]) says what is wrong with it.
+                return None;
+            }
             let on_camera: Vec<&str> = cx
                 .zones
                 .keys()
@@ -1316,6 +1327,27 @@ samples = 4
         );
         assert_eq!(cfg.rules[5].filter.objects, vec![ObjectKind::FallenPerson]);
         assert_eq!(cfg.by_camera()["c2"].len(), 2);
+    }
+
+    /// A zone refused for its polygon is reported once, at the zone; a rule naming it is not also
+    /// told that the camera has no such zone.
+    #[test]
+    fn a_rejected_zone_is_reported_once() {
+        let text = r#"
+[[zones]]
+id = "bow"
+camera = "c1"
+polygon = [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]
+
+[[rules]]
+id = "in"
+camera = "c1"
+kind = "intrusion"
+zone = "bow"
+"#;
+        let errs = errors(text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("zones[0].polygon: edges"), "{errs:?}");
     }
 
     #[test]

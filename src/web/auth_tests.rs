@@ -1,6 +1,5 @@
 //! Auth tests (the store, the guard and the users API): real SQLite in a temporary folder, real HTTP through axum on a local socket.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,16 +69,7 @@ async fn start(config: AuthConfig) -> Fixture {
             post(|Extension(p): Extension<Principal>| async move { p.username })
                 .route_layer(require(auth.clone(), Permission::HandleAlerts)),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = crate::web::serve_for_test(app).await;
     Fixture {
         _dir: dir,
         db,
@@ -218,30 +208,33 @@ fn route_pattern_from_params() {
 }
 
 #[test]
-fn limiter_success_resets_username_not_address() {
+fn limiter_locks_a_user_from_one_address_and_an_address_at_its_own_ceiling() {
     let clock = ManualClock::default();
     let lim = LoginLimiter::new(Arc::new(clock.clone()));
     let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
     let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
-    for _ in 0..4 {
+    for _ in 0..5 {
         lim.begin("duty", Some(a)).unwrap();
     }
-    // Success from another address clears duty's count but not address a's.
+    // duty is locked from a only: from b, and for a colleague behind a, logins go on.
+    assert_eq!(lim.begin("duty", Some(a)).unwrap_err(), limit::WINDOW);
     let ok = lim.begin("duty", Some(b)).unwrap();
     lim.succeeded(ok);
-    for _ in 0..4 {
-        lim.begin("duty", Some(b)).unwrap();
-    }
-    lim.begin("other", Some(a)).unwrap(); // a's 5th failure
-    let wait = lim.begin("third", Some(a)).unwrap_err();
-    assert_eq!(wait, limit::WINDOW);
+    let colleague = lim.begin("colleague", Some(a)).unwrap();
+    lim.succeeded(colleague);
     clock.advance(Duration::from_secs(60));
     assert_eq!(
-        lim.begin("third", Some(a)).unwrap_err(),
+        lim.begin("duty", Some(a)).unwrap_err(),
         limit::WINDOW - Duration::from_secs(60)
     );
+    // The address's own ceiling: 50 failures over any usernames lock everything from it.
+    for i in 0..(limit::MAX_ADDRESS_FAILURES - 5) {
+        lim.begin(&format!("guess-{i}"), Some(a)).unwrap();
+    }
+    assert!(lim.begin("colleague", Some(a)).is_err());
+    assert!(lim.begin("colleague", Some(b)).is_ok());
     clock.advance(limit::WINDOW);
-    lim.begin("third", Some(a)).unwrap();
+    lim.begin("duty", Some(a)).unwrap();
 }
 
 #[tokio::test]
@@ -334,15 +327,12 @@ async fn sixth_failure_is_refused_with_retry_after_until_the_window_passes() {
     // Even the right password is refused, without being checked.
     let r = f.login("duty", PW).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.headers()["retry-after"], "200");
+    assert_eq!(r.headers()["retry-after"], "800");
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("retry in 200 s"));
-    // The address is limited too, whatever the username.
-    assert_eq!(
-        f.login("admin", PW).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    f.clock.advance(Duration::from_secs(199));
+    assert!(v["error"].as_str().unwrap().contains("retry in 800 s"));
+    // A colleague at the same address is not locked out by duty's failures.
+    assert_eq!(f.login("admin", PW).await.status(), StatusCode::OK);
+    f.clock.advance(Duration::from_secs(799));
     assert_eq!(
         f.login("duty", PW).await.status(),
         StatusCode::TOO_MANY_REQUESTS

@@ -253,7 +253,8 @@ fn parse_camera(
     body: Result<Json<serde_json::Value>, JsonRejection>,
     st: &AppState,
 ) -> Result<config::Camera, ApiError> {
-    let Json(value) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    // The rejection's own status: 413 for a body over the limit, 415 without JSON, 400 otherwise.
+    let Json(value) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let mut raw: RawCamera = serde_json::from_value(value)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("camera: {e}")))?;
     raw.origin = Some(CameraOrigin::Api);
@@ -319,10 +320,27 @@ pub struct ImportResult {
 }
 
 /// `POST /api/cameras/import`: a CSV body; valid rows are added, every bad row is reported by line and column.
+/// Largest CSV inventory one import takes, bytes (413 above).
+pub const MAX_IMPORT_BYTES: usize = 5 << 20;
+/// Most cameras one import takes (413 above): a county's inventory, in one or a few files.
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+
 pub async fn import(
     State(st): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<ImportResult>, ApiError> {
+    // Lines after the header (a quoted field spanning lines counts each of its lines).
+    let rows = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .count()
+        .saturating_sub(1);
+    if rows > MAX_IMPORT_ROWS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the CSV has {rows} rows; at most {MAX_IMPORT_ROWS} cameras per import"),
+        ));
+    }
     let (cameras, errors) = config::import_csv_cameras("upload.csv", &body, &st.config);
     let mut errors: Vec<super::FieldError> = errors
         .into_iter()
@@ -605,9 +623,14 @@ pub async fn history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<health::Transition>>, ApiError> {
-    st.ledger
+    let history = st
+        .ledger
         .history(&id, q.limit.unwrap_or(100).min(10_000))
         .await
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    // A removed camera keeps its history (its removal is a transition); an id never known is 404.
+    if history.is_empty() {
+        live_camera(&st, &id)?;
+    }
+    Ok(Json(history))
 }

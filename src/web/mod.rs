@@ -7,6 +7,7 @@ pub mod alert_api;
 #[cfg(test)]
 mod auth_tests;
 mod cameras;
+pub mod edge;
 pub mod guard;
 mod metrics;
 pub mod routes;
@@ -93,7 +94,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .add(
             "POST",
             "/api/cameras/import",
-            post(cameras::import).with_state(st()),
+            post(cameras::import)
+                .with_state(st())
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    cameras::MAX_IMPORT_BYTES,
+                )),
         )
         .add(
             "GET",
@@ -160,6 +165,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .merge(users_api::router(state.auth.clone()))
         .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(edge::Edge {
+                public_url: state.config.web.public_url.clone(),
+                trusted_proxies: state.config.web.trusted_proxies.clone(),
+            }),
+            edge::edge,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -179,6 +191,22 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
             .or_insert(axum::http::HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// Test seam: serves `app` on a free loopback port with the peer address known to handlers.
+#[cfg(test)]
+pub(crate) async fn serve_for_test(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
 }
 
 #[cfg(test)]

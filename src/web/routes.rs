@@ -337,6 +337,10 @@ pub fn openapi() -> Value {
             responses.insert("400".into(), err.clone());
             responses.insert("422".into(), err.clone());
         }
+        if !matches!(e.body, Body::None) {
+            // Over the body limit (2 MiB; a CSV import 5 MiB or 10,000 rows).
+            responses.insert("413".into(), err.clone());
+        }
         match e.access {
             Public => {
                 op["security"] = json!([]);
@@ -444,7 +448,8 @@ fn token_schema() -> Value {
 fn camera_schema() -> Value {
     json!({"type": "object", "required": ["id", "url"], "description": "the same keys as a [[cameras]] table (docs/configuration.md)",
         "properties": {
-            "id": {"type": "string"}, "gb_code": {"type": "string"}, "name": {"type": "string"},
+            "id": {"type": "string"}, "gb_code": {"type": "string"},
+            "name": {"type": "string", "minLength": 1, "maxLength": crate::config::MAX_NAME_LEN},
             "url": {"type": "string", "format": "uri"}, "sub_url": {"type": "string"},
             "credentials": {"type": "string", "description": "name of a configured credential set"},
             "lat": {"type": "number"}, "lon": {"type": "number"}, "area_code": {"type": "string"},

@@ -39,7 +39,7 @@ pub async fn put_rules(
     State(st): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(doc) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(doc) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let cameras = st.fleet.list().iter().map(|e| e.id.to_string()).collect();
     let live = st.live_rules.clone();
     tokio::task::spawn_blocking(move || {

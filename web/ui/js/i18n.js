@@ -151,6 +151,7 @@ const S = {
   rs_timeout: ['连接超时', 'timed out'],
   rs_stalled: ['视频信号丢失', 'no media (signal lost)'],
   rs_decode_error: ['解码失败', 'decode error'],
+  rs_protocol_error: ['协议错误', 'protocol error'],
   rs_eos: ['码流结束', 'end of stream'],
   // quality faults
   qf_frozen: ['画面冻结', 'frozen picture'],
