@@ -199,6 +199,21 @@ fn every_endpoint_refuses_missing_tokens_and_wrong_roles_and_bad_input_changes_n
         "nothing imported"
     );
 
+    // Availability comes in pages of at most 500 rows.
+    let (status, body) = http_as(addr, &eng, "GET", "/api/health/availability?limit=501", "");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http_as(
+        addr,
+        &eng,
+        "GET",
+        "/api/health/availability?group_by=camera&camera=cam-1&limit=1",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows = json(&body);
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(rows[0]["key"], "cam-1");
+
     // A camera id never known is 404, also for its history; a known camera's history answers.
     let (status, body) = http_as(addr, &eng, "GET", "/api/cameras/never-known/history", "");
     assert_eq!(status, 404, "{body}");

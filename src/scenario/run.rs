@@ -832,16 +832,28 @@ pub(super) async fn run_one(
         if let Some(wait) = settle.checked_duration_since(Instant::now()) {
             sleep_or_cancel(wait, cancel).await?;
         }
-        let path = format!(
-            "/api/health/availability?from={}&to={}&group_by=camera",
-            unix0,
-            crate::time::unix_ms(wall1)
-        );
-        match api.get_json(&path).await {
-            Ok(v) => v.as_array().cloned(),
-            Err(e) => {
-                notes.push(format!("ledger: {e}"));
-                None
+        // In pages of 500 rows (the API's largest).
+        let mut rows = Vec::new();
+        loop {
+            let path = format!(
+                "/api/health/availability?from={}&to={}&group_by=camera&limit=500&offset={}",
+                unix0,
+                crate::time::unix_ms(wall1),
+                rows.len()
+            );
+            match api.get_json(&path).await {
+                Ok(v) => {
+                    let page = v.as_array().cloned().unwrap_or_default();
+                    let last = page.len() < 500;
+                    rows.extend(page);
+                    if last {
+                        break Some(rows);
+                    }
+                }
+                Err(e) => {
+                    notes.push(format!("ledger: {e}"));
+                    break None;
+                }
             }
         }
     } else {

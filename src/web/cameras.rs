@@ -460,7 +460,16 @@ pub struct AvailabilityQuery {
     group_by: Option<String>,
     /// json (default) | csv (a table to download, e.g. the monthly report).
     format: Option<String>,
+    /// Only this camera's row (`group_by=camera`).
+    camera: Option<String>,
+    /// JSON rows per page (default and at most [`AVAILABILITY_PAGE`]); the CSV is one whole file.
+    limit: Option<usize>,
+    /// Rows skipped before the page (default 0); `X-Total-Count` says how many there are.
+    offset: Option<usize>,
 }
+
+/// Most rows one JSON page of `GET /api/health/availability` holds.
+pub const AVAILABILITY_PAGE: usize = 500;
 
 pub async fn availability(
     State(st): State<Arc<AppState>>,
@@ -513,13 +522,41 @@ pub async fn availability(
             ));
         }
     };
-    let rows = st
+    let limit = match q.limit {
+        None => AVAILABILITY_PAGE,
+        Some(n) if (1..=AVAILABILITY_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("limit: {n} must be 1 to {AVAILABILITY_PAGE} (page with offset)"),
+            ));
+        }
+    };
+    if q.camera.is_some() && group_by != GroupBy::Camera {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "camera: only with group_by=camera",
+        ));
+    }
+    let mut rows = st
         .ledger
         .availability(from, to, group_by)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if let Some(c) = &q.camera {
+        rows.retain(|r| &r.key == c);
+    }
     if !csv {
-        return Ok(Json(rows).into_response());
+        let total = rows.len();
+        let page: Vec<_> = rows
+            .into_iter()
+            .skip(q.offset.unwrap_or(0))
+            .take(limit)
+            .collect();
+        let mut res = Json(page).into_response();
+        res.headers_mut()
+            .insert("x-total-count", axum::http::HeaderValue::from(total as u64));
+        return Ok(res);
     }
     let names: BTreeMap<String, (String, String)> = st
         .fleet

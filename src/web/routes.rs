@@ -193,7 +193,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
         p("from", "unix ms (default 24 h ago)"),
         p("to", "unix ms (default now)"),
         p("group_by", "camera | area | day | month"),
-        p("format", "json | csv"),
+        p("format", "json | csv (the whole table; JSON comes in pages)"),
+        p("camera", "only this camera's row (group_by=camera)"),
+        p("limit", "JSON rows per page, 1–500 (default 500); X-Total-Count gives the total"),
+        p("offset", "JSON rows skipped (default 0)"),
     ]),
     // Rules.
     ep("GET", "/api/rules", Perm(P::ViewRules), "rules", "Zones and rules (the rules file's shape)"),

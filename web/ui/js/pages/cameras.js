@@ -184,7 +184,7 @@ export function mount(root) {
       const now = Date.now();
       const [h1, rows] = await Promise.all([
         get(`/api/cameras/${encodeURIComponent(id)}/history?limit=200`),
-        get(`/api/health/availability${qs({ group_by: 'camera', from: now - 86400000, to: now })}`).catch(() => []),
+        get(`/api/health/availability${qs({ group_by: 'camera', camera: id, from: now - 86400000, to: now })}`).catch(() => []),
       ]);
       hist = h1;
       avail = rows.find((r) => r.key === id) || null;
