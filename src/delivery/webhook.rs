@@ -16,6 +16,8 @@ use crate::clock::Clock;
 
 /// Rows attempted concurrently per pass.
 const BATCH: usize = 32;
+/// Idle connections kept per receiver between passes.
+const IDLE_PER_HOST: usize = 4;
 /// How often the worker looks for due rows when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
 /// Longest pause between passes while they fail.
@@ -103,6 +105,11 @@ impl DeliveryWorker {
             .use_rustls_tls()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
+            // A pass sends up to BATCH rows at once (a backlog after an outage, alerts and their
+            // clips' messages together): keep a few connections per receiver afterwards, not one
+            // per row of the largest burst (descriptors stay flat).
+            .pool_max_idle_per_host(IDLE_PER_HOST)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(DeliveryWorker {
             store,
