@@ -16,11 +16,25 @@ use crate::decode::{AccessUnit, VideoCodec};
 /// `n` frames of 320×240 at 10 fps, a keyframe every 20, as ingest delivers them (Annex B, SPS/PPS
 /// in front of each keyframe).
 fn encoded(n: u32) -> Vec<(Bytes, bool, i64)> {
+    encoded_as(VideoCodec::H264, n)
+}
+
+/// [`encoded`] in `codec` (H.265 by x265: VPS/SPS/PPS in front of each keyframe).
+fn encoded_as(codec: VideoCodec, n: u32) -> Vec<(Bytes, bool, i64)> {
     gst::init().unwrap();
+    let enc = match codec {
+        VideoCodec::H264 => {
+            "x264enc speed-preset=ultrafast key-int-max=20 bframes=0 ! h264parse config-interval=-1 \
+             ! video/x-h264,stream-format=byte-stream,alignment=au"
+        }
+        VideoCodec::H265 => {
+            "x265enc speed-preset=ultrafast key-int-max=20 option-string=bframes=0 \
+             ! h265parse config-interval=-1 ! video/x-h265,stream-format=byte-stream,alignment=au"
+        }
+    };
     let desc = format!(
         "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 \
-         ! x264enc speed-preset=ultrafast key-int-max=20 bframes=0 ! h264parse config-interval=-1 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false"
+         ! {enc} ! appsink name=sink sync=false"
     );
     let pipeline = gst::parse::launch(&desc)
         .unwrap()
@@ -134,6 +148,33 @@ fn units_as_received_become_a_playable_mp4_with_its_digest() {
     // A clip must start on a keyframe.
     let e = mux::write_mp4(VideoCodec::H264, &units[1..], &dir.path().join("b.mp4")).unwrap_err();
     assert!(e.contains("keyframe"), "{e}");
+}
+
+/// H.265 cameras get clips too: the same writer with `h265parse`.
+#[test]
+fn h265_units_become_a_playable_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = SystemTime::now();
+    let units: Vec<Unit> = encoded_as(VideoCodec::H265, 40)
+        .into_iter()
+        .map(|(data, keyframe, pts_90k)| Unit {
+            data,
+            keyframe,
+            pts_90k,
+            arrival: t0 + Duration::from_micros(pts_90k as u64 * 100 / 9),
+        })
+        .collect();
+    assert!(units[0].keyframe);
+    let path = dir.path().join("h.mp4");
+    let w = mux::write_mp4(VideoCodec::H265, &units, &path).unwrap();
+    let (codec, secs, frames, key) = probe(&path);
+    assert_eq!((codec.as_str(), frames, key), ("hevc", 40, true));
+    assert!((secs - 4.0).abs() < 0.25, "{secs} s");
+    assert!(
+        (w.duration.as_secs_f64() - 4.0).abs() < 0.05,
+        "{:?}",
+        w.duration
+    );
 }
 
 /// The clip states the stage hands over (the alert store in the service).
