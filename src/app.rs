@@ -70,10 +70,9 @@ pub enum AppError {
     },
 }
 
-/// The camera stage hands every access unit to the sampling stage's gate, which decides what the
-/// decoders get (the join between the two stages).
-/// What the camera stage hands every access unit to: the clip stage's buffer first (every unit, as
-/// received), then the decode gate.
+/// What the camera stage hands every access unit to (the join between the stages): the clip
+/// stage's buffer first (every unit, as received), then the sampling stage's gate, which decides
+/// what the decoders get.
 struct Intake {
     gate: crate::sample::Gate,
     clips: Option<Arc<crate::clip::Recorder>>,

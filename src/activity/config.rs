@@ -85,21 +85,13 @@ impl RawActivityConfig {
         let d = ActivityConfig::default();
         let mut errors = Vec::new();
         let mut duration = |key: &str, v: &Option<String>, default: Duration, min: Duration| {
-            let Some(text) = v else { return default };
-            match crate::time::parse_duration(text) {
-                Ok(x) if x >= min => x,
-                Ok(_) => {
-                    errors.push(ConfigError::new(
-                        format!("activity.{key}"),
-                        format!("{text:?} is too short; at least {} s", min.as_secs()),
-                    ));
-                    default
-                }
-                Err(e) => {
-                    errors.push(ConfigError::new(format!("activity.{key}"), e));
-                    default
-                }
-            }
+            crate::config::duration_field(
+                &mut errors,
+                &format!("activity.{key}"),
+                v.as_deref(),
+                default,
+                min,
+            )
         };
         let vqd_interval = duration(
             "vqd_interval",

@@ -124,21 +124,13 @@ impl RawClipConfig {
         let d = ClipConfig::default();
         let mut errors = Vec::new();
         let mut duration = |key: &str, v: &Option<String>, default: Duration, min: Duration| {
-            let Some(text) = v else { return default };
-            match crate::time::parse_duration(text) {
-                Ok(x) if x >= min => x,
-                Ok(_) => {
-                    errors.push(ConfigError::new(
-                        format!("clip.{key}"),
-                        format!("{text:?} is too short; at least {} s", min.as_secs()),
-                    ));
-                    default
-                }
-                Err(e) => {
-                    errors.push(ConfigError::new(format!("clip.{key}"), e));
-                    default
-                }
-            }
+            crate::config::duration_field(
+                &mut errors,
+                &format!("clip.{key}"),
+                v.as_deref(),
+                default,
+                min,
+            )
         };
         let pre = duration("pre", &self.pre, d.pre, Duration::ZERO);
         let post = duration("post", &self.post, d.post, Duration::from_secs(1));

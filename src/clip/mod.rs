@@ -175,9 +175,18 @@ impl Recorder {
         &self.dir
     }
 
-    /// The cameras that have rules (buffered when `cameras = "rules"`).
+    /// The cameras that have rules (buffered when `cameras = "rules"`); a camera that no longer
+    /// is buffered drops its buffer (its open clips are written).
     pub fn set_cameras_with_rules(&self, ids: impl IntoIterator<Item = String>) {
         *write(&self.with_rules) = ids.into_iter().collect();
+        let gone: Vec<Arc<str>> = read(&self.rings)
+            .keys()
+            .filter(|c| !self.buffered(c))
+            .cloned()
+            .collect();
+        for c in gone {
+            self.forget(&c);
+        }
     }
 
     /// Whether `camera` keeps a buffer.
@@ -208,9 +217,6 @@ impl Recorder {
     /// One access unit of a camera, as received. Never blocks on anything but the camera's buffer.
     pub fn tap(&self, frame: &EncodedFrame) {
         if !self.buffered(&frame.camera) {
-            if read(&self.rings).contains_key(&frame.camera) {
-                self.forget(&frame.camera);
-            }
             return;
         }
         let ring = self.ring(&frame.camera);

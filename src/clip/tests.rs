@@ -4,24 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use sha2::Digest;
 
 use super::*;
 use crate::decode::{AccessUnit, VideoCodec};
 
-/// `n` frames of 320×240 at 10 fps, a keyframe every 20, as ingest delivers them (Annex B, SPS/PPS
-/// in front of each keyframe).
-fn encoded(n: u32) -> Vec<(Bytes, bool, i64)> {
-    encoded_as(VideoCodec::H264, n)
-}
-
-/// [`encoded`] in `codec` (H.265 by x265: VPS/SPS/PPS in front of each keyframe).
-fn encoded_as(codec: VideoCodec, n: u32) -> Vec<(Bytes, bool, i64)> {
-    gst::init().unwrap();
+/// `n` frames of 320×240 at 10 fps in `codec`, a keyframe every 20, as ingest delivers them
+/// (Annex B, parameter sets in front of each keyframe), arriving at their own times after `t0`.
+fn units(codec: VideoCodec, n: u32, t0: SystemTime) -> Vec<Unit> {
     let enc = match codec {
         VideoCodec::H264 => {
             "x264enc speed-preset=ultrafast key-int-max=20 bframes=0 ! h264parse config-interval=-1 \
@@ -32,32 +22,21 @@ fn encoded_as(codec: VideoCodec, n: u32) -> Vec<(Bytes, bool, i64)> {
              ! h265parse config-interval=-1 ! video/x-h265,stream-format=byte-stream,alignment=au"
         }
     };
-    let desc = format!(
+    let aus = crate::decode::tests::collect(&format!(
         "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 \
          ! {enc} ! appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        let buf = sample.buffer().unwrap();
-        let map = buf.map_readable().unwrap();
-        let pts = buf.pts().map_or(0, |t| t.nseconds());
-        out.push((
-            Bytes::copy_from_slice(&map),
-            !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
-            i64::try_from(pts * 9 / 100_000).unwrap(),
-        ));
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
+    ));
+    // The encoder's first time need not be 0 (x264 starts later): arrivals count from it.
+    let first = aus.first().map_or(0, |au| au.pts_90k);
+    let out: Vec<Unit> = aus
+        .into_iter()
+        .map(|au| Unit {
+            arrival: t0 + Duration::from_micros((au.pts_90k - first) as u64 * 100 / 9),
+            data: au.data,
+            keyframe: au.keyframe,
+            pts_90k: au.pts_90k,
+        })
+        .collect();
     assert_eq!(out.len(), n as usize);
     out
 }
@@ -122,15 +101,7 @@ fn probe(path: &Path) -> (String, f64, u64, bool) {
 fn units_as_received_become_a_playable_mp4_with_its_digest() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
-    let units: Vec<Unit> = encoded(60)
-        .into_iter()
-        .map(|(data, keyframe, pts_90k)| Unit {
-            data,
-            keyframe,
-            pts_90k,
-            arrival: t0 + Duration::from_micros(pts_90k as u64 * 100 / 9),
-        })
-        .collect();
+    let units = units(VideoCodec::H264, 60, t0);
     let path = dir.path().join("a.mp4");
     let w = mux::write_mp4(VideoCodec::H264, &units, &path).unwrap();
     let (codec, secs, frames, key) = probe(&path);
@@ -155,15 +126,7 @@ fn units_as_received_become_a_playable_mp4_with_its_digest() {
 fn h265_units_become_a_playable_mp4() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
-    let units: Vec<Unit> = encoded_as(VideoCodec::H265, 40)
-        .into_iter()
-        .map(|(data, keyframe, pts_90k)| Unit {
-            data,
-            keyframe,
-            pts_90k,
-            arrival: t0 + Duration::from_micros(pts_90k as u64 * 100 / 9),
-        })
-        .collect();
+    let units = units(VideoCodec::H265, 40, t0);
     assert!(units[0].keyframe);
     let path = dir.path().join("h.mp4");
     let w = mux::write_mp4(VideoCodec::H265, &units, &path).unwrap();
@@ -193,21 +156,15 @@ impl ClipSink for Sink {
     }
 }
 
-fn frame(
-    camera: &Arc<str>,
-    data: Bytes,
-    keyframe: bool,
-    pts_90k: i64,
-    arrival: SystemTime,
-) -> EncodedFrame {
+fn frame(camera: &Arc<str>, u: &Unit) -> EncodedFrame {
     EncodedFrame {
         camera: camera.clone(),
         codec: VideoCodec::H264,
         unit: AccessUnit {
-            data,
-            keyframe,
-            pts_90k,
-            arrival,
+            data: u.data.clone(),
+            keyframe: u.keyframe,
+            pts_90k: u.pts_90k,
+            arrival: u.arrival,
             loss: 0,
         },
         width: 320,
@@ -230,13 +187,12 @@ fn an_alert_gets_pre_and_post_seconds_and_a_later_alert_joins_the_same_clip() {
     let (r, workers) = Recorder::start(config, dir.path(), sink.clone(), clock).unwrap();
     r.set_cameras_with_rules(["c1".to_owned()]);
     let (c1, c2): (Arc<str>, Arc<str>) = ("c1".into(), "c2".into());
-    let units = encoded(200);
     let t0 = SystemTime::now();
     let at = |i: usize| t0 + Duration::from_millis(i as u64 * 100);
     let mut alert = None;
-    for (i, (data, keyframe, pts)) in units.into_iter().enumerate() {
-        r.tap(&frame(&c1, data.clone(), keyframe, pts, at(i)));
-        r.tap(&frame(&c2, data, keyframe, pts, at(i)));
+    for (i, u) in units(VideoCodec::H264, 200, t0).iter().enumerate() {
+        r.tap(&frame(&c1, u));
+        r.tap(&frame(&c2, u));
         // At 10.5 s, an alert on the frame of 9.0 s; a second one at 11 s on the frame of 10.5 s.
         if i == 105 {
             assert_eq!(r.begin("c2", "B", at(90)), None, "c2 has no rules: no clip");
@@ -260,6 +216,10 @@ fn an_alert_gets_pre_and_post_seconds_and_a_later_alert_joins_the_same_clip() {
         "only the camera with rules keeps a buffer"
     );
     assert!(r.stats.held.load(Ordering::Relaxed) > 0);
+    // c1 loses its rules: its buffer goes.
+    r.set_cameras_with_rules(Vec::new());
+    assert_eq!(r.buffered_cameras(), 0);
+    assert_eq!(r.stats.held.load(Ordering::Relaxed), 0);
     workers.stop();
     let states = lock(&sink.states).clone();
     assert_eq!(states.len(), 1, "{states:?}");
@@ -288,14 +248,8 @@ fn the_memory_budget_leaves_each_camera_its_current_gop_and_counts_it() {
         Recorder::start(config, dir.path(), Arc::new(Sink::default()), clock).unwrap();
     let c: Arc<str> = "c".into();
     let t0 = SystemTime::now();
-    for (i, (data, keyframe, pts)) in encoded(100).into_iter().enumerate() {
-        r.tap(&frame(
-            &c,
-            data,
-            keyframe,
-            pts,
-            t0 + Duration::from_millis(i as u64 * 100),
-        ));
+    for u in &units(VideoCodec::H264, 100, t0) {
+        r.tap(&frame(&c, u));
     }
     assert!(r.stats.pressure.load(Ordering::Relaxed) > 0);
     let ring = read(&r.rings).get(&c).cloned().unwrap();

@@ -53,6 +53,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A stage section's optional duration field (`"10s"`): `default` when absent; an unparseable or
+/// shorter-than-`min` value is an error at `path` (and gives `default`, so checking goes on).
+pub fn duration_field(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    text: Option<&str>,
+    default: std::time::Duration,
+    min: std::time::Duration,
+) -> std::time::Duration {
+    let Some(text) = text else { return default };
+    match crate::time::parse_duration(text) {
+        Ok(x) if x >= min => x,
+        Ok(_) => {
+            errors.push(ConfigError::new(
+                path,
+                format!("{text:?} is too short; at least {} s", min.as_secs()),
+            ));
+            default
+        }
+        Err(e) => {
+            errors.push(ConfigError::new(path, e));
+            default
+        }
+    }
+}
+
 /// Every problem found in one configuration; never empty when returned as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -14,12 +14,12 @@ use gstreamer_app as gst_app;
 use super::template::{element_names, output_caps, render};
 use super::*;
 
-/// One access unit cut from a file.
+/// One access unit cut from a file (or encoded by a test).
 #[derive(Clone)]
-struct Au {
-    data: Bytes,
-    keyframe: bool,
-    pts_90k: i64,
+pub(crate) struct Au {
+    pub(crate) data: Bytes,
+    pub(crate) keyframe: bool,
+    pub(crate) pts_90k: i64,
 }
 
 fn asset(name: &str) -> PathBuf {
@@ -31,7 +31,7 @@ fn asset(name: &str) -> PathBuf {
 }
 
 /// Runs `desc` (which ends in `appsink name=sink`) to the end and collects its buffers.
-fn collect(desc: &str) -> Vec<Au> {
+pub(crate) fn collect(desc: &str) -> Vec<Au> {
     gst::init().unwrap();
     let pipeline = gst::parse::launch(desc)
         .unwrap()

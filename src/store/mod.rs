@@ -610,47 +610,27 @@ impl AlertStore {
         let mut report = CleanupReport::default();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        // (seq, id, snapshot, bytes, old, undelivered), oldest first.
-        let rows: Vec<(String, Option<String>, u64, bool, bool)> = {
-            let mut stmt = tx.prepare(
-                "SELECT a.id, a.snapshot, a.snapshot_bytes, a.time_ms < ?1, \
-                 EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead')) \
-                 FROM alerts a ORDER BY a.seq",
-            )?;
-            let r = stmt.query_map([now_ms.saturating_sub(ms(max_age))], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                    r.get(3)?,
-                    r.get(4)?,
-                ))
-            })?;
-            r.collect::<Result<_, _>>()?
-        };
-        let mut total: u64 = rows.iter().map(|r| r.2).sum();
-        let mut files = Vec::new();
-        for (id, snapshot, bytes, old, undelivered) in rows {
-            if !old && total <= max_bytes {
-                break;
-            }
-            if undelivered {
-                report.kept_undelivered += 1;
-                continue;
-            }
-            tx.execute("DELETE FROM alert_events WHERE alert_id = ?1", [&id])?;
-            tx.execute("DELETE FROM outbox WHERE alert_id = ?1", [&id])?;
-            tx.execute("DELETE FROM alerts WHERE id = ?1", [&id])?;
-            total = total.saturating_sub(bytes);
-            report.alerts += 1;
-            report.bytes += bytes;
-            files.extend(snapshot);
-        }
+        let rows = retention_candidates(
+            &tx,
+            "SELECT a.id, a.snapshot, a.snapshot_bytes, a.time_ms < ?1, \
+             EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead')) \
+             FROM alerts a ORDER BY a.seq",
+            now_ms.saturating_sub(ms(max_age)),
+        )?;
+        let (deleted, kept) = retention_pass(rows, max_bytes, |r| {
+            tx.execute("DELETE FROM alert_events WHERE alert_id = ?1", [&r.key])?;
+            tx.execute("DELETE FROM outbox WHERE alert_id = ?1", [&r.key])?;
+            tx.execute("DELETE FROM alerts WHERE id = ?1", [&r.key])?;
+            Ok(())
+        })?;
         tx.commit()?;
         drop(conn);
+        report.kept_undelivered = kept;
+        report.alerts = deleted.len();
+        report.bytes = deleted.iter().map(|r| r.bytes).sum();
         // After the commit: a crash in between leaves an orphan file, never a row without its file.
-        for f in files {
-            if let Some(p) = self.snapshot_path(&f) {
+        for f in deleted.iter().filter_map(|r| r.file.as_deref()) {
+            if let Some(p) = self.snapshot_path(f) {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -720,34 +700,17 @@ impl AlertStore {
     ) -> Result<(u64, u64), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        // (name, clip json, bytes, old, undelivered), oldest first.
-        let rows: Vec<(String, String, u64, bool, bool)> = {
-            let mut stmt = tx.prepare(
-                "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), MAX(a.time_ms) < ?1, \
-                 MAX(EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead'))) \
-                 FROM alerts a WHERE a.clip_state = 'ready' GROUP BY a.clip_name ORDER BY MIN(a.seq)",
-            )?;
-            let r = stmt.query_map([now_ms.saturating_sub(ms(max_age))], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                    r.get(3)?,
-                    r.get(4)?,
-                ))
-            })?;
-            r.collect::<Result<_, _>>()?
-        };
-        let mut total: u64 = rows.iter().map(|r| r.2).sum();
-        let (mut files, mut freed) = (Vec::new(), 0u64);
-        for (name, json, bytes, old, undelivered) in rows {
-            if !old && total <= max_bytes {
-                break;
-            }
-            if undelivered {
-                continue;
-            }
-            let mut clip: AlertClip = serde_json::from_str(&json)
+        // One row per clip (alerts may share one): its newest alert's age decides.
+        let rows = retention_candidates(
+            &tx,
+            "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), MAX(a.time_ms) < ?1, \
+             MAX(EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead'))) \
+             FROM alerts a WHERE a.clip_state = 'ready' GROUP BY a.clip_name ORDER BY MIN(a.seq)",
+            now_ms.saturating_sub(ms(max_age)),
+        )?;
+        let (deleted, _) = retention_pass(rows, max_bytes, |r| {
+            let json = r.file.as_deref().unwrap_or_default();
+            let mut clip: AlertClip = serde_json::from_str(json)
                 .map_err(|_| StoreError::Corrupt(format!("clip {json}")))?;
             clip.state = ClipState::Deleted;
             clip.bytes = 0;
@@ -755,23 +718,78 @@ impl AlertStore {
                 serde_json::to_string(&clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             tx.execute(
                 "UPDATE alerts SET clip = ?1, clip_state = 'deleted', clip_bytes = 0 WHERE clip_name = ?2",
-                params![json, name],
+                params![json, r.key],
             )?;
-            total = total.saturating_sub(bytes);
-            freed += bytes;
-            files.push(name);
-        }
+            Ok(())
+        })?;
         tx.commit()?;
         drop(conn);
-        let n = files.len() as u64;
         // After the commit: a crash in between leaves an orphan file, never a ready clip without one.
-        for f in files {
-            if let Some(p) = self.clip_path(&f) {
+        for r in &deleted {
+            if let Some(p) = self.clip_path(&r.key) {
                 let _ = std::fs::remove_file(p);
             }
         }
-        Ok((n, freed))
+        Ok((deleted.len() as u64, deleted.iter().map(|r| r.bytes).sum()))
     }
+}
+
+/// One row a retention pass may delete, oldest first.
+struct Candidate {
+    /// Alert id (alert retention) or clip name (clip retention).
+    key: String,
+    /// The snapshot's file name, or the clip's JSON.
+    file: Option<String>,
+    /// Bytes it holds on disk.
+    bytes: u64,
+    /// Older than the age limit.
+    old: bool,
+    /// A delivery of it is pending or dead: kept whatever its age.
+    undelivered: bool,
+}
+
+/// The rows of `sql` (selecting key, file, bytes, old, undelivered; `?1` = the age cutoff).
+fn retention_candidates(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    cutoff_ms: i64,
+) -> rusqlite::Result<Vec<Candidate>> {
+    let mut stmt = tx.prepare(sql)?;
+    let rows = stmt.query_map([cutoff_ms], |r| {
+        Ok(Candidate {
+            key: r.get(0)?,
+            file: r.get(1)?,
+            bytes: r.get::<_, i64>(2)?.max(0) as u64,
+            old: r.get(3)?,
+            undelivered: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Retention by age, then by size: oldest first, `delete` each row that is old or while the total
+/// is over `max_bytes`; a row with an undelivered delivery is kept (and counted). Returns the rows
+/// deleted and how many were kept for their delivery.
+fn retention_pass(
+    rows: Vec<Candidate>,
+    max_bytes: u64,
+    mut delete: impl FnMut(&Candidate) -> Result<(), StoreError>,
+) -> Result<(Vec<Candidate>, usize), StoreError> {
+    let mut total: u64 = rows.iter().map(|r| r.bytes).sum();
+    let (mut deleted, mut kept) = (Vec::new(), 0);
+    for r in rows {
+        if !r.old && total <= max_bytes {
+            break;
+        }
+        if r.undelivered {
+            kept += 1;
+            continue;
+        }
+        delete(&r)?;
+        total = total.saturating_sub(r.bytes);
+        deleted.push(r);
+    }
+    Ok((deleted, kept))
 }
 
 /// A file name that stays in its folder.

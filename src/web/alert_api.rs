@@ -304,43 +304,24 @@ async fn clip(
         Ok(_) => return error(StatusCode::NOT_FOUND, format!("alert {id} not found")),
         Err(e) => return store_error(e),
     };
-    let path = match &clip {
-        None => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("alert {id} has no clip (its camera keeps no pre-event buffer)"),
-            );
-        }
+    let ready = match clip {
+        None => Err("it has no clip (its camera keeps no pre-event buffer)".to_owned()),
         Some(c) => match c.state {
-            ClipState::Ready => store.clip_path(&c.name),
-            ClipState::Recording => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!("the clip of alert {id} is still recording"),
-                );
-            }
-            ClipState::Failed => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "alert {id} has no clip: {}",
-                        c.error.as_deref().unwrap_or("it could not be made")
-                    ),
-                );
-            }
-            ClipState::Deleted => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!("the clip of alert {id} was deleted by retention"),
-                );
-            }
+            ClipState::Ready => store
+                .clip_path(&c.name)
+                .filter(|p| p.is_file())
+                .ok_or_else(|| "its clip is no longer on disk".to_owned()),
+            ClipState::Recording => Err("its clip is still recording".to_owned()),
+            ClipState::Failed => Err(format!(
+                "it has no clip: {}",
+                c.error.as_deref().unwrap_or("it could not be made")
+            )),
+            ClipState::Deleted => Err("its clip was deleted by retention".to_owned()),
         },
     };
-    let Some(path) = path.filter(|p| p.is_file()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("the clip of alert {id} is no longer on disk"),
-        );
+    let path = match ready {
+        Ok(p) => p,
+        Err(why) => return error(StatusCode::NOT_FOUND, format!("alert {id}: {why}")),
     };
     match tower_http::services::ServeFile::new(&path)
         .oneshot(request)

@@ -6,17 +6,22 @@
 //! - **WebSocket origin.** A browser's WebSocket (the feed) is accepted only from the service's own
 //!   pages: its `Origin` must be the request's own host or `[web] public_url`'s origin. Clients that
 //!   send no `Origin` (integrations, not browsers) are not affected.
-//! - **Secure cookie.** When the service is reached over TLS (`public_url` is https, or a trusted
-//!   proxy says `X-Forwarded-Proto: https`) the session cookie is marked `Secure`.
+//! - **TLS.** Whether the browser reached the service over TLS (`public_url` is https, or a trusted
+//!   proxy says `X-Forwarded-Proto: https`) goes into the request's extensions as [`OverTls`]; the
+//!   login marks the session cookie `Secure` by it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
+
+/// In a request's extensions: whether the browser reached the service over TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls(pub bool);
 
 /// What the edge layer needs from `[web]`.
 #[derive(Debug, Clone, Default)]
@@ -135,28 +140,8 @@ pub async fn edge(
         }
     }
     let tls = edge.over_tls(peer.map(|p| p.ip()), req.headers());
-    let mut res = next.run(req).await;
-    if tls {
-        let cookies: Vec<HeaderValue> = res
-            .headers_mut()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        if !cookies.is_empty() {
-            res.headers_mut().remove(header::SET_COOKIE);
-            for c in cookies {
-                let secure = match c.to_str() {
-                    Ok(s) if !s.to_ascii_lowercase().contains("; secure") => {
-                        HeaderValue::from_str(&format!("{s}; Secure")).unwrap_or(c)
-                    }
-                    _ => c,
-                };
-                res.headers_mut().append(header::SET_COOKIE, secure);
-            }
-        }
-    }
-    res
+    req.extensions_mut().insert(OverTls(tls));
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -233,8 +218,8 @@ mod tests {
         );
     }
 
-    /// Over a real socket: the layer rewrites the address handlers see, refuses a foreign origin's
-    /// WebSocket and marks the cookie Secure behind TLS.
+    /// Over a real socket: the layer rewrites the address handlers see, tells them the browser came
+    /// over TLS, and refuses a foreign origin's WebSocket.
     #[tokio::test]
     async fn through_a_real_socket() {
         use axum::Router;
@@ -243,12 +228,12 @@ mod tests {
         let app = Router::new()
             .route(
                 "/who",
-                get(|ConnectInfo(a): ConnectInfo<SocketAddr>| async move {
-                    (
-                        [(header::SET_COOKIE, "qly_session=t; HttpOnly; Path=/")],
-                        a.ip().to_string(),
-                    )
-                }),
+                get(
+                    |ConnectInfo(a): ConnectInfo<SocketAddr>,
+                     axum::Extension(tls): axum::Extension<OverTls>| async move {
+                        format!("{} tls={}", a.ip(), tls.0)
+                    },
+                ),
             )
             .layer(axum::middleware::from_fn_with_state(e, super::edge));
         let addr = crate::web::serve_for_test(app).await;
@@ -259,9 +244,7 @@ mod tests {
             .send()
             .await
             .unwrap();
-        let cookie = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
-        assert_eq!(cookie, "qly_session=t; HttpOnly; Path=/; Secure");
-        assert_eq!(r.text().await.unwrap(), "203.0.113.9");
+        assert_eq!(r.text().await.unwrap(), "203.0.113.9 tls=true");
         let ws = |origin: &str| {
             c.get(format!("http://{addr}/who"))
                 .header("upgrade", "websocket")

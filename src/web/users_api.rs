@@ -180,8 +180,13 @@ impl Body {
     }
 }
 
-fn session_cookie(value: &str, clear: bool) -> HeaderValue {
-    let extra = if clear { "; Max-Age=0" } else { "" };
+/// The session cookie; `Secure` when the browser reached the service over TLS (the edge layer
+/// says so in the request's extensions).
+fn session_cookie(value: &str, clear: bool, ext: &Extensions) -> HeaderValue {
+    let mut extra = if clear { "; Max-Age=0" } else { "" }.to_owned();
+    if ext.get::<super::edge::OverTls>().is_some_and(|t| t.0) {
+        extra.push_str("; Secure");
+    }
     HeaderValue::from_str(&format!(
         "{}={value}; HttpOnly; SameSite=Strict; Path=/{extra}",
         crate::auth::SESSION_COOKIE
@@ -240,8 +245,10 @@ async fn login(
                 },
             });
             let mut r = (StatusCode::OK, Json(body)).into_response();
-            r.headers_mut()
-                .insert(header::SET_COOKIE, session_cookie(ok.token.expose(), false));
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                session_cookie(ok.token.expose(), false, &ext),
+            );
             r
         }
         Err(LoginError::Wrong) => {
@@ -269,7 +276,7 @@ async fn login(
 }
 
 /// `POST /api/auth/logout`: ends this session (an API token stays valid) and clears the cookie.
-async fn logout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
+async fn logout(State(auth): State<Arc<Auth>>, ext: Extensions, headers: HeaderMap) -> Response {
     if let Some(token) = request_token(&headers).filter(|t| !t.starts_with(API_TOKEN_PREFIX))
         && let Err(e) = auth.blocking(move |s| s.end_session(&token)).await
     {
@@ -277,7 +284,7 @@ async fn logout(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", true));
+        .insert(header::SET_COOKIE, session_cookie("", true, &ext));
     r
 }
 
@@ -599,5 +606,27 @@ async fn audit_log(
     match auth.blocking(move |s| s.audit_query(&q)).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => auth_error(e),
+    }
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::*;
+
+    /// The session cookie is `Secure` exactly when the edge layer says the browser came over TLS.
+    #[test]
+    fn the_cookie_is_secure_behind_tls_only() {
+        let mut ext = Extensions::new();
+        let plain = session_cookie("t", false, &ext);
+        assert_eq!(plain, "qly_session=t; HttpOnly; SameSite=Strict; Path=/");
+        ext.insert(super::super::edge::OverTls(true));
+        assert_eq!(
+            session_cookie("t", false, &ext),
+            "qly_session=t; HttpOnly; SameSite=Strict; Path=/; Secure"
+        );
+        assert_eq!(
+            session_cookie("", true, &ext),
+            "qly_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure"
+        );
     }
 }
