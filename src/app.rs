@@ -17,12 +17,14 @@ use crate::alert::board::{self, AlertBoard};
 use crate::batch::{BatchInput, BatchStage};
 use crate::camera::{Fleet, FleetContext, FrameSink, Verdict};
 use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::decode::{DecodeConfig, DecoderPool, EncodedFrame, Router};
 use crate::health::{self, Ledger, LedgerHandle, VqdConfig};
 use crate::infer::{Analysed, InViewTap, Inferencer, OrtRuntime};
 use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
+use crate::time::unix_ms;
 use crate::web::{self, AppState};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
@@ -60,6 +62,9 @@ pub enum AppError {
     /// The users database could not be opened or seeded.
     #[error("users database: {0}")]
     Auth(String),
+    /// The camera inventory could not be opened or seeded.
+    #[error(transparent)]
+    Inventory(#[from] crate::config::inventory::InventoryError),
     /// The listen address is taken.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -68,6 +73,33 @@ pub enum AppError {
         /// OS error.
         source: std::io::Error,
     },
+}
+
+/// Seeds the store's camera inventory from the file and returns the cameras to run
+/// (`config::inventory::reconcile`); each step it took that a user would wonder about is logged.
+fn seed_inventory(
+    config: &Config,
+    inventory: &dyn crate::config::inventory::CameraStore,
+    clock: &dyn Clock,
+) -> Result<Vec<crate::config::Camera>, AppError> {
+    let stored = inventory.cameras()?;
+    let plan = crate::config::inventory::reconcile(config, stored, unix_ms(clock.wall()));
+    inventory.seed(&plan.writes)?;
+    for id in &plan.kept_removed {
+        tracing::info!(camera_id = %id, "the camera stays removed: it was removed through the API and its definition in the configuration has not changed since");
+    }
+    for id in &plan.file_won {
+        tracing::info!(camera_id = %id, "the configuration changed this camera's definition: it replaces what the API had made of it");
+    }
+    for e in &plan.errors {
+        tracing::error!(field = %e.path, message = %e.message, "a stored camera is not valid under this configuration; it is kept in the inventory but not started");
+    }
+    tracing::info!(
+        cameras = plan.cameras.len(),
+        from_file = config.cameras.len(),
+        "camera inventory"
+    );
+    Ok(plan.cameras)
 }
 
 /// What the camera stage hands every access unit to (the join between the stages): the clip
@@ -384,6 +416,12 @@ pub async fn start(
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
+    // The store's inventory is the truth once running; the file's cameras seed it.
+    let inventory: Arc<dyn crate::config::inventory::CameraStore> = Arc::new(
+        crate::store::inventory::SqliteInventory::open(&data_dir.join("inventory.db"))?,
+    );
+    config.cameras = seed_inventory(&config, inventory.as_ref(), clock.as_ref())?;
+
     let mut ledger = Ledger::open(data_dir.join("qianliyan.db"))?;
     // Time while the service was down counts as unknown, not as the last state seen.
     ledger.begin_run(clock.wall())?;
@@ -694,6 +732,7 @@ pub async fn start(
         queues,
         fleet: fleet.clone(),
         ledger: ledger.clone(),
+        inventory,
         config,
         started: SystemTime::now(),
         models: analysis

@@ -353,4 +353,35 @@ fn cameras_are_added_changed_removed_and_imported_at_run_time() {
         metrics.contains("qly_frames_in_total{camera=\"c1\"}"),
         "{metrics}"
     );
+    // What the API did survives a restart: the renamed file camera keeps its name, the
+    // imported one runs, the removed one stays removed.
+    let renamed = format!(
+        r#"{{"id":"c1","name":"改名","url":"{}","area_path":"示范县/城关镇/东街村"}}"#,
+        sim.running.url(1)
+    );
+    let (status, resp) = api(svc.addr, "PUT", "/api/cameras/c1", &renamed);
+    assert_eq!(status, 200, "{resp}");
+    let svc = svc.restart();
+    for id in ["c1", "imp1"] {
+        wait_for(
+            &svc,
+            id,
+            Duration::from_secs(20),
+            "online after the restart",
+            |v| is_state(v, "online"),
+        );
+    }
+    assert_eq!(camera(&svc, "c1")["name"], "改名");
+    assert_eq!(api(svc.addr, "GET", "/api/cameras/api1", "").0, 404);
+    let (status, _) = api(svc.addr, "DELETE", "/api/cameras/c1", "");
+    assert_eq!(status, 204);
+    let svc = svc.restart();
+    wait_for(&svc, "imp1", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+    assert_eq!(
+        api(svc.addr, "GET", "/api/cameras/c1", "").0,
+        404,
+        "a file camera removed through the API stays removed while the file's definition is unchanged"
+    );
 }

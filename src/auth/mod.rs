@@ -30,7 +30,6 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::Secret;
@@ -591,9 +590,7 @@ pub fn check_area(role: Role, area: Option<&str>) -> Result<Option<String>, Stri
 }
 
 /// Hex SHA-256 of a token: how tokens are stored and looked up.
-pub fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+pub use crate::config::sha256_hex;
 
 fn new_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())

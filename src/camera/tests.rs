@@ -184,6 +184,7 @@ fn camera(id: &str) -> Camera {
         keyframe_only: true,
         maintenance: vec![],
         origin: CameraOrigin::Toml { index: 0 },
+        definition: String::new(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! shown with their userinfo stripped, and [`Secret`] prints `***`.
 
 mod csv;
+pub mod inventory;
 pub mod raw;
 mod redact;
 mod types;
@@ -19,6 +20,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use inventory::sha256_hex;
 pub use raw::{SectionReader, StageSections};
 pub use redact::{redact_credentials, redact_url};
 pub use types::{

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
@@ -155,45 +155,64 @@ pub struct RawCredentials {
     pub rejected: Vec<String>,
 }
 
-/// `[[cameras]]` (and one CSV row).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[[cameras]]` (and one CSV row); serialized (absent fields left out), it is the camera's
+/// definition as the inventory store keeps it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCamera {
     /// Unique id, `[A-Za-z0-9_-]{1,64}`; required.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// GB/T 28181 device code, exactly 20 digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gb_code: Option<String>,
     /// Human name; required.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Main stream: rtsp://, rtsps://, rtmp://, http(s):// or file://, without credentials; required.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Sub-stream (子码流), same rules as `url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_url: Option<String>,
     /// Name of a `[credentials.<name>]` set.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<String>,
     /// Latitude, −90..=90; give both `lat` and `lon` or neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lat: Option<f64>,
     /// Longitude, −180..=180.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lon: Option<f64>,
     /// Administrative-division code, 6, 9 or 12 digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub area_code: Option<String>,
     /// "county/township/village", 1–3 non-empty segments.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub area_path: Option<String>,
     /// Police station responsible for the camera.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jurisdiction: Option<String>,
     /// 1 (highest) ..= 5; default 3.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     /// Free-form tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Default true; disabled cameras are not ingested and excluded from rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Overrides `ingest.transport`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
     /// Overrides `ingest.analysis_fps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis_fps: Option<f64>,
     /// Overrides `ingest.keyframe_only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keyframe_only: Option<bool>,
     /// Planned maintenance windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Vec<RawMaintenance>>,
     /// Where the camera was defined; set by the reader, not by the file.
     #[serde(skip)]
@@ -204,7 +223,7 @@ pub struct RawCamera {
 }
 
 /// One maintenance window, RFC 3339 instants with an offset (quoted or bare TOML datetimes).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMaintenance {
     /// Start, e.g. "2026-11-22T01:00:00+08:00".
@@ -214,7 +233,7 @@ pub struct RawMaintenance {
 }
 
 /// Date-time text, accepted from a TOML string or a bare TOML datetime; parsed by `validate`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DateText(pub String);
 
 impl<'de> Deserialize<'de> for DateText {

@@ -421,6 +421,11 @@ pub enum CameraOrigin {
     },
     /// The JSON body of an API request; field paths are the body's own keys.
     Api,
+    /// The camera inventory kept in the store (saved through the API, or seeded from the file).
+    Inventory {
+        /// The camera's id.
+        id: String,
+    },
 }
 
 impl CameraOrigin {
@@ -430,6 +435,7 @@ impl CameraOrigin {
             Self::Toml { index } => format!("cameras[{index}].{field}"),
             Self::Csv { file, line } => format!("{file} line {line} column {field}"),
             Self::Api => field.to_owned(),
+            Self::Inventory { id } => format!("inventory camera {id:?} field {field}"),
         }
     }
 }
@@ -440,6 +446,7 @@ impl fmt::Display for CameraOrigin {
             Self::Toml { index } => write!(f, "cameras[{index}]"),
             Self::Csv { file, line } => write!(f, "{file} line {line}"),
             Self::Api => write!(f, "the request body"),
+            Self::Inventory { id } => write!(f, "inventory camera {id:?}"),
         }
     }
 }
@@ -485,6 +492,9 @@ pub struct Camera {
     pub maintenance: Vec<MaintenanceWindow>,
     /// Where it was defined.
     pub origin: CameraOrigin,
+    /// The definition as written (the API's camera body: JSON, absent fields left out, no
+    /// credentials: those are named, never inline); what the inventory store keeps.
+    pub definition: String,
 }
 
 impl Camera {

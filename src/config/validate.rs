@@ -435,8 +435,9 @@ impl Validator {
             // A row with a cell that was reported and dropped is not imported with a default.
             if self.errors.len() == before
                 && cam.rejected.is_empty()
-                && let Some(c) = camera.finish(origin)
+                && let Some(mut c) = camera.finish(origin)
             {
+                c.definition = serde_json::to_string(cam).unwrap_or_default();
                 out.push(c);
             }
         }
@@ -737,6 +738,7 @@ impl PartialCamera {
             keyframe_only: self.keyframe_only,
             maintenance: self.maintenance,
             origin,
+            definition: String::new(),
         })
     }
 }

@@ -756,6 +756,7 @@ mod tests {
             keyframe_only: true,
             maintenance: vec![],
             origin: CameraOrigin::Toml { index: 0 },
+            definition: String::new(),
         }
     }
 

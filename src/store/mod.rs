@@ -8,6 +8,7 @@
 //! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `delivery`).
 //! Nothing is dropped: an insert either commits or returns its error to the caller.
 
+pub mod inventory;
 mod outbox;
 
 use std::path::{Path, PathBuf};

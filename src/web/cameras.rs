@@ -277,12 +277,48 @@ fn fleet_error(e: crate::camera::FleetError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
+/// A change of the inventory, saved in the store.
+enum Saving<'a> {
+    Save(&'a config::Camera),
+    Remove(&'a str),
+}
+
+/// Saves a change the fleet has just taken; 503 when the store refuses it (the caller then
+/// undoes the fleet's change, so what runs is what a restart would run).
+async fn persist(st: &AppState, change: Saving<'_>) -> Result<(), ApiError> {
+    let inventory = st.inventory.clone();
+    let now = unix_ms(SystemTime::now());
+    let (id, definition) = match change {
+        Saving::Save(c) => (c.id.clone(), Some(c.definition.clone())),
+        Saving::Remove(id) => (id.to_owned(), None),
+    };
+    let result = tokio::task::spawn_blocking(move || match definition {
+        Some(d) => inventory.save(&id, &d, now),
+        None => inventory.remove(&id, now),
+    })
+    .await;
+    let error = match result {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(error = %error, "the camera inventory could not be saved; the change is undone");
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the change could not be saved, so it was not made: {error}"),
+    ))
+}
+
 pub async fn create(
     State(st): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CameraView>), ApiError> {
     let camera = parse_camera(body, &st)?;
     let entry = st.fleet.add(camera).map_err(fleet_error)?;
+    if let Err(e) = persist(&st, Saving::Save(&entry.camera())).await {
+        let _ = st.fleet.remove(&entry.camera().id);
+        return Err(e);
+    }
     st.ledger.upsert_camera(&entry.camera()).await;
     Ok((StatusCode::CREATED, Json(view(&entry))))
 }
@@ -299,7 +335,12 @@ pub async fn replace(
             format!("id: the body says {:?} but the URL says {id:?}", camera.id),
         ));
     }
+    let before = live_camera(&st, &id)?.camera();
     let entry = st.fleet.update(camera).map_err(fleet_error)?;
+    if let Err(e) = persist(&st, Saving::Save(&entry.camera())).await {
+        let _ = st.fleet.update(before);
+        return Err(e);
+    }
     st.ledger.upsert_camera(&entry.camera()).await;
     Ok(Json(view(&entry)))
 }
@@ -308,7 +349,11 @@ pub async fn delete(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    st.fleet.remove(&id).map_err(fleet_error)?;
+    let removed = st.fleet.remove(&id).map_err(fleet_error)?;
+    if let Err(e) = persist(&st, Saving::Remove(&id)).await {
+        let _ = st.fleet.add(removed.camera());
+        return Err(e);
+    }
     st.ledger.remove_camera(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -355,6 +400,14 @@ pub async fn import(
         let field = camera.origin.field_path("id");
         match st.fleet.add(camera) {
             Ok(entry) => {
+                if let Err(e) = persist(&st, Saving::Save(&entry.camera())).await {
+                    let _ = st.fleet.remove(&id);
+                    errors.push(super::FieldError {
+                        field,
+                        message: e.message().to_owned(),
+                    });
+                    continue;
+                }
                 st.ledger.upsert_camera(&entry.camera()).await;
                 imported.push(id);
             }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     /// The online-rate ledger (on its own thread).
     pub ledger: LedgerHandle,
+    /// Where camera definitions are kept: what the API adds, changes and removes survives a restart.
+    pub inventory: Arc<dyn crate::config::inventory::CameraStore>,
     /// The configuration the service started with (defaults for cameras added at run time).
     pub config: Config,
     /// Start time, for /api/system.
@@ -279,6 +281,11 @@ impl ApiError {
             message: message.into(),
             fields: Vec::new(),
         }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// 422 with every field error.

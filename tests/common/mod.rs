@@ -401,7 +401,10 @@ pub struct Service {
     service: Option<qianliyan::app::Service>,
     cancel: CancellationToken,
     rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    /// What it was started with, for [`Service::restart`].
+    toml: String,
+    env: Vec<(String, String)>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Service {
@@ -416,6 +419,18 @@ impl Service {
     /// Cancels and waits (up to 30 s) for every stage to stop.
     pub fn stop(self) {
         drop(self);
+    }
+
+    /// Stops the service and starts it again on the same configuration and data directory.
+    pub fn restart(mut self) -> Service {
+        let dir = self.dir.take().expect("the service keeps its directory");
+        let (toml, env) = (
+            std::mem::take(&mut self.toml),
+            std::mem::take(&mut self.env),
+        );
+        drop(self);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        start_service(dir, &toml, &env)
     }
 }
 
@@ -439,6 +454,10 @@ impl Drop for Service {
 /// Starts the service from `toml` (relative paths resolve in `dir`, which the service keeps), with
 /// [`test_env`] plus `env` as its environment.
 pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -> Service {
+    let given: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let env: std::collections::BTreeMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -465,6 +484,8 @@ pub fn start_service(dir: tempfile::TempDir, toml: &str, env: &[(&str, &str)]) -
         service: Some(service),
         cancel,
         rt,
-        _dir: dir,
+        toml: toml.to_owned(),
+        env: given,
+        dir: Some(dir),
     }
 }
