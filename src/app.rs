@@ -102,6 +102,38 @@ fn seed_inventory(
     Ok(plan.cameras)
 }
 
+/// Moves the rules document an older build saved to `<data_dir>/rules.toml` into the store, once
+/// (the file is renamed `rules.toml.moved`); the store's copy wins if it has one.
+fn adopt_rules_file(
+    path: &std::path::Path,
+    store: &dyn crate::rules::live::RulesStore,
+    clock: &dyn Clock,
+) {
+    // Only what the editor wrote (its first line says so): a configured rules file that happens to
+    // lie there is the seed, not a saved document.
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    if !text.starts_with(crate::rules::live::SAVED_HEADER) {
+        return;
+    }
+    let moved = path.with_extension("toml.moved");
+    let result = match store.load() {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => store.save(&text, unix_ms(clock.wall())),
+        Err(e) => Err(e),
+    }
+    .and_then(|()| std::fs::rename(path, &moved).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => {
+            tracing::info!(from = %path.display(), to = %store.describe(), "the saved rules document now lives in the store")
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "the saved rules file could not be moved into the store; it stays where it is")
+        }
+    }
+}
+
 /// What the camera stage hands every access unit to (the join between the stages): the clip
 /// stage's buffer first (every unit, as received), then the sampling stage's gate, which decides
 /// what the decoders get.
@@ -417,8 +449,15 @@ pub async fn start(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     // The store's inventory is the truth once running; the file's cameras seed it.
-    let inventory: Arc<dyn crate::config::inventory::CameraStore> = Arc::new(
-        crate::store::inventory::SqliteInventory::open(&data_dir.join("inventory.db"))?,
+    let store_of_inventory =
+        crate::store::inventory::Inventory::open_sqlite(&data_dir.join("inventory.db"))?;
+    let inventory: Arc<dyn crate::config::inventory::CameraStore> =
+        Arc::new(store_of_inventory.clone());
+    let rules_store: Arc<dyn crate::rules::live::RulesStore> = Arc::new(store_of_inventory);
+    adopt_rules_file(
+        &data_dir.join("rules.toml"),
+        rules_store.as_ref(),
+        clock.as_ref(),
     );
     config.cameras = seed_inventory(&config, inventory.as_ref(), clock.as_ref())?;
 
@@ -535,7 +574,7 @@ pub async fn start(
     };
     let live_rules = Arc::new(match &analysis_config {
         Some(a) => crate::rules::live::LiveRules::new(
-            data_dir.join("rules.toml"),
+            rules_store.clone(),
             a.rules_file.clone(),
             crate::rules::ValidateContext {
                 anomaly_model: a.anomaly_model,
@@ -544,7 +583,7 @@ pub async fn start(
             },
         ),
         None => crate::rules::live::LiveRules::new(
-            data_dir.join("rules.toml"),
+            rules_store.clone(),
             None,
             crate::rules::ValidateContext::default(),
         ),
@@ -554,12 +593,12 @@ pub async fn start(
         match live_rules.load_saved(known) {
             None => {}
             Some(Ok(saved)) => {
-                tracing::info!(path = %live_rules.path().display(), rules = saved.rules.len(), "running the rules saved through the editor (they replace the configured file)");
+                tracing::info!(store = %live_rules.place(), rules = saved.rules.len(), "running the rules saved through the editor (they replace the configured file)");
                 analysis.rules = saved;
             }
             Some(Err(errors)) => {
                 for e in &errors {
-                    tracing::error!(path = %live_rules.path().display(), field = %e.path, message = %e.message, "saved rules are invalid; running the configured rules file");
+                    tracing::error!(store = %live_rules.place(), field = %e.path, message = %e.message, "saved rules are invalid; running the configured rules file");
                 }
             }
         }
@@ -826,5 +865,29 @@ impl Service {
         drop(self.ledger);
         let ledger_thread = self.ledger_thread;
         let _ = tokio::task::spawn_blocking(move || ledger_thread.join()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::live::RulesStore;
+
+    #[test]
+    fn an_older_builds_saved_rules_file_moves_into_the_store_once_and_a_seed_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::inventory::Inventory::open_sqlite(&dir.path().join("i.db")).unwrap();
+        let clock = SystemClock;
+        let path = dir.path().join("rules.toml");
+        // A configured rules file lying in the data directory is not the editor's.
+        std::fs::write(&path, "[[zones]]\n").unwrap();
+        adopt_rules_file(&path, &store, &clock);
+        assert!(path.exists() && store.load().unwrap().is_none());
+        let saved = format!("{}\n\n[[zones]]\n", crate::rules::live::SAVED_HEADER);
+        std::fs::write(&path, &saved).unwrap();
+        adopt_rules_file(&path, &store, &clock);
+        assert_eq!(store.load().unwrap().unwrap().text, saved);
+        assert!(!path.exists() && dir.path().join("rules.toml.moved").exists());
     }
 }

@@ -14,6 +14,7 @@ pub mod camsim;
 pub mod clip;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod decode;
 pub mod delivery;
 pub mod health;

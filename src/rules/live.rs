@@ -1,16 +1,17 @@
 //! Rules changed at run time: the API reads and replaces the whole rules document (zones + rules),
-//! validated exactly like the file at start-up, saved atomically to `<data_dir>/rules.toml`, then
-//! handed to the rules thread, which swaps its rule set between two frames.
+//! validated exactly like the file at start-up, saved in the store ([`RulesStore`]: the inventory's
+//! database, SQLite or PostgreSQL), then handed to the rules thread, which swaps its rule set
+//! between two frames.
 //!
 //! The configured rules file (`rules = …`) is the seed: once the editor has saved, the saved copy
-//! is the truth, also after a restart (like users: configuration seeds, the data directory keeps).
+//! is the truth, also after a restart (like users: configuration seeds, the store keeps).
 //!
 //! The hand-over is a one-document slot: a newer save replaces a pending one (only the latest
 //! matters), and saving never waits for the rules thread. Swapping resets the rules' own timers
 //! (cooldowns, holds), not the trackers.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,14 +27,37 @@ pub enum LiveRulesError {
     /// The document is well-formed but invalid; every error with its field path.
     #[error("the rules are not valid ({} errors)", .0.len())]
     Invalid(Vec<ConfigError>),
-    /// Reading or writing the file failed.
-    #[error("rules file {path}: {message}")]
+    /// Reading the seed file, or reading or writing the store, failed.
+    #[error("{place}: {message}")]
     Io {
-        /// The file.
-        path: PathBuf,
+        /// The file or the store.
+        place: String,
         /// What failed.
         message: String,
     },
+}
+
+/// The first line of every document the editor saves.
+pub const SAVED_HEADER: &str =
+    "# Zones and rules, saved by the qianliyan API (the UI's rule editor); see docs/rules.md.";
+
+/// A rules document as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedRules {
+    /// The rules file's TOML.
+    pub text: String,
+    /// When it was saved (unix ms).
+    pub saved_ms: i64,
+}
+
+/// Where the editor's rules document is kept (implemented by `crate::store::inventory`).
+pub trait RulesStore: Send + Sync + 'static {
+    /// The document last saved, if any.
+    fn load(&self) -> Result<Option<SavedRules>, String>;
+    /// Saves `text` as the document.
+    fn save(&self, text: &str, now_ms: i64) -> Result<(), String>;
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
 }
 
 /// A saved document waiting for the rules thread.
@@ -60,8 +84,8 @@ impl PendingRules {
 
 /// The rules document the API serves and replaces.
 pub struct LiveRules {
-    /// Where the editor saves (`<data_dir>/rules.toml`).
-    path: PathBuf,
+    /// Where the editor saves.
+    store: Arc<dyn RulesStore>,
     /// The configured rules file, read until the first save.
     seed: Option<PathBuf>,
     /// What the configured models can see (its `known_cameras` is filled per call).
@@ -77,11 +101,15 @@ pub struct LiveRules {
 pub type RulesListener = Box<dyn Fn(&RulesConfig) + Send + Sync>;
 
 impl LiveRules {
-    /// Rules saved to `path`, seeded from `seed` until then; `models` says which rule kinds the
+    /// Rules saved in `store`, seeded from `seed` until then; `models` says which rule kinds the
     /// configured models can run (`scene_anomaly`, `fall`, `fighting`).
-    pub fn new(path: PathBuf, seed: Option<PathBuf>, models: ValidateContext) -> LiveRules {
+    pub fn new(
+        store: Arc<dyn RulesStore>,
+        seed: Option<PathBuf>,
+        models: ValidateContext,
+    ) -> LiveRules {
         LiveRules {
-            path,
+            store,
             seed,
             models,
             pending: Arc::default(),
@@ -100,9 +128,16 @@ impl LiveRules {
         self.pending.clone()
     }
 
-    /// The file the editor saves to.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the editor saves, for messages.
+    pub fn place(&self) -> String {
+        self.store.describe()
+    }
+
+    fn saved(&self) -> Result<Option<SavedRules>, LiveRulesError> {
+        self.store.load().map_err(|message| LiveRulesError::Io {
+            place: self.store.describe(),
+            message,
+        })
     }
 
     /// The rules saved by the editor, if any, validated against `known_cameras`: what start-up
@@ -111,7 +146,10 @@ impl LiveRules {
         &self,
         known_cameras: BTreeSet<String>,
     ) -> Option<Result<RulesConfig, Vec<ConfigError>>> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
+        let text = match self.saved() {
+            Ok(saved) => saved?.text,
+            Err(e) => return Some(Err(vec![ConfigError::new("rules store", e.to_string())])),
+        };
         let ctx = ValidateContext {
             known_cameras: Some(known_cameras),
             ..self.models.clone()
@@ -121,25 +159,23 @@ impl LiveRules {
 
     /// The current document as JSON: `{"zones": [...], "rules": [...]}`, the TOML file's shape.
     pub fn document(&self) -> Result<serde_json::Value, LiveRulesError> {
-        let path = if self.path.exists() {
-            &self.path
-        } else if let Some(seed) = &self.seed {
-            seed
-        } else {
-            return Ok(serde_json::json!({ "zones": [], "rules": [] }));
+        let (place, text) = match (self.saved()?, &self.seed) {
+            (Some(saved), _) => (self.store.describe(), saved.text),
+            (None, Some(seed)) => (
+                seed.display().to_string(),
+                std::fs::read_to_string(seed).map_err(|e| LiveRulesError::Io {
+                    place: seed.display().to_string(),
+                    message: e.to_string(),
+                })?,
+            ),
+            (None, None) => return Ok(serde_json::json!({ "zones": [], "rules": [] })),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| LiveRulesError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| LiveRulesError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let mut v = serde_json::to_value(table).map_err(|e| LiveRulesError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let io = |message: String| LiveRulesError::Io {
+            place: place.clone(),
+            message,
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| io(e.to_string()))?;
+        let mut v = serde_json::to_value(table).map_err(|e| io(e.to_string()))?;
         for key in ["zones", "rules"] {
             if v.get(key).is_none() {
                 v[key] = serde_json::json!([]);
@@ -161,23 +197,20 @@ impl LiveRules {
             ..self.models.clone()
         };
         let config = parse_toml(&text, &ctx).map_err(|e| LiveRulesError::Invalid(e.0))?;
-        let path = &self.path;
         let _one = crate::sync::lock(&self.write);
-        let io = |e: std::io::Error| LiveRulesError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let tmp = path.with_extension("toml.saving");
-        let body = format!(
-            "# Zones and rules, saved by the qianliyan API (the UI's rule editor); see docs/rules.md.\n\n{text}"
-        );
-        std::fs::write(&tmp, body).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
+        let body = format!("{SAVED_HEADER}\n\n{text}");
+        let now = crate::time::unix_ms(std::time::SystemTime::now());
+        self.store
+            .save(&body, now)
+            .map_err(|message| LiveRulesError::Io {
+                place: self.store.describe(),
+                message,
+            })?;
         self.pending.put(config.clone());
         for f in crate::sync::lock(&self.listeners).iter() {
             f(&config);
         }
-        tracing::info!(path = %path.display(), rules = config.rules.len(), "rules replaced through the API");
+        tracing::info!(store = %self.store.describe(), rules = config.rules.len(), "rules replaced through the API");
         Ok(config)
     }
 }
@@ -209,6 +242,26 @@ fn to_toml(mut doc: serde_json::Value) -> Result<String, LiveRulesError> {
 mod tests {
     use super::*;
 
+    /// The store as a test seam (the real ones run `store::inventory`'s conformance function).
+    #[derive(Default)]
+    struct Memory(Mutex<Option<SavedRules>>);
+
+    impl RulesStore for Memory {
+        fn load(&self) -> Result<Option<SavedRules>, String> {
+            Ok(crate::sync::lock(&self.0).clone())
+        }
+        fn save(&self, text: &str, saved_ms: i64) -> Result<(), String> {
+            *crate::sync::lock(&self.0) = Some(SavedRules {
+                text: text.into(),
+                saved_ms,
+            });
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
     fn cams() -> BTreeSet<String> {
         ["cam-1".to_owned()].into()
     }
@@ -223,10 +276,14 @@ mod tests {
     #[test]
     fn a_valid_document_is_saved_handed_over_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rules.toml");
         let seed = dir.path().join("seed.toml");
         std::fs::write(&seed, "[[zones]]\nid = \"z\"\ncamera = \"cam-1\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]\n").unwrap();
-        let live = LiveRules::new(path.clone(), Some(seed.clone()), ValidateContext::default());
+        let store = Arc::new(Memory::default());
+        let live = LiveRules::new(
+            store.clone(),
+            Some(seed.clone()),
+            ValidateContext::default(),
+        );
         assert_eq!(
             live.document().unwrap()["zones"][0]["id"],
             "z",
@@ -242,7 +299,7 @@ mod tests {
         assert_eq!(back["zones"][0]["name"], "北门");
         assert_eq!(back["rules"][0]["zone"], "gate");
         // What was saved parses as a rules file on its own.
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = store.load().unwrap().unwrap().text;
         assert!(
             parse_toml(&text, &ValidateContext::default()).is_ok(),
             "{text}"
@@ -251,10 +308,9 @@ mod tests {
 
     #[test]
     fn invalid_documents_name_each_field_and_change_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rules.toml");
-        std::fs::write(&path, "# before\n").unwrap();
-        let live = LiveRules::new(path.clone(), None, ValidateContext::default());
+        let store = Arc::new(Memory::default());
+        store.save("# before\n", 1).unwrap();
+        let live = LiveRules::new(store.clone(), None, ValidateContext::default());
         let pending = live.pending();
         let mut bad = doc();
         bad["rules"][0]["zone"] = "nowhere".into();
@@ -274,7 +330,7 @@ mod tests {
             }
             other => panic!("expected Invalid, got {other:?}"),
         }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# before\n");
+        assert_eq!(store.load().unwrap().unwrap().text, "# before\n");
         assert!(pending.take().is_none(), "nothing handed over");
         assert!(matches!(
             live.replace(serde_json::json!([1, 2]), cams()),

@@ -1,130 +1,189 @@
-//! The camera inventory in SQLite (`<data_dir>/inventory.db`): [`config::inventory::CameraStore`].
-//!
-//! One connection behind a `Mutex`; every call takes milliseconds (async callers go through
-//! `spawn_blocking`).
+//! The camera inventory ([`config::inventory::CameraStore`]) and the rules document
+//! ([`rules::live::RulesStore`]) on [`Db`]: one implementation for SQLite
+//! (`<data_dir>/inventory.db`) and PostgreSQL.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use rusqlite::{Connection, params};
+use std::sync::Arc;
 
 use crate::config::inventory::{CameraStore, InventoryError, SeedWrite, StoredCamera};
+use crate::db::{self, Db, DbError, Row, Schema, Tx};
+use crate::db_params;
+use crate::rules::live::{RulesStore, SavedRules};
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE camera (
-        id          TEXT PRIMARY KEY NOT NULL,
-        definition  TEXT NOT NULL,      -- the API's camera body (JSON)
-        seed        TEXT,               -- SHA-256 of the file's definition last seeded; NULL: the API's
-        removed     INTEGER NOT NULL DEFAULT 0,
-        updated_ms  INTEGER NOT NULL
-    ) STRICT;"];
+/// The tables, for each dialect.
+pub const SCHEMA: Schema = Schema {
+    name: "inventory",
+    sqlite: &[
+        "CREATE TABLE camera (
+            id          TEXT PRIMARY KEY NOT NULL,
+            definition  TEXT NOT NULL,      -- the API's camera body (JSON)
+            seed        TEXT,               -- SHA-256 of the file's definition last seeded; NULL: the API's
+            removed     INTEGER NOT NULL DEFAULT 0,
+            updated_ms  INTEGER NOT NULL
+        ) STRICT;",
+        "CREATE TABLE rules_document (
+            id        INTEGER PRIMARY KEY CHECK (id = 1),
+            text      TEXT NOT NULL,        -- the rules file's TOML, as the editor saved it
+            saved_ms  INTEGER NOT NULL
+        ) STRICT;",
+    ],
+    postgres: &["CREATE TABLE camera (
+            id          TEXT PRIMARY KEY,
+            definition  TEXT NOT NULL,
+            seed        TEXT,
+            removed     BIGINT NOT NULL DEFAULT 0,
+            updated_ms  BIGINT NOT NULL
+        );
+        CREATE TABLE rules_document (
+            id        BIGINT PRIMARY KEY CHECK (id = 1),
+            text      TEXT NOT NULL,
+            saved_ms  BIGINT NOT NULL
+        );"],
+};
 
-/// The SQLite camera inventory.
-pub struct SqliteInventory {
-    conn: Mutex<Connection>,
-    path: PathBuf,
+/// The inventory and the rules document of one database.
+#[derive(Clone)]
+pub struct Inventory {
+    db: Arc<dyn Db>,
 }
 
-impl std::fmt::Debug for SqliteInventory {
+impl std::fmt::Debug for Inventory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteInventory")
-            .field("path", &self.path)
-            .finish()
+        write!(f, "Inventory({})", self.db.describe())
     }
 }
 
-fn fail<'a>(op: &'static str, path: &'a Path) -> impl Fn(rusqlite::Error) -> InventoryError + 'a {
+fn fail(op: &'static str) -> impl Fn(DbError) -> InventoryError {
     move |e| InventoryError {
         op,
-        message: format!("{}: {e}", path.display()),
+        message: e.message,
     }
 }
 
-impl SqliteInventory {
-    /// Opens (creating and migrating) the inventory at `path`.
-    pub fn open(path: &Path) -> Result<SqliteInventory, InventoryError> {
-        let mut conn = crate::sqlite::open_durable(path).map_err(fail("open", path))?;
-        crate::sqlite::migrate(&mut conn, MIGRATIONS).map_err(|e| InventoryError {
-            op: "migrate",
-            message: format!("{}: {e}", path.display()),
-        })?;
-        Ok(SqliteInventory {
-            conn: Mutex::new(conn),
-            path: path.to_owned(),
-        })
+impl Inventory {
+    /// The inventory in `db`, its tables created or migrated.
+    pub fn open(db: Arc<dyn Db>) -> Result<Inventory, InventoryError> {
+        db.migrate(&SCHEMA).map_err(fail("migrate"))?;
+        Ok(Inventory { db })
+    }
+
+    /// The SQLite inventory at `path`.
+    pub fn open_sqlite(path: &std::path::Path) -> Result<Inventory, InventoryError> {
+        let db = db::sqlite::SqliteDb::open(path).map_err(fail("open"))?;
+        Inventory::open(Arc::new(db))
     }
 }
 
-fn put(conn: &Connection, c: &StoredCamera) -> rusqlite::Result<usize> {
-    conn.execute(
+fn put(tx: &mut dyn Tx, c: &StoredCamera) -> Result<u64, DbError> {
+    tx.execute(
         "INSERT INTO camera (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, seed = excluded.seed,
            removed = excluded.removed, updated_ms = excluded.updated_ms",
-        params![c.id, c.definition, c.seed, c.removed, c.updated_ms],
+        db_params![
+            &c.id,
+            &c.definition,
+            c.seed.as_deref(),
+            c.removed,
+            c.updated_ms
+        ],
     )
 }
 
-impl CameraStore for SqliteInventory {
+fn stored(r: &Row) -> Result<StoredCamera, DbError> {
+    Ok(StoredCamera {
+        id: r.text(0)?,
+        definition: r.text(1)?,
+        seed: r.opt_text(2)?,
+        removed: r.bool(3)?,
+        updated_ms: r.int(4)?,
+    })
+}
+
+impl CameraStore for Inventory {
     fn cameras(&self) -> Result<Vec<StoredCamera>, InventoryError> {
-        let conn = crate::sync::lock(&self.conn);
-        let op = fail("read cameras", &self.path);
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, definition, seed, removed, updated_ms FROM camera ORDER BY id",
-            )
-            .map_err(&op)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredCamera {
-                    id: r.get(0)?,
-                    definition: r.get(1)?,
-                    seed: r.get(2)?,
-                    removed: r.get(3)?,
-                    updated_ms: r.get(4)?,
-                })
-            })
-            .map_err(&op)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&op)
+        db::query(
+            self.db.as_ref(),
+            "SELECT id, definition, seed, removed, updated_ms FROM camera ORDER BY id",
+            &[],
+        )
+        .and_then(|rows| rows.iter().map(stored).collect())
+        .map_err(fail("read cameras"))
     }
 
     fn seed(&self, writes: &[SeedWrite]) -> Result<(), InventoryError> {
-        let mut conn = crate::sync::lock(&self.conn);
-        let op = fail("seed from the configuration", &self.path);
-        let tx = conn.transaction().map_err(&op)?;
-        for w in writes {
-            match w {
-                SeedWrite::Put(c) => put(&tx, c).map_err(&op)?,
-                SeedWrite::Delete(id) => tx
-                    .execute("DELETE FROM camera WHERE id = ?1", [id])
-                    .map_err(&op)?,
-            };
-        }
-        tx.commit().map_err(&op)
+        db::transaction(self.db.as_ref(), |tx| {
+            for w in writes {
+                match w {
+                    SeedWrite::Put(c) => put(tx, c)?,
+                    SeedWrite::Delete(id) => {
+                        tx.execute("DELETE FROM camera WHERE id = ?1", db_params![id])?
+                    }
+                };
+            }
+            Ok(())
+        })
+        .map_err(fail("seed from the configuration"))
     }
 
     fn save(&self, id: &str, definition: &str, now_ms: i64) -> Result<(), InventoryError> {
-        let conn = crate::sync::lock(&self.conn);
-        conn.execute(
+        db::execute(
+            self.db.as_ref(),
             "INSERT INTO camera (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, NULL, 0, ?3)
              ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, removed = 0,
                updated_ms = excluded.updated_ms",
-            params![id, definition, now_ms],
+            db_params![id, definition, now_ms],
         )
-        .map_err(fail("save a camera", &self.path))?;
-        Ok(())
+        .map(drop)
+        .map_err(fail("save a camera"))
     }
 
     fn remove(&self, id: &str, now_ms: i64) -> Result<(), InventoryError> {
-        let mut conn = crate::sync::lock(&self.conn);
-        let op = fail("remove a camera", &self.path);
-        let tx = conn.transaction().map_err(&op)?;
-        tx.execute(
-            "UPDATE camera SET removed = 1, updated_ms = ?2 WHERE id = ?1 AND seed IS NOT NULL",
-            params![id, now_ms],
+        db::transaction(self.db.as_ref(), |tx| {
+            tx.execute(
+                "UPDATE camera SET removed = 1, updated_ms = ?2 WHERE id = ?1 AND seed IS NOT NULL",
+                db_params![id, now_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM camera WHERE id = ?1 AND seed IS NULL",
+                db_params![id],
+            )
+        })
+        .map(drop)
+        .map_err(fail("remove a camera"))
+    }
+}
+
+impl RulesStore for Inventory {
+    fn load(&self) -> Result<Option<SavedRules>, String> {
+        let rows = db::query(
+            self.db.as_ref(),
+            "SELECT text, saved_ms FROM rules_document WHERE id = 1",
+            &[],
         )
-        .map_err(&op)?;
-        tx.execute("DELETE FROM camera WHERE id = ?1 AND seed IS NULL", [id])
-            .map_err(&op)?;
-        tx.commit().map_err(&op)
+        .map_err(|e| e.message)?;
+        rows.first()
+            .map(|r| {
+                Ok(SavedRules {
+                    text: r.text(0)?,
+                    saved_ms: r.int(1)?,
+                })
+            })
+            .transpose()
+            .map_err(|e: DbError| e.message)
+    }
+
+    fn save(&self, text: &str, now_ms: i64) -> Result<(), String> {
+        db::execute(
+            self.db.as_ref(),
+            "INSERT INTO rules_document (id, text, saved_ms) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET text = excluded.text, saved_ms = excluded.saved_ms",
+            db_params![text, now_ms],
+        )
+        .map(drop)
+        .map_err(|e| e.message)
+    }
+
+    fn describe(&self) -> String {
+        self.db.describe()
     }
 }
 
@@ -187,6 +246,22 @@ pub(crate) fn conformance(store: &dyn CameraStore) {
     );
 }
 
+/// What every [`RulesStore`] backend must do.
+#[cfg(test)]
+pub(crate) fn rules_conformance(store: &dyn RulesStore) {
+    assert_eq!(store.load().unwrap(), None, "nothing saved yet");
+    store.save("# one\n", 5).unwrap();
+    store.save("# 两\n[[zones]]\n", 6).unwrap();
+    assert_eq!(
+        store.load().unwrap(),
+        Some(SavedRules {
+            text: "# 两\n[[zones]]\n".into(),
+            saved_ms: 6
+        }),
+        "the newest save, as written"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,8 +270,29 @@ mod tests {
     fn sqlite_inventory_conforms_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inventory.db");
-        conformance(&SqliteInventory::open(&path).unwrap());
-        let again = SqliteInventory::open(&path).unwrap();
+        let inventory = Inventory::open_sqlite(&path).unwrap();
+        conformance(&inventory);
+        rules_conformance(&inventory);
+        let again = Inventory::open_sqlite(&path).unwrap();
         assert_eq!(again.cameras().unwrap().len(), 1, "rows survive reopening");
+        assert!(RulesStore::load(&again).unwrap().is_some());
+    }
+
+    #[test]
+    fn postgres_inventory_conforms_and_survives_reconnecting() {
+        let pg = crate::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+        let connect =
+            || Arc::new(db::postgres::PgDb::connect(&pg.url(), 2).unwrap()) as Arc<dyn Db>;
+        let inventory = Inventory::open(connect()).unwrap();
+        conformance(&inventory);
+        rules_conformance(&inventory);
+        // A second node starting on the same database migrates nothing twice and sees the rows.
+        let again = Inventory::open(connect()).unwrap();
+        assert_eq!(
+            again.cameras().unwrap().len(),
+            1,
+            "rows survive reconnecting"
+        );
+        assert!(RulesStore::load(&again).unwrap().is_some());
     }
 }

@@ -14,8 +14,9 @@ fn api_error(e: LiveRulesError) -> ApiError {
     match e {
         LiveRulesError::Invalid(errors) => ApiError::invalid("the rules are not valid", errors),
         LiveRulesError::BadDocument(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+        // The store (or the seed file) cannot be read or written: nothing was changed.
         e @ LiveRulesError::Io { .. } => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }
 }
