@@ -16,7 +16,8 @@
 //! a `Mutex` (each call takes well under a millisecond). Argon2 (≈19 MiB and tens of milliseconds
 //! per hash) runs there too, at most [`HASH_SLOTS`] at once; when every slot is busy further logins
 //! wait for one — nothing is dropped, and the login limiter bounds how many a client can queue.
-//! The limiter ([`LoginLimiter`]) is in memory and forgets on restart.
+//! The limiter ([`LoginLimiter`]) keeps its attempts in the auth database: every node counts the
+//! same guesses, and a restart forgets nothing.
 
 pub mod config;
 pub mod limit;
@@ -277,12 +278,9 @@ fn area_segments(s: &str) -> Vec<&str> {
 /// Auth errors.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
+    /// The database failed (disk full, unreachable, a schema from a newer build …).
     #[error("auth database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The auth database's schema could not be brought up to date.
-    #[error("auth database: {0}")]
-    Schema(#[from] crate::sqlite::MigrateError),
+    Db(#[from] crate::db::DbError),
     /// The database's folder could not be created.
     #[error("{path}: {source}")]
     Io {
@@ -376,11 +374,12 @@ impl Auth {
         };
         let store = AuthStore::open(path, clock.clone(), policy)?;
         store.seed(config)?;
+        let limiter = LoginLimiter::new(store.db(), clock);
         // Verified against when the user does not exist, so unknown names cost the same time.
         let dummy_hash = hash_password(&hex::encode(rand::random::<[u8; 16]>()))?;
         Ok(Arc::new(Auth {
             store,
-            limiter: LoginLimiter::new(clock),
+            limiter,
             dummy_hash,
             hash_slots: tokio::sync::Semaphore::new(HASH_SLOTS),
         }))
@@ -422,9 +421,11 @@ impl Auth {
         password: Secret,
         remote: Option<IpAddr>,
     ) -> Result<LoginOk, LoginError> {
-        let attempt = self
-            .limiter
-            .begin(username, remote)
+        let limiter = self.limiter.clone();
+        let name = username.to_owned();
+        let attempt = tokio::task::spawn_blocking(move || limiter.begin(&name, remote))
+            .await
+            .map_err(|e| AuthError::Join(e.to_string()))??
             .map_err(LoginError::Limited)?;
         let user = {
             let _slot = self
@@ -450,7 +451,10 @@ impl Auth {
         };
         // A failure stays recorded in the limiter (it was counted when the attempt began).
         let user = user.ok_or(LoginError::Wrong)?;
-        self.limiter.succeeded(attempt);
+        let limiter = self.limiter.clone();
+        tokio::task::spawn_blocking(move || limiter.succeeded(attempt))
+            .await
+            .map_err(|e| AuthError::Join(e.to_string()))??;
         let name = user.username.clone();
         let (token, expires_ms) = self.blocking(move |s| s.create_session(&name)).await?;
         Ok(LoginOk {

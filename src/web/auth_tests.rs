@@ -210,31 +210,39 @@ fn route_pattern_from_params() {
 #[test]
 fn limiter_locks_a_user_from_one_address_and_an_address_at_its_own_ceiling() {
     let clock = ManualClock::default();
-    let lim = LoginLimiter::new(Arc::new(clock.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuthStore::open(
+        &dir.path().join("auth.db"),
+        Arc::new(clock.clone()),
+        SessionPolicy::default(),
+    )
+    .unwrap();
+    let lim = LoginLimiter::new(store.db(), Arc::new(clock.clone()));
+    let begin = |u: &str, ip| lim.begin(u, ip).unwrap();
     let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
     let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
     for _ in 0..5 {
-        lim.begin("duty", Some(a)).unwrap();
+        begin("duty", Some(a)).unwrap();
     }
     // duty is locked from a only: from b, and for a colleague behind a, logins go on.
-    assert_eq!(lim.begin("duty", Some(a)).unwrap_err(), limit::WINDOW);
-    let ok = lim.begin("duty", Some(b)).unwrap();
-    lim.succeeded(ok);
-    let colleague = lim.begin("colleague", Some(a)).unwrap();
-    lim.succeeded(colleague);
+    assert_eq!(begin("duty", Some(a)).unwrap_err(), limit::WINDOW);
+    let ok = begin("duty", Some(b)).unwrap();
+    lim.succeeded(ok).unwrap();
+    let colleague = begin("colleague", Some(a)).unwrap();
+    lim.succeeded(colleague).unwrap();
     clock.advance(Duration::from_secs(60));
     assert_eq!(
-        lim.begin("duty", Some(a)).unwrap_err(),
+        begin("duty", Some(a)).unwrap_err(),
         limit::WINDOW - Duration::from_secs(60)
     );
     // The address's own ceiling: 50 failures over any usernames lock everything from it.
     for i in 0..(limit::MAX_ADDRESS_FAILURES - 5) {
-        lim.begin(&format!("guess-{i}"), Some(a)).unwrap();
+        begin(&format!("guess-{i}"), Some(a)).unwrap();
     }
-    assert!(lim.begin("colleague", Some(a)).is_err());
-    assert!(lim.begin("colleague", Some(b)).is_ok());
+    assert!(begin("colleague", Some(a)).is_err());
+    assert!(begin("colleague", Some(b)).is_ok());
     clock.advance(limit::WINDOW);
-    lim.begin("duty", Some(a)).unwrap();
+    begin("duty", Some(a)).unwrap();
 }
 
 #[tokio::test]
