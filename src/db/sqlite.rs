@@ -8,6 +8,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode, params_from_iter};
 
 use super::{Db, DbError, DbErrorKind, Dialect, Row, Schema, Tx, Value};
+use crate::sqlite::Synchronous;
 
 /// A SQLite database file.
 pub struct SqliteDb {
@@ -16,17 +17,33 @@ pub struct SqliteDb {
 }
 
 impl SqliteDb {
-    /// Opens (creating) the file at `path` for a durable store.
+    /// Opens (creating) the file at `path` for a durable store (`synchronous=FULL`).
     pub fn open(path: &Path) -> Result<SqliteDb, DbError> {
+        SqliteDb::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens (creating it and its folder) the file at `path`.
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<SqliteDb, DbError> {
+        let opening = format!("opening {}", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| DbError::other(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| DbError::other(format!("{opening}: creating its folder: {e}")))?;
         }
-        let conn = crate::sqlite::open_durable(path)
-            .map_err(|e| error(e).context(&format!("opening {}", path.display())))?;
+        let conn = Connection::open(path).map_err(|e| error(e).context(&opening))?;
+        crate::sqlite::configure(&conn, synchronous).map_err(|e| error(e).context(&opening))?;
         Ok(SqliteDb {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+        })
+    }
+
+    /// A database in memory (tools and tests).
+    pub fn in_memory() -> Result<SqliteDb, DbError> {
+        let conn = Connection::open_in_memory().map_err(error)?;
+        crate::sqlite::configure(&conn, Synchronous::Normal).map_err(error)?;
+        Ok(SqliteDb {
+            conn: Mutex::new(conn),
+            path: PathBuf::from(":memory:"),
         })
     }
 }
