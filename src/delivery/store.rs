@@ -151,12 +151,9 @@ impl fmt::Debug for StoreHandle {
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed (disk full, corrupt file …); retrying rarely helps.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The alert database's schema could not be brought up to date.
+    /// The database failed (disk full, unreachable, a schema from a newer build …).
     #[error("alert database: {0}")]
-    Schema(#[from] crate::sqlite::MigrateError),
+    Db(#[from] crate::db::DbError),
     /// A file (the database's folder, a snapshot) could not be read or written.
     #[error("{path}: {source}")]
     Io {

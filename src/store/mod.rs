@@ -1,22 +1,23 @@
-//! Store: alerts, their lifecycle events and the delivery outbox in SQLite (WAL). (Camera health
-//! transitions are the ledger's, in `health/`.)
+//! Store: alerts, their lifecycle events and the delivery outbox, written once on [`Db`]: SQLite
+//! (WAL, `<data_dir>/alerts.db`) or PostgreSQL. (Camera health transitions are the ledger's, in
+//! `health/`.)
 //!
 //! In: alerts from the alert stage with their delivery routes (alert + outbox rows in ONE transaction),
 //! transitions from operators and the case system.
 //! Out: queries for the API, cursor replay for the feed, due outbox rows for the delivery worker.
-//! One connection behind a `Mutex`: every call blocks for milliseconds, so the alert thread calls it
-//! directly and async code goes through `tokio::task::spawn_blocking` (see `web::alert_api`, `delivery`).
+//! Every call blocks for milliseconds, so the alert thread calls it directly and async code goes
+//! through `tokio::task::spawn_blocking` (see `web::alert_api`, `delivery`).
 //! Nothing is dropped: an insert either commits or returns its error to the caller.
 
 pub mod inventory;
 mod outbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use crate::db::{self, Db, DbError, Row, Schema, Tx, Value};
+use crate::db_params;
 
 pub use crate::delivery::store::{
     AlertEvent, AlertFilter, AlertView, CaseStatus, CleanupReport, MetricCounts, OutboxRow,
@@ -34,21 +35,23 @@ trait AlertFilterSql {
 impl AlertFilterSql for AlertFilter {
     fn sql(&self, clauses: &mut Vec<String>, args: &mut Vec<Value>) {
         if let Some(s) = self.since_ms {
-            clauses.push("time_ms >= ?".into());
-            args.push(Value::Integer(s));
+            args.push(s.into());
+            clauses.push(format!("time_ms >= ?{}", args.len()));
         }
         if let Some(u) = self.until_ms {
-            clauses.push("time_ms < ?".into());
-            args.push(Value::Integer(u));
+            args.push(u.into());
+            clauses.push(format!("time_ms < ?{}", args.len()));
         }
         if let Some(c) = &self.camera {
-            clauses.push("camera = ?".into());
-            args.push(Value::Text(c.clone()));
+            args.push(c.into());
+            clauses.push(format!("camera = ?{}", args.len()));
         }
         if let Some(p) = &self.area {
-            clauses.push("substr(area_code, 1, length(?)) = ?".into());
-            args.push(Value::Text(p.clone()));
-            args.push(Value::Text(p.clone()));
+            args.push(p.into());
+            let n = args.len();
+            clauses.push(format!(
+                "substr(area_code, 1, length(CAST(?{n} AS TEXT))) = ?{n}"
+            ));
         }
         for p in [&self.area_path, &self.scope].into_iter().flatten() {
             // area_path is stored as a JSON array: a prefix of segments is a prefix of the text
@@ -59,18 +62,21 @@ impl AlertFilterSql for AlertFilter {
             }
             let json = serde_json::to_string(&segments).unwrap_or_default();
             let open = json.strip_suffix(']').unwrap_or(&json).to_owned();
-            clauses.push("(area_path = ? OR substr(area_path, 1, length(?)) = ?)".into());
-            args.push(Value::Text(json));
-            args.push(Value::Text(format!("{open},")));
-            args.push(Value::Text(format!("{open},")));
+            args.push(json.into());
+            args.push(format!("{open},").into());
+            let n = args.len();
+            clauses.push(format!(
+                "(area_path = ?{} OR substr(area_path, 1, length(CAST(?{n} AS TEXT))) = ?{n})",
+                n - 1
+            ));
         }
         if let Some(t) = self.alert_type {
-            clauses.push("alert_type = ?".into());
-            args.push(Value::Text(type_str(t)));
+            args.push(type_str(t).into());
+            clauses.push(format!("alert_type = ?{}", args.len()));
         }
         if let Some(s) = self.state {
-            clauses.push("state = ?".into());
-            args.push(Value::Text(s.as_str().into()));
+            args.push(s.as_str().into());
+            clauses.push(format!("state = ?{}", args.len()));
         }
         if let Some(m) = self.min_severity {
             let names: Vec<&str> = Severity::ALL
@@ -78,14 +84,56 @@ impl AlertFilterSql for AlertFilter {
                 .filter(|s| **s >= m)
                 .map(|s| s.as_str())
                 .collect();
-            clauses.push(format!(
-                "severity IN ({})",
-                vec!["?"; names.len()].join(",")
-            ));
-            args.extend(names.into_iter().map(|n| Value::Text(n.into())));
+            let mut marks = Vec::new();
+            for n in names {
+                args.push(n.into());
+                marks.push(format!("?{}", args.len()));
+            }
+            clauses.push(format!("severity IN ({})", marks.join(",")));
         }
     }
 }
+
+/// The tables, for each dialect (SQLite's as its builds migrated them; PostgreSQL's as they are now).
+pub const SCHEMA: Schema = Schema {
+    name: "alerts",
+    sqlite: MIGRATIONS,
+    postgres: &["CREATE TABLE alerts (
+        seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        camera TEXT NOT NULL, camera_name TEXT NOT NULL, rule_id TEXT NOT NULL,
+        alert_type TEXT NOT NULL, type_zh TEXT NOT NULL, type_en TEXT NOT NULL, code TEXT,
+        severity TEXT NOT NULL, time_ms BIGINT NOT NULL, score DOUBLE PRECISION NOT NULL,
+        boxes TEXT NOT NULL, track_ids TEXT NOT NULL,
+        message_zh TEXT NOT NULL, message_en TEXT NOT NULL, dispatch BIGINT NOT NULL,
+        snapshot TEXT, snapshot_bytes BIGINT NOT NULL DEFAULT 0, latency_ms BIGINT NOT NULL,
+        area_code TEXT, area_path TEXT NOT NULL, jurisdiction TEXT,
+        lat DOUBLE PRECISION, lon DOUBLE PRECISION,
+        state TEXT NOT NULL, case_id TEXT, escalated BIGINT NOT NULL DEFAULT 0,
+        created_ms BIGINT NOT NULL, snapshot_error TEXT,
+        clip TEXT, clip_name TEXT, clip_state TEXT, clip_bytes BIGINT NOT NULL DEFAULT 0
+     );
+     CREATE INDEX alerts_time ON alerts(time_ms);
+     CREATE INDEX alerts_camera ON alerts(camera, seq);
+     CREATE INDEX alerts_state ON alerts(state, time_ms);
+     CREATE INDEX alerts_clip ON alerts(clip_name);
+     CREATE TABLE alert_events (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        alert_id TEXT NOT NULL, at_ms BIGINT NOT NULL, who TEXT NOT NULL, kind TEXT NOT NULL,
+        from_state TEXT, to_state TEXT, note TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+     CREATE TABLE outbox (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        alert_id TEXT NOT NULL, sink TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0, next_at_ms BIGINT NOT NULL, first_at_ms BIGINT,
+        last_error TEXT, state TEXT NOT NULL DEFAULT 'pending', delivered_at_ms BIGINT,
+        kind TEXT NOT NULL DEFAULT 'alert',
+        UNIQUE(alert_id, sink, url, kind)
+     );
+     CREATE INDEX outbox_due ON outbox(state, next_at_ms);
+     CREATE INDEX outbox_alert ON outbox(alert_id);"],
+};
 
 const MIGRATIONS: &[&str] = &[
     // v1
@@ -154,10 +202,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_alert ON outbox(alert_id);",
 ];
 
-/// The alert store (cheap to clone; one SQLite connection shared behind a mutex).
+/// The alert store (cheap to clone; the database is shared).
 #[derive(Clone)]
 pub struct AlertStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<dyn Db>,
     snapshot_dir: PathBuf,
     clip_dir: PathBuf,
 }
@@ -165,6 +213,7 @@ pub struct AlertStore {
 impl std::fmt::Debug for AlertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlertStore")
+            .field("db", &self.db.describe())
             .field("snapshot_dir", &self.snapshot_dir)
             .finish_non_exhaustive()
     }
@@ -186,55 +235,95 @@ pub fn parse_type(s: &str) -> Option<AlertType> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }
 
-fn corrupt(what: &str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("bad {what}: {v:?}").into(),
-    )
+fn corrupt(what: &str, v: &str) -> DbError {
+    DbError::other(format!("bad {what}: {v:?}"))
 }
 
-fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
-    let t: String = r.get(5)?;
-    let sev: String = r.get(9)?;
-    let boxes: String = r.get(12)?;
-    let tracks: String = r.get(13)?;
-    let path: String = r.get(20)?;
-    let state: String = r.get(24)?;
+fn opt_real(r: &Row, i: usize) -> Result<Option<f64>, DbError> {
+    match r.0.get(i) {
+        Some(Value::Null) => Ok(None),
+        _ => r.real(i).map(Some),
+    }
+}
+
+fn alert_from_row(r: &Row) -> Result<Alert, DbError> {
+    let t = r.text(5)?;
+    let sev = r.text(9)?;
+    let boxes = r.text(12)?;
+    let tracks = r.text(13)?;
+    let path = r.text(20)?;
+    let state = r.text(24)?;
     Ok(Alert {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        camera: r.get(2)?,
-        camera_name: r.get(3)?,
-        rule_id: r.get(4)?,
+        seq: r.int(0)?,
+        id: r.text(1)?,
+        camera: r.text(2)?,
+        camera_name: r.text(3)?,
+        rule_id: r.text(4)?,
         alert_type: parse_type(&t).ok_or_else(|| corrupt("alert_type", &t))?,
-        type_zh: r.get(6)?,
-        type_en: r.get(7)?,
-        code: r.get(8)?,
+        type_zh: r.text(6)?,
+        type_en: r.text(7)?,
+        code: r.opt_text(8)?,
         severity: Severity::parse(&sev).ok_or_else(|| corrupt("severity", &sev))?,
-        time_ms: r.get(10)?,
-        score: r.get::<_, f64>(11)? as f32,
+        time_ms: r.int(10)?,
+        score: r.real(11)? as f32,
         boxes: serde_json::from_str(&boxes).map_err(|_| corrupt("boxes", &boxes))?,
         track_ids: serde_json::from_str(&tracks).map_err(|_| corrupt("track_ids", &tracks))?,
-        message_zh: r.get(14)?,
-        message_en: r.get(15)?,
-        dispatch: r.get(16)?,
-        snapshot: r.get(17)?,
-        latency_ms: r.get::<_, i64>(18)?.max(0) as u64,
-        area_code: r.get(19)?,
+        message_zh: r.text(14)?,
+        message_en: r.text(15)?,
+        dispatch: r.bool(16)?,
+        snapshot: r.opt_text(17)?,
+        latency_ms: r.int(18)?.max(0) as u64,
+        area_code: r.opt_text(19)?,
         area_path: serde_json::from_str(&path).map_err(|_| corrupt("area_path", &path))?,
-        jurisdiction: r.get(21)?,
-        lat: r.get(22)?,
-        lon: r.get(23)?,
+        jurisdiction: r.opt_text(21)?,
+        lat: opt_real(r, 22)?,
+        lon: opt_real(r, 23)?,
         state: AlertState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-        case_id: r.get(25)?,
-        escalated: r.get(26)?,
-        snapshot_error: r.get(27)?,
-        clip: match r.get::<_, Option<String>>(28)? {
+        case_id: r.opt_text(25)?,
+        escalated: r.bool(26)?,
+        snapshot_error: r.opt_text(27)?,
+        clip: match r.opt_text(28)? {
             None => None,
             Some(j) => Some(serde_json::from_str(&j).map_err(|_| corrupt("clip", &j))?),
         },
     })
+}
+
+fn alerts(rows: &[Row]) -> Result<Vec<Alert>, DbError> {
+    rows.iter().map(alert_from_row).collect()
+}
+
+/// Runs `f` in one transaction; a [`StoreError`] from `f` rolls it back and comes out as it was.
+fn in_tx<T>(
+    db: &dyn Db,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut failed = None;
+    let out = db::transaction(db, |tx| {
+        f(tx).map_err(|e| {
+            failed = Some(e);
+            DbError::other("rolled back")
+        })
+    });
+    match (out, failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+fn find(tx: &mut dyn Tx, id: &str) -> Result<Alert, StoreError> {
+    let rows = tx.query(
+        &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+        db_params![id],
+    )?;
+    match rows.first() {
+        Some(r) => Ok(alert_from_row(r)?),
+        None => Err(StoreError::NotFound {
+            what: "alert",
+            id: id.to_owned(),
+        }),
+    }
 }
 
 fn ms(d: Duration) -> i64 {
@@ -242,19 +331,19 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl AlertStore {
-    /// Opens (creating and migrating) the database at `path`; snapshots live in `snapshot_dir`,
-    /// clips in the folder `clips` beside it.
+    /// Opens (creating and migrating) the SQLite database at `path`; snapshots live in
+    /// `snapshot_dir`, clips in the folder `clips` beside it.
     pub fn open(path: &Path, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let mut conn = crate::sqlite::open_durable(path)?;
-        crate::sqlite::migrate(&mut conn, MIGRATIONS)?;
+        let db = db::sqlite::SqliteDb::open(path)?;
+        AlertStore::on(Arc::new(db), snapshot_dir)
+    }
+
+    /// The alert tables in `db` (created or migrated); snapshots live in `snapshot_dir`, clips in
+    /// the folder `clips` beside it.
+    pub fn on(db: Arc<dyn Db>, snapshot_dir: &Path) -> Result<AlertStore, StoreError> {
+        db.migrate(&SCHEMA)?;
         Ok(AlertStore {
-            conn: Arc::new(Mutex::new(conn)),
+            db,
             snapshot_dir: snapshot_dir.to_owned(),
             clip_dir: snapshot_dir
                 .parent()
@@ -268,8 +357,8 @@ impl AlertStore {
         &self.snapshot_dir
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        crate::sync::lock(&self.conn)
+    fn db(&self) -> &dyn Db {
+        self.db.as_ref()
     }
 
     /// Runs `f` on a blocking thread (for async callers).
@@ -298,81 +387,81 @@ impl AlertStore {
             .and_then(|s| std::fs::metadata(self.snapshot_dir.join(s)).ok())
             .map(|m| m.len() as i64)
             .unwrap_or(0);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
+        in_tx(self.db(), |tx| {
+            let rows = tx.query(
             "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
              severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \
              snapshot_bytes, latency_ms, area_code, area_path, jurisdiction, lat, lon, state, case_id, \
              escalated, created_ms, snapshot_error, clip, clip_name, clip_state, clip_bytes) VALUES (?1, ?2, \
              ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, \
-             ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
-            params![
-                alert.id,
-                alert.camera,
-                alert.camera_name,
-                alert.rule_id,
+             ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33) RETURNING seq",
+            db_params![
+                &alert.id,
+                &alert.camera,
+                &alert.camera_name,
+                &alert.rule_id,
                 type_str(alert.alert_type),
-                alert.type_zh,
-                alert.type_en,
-                alert.code,
+                &alert.type_zh,
+                &alert.type_en,
+                alert.code.as_deref(),
                 alert.severity.as_str(),
                 alert.time_ms,
                 f64::from(alert.score),
                 serde_json::to_string(&alert.boxes).unwrap_or_else(|_| "[]".into()),
                 serde_json::to_string(&alert.track_ids).unwrap_or_else(|_| "[]".into()),
-                alert.message_zh,
-                alert.message_en,
+                &alert.message_zh,
+                &alert.message_en,
                 alert.dispatch,
-                alert.snapshot,
+                alert.snapshot.as_deref(),
                 snapshot_bytes,
                 i64::try_from(alert.latency_ms).unwrap_or(i64::MAX),
-                alert.area_code,
+                alert.area_code.as_deref(),
                 serde_json::to_string(&alert.area_path).unwrap_or_else(|_| "[]".into()),
-                alert.jurisdiction,
+                alert.jurisdiction.as_deref(),
                 alert.lat,
                 alert.lon,
                 AlertState::New.as_str(),
-                alert.case_id,
+                alert.case_id.as_deref(),
                 alert.escalated,
                 now_ms,
-                alert.snapshot_error,
+                alert.snapshot_error.as_deref(),
                 alert.clip.as_ref().and_then(|c| serde_json::to_string(c).ok()),
                 alert.clip.as_ref().map(|c| c.name.as_str()).filter(|n| !n.is_empty()),
                 alert.clip.as_ref().map(|c| c.state.as_str()),
                 alert.clip.as_ref().map(|c| c.bytes as i64).unwrap_or(0),
             ],
         )?;
-        let mut stored = alert.clone();
-        stored.seq = tx.last_insert_rowid();
-        stored.state = AlertState::New;
-        let body =
-            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        insert_event(
-            &tx,
-            &stored.id,
-            now_ms,
-            "system",
-            "created",
-            None,
-            Some(AlertState::New),
-            "",
-        )?;
-        outbox::insert_routes(&tx, &stored.id, &body, routes, now_ms)?;
-        tx.commit()?;
-        Ok(stored)
+            let mut stored = alert.clone();
+            stored.seq = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no row".into()))?
+                .int(0)?;
+            stored.state = AlertState::New;
+            let body =
+                serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            insert_event(
+                tx,
+                &stored.id,
+                now_ms,
+                "system",
+                "created",
+                None,
+                Some(AlertState::New),
+                "",
+            )?;
+            outbox::insert_routes(tx, &stored.id, &body, routes, now_ms)?;
+            Ok(stored)
+        })
     }
 
     /// One alert.
     pub fn get(&self, id: &str) -> Result<Option<Alert>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
-                [id],
-                alert_from_row,
-            )
-            .optional()?)
+        let rows = db::query(
+            self.db(),
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+            db_params![id],
+        )?;
+        Ok(rows.first().map(alert_from_row).transpose()?)
     }
 
     /// Matching alerts, newest first, at most `limit`.
@@ -380,15 +469,13 @@ impl AlertStore {
         let mut clauses = Vec::new();
         let mut args = Vec::new();
         filter.sql(&mut clauses, &mut args);
-        args.push(Value::Integer(limit.min(100_000) as i64));
+        args.push((limit.min(100_000) as i64).into());
         let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq DESC LIMIT ?",
-            where_clause(&clauses)
+            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq DESC LIMIT ?{}",
+            where_clause(&clauses),
+            args.len()
         );
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), alert_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(alerts(&db::query(self.db(), &sql, &args)?)?)
     }
 
     /// Matching alerts stored after the alert `cursor` (oldest first, at most `limit`); all of them
@@ -401,55 +488,58 @@ impl AlertStore {
         filter: &AlertFilter,
         limit: usize,
     ) -> Result<Vec<Alert>, StoreError> {
-        let mut clauses = Vec::new();
-        let mut args = Vec::new();
-        let conn = self.conn();
-        if let Some(c) = cursor {
-            let seq: Option<i64> = conn
-                .query_row("SELECT seq FROM alerts WHERE id = ?1", [c], |r| r.get(0))
-                .optional()?;
-            match seq {
-                Some(s) => {
-                    clauses.push("seq > ?".into());
-                    args.push(Value::Integer(s));
-                }
-                None => {
-                    clauses.push("id > ?".into());
-                    args.push(Value::Text(c.to_owned()));
+        Ok(db::transaction(self.db(), |tx| {
+            let mut clauses = Vec::new();
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(c) = cursor {
+                let seq = tx
+                    .query("SELECT seq FROM alerts WHERE id = ?1", db_params![c])?
+                    .first()
+                    .map(|r| r.int(0))
+                    .transpose()?;
+                match seq {
+                    Some(s) => {
+                        args.push(s.into());
+                        clauses.push("seq > ?1".to_owned());
+                    }
+                    None => {
+                        args.push(c.into());
+                        clauses.push("id > ?1".to_owned());
+                    }
                 }
             }
-        }
-        filter.sql(&mut clauses, &mut args);
-        args.push(Value::Integer(limit.min(100_000) as i64));
-        let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq ASC LIMIT ?",
-            where_clause(&clauses)
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), alert_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            filter.sql(&mut clauses, &mut args);
+            args.push((limit.min(100_000) as i64).into());
+            let sql = format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY seq ASC LIMIT ?{}",
+                where_clause(&clauses),
+                args.len()
+            );
+            alerts(&tx.query(&sql, &args)?)
+        })?)
     }
 
     /// The alert's lifecycle events, oldest first.
     pub fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let rows = db::query(
+            self.db(),
             "SELECT at_ms, who, kind, from_state, to_state, note FROM alert_events \
              WHERE alert_id = ?1 ORDER BY id",
+            db_params![id],
         )?;
-        let rows = stmt.query_map([id], |r| {
-            let from: Option<String> = r.get(3)?;
-            let to: Option<String> = r.get(4)?;
-            Ok(AlertEvent {
-                at_ms: r.get(0)?,
-                who: r.get(1)?,
-                kind: r.get(2)?,
+        let event = |r: &Row| {
+            let from = r.opt_text(3)?;
+            let to = r.opt_text(4)?;
+            Ok::<_, DbError>(AlertEvent {
+                at_ms: r.int(0)?,
+                who: r.text(1)?,
+                kind: r.text(2)?,
                 from: from.as_deref().and_then(AlertState::parse),
                 to: to.as_deref().and_then(AlertState::parse),
-                note: r.get(5)?,
+                note: r.text(5)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok(rows.iter().map(event).collect::<Result<_, _>>()?)
     }
 
     /// Moves an alert to `to` when the lifecycle allows it, recording who/when/note; `routes` are
@@ -463,45 +553,34 @@ impl AlertStore {
         routes: &[Route],
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let alert = tx
-            .query_row(
-                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
-                [id],
-                alert_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "alert",
-                id: id.to_owned(),
-            })?;
-        if !allowed(alert.state, to) {
-            return Err(not_allowed(alert.state, to));
-        }
-        tx.execute(
-            "UPDATE alerts SET state = ?1 WHERE id = ?2",
-            params![to.as_str(), id],
-        )?;
-        insert_event(
-            &tx,
-            id,
-            now_ms,
-            who,
-            "transition",
-            Some(alert.state),
-            Some(to),
-            note,
-        )?;
-        let mut updated = alert;
-        updated.state = to;
-        if !routes.is_empty() {
-            let body =
-                serde_json::to_string(&updated).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            outbox::insert_routes(&tx, id, &body, routes, now_ms)?;
-        }
-        tx.commit()?;
-        Ok(updated)
+        in_tx(self.db(), |tx| {
+            let alert = find(tx, id)?;
+            if !allowed(alert.state, to) {
+                return Err(not_allowed(alert.state, to));
+            }
+            tx.execute(
+                "UPDATE alerts SET state = ?1 WHERE id = ?2",
+                db_params![to.as_str(), id],
+            )?;
+            insert_event(
+                tx,
+                id,
+                now_ms,
+                who,
+                "transition",
+                Some(alert.state),
+                Some(to),
+                note,
+            )?;
+            let mut updated = alert;
+            updated.state = to;
+            if !routes.is_empty() {
+                let body = serde_json::to_string(&updated)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                outbox::insert_routes(tx, id, &body, routes, now_ms)?;
+            }
+            Ok(updated)
+        })
     }
 
     /// The case system reports back: sets the case id and moves the state (`dispatched` from `new` /
@@ -513,90 +592,77 @@ impl AlertStore {
         status: CaseStatus,
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut alert = tx
-            .query_row(
-                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
-                [id],
-                alert_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "alert",
-                id: id.to_owned(),
-            })?;
-        let from = alert.state;
-        let to = match status {
-            CaseStatus::Dispatched if allowed(from, AlertState::Dispatched) => {
-                AlertState::Dispatched
-            }
-            CaseStatus::Closed if !from.is_terminal() => AlertState::Resolved,
-            _ => from,
-        };
-        tx.execute(
-            "UPDATE alerts SET state = ?1, case_id = ?2 WHERE id = ?3",
-            params![to.as_str(), case_id, id],
-        )?;
-        let note = format!("case {case_id}: {}", status.as_str());
-        insert_event(
-            &tx,
-            id,
-            now_ms,
-            "case-system",
-            "case",
-            Some(from),
-            Some(to),
-            &note,
-        )?;
-        tx.commit()?;
-        alert.state = to;
-        alert.case_id = Some(case_id.to_owned());
-        Ok(alert)
+        in_tx(self.db(), |tx| {
+            let mut alert = find(tx, id)?;
+            let from = alert.state;
+            let to = match status {
+                CaseStatus::Dispatched if allowed(from, AlertState::Dispatched) => {
+                    AlertState::Dispatched
+                }
+                CaseStatus::Closed if !from.is_terminal() => AlertState::Resolved,
+                _ => from,
+            };
+            tx.execute(
+                "UPDATE alerts SET state = ?1, case_id = ?2 WHERE id = ?3",
+                db_params![to.as_str(), case_id, id],
+            )?;
+            let note = format!("case {case_id}: {}", status.as_str());
+            insert_event(
+                tx,
+                id,
+                now_ms,
+                "case-system",
+                "case",
+                Some(from),
+                Some(to),
+                &note,
+            )?;
+            alert.state = to;
+            alert.case_id = Some(case_id.to_owned());
+            Ok(alert)
+        })
     }
 
     /// Escalates every alert still `new` whose frame time is at least `after` before `now_ms` and that
     /// was not escalated yet: severity one step up, `escalated` set, an `escalated` event. Returns them.
     pub fn escalate_due(&self, now_ms: i64, after: Duration) -> Result<Vec<Alert>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let due: Vec<Alert> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'new' AND escalated = 0 \
+        in_tx(self.db(), |tx| {
+            let due = alerts(&tx.query(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'new' AND escalated = 0 \
                  AND time_ms <= ?1 ORDER BY seq"
-            ))?;
-            let rows = stmt.query_map([now_ms.saturating_sub(ms(after))], alert_from_row)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(due.len());
-        for mut a in due {
-            let raised = raise(a.severity);
-            tx.execute(
-                "UPDATE alerts SET severity = ?1, escalated = 1 WHERE id = ?2",
-                params![raised.as_str(), a.id],
-            )?;
-            let note = format!(
-                "unacknowledged for {} s: severity {} → {}",
-                after.as_secs(),
-                a.severity.as_str(),
-                raised.as_str()
-            );
-            insert_event(
-                &tx,
-                &a.id,
-                now_ms,
-                "system",
-                "escalated",
-                Some(a.state),
-                Some(a.state),
-                &note,
-            )?;
-            a.severity = raised;
-            a.escalated = true;
-            out.push(a);
-        }
-        tx.commit()?;
-        Ok(out)
+                ),
+                db_params![now_ms.saturating_sub(ms(after))],
+            )?)?;
+            let mut out = Vec::with_capacity(due.len());
+            for mut a in due {
+                let raised = raise(a.severity);
+                tx.execute(
+                    "UPDATE alerts SET severity = ?1, escalated = 1 WHERE id = ?2",
+                    db_params![raised.as_str(), &a.id],
+                )?;
+                let note = format!(
+                    "unacknowledged for {} s: severity {} → {}",
+                    after.as_secs(),
+                    a.severity.as_str(),
+                    raised.as_str()
+                );
+                insert_event(
+                    tx,
+                    &a.id,
+                    now_ms,
+                    "system",
+                    "escalated",
+                    Some(a.state),
+                    Some(a.state),
+                    &note,
+                )?;
+                a.severity = raised;
+                a.escalated = true;
+                out.push(a);
+            }
+            Ok(out)
+        })
     }
 
     /// Retention: deletes alerts older than `max_age` and then the oldest ones until their snapshots
@@ -609,23 +675,26 @@ impl AlertStore {
         max_bytes: u64,
     ) -> Result<CleanupReport, StoreError> {
         let mut report = CleanupReport::default();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let rows = retention_candidates(
-            &tx,
-            "SELECT a.id, a.snapshot, a.snapshot_bytes, a.time_ms < ?1, \
-             EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead')) \
-             FROM alerts a ORDER BY a.seq",
-            now_ms.saturating_sub(ms(max_age)),
-        )?;
-        let (deleted, kept) = retention_pass(rows, max_bytes, |r| {
-            tx.execute("DELETE FROM alert_events WHERE alert_id = ?1", [&r.key])?;
-            tx.execute("DELETE FROM outbox WHERE alert_id = ?1", [&r.key])?;
-            tx.execute("DELETE FROM alerts WHERE id = ?1", [&r.key])?;
-            Ok(())
+        let (deleted, kept) = in_tx(self.db(), |tx| {
+            let rows = retention_candidates(
+                tx,
+                "SELECT a.id, a.snapshot, a.snapshot_bytes, \
+                 CASE WHEN a.time_ms < ?1 THEN 1 ELSE 0 END, \
+                 CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id \
+                   AND o.state IN ('pending', 'dead')) THEN 1 ELSE 0 END \
+                 FROM alerts a ORDER BY a.seq",
+                now_ms.saturating_sub(ms(max_age)),
+            )?;
+            retention_pass(rows, max_bytes, |r| {
+                tx.execute(
+                    "DELETE FROM alert_events WHERE alert_id = ?1",
+                    db_params![&r.key],
+                )?;
+                tx.execute("DELETE FROM outbox WHERE alert_id = ?1", db_params![&r.key])?;
+                tx.execute("DELETE FROM alerts WHERE id = ?1", db_params![&r.key])?;
+                Ok(())
+            })
         })?;
-        tx.commit()?;
-        drop(conn);
         report.kept_undelivered = kept;
         report.alerts = deleted.len();
         report.bytes = deleted.iter().map(|r| r.bytes).sum();
@@ -661,32 +730,28 @@ impl AlertStore {
             return Ok(Vec::new());
         }
         let json = serde_json::to_string(clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE alerts SET clip = ?1, clip_state = ?2, clip_bytes = ?3 WHERE clip_name = ?4",
-            params![json, clip.state.as_str(), clip.bytes as i64, clip.name],
-        )?;
-        let updated = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE clip_name = ?1 ORDER BY seq"
-            ))?;
-            stmt.query_map([&clip.name], alert_from_row)?
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        for a in &updated {
-            if let Some(body) = message(a) {
-                outbox::insert_follow_up(
-                    &tx,
-                    &a.id,
-                    crate::delivery::MESSAGE_CLIP_READY,
-                    &body,
-                    now_ms,
-                )?;
+        in_tx(self.db(), |tx| {
+            tx.execute(
+                "UPDATE alerts SET clip = ?1, clip_state = ?2, clip_bytes = ?3 WHERE clip_name = ?4",
+                db_params![&json, clip.state.as_str(), clip.bytes as i64, &clip.name],
+            )?;
+            let updated = alerts(&tx.query(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE clip_name = ?1 ORDER BY seq"),
+                db_params![&clip.name],
+            )?)?;
+            for a in &updated {
+                if let Some(body) = message(a) {
+                    outbox::insert_follow_up(
+                        tx,
+                        &a.id,
+                        crate::delivery::MESSAGE_CLIP_READY,
+                        &body,
+                        now_ms,
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(updated)
+            Ok(updated)
+        })
     }
 
     /// Clip retention: deletes the files of ready clips whose newest alert is older than `max_age`,
@@ -699,32 +764,32 @@ impl AlertStore {
         max_age: Duration,
         max_bytes: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
         // One row per clip (alerts may share one): its newest alert's age decides.
-        let rows = retention_candidates(
-            &tx,
-            "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), MAX(a.time_ms) < ?1, \
-             MAX(EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id AND o.state IN ('pending', 'dead'))) \
+        let (deleted, _) = in_tx(self.db(), |tx| {
+            let rows = retention_candidates(
+                tx,
+                "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), \
+             CASE WHEN MAX(a.time_ms) < ?1 THEN 1 ELSE 0 END, \
+             MAX(CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = a.id \
+               AND o.state IN ('pending', 'dead')) THEN 1 ELSE 0 END) \
              FROM alerts a WHERE a.clip_state = 'ready' GROUP BY a.clip_name ORDER BY MIN(a.seq)",
-            now_ms.saturating_sub(ms(max_age)),
-        )?;
-        let (deleted, _) = retention_pass(rows, max_bytes, |r| {
-            let json = r.file.as_deref().unwrap_or_default();
-            let mut clip: AlertClip = serde_json::from_str(json)
-                .map_err(|_| StoreError::Corrupt(format!("clip {json}")))?;
-            clip.state = ClipState::Deleted;
-            clip.bytes = 0;
-            let json =
-                serde_json::to_string(&clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.execute(
-                "UPDATE alerts SET clip = ?1, clip_state = 'deleted', clip_bytes = 0 WHERE clip_name = ?2",
-                params![json, r.key],
+                now_ms.saturating_sub(ms(max_age)),
             )?;
-            Ok(())
+            retention_pass(rows, max_bytes, |r| {
+                let json = r.file.as_deref().unwrap_or_default();
+                let mut clip: AlertClip = serde_json::from_str(json)
+                    .map_err(|_| StoreError::Corrupt(format!("clip {json}")))?;
+                clip.state = ClipState::Deleted;
+                clip.bytes = 0;
+                let json =
+                    serde_json::to_string(&clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                tx.execute(
+                "UPDATE alerts SET clip = ?1, clip_state = 'deleted', clip_bytes = 0 WHERE clip_name = ?2",
+                db_params![&json, &r.key],
+            )?;
+                Ok(())
+            })
         })?;
-        tx.commit()?;
-        drop(conn);
         // After the commit: a crash in between leaves an orphan file, never a ready clip without one.
         for r in &deleted {
             if let Some(p) = self.clip_path(&r.key) {
@@ -751,21 +816,22 @@ struct Candidate {
 
 /// The rows of `sql` (selecting key, file, bytes, old, undelivered; `?1` = the age cutoff).
 fn retention_candidates(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut dyn Tx,
     sql: &str,
     cutoff_ms: i64,
-) -> rusqlite::Result<Vec<Candidate>> {
-    let mut stmt = tx.prepare(sql)?;
-    let rows = stmt.query_map([cutoff_ms], |r| {
-        Ok(Candidate {
-            key: r.get(0)?,
-            file: r.get(1)?,
-            bytes: r.get::<_, i64>(2)?.max(0) as u64,
-            old: r.get(3)?,
-            undelivered: r.get(4)?,
+) -> Result<Vec<Candidate>, DbError> {
+    tx.query(sql, db_params![cutoff_ms])?
+        .iter()
+        .map(|r| {
+            Ok(Candidate {
+                key: r.text(0)?,
+                file: r.opt_text(1)?,
+                bytes: r.int(2)?.max(0) as u64,
+                old: r.bool(3)?,
+                undelivered: r.bool(4)?,
+            })
         })
-    })?;
-    rows.collect()
+        .collect()
 }
 
 /// Retention by age, then by size: oldest first, `delete` each row that is old or while the total
@@ -825,7 +891,7 @@ fn where_clause(clauses: &[String]) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn insert_event(
-    tx: &Connection,
+    tx: &mut dyn Tx,
     id: &str,
     at_ms: i64,
     who: &str,
@@ -833,11 +899,11 @@ fn insert_event(
     from: Option<AlertState>,
     to: Option<AlertState>,
     note: &str,
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO alert_events (alert_id, at_ms, who, kind, from_state, to_state, note) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+        db_params![
             id,
             at_ms,
             who,

@@ -1,82 +1,90 @@
 //! The delivery outbox: one row per (alert, sink, url, message), written with the alert (its clip's
 //! message when the clip is written), drained by the worker.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
 use super::{AlertStore, MetricCounts, OutboxRow, OutboxState, Route, StoreError};
+use crate::db::{self, DbError, Row, Tx};
+use crate::db_params;
 
 const COLUMNS: &str = "id, alert_id, sink, url, body, attempts, next_at_ms, first_at_ms, last_error, \
                        state, delivered_at_ms, kind";
 
-fn row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
-    let state: String = r.get(9)?;
+fn row(r: &Row) -> Result<OutboxRow, DbError> {
+    let state = r.text(9)?;
     Ok(OutboxRow {
-        id: r.get(0)?,
-        alert_id: r.get(1)?,
-        sink: r.get(2)?,
-        url: r.get(3)?,
-        body: r.get(4)?,
-        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
-        next_at_ms: r.get(6)?,
-        first_at_ms: r.get(7)?,
-        last_error: r.get(8)?,
+        id: r.int(0)?,
+        alert_id: r.text(1)?,
+        sink: r.text(2)?,
+        url: r.text(3)?,
+        body: r.text(4)?,
+        attempts: r.int(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_at_ms: r.int(6)?,
+        first_at_ms: r.opt_int(7)?,
+        last_error: r.opt_text(8)?,
         state: OutboxState::parse(&state).ok_or_else(|| super::corrupt("outbox state", &state))?,
-        delivered_at_ms: r.get(10)?,
-        kind: r.get(11)?,
+        delivered_at_ms: r.opt_int(10)?,
+        kind: r.text(11)?,
     })
 }
 
+fn rows(rs: &[Row]) -> Result<Vec<OutboxRow>, DbError> {
+    rs.iter().map(row).collect()
+}
+
 pub(super) fn insert_routes(
-    tx: &Connection,
+    tx: &mut dyn Tx,
     alert_id: &str,
     body: &str,
     routes: &[Route],
     now_ms: i64,
-) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO outbox (alert_id, sink, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+) -> Result<(), DbError> {
     for r in routes {
-        stmt.execute(params![alert_id, r.sink, r.url, body, now_ms])?;
+        tx.execute(
+            "INSERT INTO outbox (alert_id, sink, url, body, next_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+            db_params![alert_id, &r.sink, &r.url, body, now_ms],
+        )?;
     }
     Ok(())
 }
 
 /// A follow-up message of `kind` about an alert, to every endpoint its alert message went to.
 pub(super) fn insert_follow_up(
-    tx: &Connection,
+    tx: &mut dyn Tx,
     alert_id: &str,
     kind: &str,
     body: &str,
     now_ms: i64,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO outbox (alert_id, sink, url, body, next_at_ms, kind) \
-         SELECT alert_id, sink, url, ?2, ?3, ?4 FROM outbox WHERE alert_id = ?1 AND kind = 'alert'",
-    )?
-    .execute(params![alert_id, body, now_ms, kind])
+) -> Result<u64, DbError> {
+    tx.execute(
+        "INSERT INTO outbox (alert_id, sink, url, body, next_at_ms, kind) \
+         SELECT alert_id, sink, url, ?2, ?3, ?4 FROM outbox WHERE alert_id = ?1 AND kind = 'alert' \
+         ON CONFLICT DO NOTHING",
+        db_params![alert_id, body, now_ms, kind],
+    )
 }
 
 impl AlertStore {
     /// Pending rows due at `now_ms`, oldest first.
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_at_ms <= ?1 \
-             ORDER BY next_at_ms, id LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![now_ms, limit as i64], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rs = db::query(
+            self.db(),
+            &format!(
+                "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND next_at_ms <= ?1 \
+                 ORDER BY next_at_ms, id LIMIT ?2"
+            ),
+            db_params![now_ms, limit as i64],
+        )?;
+        Ok(rows(&rs)?)
     }
 
     /// The earliest `next_at_ms` of a pending row.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
-        Ok(conn.query_row(
+        let rs = db::query(
+            self.db(),
             "SELECT MIN(next_at_ms) FROM outbox WHERE state = 'pending'",
-            [],
-            |r| r.get(0),
-        )?)
+            &[],
+        )?;
+        Ok(rs.first().map(|r| r.opt_int(0)).transpose()?.flatten())
     }
 
     /// Rows in `state` (all when `None`), newest first.
@@ -85,54 +93,58 @@ impl AlertStore {
         state: Option<OutboxState>,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![state.map(|s| s.as_str()), limit as i64], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rs = db::query(
+            self.db(),
+            &format!(
+                "SELECT {COLUMNS} FROM outbox WHERE (CAST(?1 AS TEXT) IS NULL OR state = ?1) \
+                 ORDER BY id DESC LIMIT ?2"
+            ),
+            db_params![state.map(|s| s.as_str()), limit as i64],
+        )?;
+        Ok(rows(&rs)?)
     }
 
     /// One outbox row.
     pub fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
-                [id],
-                row,
-            )
-            .optional()?)
+        let rs = db::query(
+            self.db(),
+            &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+            db_params![id],
+        )?;
+        Ok(rs.first().map(row).transpose()?)
     }
 
     /// For `/metrics`: alerts by (type, state), and outbox rows by (sink kind, state) with their
     /// failed attempts (`dispatch:<station>` counts as `dispatch`).
     pub fn metric_counts(&self) -> Result<MetricCounts, StoreError> {
-        let conn = self.conn();
-        let mut alerts = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT alert_type, state, COUNT(*) FROM alerts GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
-            alerts.push(row?);
-        }
-        let mut outbox = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT CASE WHEN sink LIKE 'dispatch:%' THEN 'dispatch' ELSE sink END AS kind, state,              COUNT(*), COALESCE(SUM(attempts - (state = 'delivered')), 0)              FROM outbox GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))? {
-            outbox.push(row?);
-        }
-        Ok(MetricCounts { alerts, outbox })
+        Ok(db::transaction(self.db(), |tx| {
+            let mut alerts = Vec::new();
+            for r in tx.query(
+                "SELECT alert_type, state, COUNT(*) FROM alerts GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )? {
+                alerts.push((r.text(0)?, r.text(1)?, r.int(2)?));
+            }
+            let mut outbox = Vec::new();
+            for r in tx.query(
+                "SELECT CASE WHEN sink LIKE 'dispatch:%' THEN 'dispatch' ELSE sink END AS kind, state, \
+                 COUNT(*), CAST(COALESCE(SUM(attempts - CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                 FROM outbox GROUP BY 1, 2 ORDER BY 1, 2",
+                &[],
+            )? {
+                outbox.push((r.text(0)?, r.text(1)?, r.int(2)?, r.int(3)?));
+            }
+            Ok(MetricCounts { alerts, outbox })
+        })?)
     }
 
     /// The receiver accepted the row.
     pub fn mark_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
+        db::execute(
+            self.db(),
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at_ms = ?1, \
              first_at_ms = COALESCE(first_at_ms, ?1), last_error = NULL WHERE id = ?2",
-            params![now_ms, id],
+            db_params![now_ms, id],
         )?;
         Ok(())
     }
@@ -147,17 +159,15 @@ impl AlertStore {
         max_age_ms: i64,
         next_at_ms: i64,
     ) -> Result<OutboxState, StoreError> {
-        let conn = self.conn();
-        let state: Option<String> = conn
-            .query_row(
-                "UPDATE outbox SET attempts = attempts + 1, first_at_ms = COALESCE(first_at_ms, ?1), \
-                 last_error = ?2, next_at_ms = ?3, \
-                 state = CASE WHEN ?1 - COALESCE(first_at_ms, ?1) >= ?4 THEN 'dead' ELSE 'pending' END \
-                 WHERE id = ?5 AND state = 'pending' RETURNING state",
-                params![now_ms, error, next_at_ms, max_age_ms, id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let rs = db::query(
+            self.db(),
+            "UPDATE outbox SET attempts = attempts + 1, first_at_ms = COALESCE(first_at_ms, ?1), \
+             last_error = ?2, next_at_ms = ?3, \
+             state = CASE WHEN ?1 - COALESCE(first_at_ms, ?1) >= ?4 THEN 'dead' ELSE 'pending' END \
+             WHERE id = ?5 AND state = 'pending' RETURNING state",
+            db_params![now_ms, error, next_at_ms, max_age_ms, id],
+        )?;
+        let state = rs.first().map(|r| r.text(0)).transpose()?;
         Ok(state
             .as_deref()
             .and_then(OutboxState::parse)
@@ -166,35 +176,37 @@ impl AlertStore {
 
     /// Moves a dead row back to pending, due now, with a fresh maximum-age window.
     pub fn retry(&self, id: i64, now_ms: i64) -> Result<OutboxRow, StoreError> {
-        let conn = self.conn();
-        let current = conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
-                [id],
-                row,
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "outbox row",
-                id: id.to_string(),
-            })?;
-        if current.state != OutboxState::Dead {
-            return Err(StoreError::NotDead {
-                id,
-                state: current.state,
-            });
-        }
-        conn.execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, first_at_ms = NULL, next_at_ms = ?1 \
-             WHERE id = ?2",
-            params![now_ms, id],
-        )?;
-        Ok(OutboxRow {
-            state: OutboxState::Pending,
-            attempts: 0,
-            first_at_ms: None,
-            next_at_ms: now_ms,
-            ..current
+        super::in_tx(self.db(), |tx| {
+            let current = tx
+                .query(
+                    &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+                    db_params![id],
+                )?
+                .first()
+                .map(row)
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "outbox row",
+                    id: id.to_string(),
+                })?;
+            if current.state != OutboxState::Dead {
+                return Err(StoreError::NotDead {
+                    id,
+                    state: current.state,
+                });
+            }
+            tx.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, first_at_ms = NULL, next_at_ms = ?1 \
+                 WHERE id = ?2",
+                db_params![now_ms, id],
+            )?;
+            Ok(OutboxRow {
+                state: OutboxState::Pending,
+                attempts: 0,
+                first_at_ms: None,
+                next_at_ms: now_ms,
+                ..current
+            })
         })
     }
 }

@@ -34,8 +34,55 @@ pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
     }
 }
 
+thread_local! {
+    /// Set while [`postgres_passes_the_same_tests`] runs the tests again on PostgreSQL: the
+    /// server and the database of each test folder.
+    static POSTGRES: std::cell::RefCell<Option<(crate::db::server::PrivatePostgres, std::collections::HashMap<PathBuf, String>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The store of a test folder: SQLite in it, or (under [`postgres_passes_the_same_tests`]) a
+/// PostgreSQL database of its own, the same one when the folder is opened again.
 fn open(dir: &tempfile::TempDir) -> AlertStore {
-    AlertStore::open(&dir.path().join("a.db"), &dir.path().join("snapshots")).unwrap()
+    let snapshots = dir.path().join("snapshots");
+    let pg = POSTGRES.with(|p| {
+        let mut p = p.borrow_mut();
+        let (server, dbs) = p.as_mut()?;
+        let n = dbs.len();
+        let url = dbs
+            .entry(dir.path().to_owned())
+            .or_insert_with(|| server.database(&format!("t{n}")).unwrap())
+            .clone();
+        Some(url)
+    });
+    match pg {
+        None => AlertStore::open(&dir.path().join("a.db"), &snapshots).unwrap(),
+        Some(url) => {
+            let db = crate::db::postgres::PgDb::connect(&url, 2).unwrap();
+            AlertStore::on(Arc::new(db), &snapshots).unwrap()
+        }
+    }
+}
+
+/// Every test above that opens its store through [`open`], again on PostgreSQL.
+#[test]
+fn postgres_passes_the_same_tests() {
+    let server = crate::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+    POSTGRES.with(|p| *p.borrow_mut() = Some((server, Default::default())));
+    insert_round_trips_and_writes_outbox_in_the_same_transaction();
+    filters_and_cursor();
+    transitions_follow_the_table_and_escalation_raises_once();
+    cleanup_keeps_undelivered_alerts_and_deletes_snapshots();
+    outbox_dies_after_max_age_and_retry_revives();
+    snapshot_names_cannot_escape_the_folder();
+    area_path_and_scope_match_on_segment_boundaries_in_sql_and_in_memory();
+    a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest_first();
+    let used = POSTGRES.with(|p| p.borrow_mut().take().map(|(_, dbs)| dbs.len()));
+    assert_eq!(
+        used,
+        Some(8),
+        "each test had a PostgreSQL database of its own"
+    );
 }
 
 fn route() -> Vec<Route> {
