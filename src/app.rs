@@ -62,6 +62,9 @@ pub enum AppError {
     /// The users database could not be opened or seeded.
     #[error("users database: {0}")]
     Auth(String),
+    /// A database could not be opened.
+    #[error("database: {0}")]
+    Database(#[from] crate::db::DbError),
     /// The camera inventory could not be opened or seeded.
     #[error(transparent)]
     Inventory(#[from] crate::config::inventory::InventoryError),
@@ -73,6 +76,48 @@ pub enum AppError {
         /// OS error.
         source: std::io::Error,
     },
+}
+
+/// The database of each store.
+struct Databases {
+    inventory: Arc<dyn crate::db::Db>,
+    ledger: Arc<dyn crate::db::Db>,
+    alerts: Arc<dyn crate::db::Db>,
+    auth: Arc<dyn crate::db::Db>,
+}
+
+/// SQLite files in the data directory (`inventory.db`, `qianliyan.db`, `alerts.db`, `auth.db`), or
+/// one PostgreSQL database for all (`[node] database_url_env` / `database_url_file`).
+fn open_databases(
+    database: &crate::config::Database,
+    data_dir: &std::path::Path,
+) -> Result<Databases, AppError> {
+    use crate::db::sqlite::SqliteDb;
+    use crate::sqlite::Synchronous;
+    Ok(match database {
+        crate::config::Database::Sqlite => Databases {
+            inventory: Arc::new(SqliteDb::open(&data_dir.join("inventory.db"))?),
+            ledger: Arc::new(SqliteDb::open_with(
+                &data_dir.join("qianliyan.db"),
+                Synchronous::Normal,
+            )?),
+            alerts: Arc::new(SqliteDb::open(&data_dir.join("alerts.db"))?),
+            auth: Arc::new(SqliteDb::open(&data_dir.join("auth.db"))?),
+        },
+        crate::config::Database::Postgres { url, source, pool } => {
+            let db: Arc<dyn crate::db::Db> = Arc::new(
+                crate::db::postgres::PgDb::connect(url.expose(), *pool)
+                    .map_err(|e| e.context(&format!("the URL from {source}")))?,
+            );
+            tracing::info!(database = %db.describe(), pool, "every store in PostgreSQL");
+            Databases {
+                inventory: db.clone(),
+                ledger: db.clone(),
+                alerts: db.clone(),
+                auth: db,
+            }
+        }
+    })
 }
 
 /// Seeds the store's camera inventory from the file and returns the cameras to run
@@ -449,8 +494,8 @@ pub async fn start(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     // The store's inventory is the truth once running; the file's cameras seed it.
-    let store_of_inventory =
-        crate::store::inventory::Inventory::open_sqlite(&data_dir.join("inventory.db"))?;
+    let dbs = open_databases(&config.node.database, &data_dir)?;
+    let store_of_inventory = crate::store::inventory::Inventory::open(dbs.inventory.clone())?;
     let inventory: Arc<dyn crate::config::inventory::CameraStore> =
         Arc::new(store_of_inventory.clone());
     let rules_store: Arc<dyn crate::rules::live::RulesStore> = Arc::new(store_of_inventory);
@@ -461,7 +506,7 @@ pub async fn start(
     );
     config.cameras = seed_inventory(&config, inventory.as_ref(), clock.as_ref())?;
 
-    let mut ledger = Ledger::open(data_dir.join("qianliyan.db"))?;
+    let mut ledger = Ledger::on(dbs.ledger.clone())?;
     // Time while the service was down counts as unknown, not as the last state seen.
     ledger.begin_run(clock.wall())?;
     let (ledger_tx, ledger_rx) = mpsc::channel(LEDGER_QUEUE);
@@ -497,9 +542,8 @@ pub async fn start(
         },
         decoded_tx.clone(),
     ));
-    let store =
-        crate::store::AlertStore::open(&data_dir.join("alerts.db"), &data_dir.join("snapshots"))
-            .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
+    let store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
+        .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
     let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     // Evidence clips: buffers fed in front of the decode gate, clips started by the alert stage.
     let clips = if clip_config.enabled {
@@ -543,10 +587,10 @@ pub async fn start(
             tracing::error!(error = %e, "camera not added");
         }
     }
-    let auth_path = data_dir.join("auth.db");
+    let auth_db = dbs.auth.clone();
     let auth_clock = clock.clone();
     let auth = tokio::task::spawn_blocking(move || {
-        crate::auth::Auth::open(&auth_path, &auth_config, auth_clock)
+        crate::auth::Auth::on(auth_db, &auth_config, auth_clock)
     })
     .await
     .map_err(|e| AppError::Auth(e.to_string()))?

@@ -385,3 +385,65 @@ fn cameras_are_added_changed_removed_and_imported_at_run_time() {
         "a file camera removed through the API stays removed while the file's definition is unchanged"
     );
 }
+
+/// Every store on one PostgreSQL (`[node] database_url_env`): the ledger records the camera's
+/// history, users log in, and cameras added through the API run again after a restart; no SQLite
+/// file is written.
+#[test]
+fn the_service_runs_on_postgresql() {
+    let pg = qianliyan::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+    let sim = start_sim(2, None, TransportPolicy::Both);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let toml = format!(
+        r#"
+[node]
+name = "pg-node"
+data_dir = "{data}"
+database_url_env = "QLY_TEST_DATABASE_URL"
+database_pool = 4
+[web]
+listen = "127.0.0.1:0"
+[health]
+grace = "3s"
+{cameras}
+{auth}
+"#,
+        data = data.display(),
+        cameras = cameras_toml(|i| sim.running.url(i), 1),
+        auth = common::TEST_AUTH,
+    );
+    let url = pg.url();
+    let svc = common::start_service(dir, &toml, &[("QLY_TEST_DATABASE_URL", &url)]);
+    wait_for(&svc, "c1", Duration::from_secs(20), "online", |v| {
+        is_state(v, "online")
+    });
+    let body = format!(
+        r#"{{"id":"pg1","name":"库中相机","url":"{}"}}"#,
+        sim.running.url(2)
+    );
+    let (status, resp) = api(svc.addr, "POST", "/api/cameras", &body);
+    assert_eq!(status, 201, "{resp}");
+    let svc = svc.restart();
+    wait_for(
+        &svc,
+        "pg1",
+        Duration::from_secs(20),
+        "online after the restart",
+        |v| is_state(v, "online"),
+    );
+    let (status, history) = api(svc.addr, "GET", "/api/cameras/c1/history", "");
+    assert_eq!(status, 200, "{history}");
+    assert!(
+        history.contains("\"online\""),
+        "the ledger in PostgreSQL: {history}"
+    );
+    for file in ["alerts.db", "auth.db", "qianliyan.db", "inventory.db"] {
+        assert!(
+            !data.join(file).exists(),
+            "{file} written beside PostgreSQL"
+        );
+    }
+    drop(svc);
+    drop(pg);
+}

@@ -368,11 +368,21 @@ impl Auth {
         config: &AuthConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Auth>, AuthError> {
+        let db = crate::db::sqlite::SqliteDb::open(path)?;
+        Auth::on(Arc::new(db), config, clock)
+    }
+
+    /// The same on the auth tables of `db` (SQLite or PostgreSQL).
+    pub fn on(
+        db: Arc<dyn crate::db::Db>,
+        config: &AuthConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Auth>, AuthError> {
         let policy = SessionPolicy {
             idle: config.session_idle,
             max: config.session_max,
         };
-        let store = AuthStore::open(path, clock.clone(), policy)?;
+        let store = AuthStore::on(db, clock.clone(), policy)?;
         store.seed(config)?;
         let limiter = LoginLimiter::new(store.db(), clock);
         // Verified against when the user does not exist, so unknown names cost the same time.

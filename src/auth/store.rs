@@ -371,9 +371,9 @@ fn keep_an_admin(tx: &mut dyn Tx, before: &UserRow, still_admin: bool) -> Result
 }
 
 /// Runs `f` in one transaction; an [`AuthError`] from `f` rolls it back and comes out as it was.
-fn in_tx<T>(
+fn in_tx<T: Send>(
     db: &dyn Db,
-    mut f: impl FnMut(&mut dyn Tx) -> Result<T, AuthError>,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, AuthError> + Send,
 ) -> Result<T, AuthError> {
     let mut failed = None;
     let out = db::transaction(db, |tx| {

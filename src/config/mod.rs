@@ -24,7 +24,7 @@ pub use inventory::sha256_hex;
 pub use raw::{SectionReader, StageSections};
 pub use redact::{redact_credentials, redact_url};
 pub use types::{
-    AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint, HealthConfig,
+    AreaPath, Camera, CameraOrigin, Config, Credentials, Database, Decoder, GeoPoint, HealthConfig,
     IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
     Timestamp, Transport, WebConfig, area_contains,
 };
@@ -536,6 +536,75 @@ pub(crate) mod tests {
         assert!(!all.contains("s3cr3t-value"), "{all}");
         assert_eq!(cfg.credentials["camsim"].password.expose(), "s3cr3t-value");
         assert_eq!(format!("{}", cfg.credentials["camsim"].password), "***");
+    }
+
+    #[test]
+    fn the_database_url_comes_from_env_or_file_and_is_never_repeated() {
+        let pw = ["db", "pass", "9"].join("-");
+        let env = FakeEnv::default()
+            .with_var(
+                "QLY_DB",
+                &format!("postgres://qly:{pw}@10.0.0.5:5432/qianliyan"),
+            )
+            .with_var("QLY_WRONG", &format!("mysql://qly:{pw}@10.0.0.5/qianliyan"))
+            .with_file("/etc/qly/db.url", &format!("postgresql://qly:{pw}@db/q\n"));
+        let cfg = parse_str_with(
+            "[node]\ndatabase_url_env = \"QLY_DB\"\ndatabase_pool = 8\n",
+            Path::new("/x"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        match &cfg.node.database {
+            Database::Postgres { url, pool, .. } => {
+                assert!(url.expose().ends_with("/qianliyan"));
+                assert_eq!(*pool, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{cfg:?}\n{}", cfg.summary()).contains(&pw));
+        let cfg = parse_str_with(
+            "[node]\ndatabase_url_file = \"db.url\"\n",
+            Path::new("/etc/qly"),
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cfg.node.database,
+            Database::Postgres { pool: 16, .. }
+        ));
+        assert_eq!(
+            parse_str_with("", Path::new("/x"), &env)
+                .unwrap()
+                .node
+                .database,
+            Database::Sqlite
+        );
+        let text = parse_str_with(
+            "[node]\ndatabase_url_env = \"QLY_WRONG\"\ndatabase_pool = 0\n",
+            Path::new("/x"),
+            &env,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("expected errors"))
+        .to_string();
+        assert!(
+            text.contains("node.database_url_env: the database URL must be a PostgreSQL URL"),
+            "{text}"
+        );
+        assert!(text.contains("node.database_pool"), "{text}");
+        assert!(!text.contains(&pw), "{text}");
+        let text = parse_str_with(
+            "[node]\ndatabase_url_env = \"QLY_UNSET\"\n",
+            Path::new("/x"),
+            &env,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("expected errors"))
+        .to_string();
+        assert!(
+            text.contains("environment variable QLY_UNSET is not set (needed by the database URL)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -92,6 +92,13 @@ pub struct RawNode {
     /// Where scripts/setup put the model, runtime library and videos; default "assets" relative to the
     /// working directory (the repository root when run through `make`), or `$QLY_ASSETS_DIR`.
     pub assets_dir: Option<String>,
+    /// Environment variable holding the PostgreSQL URL (`postgres://user:password@host/db`); with
+    /// it (or `database_url_file`) every store lives in that database instead of SQLite files.
+    pub database_url_env: Option<String>,
+    /// File holding the PostgreSQL URL (trailing newline ignored), relative to the config file.
+    pub database_url_file: Option<String>,
+    /// Most PostgreSQL connections this node opens; default 16.
+    pub database_pool: Option<i64>,
 }
 
 /// `[web]`.

@@ -34,6 +34,25 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Installed assets (model, ONNX Runtime, videos).
     pub assets_dir: PathBuf,
+    /// Where the stores live.
+    pub database: Database,
+}
+
+/// Where the stores (alerts, users, ledger, inventory) live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Database {
+    /// SQLite files in the data directory (one node).
+    #[default]
+    Sqlite,
+    /// One PostgreSQL database (any number of nodes).
+    Postgres {
+        /// `postgres://user:password@host:port/db` (a secret: it may hold the password).
+        url: Secret,
+        /// Where it came from, for messages.
+        source: SecretSource,
+        /// Most connections this node opens.
+        pool: u32,
+    },
 }
 
 /// HTTP API, WebSocket feed and UI.

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::raw::{RawCamera, RawConfig, RawCredentials, RawMaintenance, key_path};
 use super::types::{
-    AreaPath, Camera, CameraOrigin, Config, Credentials, Decoder, GeoPoint, HealthConfig,
+    AreaPath, Camera, CameraOrigin, Config, Credentials, Database, Decoder, GeoPoint, HealthConfig,
     IngestConfig, MaintenanceWindow, NodeConfig, Secret, SecretSource, SourceKind, StreamChoice,
     Timestamp, Transport, WebConfig,
 };
@@ -38,7 +38,8 @@ pub fn validate(
     env: &dyn Environment,
 ) -> (Config, Vec<ConfigError>) {
     let mut v = Validator { errors: Vec::new() };
-    let node = v.node(raw, base_dir);
+    let mut node = v.node(raw, base_dir);
+    node.database = v.database(raw, base_dir, env);
     let web = v.web(raw);
     let ingest = v.ingest(raw);
     let health = HealthConfig {
@@ -117,7 +118,59 @@ impl Validator {
             name: name.to_owned(),
             data_dir: resolve(base_dir, Path::new(data_dir)),
             assets_dir,
+            database: Database::Sqlite,
         }
+    }
+
+    fn database(&mut self, raw: &RawConfig, base_dir: &Path, env: &dyn Environment) -> Database {
+        let n = &raw.node;
+        let pool = match n.database_pool {
+            None => 16,
+            Some(p) if (1..=1000).contains(&p) => p as u32,
+            Some(p) => {
+                self.err(
+                    "node.database_pool",
+                    format!("{p} must be 1 to 1000 connections"),
+                );
+                16
+            }
+        };
+        let needed_by = "the database URL";
+        let secret = match (
+            n.database_url_env.as_deref(),
+            n.database_url_file.as_deref(),
+        ) {
+            (None, None) => return Database::Sqlite,
+            (Some(_), Some(_)) => {
+                self.err(
+                    "node",
+                    "set one of database_url_env or database_url_file, not both",
+                );
+                None
+            }
+            (Some(var), None) => self.secret_from_env(needed_by, "node.database_url_env", var, env),
+            (None, Some(file)) => {
+                let file = resolve(base_dir, Path::new(file));
+                self.secret_from_file(needed_by, "node.database_url_file", file, env)
+            }
+        };
+        let Some((url, source)) = secret else {
+            return Database::Sqlite;
+        };
+        let field = match source {
+            SecretSource::Env(_) => "node.database_url_env",
+            _ => "node.database_url_file",
+        };
+        let text = url.expose();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            // The URL is never repeated: it may hold the password.
+            self.err(
+                field,
+                "the database URL must be a PostgreSQL URL: postgres://user:password@host:5432/database",
+            );
+            return Database::Sqlite;
+        }
+        Database::Postgres { url, source, pool }
     }
 
     fn web(&mut self, raw: &RawConfig) -> WebConfig {
@@ -327,11 +380,13 @@ impl Validator {
                 None
             }
             (Some(var), None) => {
-                self.secret_from_env(name, &format!("{path}.password_env"), var, env)
+                let by = format!("credential set \"{name}\"");
+                self.secret_from_env(&by, &format!("{path}.password_env"), var, env)
             }
             (None, Some(file)) => {
                 let file = resolve(base_dir, Path::new(file));
-                self.secret_from_file(name, &format!("{path}.password_file"), file, env)
+                let by = format!("credential set \"{name}\"");
+                self.secret_from_file(&by, &format!("{path}.password_file"), file, env)
             }
         };
         match (username, secret) {
@@ -347,7 +402,7 @@ impl Validator {
 
     fn secret_from_env(
         &mut self,
-        set: &str,
+        needed_by: &str,
         path: &str,
         var: &str,
         env: &dyn Environment,
@@ -367,14 +422,14 @@ impl Validator {
         };
         self.err(
             path,
-            format!("environment variable {var} {problem} (needed by credential set \"{set}\")"),
+            format!("environment variable {var} {problem} (needed by {needed_by})"),
         );
         None
     }
 
     fn secret_from_file(
         &mut self,
-        set: &str,
+        needed_by: &str,
         path: &str,
         file: PathBuf,
         env: &dyn Environment,
@@ -395,10 +450,7 @@ impl Validator {
                 }
             },
         };
-        self.err(
-            path,
-            format!("{problem} (needed by credential set \"{set}\")"),
-        );
+        self.err(path, format!("{problem} (needed by {needed_by})"));
         None
     }
 

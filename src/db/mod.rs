@@ -200,6 +200,8 @@ pub trait Tx {
 }
 
 /// A store's schema: the same tables for each dialect, as numbered migrations applied once each.
+/// On PostgreSQL every store's tables share one database, so table names are unique across
+/// stores (`tests/health.rs` runs the service on one PostgreSQL database).
 #[derive(Debug, Clone, Copy)]
 pub struct Schema {
     /// The store's name (PostgreSQL keeps one version per name in `qly_schema`).
@@ -215,7 +217,10 @@ pub trait Db: Send + Sync + 'static {
     /// Its dialect.
     fn dialect(&self) -> Dialect;
     /// Runs `f` in one transaction, committed when `f` returns `Ok`, rolled back otherwise.
-    fn run(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), DbError>) -> Result<(), DbError>;
+    fn run(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + Send),
+    ) -> Result<(), DbError>;
     /// Applies the migrations of `schema` not yet applied (several nodes starting at once apply
     /// each once).
     fn migrate(&self, schema: &Schema) -> Result<(), DbError>;
@@ -230,9 +235,9 @@ impl fmt::Debug for dyn Db {
 }
 
 /// Runs `f` in one transaction and returns what it returns.
-pub fn transaction<T>(
+pub fn transaction<T: Send>(
     db: &dyn Db,
-    mut f: impl FnMut(&mut dyn Tx) -> Result<T, DbError>,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, DbError> + Send,
 ) -> Result<T, DbError> {
     let mut out = None;
     db.run(&mut |tx| {

@@ -17,8 +17,39 @@ const MIGRATION_LOCK: i64 = 0x716c_795f_7363_6865; // "qly_sche"
 
 /// A PostgreSQL database.
 pub struct PgDb {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// Always `Some` until dropped (taken out to be closed off the runtime).
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     described: String,
+}
+
+/// Runs `f` where the synchronous client may block: the synchronous client drives a runtime of
+/// its own, which must not start (nor close a connection) on a thread that drives async tasks,
+/// or it panics. From inside a runtime, `f` runs on a thread of its own (a few tens of
+/// microseconds, against a round trip to the database).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, DbError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(f());
+    }
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("qly-pg-call".into())
+            .spawn_scoped(s, f)
+            .map_err(|e| DbError {
+                kind: DbErrorKind::Unavailable,
+                message: format!("no thread for the database call: {e}"),
+            })?;
+        Ok(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            if let Err(e) = off_runtime(move || drop(pool)) {
+                tracing::warn!(error = %e, "PostgreSQL connections not closed cleanly");
+            }
+        }
+    }
 }
 
 impl PgDb {
@@ -30,16 +61,21 @@ impl PgDb {
             .map_err(|e| DbError::other(format!("the PostgreSQL URL is not valid: {e}")))?;
         let described = describe(&config);
         let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
-            .build(manager)
-            .map_err(|e| DbError {
-                kind: DbErrorKind::Unavailable,
-                message: format!("connecting to {described}: {e}"),
-            })?;
-        Ok(PgDb { pool, described })
+        let pool = off_runtime(|| {
+            r2d2::Pool::builder()
+                .max_size(pool_size.max(1))
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(5))
+                .build(manager)
+        })?
+        .map_err(|e| DbError {
+            kind: DbErrorKind::Unavailable,
+            message: format!("connecting to {described}: {e}"),
+        })?;
+        Ok(PgDb {
+            pool: Some(pool),
+            described,
+        })
     }
 }
 
@@ -182,19 +218,35 @@ impl Tx for PgTx<'_, '_> {
     }
 }
 
-impl Db for PgDb {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn run(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), DbError>) -> Result<(), DbError> {
-        let mut client = self.pool.get().map_err(|e| DbError {
+impl PgDb {
+    fn run_here(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + Send),
+    ) -> Result<(), DbError> {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| DbError::other("the database is closed"))?;
+        let mut client = pool.get().map_err(|e| DbError {
             kind: DbErrorKind::Unavailable,
             message: format!("{}: no connection: {e}", self.described),
         })?;
         let mut tx = client.transaction().map_err(error)?;
         f(&mut PgTx(&mut tx))?;
         tx.commit().map_err(error)
+    }
+}
+
+impl Db for PgDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn run(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + Send),
+    ) -> Result<(), DbError> {
+        off_runtime(|| self.run_here(f))?
     }
 
     fn migrate(&self, schema: &Schema) -> Result<(), DbError> {

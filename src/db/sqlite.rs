@@ -122,7 +122,10 @@ impl Db for SqliteDb {
         Dialect::Sqlite
     }
 
-    fn run(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), DbError>) -> Result<(), DbError> {
+    fn run(
+        &self,
+        f: &mut (dyn FnMut(&mut dyn Tx) -> Result<(), DbError> + Send),
+    ) -> Result<(), DbError> {
         let mut conn = crate::sync::lock(&self.conn);
         let tx = conn.transaction().map_err(error)?;
         f(&mut SqliteTx(&tx))?;

@@ -72,7 +72,7 @@ pub trait AlertStorage: Send + Sync + 'static {
         &self,
         clip: &crate::rules::AlertClip,
         now_ms: i64,
-        message: &dyn Fn(&Alert) -> Option<String>,
+        message: &(dyn Fn(&Alert) -> Option<String> + Sync),
     ) -> Result<Vec<Alert>, StoreError>;
     /// Clip retention by age and total size, oldest first, never a clip a pending or dead delivery
     /// links to; the alerts stay. Returns (clips, bytes) deleted.

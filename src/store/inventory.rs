@@ -13,7 +13,7 @@ use crate::rules::live::{RulesStore, SavedRules};
 pub const SCHEMA: Schema = Schema {
     name: "inventory",
     sqlite: &[
-        "CREATE TABLE camera (
+        "CREATE TABLE camera_definition (
             id          TEXT PRIMARY KEY NOT NULL,
             definition  TEXT NOT NULL,      -- the API's camera body (JSON)
             seed        TEXT,               -- SHA-256 of the file's definition last seeded; NULL: the API's
@@ -26,7 +26,7 @@ pub const SCHEMA: Schema = Schema {
             saved_ms  INTEGER NOT NULL
         ) STRICT;",
     ],
-    postgres: &["CREATE TABLE camera (
+    postgres: &["CREATE TABLE camera_definition (
             id          TEXT PRIMARY KEY,
             definition  TEXT NOT NULL,
             seed        TEXT,
@@ -75,7 +75,7 @@ impl Inventory {
 
 fn put(tx: &mut dyn Tx, c: &StoredCamera) -> Result<u64, DbError> {
     tx.execute(
-        "INSERT INTO camera (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO camera_definition (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, seed = excluded.seed,
            removed = excluded.removed, updated_ms = excluded.updated_ms",
         db_params![
@@ -102,7 +102,7 @@ impl CameraStore for Inventory {
     fn cameras(&self) -> Result<Vec<StoredCamera>, InventoryError> {
         db::query(
             self.db.as_ref(),
-            "SELECT id, definition, seed, removed, updated_ms FROM camera ORDER BY id",
+            "SELECT id, definition, seed, removed, updated_ms FROM camera_definition ORDER BY id",
             &[],
         )
         .and_then(|rows| rows.iter().map(stored).collect())
@@ -114,9 +114,10 @@ impl CameraStore for Inventory {
             for w in writes {
                 match w {
                     SeedWrite::Put(c) => put(tx, c)?,
-                    SeedWrite::Delete(id) => {
-                        tx.execute("DELETE FROM camera WHERE id = ?1", db_params![id])?
-                    }
+                    SeedWrite::Delete(id) => tx.execute(
+                        "DELETE FROM camera_definition WHERE id = ?1",
+                        db_params![id],
+                    )?,
                 };
             }
             Ok(())
@@ -127,7 +128,7 @@ impl CameraStore for Inventory {
     fn save(&self, id: &str, definition: &str, now_ms: i64) -> Result<(), InventoryError> {
         db::execute(
             self.db.as_ref(),
-            "INSERT INTO camera (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, NULL, 0, ?3)
+            "INSERT INTO camera_definition (id, definition, seed, removed, updated_ms) VALUES (?1, ?2, NULL, 0, ?3)
              ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, removed = 0,
                updated_ms = excluded.updated_ms",
             db_params![id, definition, now_ms],
@@ -139,11 +140,11 @@ impl CameraStore for Inventory {
     fn remove(&self, id: &str, now_ms: i64) -> Result<(), InventoryError> {
         db::transaction(self.db.as_ref(), |tx| {
             tx.execute(
-                "UPDATE camera SET removed = 1, updated_ms = ?2 WHERE id = ?1 AND seed IS NOT NULL",
+                "UPDATE camera_definition SET removed = 1, updated_ms = ?2 WHERE id = ?1 AND seed IS NOT NULL",
                 db_params![id, now_ms],
             )?;
             tx.execute(
-                "DELETE FROM camera WHERE id = ?1 AND seed IS NULL",
+                "DELETE FROM camera_definition WHERE id = ?1 AND seed IS NULL",
                 db_params![id],
             )
         })

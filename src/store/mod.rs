@@ -294,9 +294,9 @@ fn alerts(rows: &[Row]) -> Result<Vec<Alert>, DbError> {
 }
 
 /// Runs `f` in one transaction; a [`StoreError`] from `f` rolls it back and comes out as it was.
-fn in_tx<T>(
+fn in_tx<T: Send>(
     db: &dyn Db,
-    mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError> + Send,
 ) -> Result<T, StoreError> {
     let mut failed = None;
     let out = db::transaction(db, |tx| {
@@ -724,7 +724,7 @@ impl AlertStore {
         &self,
         clip: &AlertClip,
         now_ms: i64,
-        message: &dyn Fn(&Alert) -> Option<String>,
+        message: &(dyn Fn(&Alert) -> Option<String> + Sync),
     ) -> Result<Vec<Alert>, StoreError> {
         if clip.name.is_empty() {
             return Ok(Vec::new());
@@ -979,7 +979,7 @@ impl crate::delivery::AlertStorage for AlertStore {
         &self,
         clip: &AlertClip,
         now_ms: i64,
-        message: &dyn Fn(&Alert) -> Option<String>,
+        message: &(dyn Fn(&Alert) -> Option<String> + Sync),
     ) -> Result<Vec<Alert>, StoreError> {
         AlertStore::set_clip(self, clip, now_ms, message)
     }
