@@ -44,10 +44,10 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, DbError> {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            if let Err(e) = off_runtime(move || drop(pool)) {
-                tracing::warn!(error = %e, "PostgreSQL connections not closed cleanly");
-            }
+        if let Some(pool) = self.pool.take()
+            && let Err(e) = off_runtime(move || drop(pool))
+        {
+            tracing::warn!(error = %e, "PostgreSQL connections not closed cleanly");
         }
     }
 }
