@@ -599,7 +599,7 @@ pub async fn start(
         .worker()
         .map_err(|e| AppError::Analysis(format!("delivery worker: {e}")))?;
     let delivery_task = tokio::spawn(worker.run(delivery.wake.clone(), cancel.child_token()));
-    let escalation_task = tokio::spawn(crate::delivery::escalation_timer(
+    let escalation_task = tokio::spawn(crate::delivery::housekeeping_timer(
         delivery.clone(),
         cancel.clone(),
     ));

@@ -29,6 +29,11 @@ pub struct RawDeliveryConfig {
     pub request_timeout_s: Option<u64>,
     /// Seconds an alert may stay `new` before it is escalated (default 300).
     pub escalate_after_s: Option<u64>,
+    /// Days alerts (with their snapshots, events and delivered outbox rows) are kept (default 180);
+    /// one whose delivery is pending or dead-lettered is kept however old.
+    pub keep_alerts_days: Option<u64>,
+    /// Most disk the snapshots may take, MiB (default 10240); above it the oldest alerts go first.
+    pub snapshot_budget_mib: Option<u64>,
     /// ZeroMQ PUB endpoint for in-house integrators, e.g. "tcp://127.0.0.1:5556" (best effort; see
     /// docs/zeromq.md). Absent: no ZeroMQ.
     pub zmq_endpoint: Option<String>,
@@ -74,6 +79,10 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
     /// Escalate `new` alerts after this long.
     pub escalate_after: Duration,
+    /// Alerts older than this are deleted by retention.
+    pub keep_alerts: Duration,
+    /// Snapshots above this many bytes in all: the oldest alerts are deleted.
+    pub snapshot_budget_bytes: u64,
     /// ZeroMQ PUB endpoint, if any.
     pub zmq_endpoint: Option<String>,
     /// ZeroMQ high-water mark.
@@ -93,6 +102,8 @@ impl Default for DeliveryConfig {
             backoff_max: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             escalate_after: Duration::from_secs(300),
+            keep_alerts: Duration::from_secs(180 * 86_400),
+            snapshot_budget_bytes: 10_240 << 20,
             zmq_endpoint: None,
             zmq_hwm: 1000,
             public_url: None,
@@ -178,6 +189,22 @@ impl RawDeliveryConfig {
             d.escalate_after,
             &mut errors,
         );
+        let keep_alerts = match self.keep_alerts_days {
+            Some(0) => {
+                errors.push("delivery.keep_alerts_days: must be greater than 0".into());
+                d.keep_alerts
+            }
+            Some(days) => Duration::from_secs(days.saturating_mul(86_400)),
+            None => d.keep_alerts,
+        };
+        let snapshot_budget_bytes = match self.snapshot_budget_mib {
+            Some(0) => {
+                errors.push("delivery.snapshot_budget_mib: must be greater than 0".into());
+                d.snapshot_budget_bytes
+            }
+            Some(m) => m.saturating_mul(1 << 20),
+            None => d.snapshot_budget_bytes,
+        };
         let backoff_initial = match self.backoff_initial_ms {
             Some(0) => {
                 errors.push("delivery.backoff_initial_ms: must be greater than 0".into());
@@ -201,6 +228,8 @@ impl RawDeliveryConfig {
             backoff_max,
             request_timeout,
             escalate_after,
+            keep_alerts,
+            snapshot_budget_bytes,
             zmq_endpoint: self.zmq_endpoint.clone().filter(|e| !e.trim().is_empty()),
             zmq_hwm: self.zmq_hwm.unwrap_or(1000).max(1),
             // Filled from `[web]` when the whole file is assembled.

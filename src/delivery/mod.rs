@@ -4,7 +4,8 @@
 //! durable outbox).
 //!
 //! In: alerts to store and deliver ([`Delivery::insert`]) and health transitions for the feed
-//! ([`Delivery::health`]). The escalation timer ([`escalation_timer`]) raises alerts left `new`.
+//! ([`Delivery::health`]). The housekeeping timer ([`housekeeping_timer`]) raises alerts left `new`
+//! and runs alert retention, each on one node at a time (a job lease in the store).
 //! Out: outbox rows drained by [`webhook::DeliveryWorker`]; [`feed::FeedEvent`]s on a broadcast.
 //! When full: the broadcast never waits (slow feed clients are told to resync); the outbox is durable,
 //! so a slow or absent receiver only grows it.
@@ -27,7 +28,7 @@ pub use webhook::{DeliveryWorker, Secret, WebhookError};
 
 use crate::clock::Clock;
 use crate::rules::Alert;
-use store::StoreError;
+use store::{CleanupReport, StoreError};
 
 /// Feed events buffered per client before it is told to resync.
 pub const FEED_CAPACITY: usize = 1024;
@@ -48,7 +49,25 @@ pub struct Delivery {
     pub status: StoreStatus,
     /// Feed events live clients missed because they fell behind (each such client is told to resync).
     pub feed_missed: Arc<std::sync::atomic::AtomicU64>,
+    /// Who this process is when it holds a job (escalation, retention) that one node runs at a time.
+    pub holder: String,
 }
+
+/// What one housekeeping pass did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Housekeeping {
+    /// Escalation ran here (this process held the job).
+    pub escalation_ran: bool,
+    /// Alerts escalated.
+    pub escalated: usize,
+    /// Retention ran here (this process held the job).
+    pub retention_ran: bool,
+    /// What retention removed.
+    pub cleanup: CleanupReport,
+}
+
+/// How long a job lease lasts: several passes, so a holder that stops is replaced within it.
+const JOB_LEASE_MS: i64 = 60_000;
 
 impl Delivery {
     /// Builds it (no tasks started; see [`Delivery::worker`]).
@@ -66,6 +85,12 @@ impl Delivery {
             clock,
             status: StoreStatus::default(),
             feed_missed: Arc::default(),
+            holder: format!(
+                "{}/{}/{:08x}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+                std::process::id(),
+                rand::random::<u32>()
+            ),
         })
     }
 
@@ -117,6 +142,33 @@ impl Delivery {
         Ok(updated.len())
     }
 
+    /// Blocking: one housekeeping pass: escalation, and retention when `retention` is set; each
+    /// only while this process holds its job (one node at a time runs each).
+    pub fn housekeep(&self, retention: bool) -> Result<Housekeeping, StoreError> {
+        let mut done = Housekeeping::default();
+        let now = self.now_ms();
+        if self
+            .store
+            .hold_job("escalation", &self.holder, now, JOB_LEASE_MS)?
+        {
+            done.escalation_ran = true;
+            done.escalated = self.escalate_due()?.len();
+        }
+        if retention
+            && self
+                .store
+                .hold_job("retention", &self.holder, now, JOB_LEASE_MS * 2)?
+        {
+            done.retention_ran = true;
+            done.cleanup = self.store.cleanup(
+                now,
+                self.config.keep_alerts,
+                self.config.snapshot_budget_bytes,
+            )?;
+        }
+        Ok(done)
+    }
+
     /// Blocking: escalates alerts still `new` after `config.escalate_after` and announces them.
     /// Call from a timer (every few seconds).
     pub fn escalate_due(&self) -> Result<Vec<Alert>, StoreError> {
@@ -162,27 +214,44 @@ pub fn clip_ready_body(a: &Alert, public_url: Option<&str>) -> Option<String> {
     )
 }
 
-/// Raises alerts left `new` too long (every 10 s).
-pub async fn escalation_timer(
+/// Raises alerts left `new` too long (every 10 s) and runs alert retention (every minute), each
+/// on one node at a time ([`Delivery::housekeep`]).
+pub async fn housekeeping_timer(
     delivery: Arc<Delivery>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut pass: u64 = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let retention = pass % 6 == 0;
+        pass += 1;
         let d = delivery.clone();
-        match tokio::task::spawn_blocking(move || d.escalate_due()).await {
-            Ok(Ok(escalated)) if !escalated.is_empty() => {
-                tracing::warn!(
-                    count = escalated.len(),
-                    "alerts escalated: still new after the escalation time"
-                );
+        match tokio::task::spawn_blocking(move || d.housekeep(retention)).await {
+            Ok(Ok(done)) => {
+                if done.escalated > 0 {
+                    tracing::warn!(
+                        count = done.escalated,
+                        "alerts escalated: still new after the escalation time"
+                    );
+                }
+                let c = &done.cleanup;
+                if c.alerts > 0 || c.kept_undelivered > 0 {
+                    tracing::info!(
+                        alerts = c.alerts,
+                        bytes = c.bytes,
+                        kept_undelivered = c.kept_undelivered,
+                        "alert retention deleted the oldest alerts and their snapshots"
+                    );
+                }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "escalation check failed"),
-            _ => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "housekeeping (escalation, retention) failed")
+            }
+            Err(e) => tracing::error!(error = %e, "housekeeping task failed"),
         }
     }
 }

@@ -84,6 +84,23 @@ pub trait AlertStorage: Send + Sync + 'static {
     ) -> Result<(u64, u64), StoreError>;
     /// Pending outbox rows due at `now_ms`, oldest first, at most `limit`.
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
+    /// The same rows, claimed for `lease_ms` by this worker: other workers (other nodes) skip
+    /// them until they are marked or the claim ends.
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Takes or renews the job `name` (escalation, retention) for `holder` when nobody else holds
+    /// it; true when `holder` may run it now.
+    fn hold_job(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// When the next pending row is due.
     fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
     /// Outbox rows, newest first, optionally of one state.

@@ -143,7 +143,16 @@ impl DeliveryWorker {
         }
         loop {
             let now = self.now_ms();
-            let rows = self.store.blocking(move |s| s.due(now, BATCH)).await?;
+            // Claimed for twice the request timeout and then some: another node's worker skips
+            // these rows while this one sends them, and takes them over if this one stops.
+            let lease = i64::try_from(self.config.request_timeout.as_millis())
+                .unwrap_or(i64::MAX / 4)
+                .saturating_mul(2)
+                .saturating_add(5_000);
+            let rows = self
+                .store
+                .blocking(move |s| s.claim_due(now, BATCH, lease))
+                .await?;
             let n = rows.len();
             // Each result is recorded as soon as its answer comes: a slow endpoint does not hold
             // the others' marks back, and a crash re-sends only what was really in flight.

@@ -132,7 +132,10 @@ pub const SCHEMA: Schema = Schema {
         UNIQUE(alert_id, sink, url, kind)
      );
      CREATE INDEX outbox_due ON outbox(state, next_at_ms);
-     CREATE INDEX outbox_alert ON outbox(alert_id);"],
+     CREATE INDEX outbox_alert ON outbox(alert_id);",
+        "ALTER TABLE outbox ADD COLUMN claimed_until_ms BIGINT;
+     CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);",
+    ],
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -200,6 +203,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE outbox_v5 RENAME TO outbox;
      CREATE INDEX outbox_due ON outbox(state, next_at_ms);
      CREATE INDEX outbox_alert ON outbox(alert_id);",
+    // v6: outbox rows claimed by one delivery worker at a time (many nodes); jobs one node runs
+    // at a time (escalation, retention).
+    "ALTER TABLE outbox ADD COLUMN claimed_until_ms INTEGER;
+     CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms INTEGER NOT NULL) STRICT;",
 ];
 
 /// The alert store (cheap to clone; the database is shared).
@@ -993,6 +1000,23 @@ impl crate::delivery::AlertStorage for AlertStore {
     }
     fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         AlertStore::due(self, now_ms, limit)
+    }
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        AlertStore::claim_due(self, now_ms, limit, lease_ms)
+    }
+    fn hold_job(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        AlertStore::hold_job(self, name, holder, now_ms, lease_ms)
     }
     fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         AlertStore::next_due_ms(self)

@@ -77,11 +77,61 @@ impl AlertStore {
         Ok(rows(&rs)?)
     }
 
-    /// The earliest `next_at_ms` of a pending row.
+    /// Claims up to `limit` pending rows due at `now_ms` that no worker holds (or whose claim
+    /// ended), for `lease_ms`: another worker (another node) skips them until the claim ends or
+    /// the row is marked. Oldest first.
+    pub fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        // PostgreSQL: rows another transaction is claiming right now are skipped, not waited for.
+        let skip = match self.db.dialect() {
+            db::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            db::Dialect::Sqlite => "",
+        };
+        let rs = db::query(
+            self.db(),
+            &format!(
+                "UPDATE outbox SET claimed_until_ms = ?3 WHERE id IN (\
+                 SELECT id FROM outbox WHERE state = 'pending' AND next_at_ms <= ?1 \
+                 AND (claimed_until_ms IS NULL OR claimed_until_ms <= ?1) \
+                 ORDER BY next_at_ms, id LIMIT ?2{skip}) RETURNING {COLUMNS}"
+            ),
+            db_params![now_ms, limit as i64, now_ms.saturating_add(lease_ms)],
+        )?;
+        let mut claimed = rows(&rs)?;
+        claimed.sort_by_key(|r| (r.next_at_ms, r.id));
+        Ok(claimed)
+    }
+
+    /// Takes (or renews) the job `name` for `holder` until `now_ms + lease_ms` when nobody else
+    /// holds it: true when `holder` holds it now. Jobs that one node runs at a time (escalation,
+    /// retention) ask before each run.
+    pub fn hold_job(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let rs = db::query(
+            self.db(),
+            "INSERT INTO job_lease (name, holder, until_ms) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+             WHERE job_lease.until_ms <= ?3 OR job_lease.holder = ?2 RETURNING holder",
+            db_params![name, holder, now_ms, now_ms.saturating_add(lease_ms)],
+        )?;
+        Ok(!rs.is_empty())
+    }
+
+    /// When the worker should look again: the earliest moment a pending row is due and unclaimed.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let rs = db::query(
             self.db(),
-            "SELECT MIN(next_at_ms) FROM outbox WHERE state = 'pending'",
+            "SELECT MIN(CASE WHEN claimed_until_ms > next_at_ms THEN claimed_until_ms ELSE next_at_ms END) \
+             FROM outbox WHERE state = 'pending'",
             &[],
         )?;
         Ok(rs.first().map(|r| r.opt_int(0)).transpose()?.flatten())
@@ -143,7 +193,8 @@ impl AlertStore {
         db::execute(
             self.db(),
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at_ms = ?1, \
-             first_at_ms = COALESCE(first_at_ms, ?1), last_error = NULL WHERE id = ?2",
+             first_at_ms = COALESCE(first_at_ms, ?1), last_error = NULL, claimed_until_ms = NULL \
+             WHERE id = ?2",
             db_params![now_ms, id],
         )?;
         Ok(())
@@ -162,7 +213,7 @@ impl AlertStore {
         let rs = db::query(
             self.db(),
             "UPDATE outbox SET attempts = attempts + 1, first_at_ms = COALESCE(first_at_ms, ?1), \
-             last_error = ?2, next_at_ms = ?3, \
+             last_error = ?2, next_at_ms = ?3, claimed_until_ms = NULL, \
              state = CASE WHEN ?1 - COALESCE(first_at_ms, ?1) >= ?4 THEN 'dead' ELSE 'pending' END \
              WHERE id = ?5 AND state = 'pending' RETURNING state",
             db_params![now_ms, error, next_at_ms, max_age_ms, id],
@@ -196,8 +247,8 @@ impl AlertStore {
                 });
             }
             tx.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, first_at_ms = NULL, next_at_ms = ?1 \
-                 WHERE id = ?2",
+                "UPDATE outbox SET state = 'pending', attempts = 0, first_at_ms = NULL, next_at_ms = ?1, \
+                 claimed_until_ms = NULL WHERE id = ?2",
                 db_params![now_ms, id],
             )?;
             Ok(OutboxRow {

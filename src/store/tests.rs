@@ -64,6 +64,110 @@ fn open(dir: &tempfile::TempDir) -> AlertStore {
     }
 }
 
+/// Two nodes on one database: a claimed row goes to one worker until it is marked or its claim
+/// ends; a job is held by one holder until its lease ends.
+#[test]
+fn claims_and_job_leases_keep_two_nodes_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(&dir), open(&dir));
+    for (i, id) in ["01C1", "01C2", "01C3"].iter().enumerate() {
+        a.insert(&alert(id, 1000 + i as i64), &route(), 1000)
+            .unwrap();
+    }
+    let first = a.claim_due(2000, 2, 10_000).unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|r| r.alert_id.as_str())
+            .collect::<Vec<_>>(),
+        ["01C1", "01C2"]
+    );
+    let second = b.claim_due(2000, 10, 10_000).unwrap();
+    assert_eq!(
+        second
+            .iter()
+            .map(|r| r.alert_id.as_str())
+            .collect::<Vec<_>>(),
+        ["01C3"]
+    );
+    assert!(
+        b.claim_due(3000, 10, 10_000).unwrap().is_empty(),
+        "all claimed"
+    );
+    assert_eq!(a.due(3000, 10).unwrap().len(), 3, "still pending");
+    assert_eq!(
+        a.next_due_ms().unwrap(),
+        Some(12_000),
+        "the worker waits for the claims"
+    );
+    a.mark_delivered(first[0].id, 3000).unwrap();
+    // A's worker stopped: its other row goes to B once the claim ends.
+    let taken = b.claim_due(12_000, 10, 10_000).unwrap();
+    assert_eq!(
+        taken
+            .iter()
+            .map(|r| r.alert_id.as_str())
+            .collect::<Vec<_>>(),
+        ["01C2", "01C3"]
+    );
+    assert_eq!(
+        b.mark_failed(taken[0].id, 12_000, "503", 3_600_000, 13_000)
+            .unwrap(),
+        OutboxState::Pending
+    );
+    assert_eq!(
+        a.claim_due(13_000, 10, 10_000).unwrap().len(),
+        1,
+        "a failure frees the row"
+    );
+
+    assert!(a.hold_job("retention", "node-a", 0, 60_000).unwrap());
+    assert!(!b.hold_job("retention", "node-b", 30_000, 60_000).unwrap());
+    assert!(
+        a.hold_job("retention", "node-a", 50_000, 60_000).unwrap(),
+        "renewed"
+    );
+    assert!(
+        b.hold_job("escalation", "node-b", 50_000, 60_000).unwrap(),
+        "another job"
+    );
+    assert!(!b.hold_job("retention", "node-b", 100_000, 60_000).unwrap());
+    assert!(
+        b.hold_job("retention", "node-b", 110_000, 60_000).unwrap(),
+        "A's lease ended"
+    );
+    assert!(!a.hold_job("retention", "node-a", 110_001, 60_000).unwrap());
+}
+
+/// Escalation and alert retention run on the node that holds their jobs, and only there.
+#[test]
+fn housekeeping_runs_once_across_two_nodes_and_retention_deletes_old_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = crate::clock::ManualClock::default();
+    let now = crate::time::unix_ms(crate::clock::Clock::wall(&clock));
+    let config = crate::delivery::DeliveryConfig {
+        keep_alerts: Duration::from_secs(86_400),
+        ..Default::default()
+    };
+    let node =
+        |s: AlertStore| crate::delivery::Delivery::new(s, config.clone(), Arc::new(clock.clone()));
+    let (a, b) = (node(open(&dir)), node(open(&dir)));
+    let store = open(&dir);
+    store
+        .insert(&alert("01OLD", now - 2 * 86_400_000), &[], now)
+        .unwrap();
+    store
+        .insert(&alert("01NEW", now - 600_000), &[], now)
+        .unwrap();
+    let done = a.housekeep(true).unwrap();
+    assert!(done.escalation_ran && done.retention_ran, "{done:?}");
+    assert_eq!((done.escalated, done.cleanup.alerts), (2, 1), "{done:?}");
+    assert!(store.get("01OLD").unwrap().is_none());
+    assert!(store.get("01NEW").unwrap().unwrap().escalated);
+    let other = b.housekeep(true).unwrap();
+    assert!(!other.escalation_ran && !other.retention_ran, "{other:?}");
+}
+
 /// Every test above that opens its store through [`open`], again on PostgreSQL.
 #[test]
 fn postgres_passes_the_same_tests() {
@@ -77,10 +181,12 @@ fn postgres_passes_the_same_tests() {
     snapshot_names_cannot_escape_the_folder();
     area_path_and_scope_match_on_segment_boundaries_in_sql_and_in_memory();
     a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest_first();
+    claims_and_job_leases_keep_two_nodes_apart();
+    housekeeping_runs_once_across_two_nodes_and_retention_deletes_old_alerts();
     let used = POSTGRES.with(|p| p.borrow_mut().take().map(|(_, dbs)| dbs.len()));
     assert_eq!(
         used,
-        Some(8),
+        Some(10),
         "each test had a PostgreSQL database of its own"
     );
 }
