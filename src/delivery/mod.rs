@@ -227,7 +227,7 @@ pub async fn housekeeping_timer(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let retention = pass % 6 == 0;
+        let retention = pass.is_multiple_of(6);
         pass += 1;
         let d = delivery.clone();
         match tokio::task::spawn_blocking(move || d.housekeep(retention)).await {
