@@ -4,8 +4,10 @@
 //! the API behind its login guard, a tokio-tungstenite client, an axum receiver that verifies the
 //! signature.
 //!
-//! `cargo bench --bench delivery -- [--alerts N] [--rate PER_SECOND]` (default 2000 alerts as fast as
-//! the store takes them, then 300 at 50/s for latency); writes `target/bench/delivery.json`.
+//! `cargo bench --bench delivery -- [--alerts N] [--rate PER_SECOND] [--postgres]` (default 2000
+//! alerts as fast as the store takes them, then 300 at 50/s for latency); writes
+//! `target/bench/delivery.json`, or `delivery-postgres.json` with `--postgres` (the store on a private
+//! PostgreSQL on this machine: initdb in a temporary directory, fsync on).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -105,12 +107,14 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 fn main() -> Res<()> {
     let mut alerts = 2000usize;
     let mut rate = 50.0f64;
+    let mut postgres = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--alerts" => alerts = it.next().ok_or("--alerts N")?.parse()?,
             "--rate" => rate = it.next().ok_or("--rate PER_SECOND")?.parse()?,
+            "--postgres" => postgres = true,
             "--bench" => {}
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -119,10 +123,10 @@ fn main() -> Res<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(alerts, rate))
+    rt.block_on(run(alerts, rate, postgres))
 }
 
-async fn run(alerts: usize, rate: f64) -> Res<()> {
+async fn run(alerts: usize, rate: f64, postgres: bool) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let arrivals: Arrivals = Arc::default();
     let receiver = axum::Router::new()
@@ -133,7 +137,21 @@ async fn run(alerts: usize, rate: f64) -> Res<()> {
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = AlertStore::open(&dir.path().join("alerts.db"), &dir.path().join("snapshots"))?;
+    let server = if postgres {
+        Some(
+            tokio::task::spawn_blocking(qianliyan::db::server::PrivatePostgres::start_durable)
+                .await??,
+        )
+    } else {
+        None
+    };
+    let store = match &server {
+        None => AlertStore::open(&dir.path().join("alerts.db"), &dir.path().join("snapshots"))?,
+        Some(pg) => {
+            let db = qianliyan::db::postgres::PgDb::connect(&pg.url(), 8)?;
+            AlertStore::on(Arc::new(db), &dir.path().join("snapshots"))?
+        }
+    };
     let config = DeliveryConfig {
         case: Some(Endpoint {
             url: format!("http://{case_addr}/case"),
@@ -255,6 +273,7 @@ async fn run(alerts: usize, rate: f64) -> Res<()> {
     cancel.cancel();
     let report = json!({
         "bench": "delivery",
+        "store": if postgres { "postgresql" } else { "sqlite" },
         "throughput": {
             "alerts": alerts,
             "stored_per_s": stored_per_s,
@@ -275,7 +294,11 @@ async fn run(alerts: usize, rate: f64) -> Res<()> {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(
-        out.join("delivery.json"),
+        out.join(if postgres {
+            "delivery-postgres.json"
+        } else {
+            "delivery.json"
+        }),
         serde_json::to_string_pretty(&report)?,
     )?;
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -105,6 +105,18 @@ fn open_databases(
             auth: Arc::new(SqliteDb::open(&data_dir.join("auth.db"))?),
         },
         crate::config::Database::Postgres { url, source, pool } => {
+            // Switching from SQLite does not bring the files' contents along: say so.
+            let left: Vec<&str> = ["alerts.db", "auth.db", "qianliyan.db", "inventory.db"]
+                .into_iter()
+                .filter(|f| data_dir.join(f).exists())
+                .collect();
+            if !left.is_empty() {
+                tracing::warn!(
+                    files = ?left,
+                    dir = %data_dir.display(),
+                    "SQLite stores from before are in the data directory; PostgreSQL starts without what they hold (alerts, users, ledger, cameras and rules added through the API)"
+                );
+            }
             let db: Arc<dyn crate::db::Db> = Arc::new(
                 crate::db::postgres::PgDb::connect(url.expose(), *pool)
                     .map_err(|e| e.context(&format!("the URL from {source}")))?,
@@ -164,14 +176,21 @@ fn adopt_rules_file(
     }
     let moved = path.with_extension("toml.moved");
     let result = match store.load() {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => store.save(&text, unix_ms(clock.wall())),
+        Ok(Some(_)) => Ok(false),
+        Ok(None) => store.save(&text, unix_ms(clock.wall())).map(|()| true),
         Err(e) => Err(e),
     }
-    .and_then(|()| std::fs::rename(path, &moved).map_err(|e| e.to_string()));
+    .and_then(|adopted| {
+        std::fs::rename(path, &moved)
+            .map(|()| adopted)
+            .map_err(|e| e.to_string())
+    });
     match result {
-        Ok(()) => {
+        Ok(true) => {
             tracing::info!(from = %path.display(), to = %store.describe(), "the saved rules document now lives in the store")
+        }
+        Ok(false) => {
+            tracing::warn!(file = %moved.display(), store = %store.describe(), "the store already holds a rules document: it stays; the older saved file is set aside, not used")
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "the saved rules file could not be moved into the store; it stays where it is")
@@ -495,6 +514,22 @@ pub async fn start(
 
     // The store's inventory is the truth once running; the file's cameras seed it.
     let dbs = open_databases(&config.node.database, &data_dir)?;
+    let store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
+        .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
+    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
+    // A shared database runs one node until cameras are leased to nodes: taken before this node
+    // seeds the inventory or ingests anything.
+    let shared = matches!(
+        config.node.database,
+        crate::config::Database::Postgres { .. }
+    );
+    if shared {
+        let d = delivery.clone();
+        tokio::task::spawn_blocking(move || d.take_node_lease(std::time::Duration::from_secs(40)))
+            .await
+            .map_err(|e| AppError::Database(crate::db::DbError::other(e.to_string())))?
+            .map_err(|e| AppError::Database(crate::db::DbError::other(e)))?;
+    }
     let store_of_inventory = crate::store::inventory::Inventory::open(dbs.inventory.clone())?;
     let inventory: Arc<dyn crate::config::inventory::CameraStore> =
         Arc::new(store_of_inventory.clone());
@@ -542,9 +577,6 @@ pub async fn start(
         },
         decoded_tx.clone(),
     ));
-    let store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
-        .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
-    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     // Evidence clips: buffers fed in front of the decode gate, clips started by the alert stage.
     let clips = if clip_config.enabled {
         let (recorder, workers) = crate::clip::Recorder::start(
@@ -603,6 +635,12 @@ pub async fn start(
         delivery.clone(),
         cancel.clone(),
     ));
+    let node_lease_task = shared.then(|| {
+        tokio::spawn(crate::delivery::node_lease_keeper(
+            delivery.clone(),
+            cancel.clone(),
+        ))
+    });
     let zmq = match &delivery_config.zmq_endpoint {
         None => None,
         Some(endpoint) => {
@@ -863,7 +901,10 @@ pub async fn start(
         dispatcher,
         dispatcher_stop,
         ledger_thread,
-        delivery_tasks: vec![delivery_task, escalation_task],
+        delivery_tasks: [delivery_task, escalation_task]
+            .into_iter()
+            .chain(node_lease_task)
+            .collect(),
         analysis,
         clips: clips.map(|(_, w)| w),
     })

@@ -431,6 +431,11 @@ impl Auth {
         password: Secret,
         remote: Option<IpAddr>,
     ) -> Result<LoginOk, LoginError> {
+        // No user has such a name (names are checked when made), and PostgreSQL's text refuses
+        // a NUL: the same answer as a wrong password, without touching the database.
+        if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
+            return Err(LoginError::Wrong);
+        }
         let limiter = self.limiter.clone();
         let name = username.to_owned();
         let attempt = tokio::task::spawn_blocking(move || limiter.begin(&name, remote))

@@ -355,6 +355,16 @@ fn get_user(tx: &mut dyn Tx, username: &str) -> Result<UserRow, AuthError> {
     })
 }
 
+/// Serialises changes of users on PostgreSQL (a transaction-scoped advisory lock; SQLite has one
+/// writer anyway): two admins disabling each other at once cannot both see the other still
+/// enabled, and a password change cannot write back a `disabled` that an admin just changed.
+fn lock_users(tx: &mut dyn Tx, dialect: crate::db::Dialect) -> Result<(), DbError> {
+    if dialect == crate::db::Dialect::Postgres {
+        tx.query("SELECT 1 FROM pg_advisory_xact_lock(7243, 1)", &[])?;
+    }
+    Ok(())
+}
+
 /// Refuses a change that leaves no enabled admin.
 fn keep_an_admin(tx: &mut dyn Tx, before: &UserRow, still_admin: bool) -> Result<(), AuthError> {
     if before.role != Role::Admin || before.disabled || still_admin {
@@ -538,7 +548,9 @@ impl AuthStore {
         change: &UserChange,
         keep_session: Option<&str>,
     ) -> Result<UserRow, AuthError> {
+        let dialect = self.db.dialect();
         in_tx(self.db.as_ref(), |tx| {
+            lock_users(tx, dialect)?;
             let before = get_user(tx, username)?;
             let role = change.role.unwrap_or(before.role);
             let disabled = change.disabled.unwrap_or(before.disabled);
@@ -582,7 +594,9 @@ impl AuthStore {
 
     /// Deletes a user with their sessions and API tokens; refuses the last enabled admin.
     pub fn delete_user(&self, username: &str) -> Result<(), AuthError> {
+        let dialect = self.db.dialect();
         in_tx(self.db.as_ref(), |tx| {
+            lock_users(tx, dialect)?;
             let before = get_user(tx, username)?;
             keep_an_admin(tx, &before, false)?;
             // Cascades to sessions and api_tokens.

@@ -593,6 +593,20 @@ pub(crate) mod tests {
         );
         assert!(text.contains("node.database_pool"), "{text}");
         assert!(!text.contains(&pw), "{text}");
+        let at = FakeEnv::default().with_var("QLY_AT", "postgres://qly:p@ss@db/q");
+        let text = parse_str_with(
+            "[node]\ndatabase_url_env = \"QLY_AT\"\n",
+            Path::new("/x"),
+            &at,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("expected errors"))
+        .to_string();
+        assert!(
+            text.contains("write an '@' in the user name or password as %40"),
+            "{text}"
+        );
+        assert!(!text.contains("ss@db"), "{text}");
         let text = parse_str_with(
             "[node]\ndatabase_url_env = \"QLY_UNSET\"\n",
             Path::new("/x"),

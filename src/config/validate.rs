@@ -162,6 +162,19 @@ impl Validator {
             _ => "node.database_url_file",
         };
         let text = url.expose();
+        let authority = text
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or_default())
+            .unwrap_or_default();
+        if authority.matches('@').count() > 1 {
+            // The connector splits at the first '@': the rest of the password would become the
+            // host, and land in messages.
+            self.err(
+                field,
+                "the database URL has more than one '@' before the host: write an '@' in the user name or password as %40",
+            );
+            return Database::Sqlite;
+        }
         if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
             // The URL is never repeated: it may hold the password.
             self.err(

@@ -57,8 +57,20 @@ impl PgDb {
     /// connections. Errors name the host and database, never the password.
     pub fn connect(url: &str, pool_size: u32) -> Result<PgDb, DbError> {
         // The URL itself is never repeated: it may hold the password.
-        let config = Config::from_str(url)
+        let mut config = Config::from_str(url)
             .map_err(|e| DbError::other(format!("the PostgreSQL URL is not valid: {e}")))?;
+        // A node cut off from the database must not hold locks or wait for hours: connections
+        // time out, dead peers are noticed within a minute, and the server ends statements, lock
+        // waits and transactions left open (unless the URL says otherwise).
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_options().is_none() {
+            config.options(
+                "-c lock_timeout=5s -c statement_timeout=60s -c idle_in_transaction_session_timeout=60s",
+            );
+        }
         let described = describe(&config);
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = off_runtime(|| {
@@ -141,7 +153,12 @@ impl ToSql for Value {
                 Type::FLOAT4 => (*v as f32).to_sql(ty, out),
                 _ => Err(format!("a number given for a {ty} parameter").into()),
             },
-            Value::Text(v) => v.to_sql(ty, out),
+            Value::Text(v) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
+                    v.to_sql(ty, out)
+                }
+                _ => Err(format!("text given for a {ty} parameter").into()),
+            },
         }
     }
 

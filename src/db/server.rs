@@ -64,6 +64,16 @@ impl PrivatePostgres {
     /// Creates and starts one; its database `qianliyan` is empty, its user `qianliyan` trusted
     /// from 127.0.0.1 (no password: nothing else can reach it).
     pub fn start() -> Result<PrivatePostgres, String> {
+        Self::start_with(false)
+    }
+
+    /// The same with every commit flushed to disk (`fsync`, `synchronous_commit` on), as a
+    /// production server runs: for benches that compare it with SQLite's `synchronous=FULL`.
+    pub fn start_durable() -> Result<PrivatePostgres, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<PrivatePostgres, String> {
         let bin = find_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("qly-pg-")
@@ -127,8 +137,12 @@ impl PrivatePostgres {
             ])
             .arg("-k")
             .arg(server.dir.path())
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(if durable {
+                ["-c", "fsync=on", "-c", "synchronous_commit=on"]
+            } else {
+                ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            })
+            .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(

@@ -92,6 +92,8 @@ pub trait AlertStorage: Send + Sync + 'static {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Gives the job `name` up if `holder` holds it.
+    fn release_job(&self, name: &str, holder: &str) -> Result<(), StoreError>;
     /// Takes or renews the job `name` (escalation, retention) for `holder` when nobody else holds
     /// it; true when `holder` may run it now.
     fn hold_job(

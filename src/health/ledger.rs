@@ -202,6 +202,8 @@ pub struct Ledger {
     place: String,
     /// Last stored status per camera (lazily loaded), to fill gaps the tracker cannot see.
     last: HashMap<String, (i64, Status)>,
+    /// This process's row in `node_run` (its heartbeats go there, not to another node's).
+    run: Option<i64>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -234,6 +236,7 @@ impl Ledger {
             db,
             place,
             last: HashMap::new(),
+            run: None,
         })
     }
 
@@ -385,22 +388,32 @@ impl Ledger {
     /// [`Ledger::availability`].
     pub fn begin_run(&mut self, now: SystemTime) -> Result<(), LedgerError> {
         let ms = unix_ms(now);
-        db::execute(
+        let rows = db::query(
             self.db.as_ref(),
-            "INSERT INTO node_run (started_ms, alive_ms) VALUES (?1, ?1)",
+            "INSERT INTO node_run (started_ms, alive_ms) VALUES (?1, ?1) RETURNING id",
             db_params![ms],
         )
         .map_err(self.sql("begin run"))?;
+        self.run = rows
+            .first()
+            .map(|r| r.int(0))
+            .transpose()
+            .map_err(self.sql("begin run"))?;
         Ok(())
     }
 
     /// Records that the service is still running at `now` (call every minute or so).
     pub fn heartbeat(&mut self, now: SystemTime) -> Result<(), LedgerError> {
+        // Before any begin_run (tools): the newest run, as before.
+        let run = match self.run {
+            Some(id) => db::Value::Int(id),
+            None => db::Value::Null,
+        };
         db::execute(
             self.db.as_ref(),
             "UPDATE node_run SET alive_ms = CASE WHEN alive_ms > ?1 THEN alive_ms ELSE ?1 END
-             WHERE id = (SELECT max(id) FROM node_run)",
-            db_params![unix_ms(now)],
+             WHERE id = COALESCE(?2, (SELECT max(id) FROM node_run))",
+            &[unix_ms(now).into(), run],
         )
         .map_err(self.sql("heartbeat"))?;
         Ok(())
@@ -513,7 +526,8 @@ impl Ledger {
             return Ok(finish(acc));
         }
 
-        // One read of the whole window (a consistent snapshot), then the cameras one by one.
+        // One read of the whole window in one transaction (on SQLite one snapshot; on PostgreSQL
+        // each query sees what was committed when it ran), then the cameras one by one.
         let (initial, within) = db::transaction(self.db.as_ref(), |tx| {
             let initial = self.initial_states(tx, &cameras, f)?;
             let within = tx.query(

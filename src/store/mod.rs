@@ -319,9 +319,11 @@ fn in_tx<T: Send>(
     }
 }
 
-fn find(tx: &mut dyn Tx, id: &str) -> Result<Alert, StoreError> {
+/// The alert `id`, its row locked until the transaction ends when `lock` (PostgreSQL: a second
+/// writer waits, then reads what the first committed; SQLite has one writer at a time anyway).
+fn find(tx: &mut dyn Tx, id: &str, lock: &str) -> Result<Alert, StoreError> {
     let rows = tx.query(
-        &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+        &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1{lock}"),
         db_params![id],
     )?;
     match rows.first() {
@@ -366,6 +368,14 @@ impl AlertStore {
 
     fn db(&self) -> &dyn Db {
         self.db.as_ref()
+    }
+
+    /// `FOR UPDATE` where rows can be locked (PostgreSQL), nothing on SQLite.
+    fn row_lock(&self) -> &'static str {
+        match self.db.dialect() {
+            db::Dialect::Postgres => " FOR UPDATE",
+            db::Dialect::Sqlite => "",
+        }
     }
 
     /// Runs `f` on a blocking thread (for async callers).
@@ -560,8 +570,9 @@ impl AlertStore {
         routes: &[Route],
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
+        let lock = self.row_lock();
         in_tx(self.db(), |tx| {
-            let alert = find(tx, id)?;
+            let alert = find(tx, id, lock)?;
             if !allowed(alert.state, to) {
                 return Err(not_allowed(alert.state, to));
             }
@@ -599,8 +610,9 @@ impl AlertStore {
         status: CaseStatus,
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
+        let lock = self.row_lock();
         in_tx(self.db(), |tx| {
-            let mut alert = find(tx, id)?;
+            let mut alert = find(tx, id, lock)?;
             let from = alert.state;
             let to = match status {
                 CaseStatus::Dispatched if allowed(from, AlertState::Dispatched) => {
@@ -644,10 +656,16 @@ impl AlertStore {
             let mut out = Vec::with_capacity(due.len());
             for mut a in due {
                 let raised = raise(a.severity);
-                tx.execute(
-                    "UPDATE alerts SET severity = ?1, escalated = 1 WHERE id = ?2",
+                // Only if still new and not escalated: an operator may have acknowledged it (or
+                // another node escalated it) since the rows were read.
+                let changed = tx.execute(
+                    "UPDATE alerts SET severity = ?1, escalated = 1 \
+                     WHERE id = ?2 AND state = 'new' AND escalated = 0",
                     db_params![raised.as_str(), &a.id],
                 )?;
+                if changed == 0 {
+                    continue;
+                }
                 let note = format!(
                     "unacknowledged for {} s: severity {} → {}",
                     after.as_secs(),
@@ -682,6 +700,21 @@ impl AlertStore {
         max_bytes: u64,
     ) -> Result<CleanupReport, StoreError> {
         let mut report = CleanupReport::default();
+        let cutoff = now_ms.saturating_sub(ms(max_age));
+        // Most passes find nothing to do: say so from an index and a sum, without reading every
+        // alert with its deliveries.
+        let quick = db::query(
+            self.db(),
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM alerts WHERE time_ms < ?1) THEN 1 ELSE 0 END, \
+             CAST(COALESCE(SUM(snapshot_bytes), 0) AS BIGINT) FROM alerts",
+            db_params![cutoff],
+        )?;
+        if let Some(r) = quick.first()
+            && !r.bool(0)?
+            && r.int(1)?.max(0) as u64 <= max_bytes
+        {
+            return Ok(report);
+        }
         let (deleted, kept) = in_tx(self.db(), |tx| {
             let rows = retention_candidates(
                 tx,
@@ -1017,6 +1050,9 @@ impl crate::delivery::AlertStorage for AlertStore {
         lease_ms: i64,
     ) -> Result<bool, StoreError> {
         AlertStore::hold_job(self, name, holder, now_ms, lease_ms)
+    }
+    fn release_job(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        AlertStore::release_job(self, name, holder)
     }
     fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         AlertStore::next_due_ms(self)

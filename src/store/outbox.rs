@@ -126,6 +126,16 @@ impl AlertStore {
         Ok(!rs.is_empty())
     }
 
+    /// Gives the job `name` up if `holder` holds it (a node stopping).
+    pub fn release_job(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        db::execute(
+            self.db(),
+            "DELETE FROM job_lease WHERE name = ?1 AND holder = ?2",
+            db_params![name, holder],
+        )?;
+        Ok(())
+    }
+
     /// When the worker should look again: the earliest moment a pending row is due and unclaimed.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         let rs = db::query(

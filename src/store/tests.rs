@@ -168,6 +168,25 @@ fn housekeeping_runs_once_across_two_nodes_and_retention_deletes_old_alerts() {
     assert!(!other.escalation_ran && !other.retention_ran, "{other:?}");
 }
 
+/// One node per shared database until cameras are leased: a second node is refused with the
+/// reason, and takes over once the first gives its lease up.
+#[test]
+fn a_second_node_is_refused_until_the_first_gives_its_lease_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+    let node = || crate::delivery::Delivery::new(open(&dir), Default::default(), clock.clone());
+    let (a, b) = (node(), node());
+    a.take_node_lease(Duration::ZERO).unwrap();
+    a.take_node_lease(Duration::ZERO).unwrap();
+    let refused = b.take_node_lease(Duration::ZERO).unwrap_err();
+    assert!(
+        refused.contains("another node runs on this database"),
+        "{refused}"
+    );
+    a.store.release_job("node", &a.holder).unwrap();
+    b.take_node_lease(Duration::ZERO).unwrap();
+}
+
 /// Every test above that opens its store through [`open`], again on PostgreSQL.
 #[test]
 fn postgres_passes_the_same_tests() {
@@ -183,10 +202,11 @@ fn postgres_passes_the_same_tests() {
     a_clip_state_reaches_every_alert_of_the_clip_and_retention_deletes_the_oldest_first();
     claims_and_job_leases_keep_two_nodes_apart();
     housekeeping_runs_once_across_two_nodes_and_retention_deletes_old_alerts();
+    a_second_node_is_refused_until_the_first_gives_its_lease_up();
     let used = POSTGRES.with(|p| p.borrow_mut().take().map(|(_, dbs)| dbs.len()));
     assert_eq!(
         used,
-        Some(10),
+        Some(11),
         "each test had a PostgreSQL database of its own"
     );
 }
