@@ -90,6 +90,7 @@ fn alert(n: usize) -> Alert {
         state: AlertState::New,
         case_id: None,
         escalated: false,
+        incident_id: None,
         snapshot_error: None,
         clip: None,
     }

@@ -515,7 +515,8 @@ pub async fn start(
     // The store's inventory is the truth once running; the file's cameras seed it.
     let dbs = open_databases(&config.node.database, &data_dir)?;
     let store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
-        .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?;
+        .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?
+        .with_incident_window(delivery_config.incident_window);
     let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     // A shared database runs one node until cameras are leased to nodes: taken before this node
     // seeds the inventory or ingests anything.

@@ -294,6 +294,32 @@ password_env = "{pw_env}"
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     assert_eq!(get(addr, &west, &format!("/api/alerts/{id}"), &[]).0, 404);
 
+    // Intrusions on c1 within two minutes of each other are one incident in the hall: its card
+    // counts them, it lists them, and another station is told it does not exist.
+    let incident = alert["incident_id"]
+        .as_str()
+        .expect("folded into an incident");
+    let (status, body) = api(addr, "GET", "/api/incidents", "");
+    assert_eq!(status, 200, "{body}");
+    let cards: Vec<Value> = serde_json::from_str(&body).expect("json");
+    assert!(cards.iter().any(|c| c["id"] == incident), "{body}");
+    let (status, body) = api(addr, "GET", &format!("/api/incidents/{incident}"), "");
+    assert_eq!(status, 200, "{body}");
+    let full: Value = serde_json::from_str(&body).expect("json");
+    let members = full["alerts"].as_array().expect("alerts");
+    assert_eq!(
+        members.len() as i64,
+        full["count"].as_i64().unwrap(),
+        "{body}"
+    );
+    assert!(
+        members.iter().all(|a| a["incident_id"] == incident),
+        "{body}"
+    );
+    assert_eq!(full["type_zh"], "区域入侵", "{body}");
+    let (status, _, _) = get(addr, &west, &format!("/api/incidents/{incident}"), &[]);
+    assert_eq!(status, 404);
+
     // The command hall's feed announced the clip ready on the alert, after the alert itself.
     let t1 = Instant::now();
     loop {

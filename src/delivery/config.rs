@@ -34,6 +34,9 @@ pub struct RawDeliveryConfig {
     pub keep_alerts_days: Option<u64>,
     /// Most disk the snapshots may take, MiB (default 10240); above it the oldest alerts go first.
     pub snapshot_budget_mib: Option<u64>,
+    /// Alerts of one camera and rule within this many seconds of the incident's latest alert fold
+    /// into it (default 120); 0: every alert stands alone.
+    pub incident_window_s: Option<u64>,
     /// ZeroMQ PUB endpoint for in-house integrators, e.g. "tcp://127.0.0.1:5556" (best effort; see
     /// docs/zeromq.md). Absent: no ZeroMQ.
     pub zmq_endpoint: Option<String>,
@@ -83,6 +86,8 @@ pub struct DeliveryConfig {
     pub keep_alerts: Duration,
     /// Snapshots above this many bytes in all: the oldest alerts are deleted.
     pub snapshot_budget_bytes: u64,
+    /// Alerts of one camera and rule this close fold into one incident (zero: none).
+    pub incident_window: Duration,
     /// ZeroMQ PUB endpoint, if any.
     pub zmq_endpoint: Option<String>,
     /// ZeroMQ high-water mark.
@@ -104,6 +109,7 @@ impl Default for DeliveryConfig {
             escalate_after: Duration::from_secs(300),
             keep_alerts: Duration::from_secs(180 * 86_400),
             snapshot_budget_bytes: 10_240 << 20,
+            incident_window: Duration::from_secs(120),
             zmq_endpoint: None,
             zmq_hwm: 1000,
             public_url: None,
@@ -230,6 +236,9 @@ impl RawDeliveryConfig {
             escalate_after,
             keep_alerts,
             snapshot_budget_bytes,
+            incident_window: self
+                .incident_window_s
+                .map_or(d.incident_window, Duration::from_secs),
             zmq_endpoint: self.zmq_endpoint.clone().filter(|e| !e.trim().is_empty()),
             zmq_hwm: self.zmq_hwm.unwrap_or(1000).max(1),
             // Filled from `[web]` when the whole file is assembled.

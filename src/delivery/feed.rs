@@ -29,6 +29,8 @@ pub enum FeedEvent {
     AlertUpdate(AlertUpdate),
     /// A camera's health changed.
     Health(HealthEvent),
+    /// An incident opened or took another alert (live only; `GET /api/incidents` has them all).
+    Incident(super::store::Incident),
 }
 
 /// A camera's health change with where the camera is (so the feed can scope it by area).
@@ -100,6 +102,10 @@ fn passes(filter: &AlertFilter, ev: &FeedEvent) -> bool {
         // Updates and health pass the area and jurisdiction filters; health also passes when the
         // client asked for video faults (the health side of alerts).
         FeedEvent::AlertUpdate(u) => filter.matches_area_path(&u.area_path.join("/")),
+        FeedEvent::Incident(i) => {
+            filter.alert_type.is_none_or(|t| t == i.alert_type)
+                && filter.matches_area_path(&i.area_path.join("/"))
+        }
         FeedEvent::Health(h) => {
             filter.alert_type.is_none_or(|t| t == AlertType::VideoFault)
                 && filter.matches_area_path(&h.area_path.join("/"))

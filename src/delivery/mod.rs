@@ -116,6 +116,19 @@ impl Delivery {
         let _ = self
             .feed
             .send(Arc::new(FeedEvent::Alert(Box::new(stored.clone()))));
+        // The hall's incident card: opened, or one more alert in it (best effort: the alert is
+        // stored and on the feed whatever happens here).
+        if let Some(id) = &stored.incident_id {
+            match self.store.incident_card(id) {
+                Ok(Some(incident)) => {
+                    let _ = self.feed.send(Arc::new(FeedEvent::Incident(incident)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(incident = %id, error = %e, "incident not read back for the feed")
+                }
+            }
+        }
         if !routes.is_empty() {
             self.wake.notify_one();
         }

@@ -33,6 +33,24 @@ pub trait AlertStorage: Send + Sync + 'static {
     ) -> Result<Vec<Alert>, StoreError>;
     /// The alert's lifecycle events, oldest first.
     fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError>;
+    /// Incidents whose alerts match `filter` (camera, area, scope, type, time of the latest
+    /// alert), newest first, at most `limit`.
+    fn incidents(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Incident>, StoreError>;
+    /// One incident and its alerts (oldest first).
+    fn incident(&self, id: &str) -> Result<Option<(Incident, Vec<Alert>)>, StoreError>;
+    /// One incident without its alerts (the feed's card).
+    fn incident_card(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Moves every alert of the incident that may go to `to` (acknowledging the incident
+    /// acknowledges its alerts), each with its own event, in one transaction. Returns the alerts
+    /// changed.
+    fn transition_incident(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Alert>, StoreError>;
     /// Moves an alert to `to` when the lifecycle allows it, with outbox rows for `routes` in the
     /// same transaction. Returns the updated alert.
     fn transition(
@@ -215,6 +233,45 @@ pub enum StoreError {
     /// The blocking task was cancelled or panicked.
     #[error("store task failed: {0}")]
     Join(String),
+}
+
+/// Alerts of one camera and rule close together in time, folded into one card for the hall: a
+/// camera watching a crowd raises one incident, not dozens of alerts. Each alert stays stored and
+/// delivered as before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// `I` + the first alert's id.
+    pub id: String,
+    /// Camera id.
+    pub camera: String,
+    /// Camera name.
+    pub camera_name: String,
+    /// The rule whose alerts it folds.
+    pub rule_id: String,
+    /// The alerts' type.
+    pub alert_type: AlertType,
+    /// zh-CN type name.
+    pub type_zh: String,
+    /// English type name.
+    pub type_en: String,
+    /// The highest severity among its alerts.
+    pub severity: Severity,
+    /// First alert's frame time, unix ms.
+    pub first_ms: i64,
+    /// Latest alert's frame time, unix ms.
+    pub last_ms: i64,
+    /// Alerts folded into it.
+    pub count: i64,
+    /// Of those, how many are still `new` (unacknowledged).
+    pub unacknowledged: i64,
+    /// The first alert (its snapshot and clip show the start).
+    pub first_alert: String,
+    /// The latest alert (its snapshot shows the latest picture).
+    pub last_alert: String,
+    /// The camera's county/township/village.
+    pub area_path: Vec<String>,
+    /// Police station responsible.
+    pub jurisdiction: Option<String>,
 }
 
 /// One lifecycle event of an alert.

@@ -249,6 +249,10 @@ pub struct Alert {
     /// The evidence clip: `None` when the camera keeps no pre-event buffer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<AlertClip>,
+    /// The incident it folded into (alerts of one camera and rule close together in time); set
+    /// when stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
     /// Frame arrival → alert recorded, milliseconds.
     pub latency_ms: u64,
     /// Administrative-division code of the camera.
@@ -311,6 +315,7 @@ impl Alert {
             state: AlertState::New,
             case_id: None,
             escalated: false,
+            incident_id: None,
         }
     }
 

@@ -20,8 +20,8 @@ use crate::db::{self, Db, DbError, Row, Schema, Tx, Value};
 use crate::db_params;
 
 pub use crate::delivery::store::{
-    AlertEvent, AlertFilter, AlertView, CaseStatus, CleanupReport, MetricCounts, OutboxRow,
-    OutboxState, Route, StoreError, serialize_view,
+    AlertEvent, AlertFilter, AlertView, CaseStatus, CleanupReport, Incident, MetricCounts,
+    OutboxRow, OutboxState, Route, StoreError, serialize_view,
 };
 pub use crate::rules::{ALLOWED_TRANSITIONS, Alert, AlertState, allowed, next_states, raise};
 
@@ -135,6 +135,7 @@ pub const SCHEMA: Schema = Schema {
      CREATE INDEX outbox_alert ON outbox(alert_id);",
         "ALTER TABLE outbox ADD COLUMN claimed_until_ms BIGINT;
      CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);",
+        INCIDENTS,
     ],
 };
 
@@ -207,7 +208,23 @@ const MIGRATIONS: &[&str] = &[
     // at a time (escalation, retention).
     "ALTER TABLE outbox ADD COLUMN claimed_until_ms INTEGER;
      CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms INTEGER NOT NULL) STRICT;",
+    // v7: incidents (alerts of one camera and rule close together in time, folded).
+    INCIDENTS,
 ];
+
+/// The incidents table (the same text for both dialects: TEXT and BIGINT only).
+const INCIDENTS: &str = "ALTER TABLE alerts ADD COLUMN incident_id TEXT;
+     CREATE INDEX alerts_incident ON alerts(incident_id);
+     CREATE TABLE incidents (
+        id TEXT PRIMARY KEY, camera TEXT NOT NULL, rule_id TEXT NOT NULL,
+        first_ms BIGINT NOT NULL, last_ms BIGINT NOT NULL,
+        first_alert TEXT NOT NULL, last_alert TEXT NOT NULL, count BIGINT NOT NULL
+     );
+     CREATE INDEX incidents_key ON incidents(camera, rule_id, last_ms);
+     CREATE INDEX incidents_last ON incidents(last_ms);";
+
+/// Default incident window: alerts of one camera and rule within 2 minutes of each other.
+pub const DEFAULT_INCIDENT_WINDOW_MS: i64 = 120_000;
 
 /// The alert store (cheap to clone; the database is shared).
 #[derive(Clone)]
@@ -215,6 +232,8 @@ pub struct AlertStore {
     db: Arc<dyn Db>,
     snapshot_dir: PathBuf,
     clip_dir: PathBuf,
+    /// Alerts of one camera and rule this close to the incident's latest fold into it; 0: none.
+    incident_window_ms: i64,
 }
 
 impl std::fmt::Debug for AlertStore {
@@ -228,7 +247,8 @@ impl std::fmt::Debug for AlertStore {
 
 const ALERT_COLUMNS: &str = "seq, id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
      severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, latency_ms, \
-     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated, snapshot_error, clip";
+     area_code, area_path, jurisdiction, lat, lon, state, case_id, escalated, snapshot_error, clip, \
+     incident_id";
 
 fn type_str(t: AlertType) -> String {
     match serde_json::to_value(t) {
@@ -293,6 +313,7 @@ fn alert_from_row(r: &Row) -> Result<Alert, DbError> {
             None => None,
             Some(j) => Some(serde_json::from_str(&j).map_err(|_| corrupt("clip", &j))?),
         },
+        incident_id: r.opt_text(29)?,
     })
 }
 
@@ -353,12 +374,20 @@ impl AlertStore {
         db.migrate(&SCHEMA)?;
         Ok(AlertStore {
             db,
+            incident_window_ms: DEFAULT_INCIDENT_WINDOW_MS,
             snapshot_dir: snapshot_dir.to_owned(),
             clip_dir: snapshot_dir
                 .parent()
                 .map(|p| p.join("clips"))
                 .unwrap_or_else(|| PathBuf::from("clips")),
         })
+    }
+
+    /// Alerts of one camera and rule within `window` of an incident's latest alert fold into it
+    /// (zero: every alert stands alone).
+    pub fn with_incident_window(mut self, window: Duration) -> AlertStore {
+        self.incident_window_ms = ms(window);
+        self
     }
 
     /// Where snapshot files are.
@@ -454,6 +483,8 @@ impl AlertStore {
                 .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING gave no row".into()))?
                 .int(0)?;
             stored.state = AlertState::New;
+            // Into its incident first: the message to the case system names it.
+            stored.incident_id = fold(tx, &stored, self.incident_window_ms)?;
             let body =
                 serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             insert_event(
@@ -725,7 +756,7 @@ impl AlertStore {
                  FROM alerts a ORDER BY a.seq",
                 now_ms.saturating_sub(ms(max_age)),
             )?;
-            retention_pass(rows, max_bytes, |r| {
+            let pass = retention_pass(rows, max_bytes, |r| {
                 tx.execute(
                     "DELETE FROM alert_events WHERE alert_id = ?1",
                     db_params![&r.key],
@@ -733,7 +764,14 @@ impl AlertStore {
                 tx.execute("DELETE FROM outbox WHERE alert_id = ?1", db_params![&r.key])?;
                 tx.execute("DELETE FROM alerts WHERE id = ?1", db_params![&r.key])?;
                 Ok(())
-            })
+            })?;
+            // Incidents whose alerts are all gone go too.
+            tx.execute(
+                "DELETE FROM incidents WHERE NOT EXISTS \
+                 (SELECT 1 FROM alerts a WHERE a.incident_id = incidents.id)",
+                &[],
+            )?;
+            Ok(pass)
         })?;
         report.kept_undelivered = kept;
         report.alerts = deleted.len();
@@ -837,6 +875,195 @@ impl AlertStore {
             }
         }
         Ok((deleted.len() as u64, deleted.iter().map(|r| r.bytes).sum()))
+    }
+}
+
+/// Folds a just-stored alert into its camera and rule's incident when that incident's latest
+/// alert is within `window_ms` of it, else opens a new one; `None` when incidents are off.
+fn fold(tx: &mut dyn Tx, a: &Alert, window_ms: i64) -> Result<Option<String>, DbError> {
+    if window_ms <= 0 {
+        return Ok(None);
+    }
+    let open = tx
+        .query(
+            "SELECT id FROM incidents WHERE camera = ?1 AND rule_id = ?2 AND last_ms >= ?3 \
+             ORDER BY last_ms DESC LIMIT 1",
+            db_params![&a.camera, &a.rule_id, a.time_ms.saturating_sub(window_ms)],
+        )?
+        .first()
+        .map(|r| r.text(0))
+        .transpose()?;
+    let id = match open {
+        Some(id) => {
+            tx.execute(
+                "UPDATE incidents SET count = count + 1, \
+                 last_alert = CASE WHEN last_ms > ?2 THEN last_alert ELSE ?3 END, \
+                 last_ms = CASE WHEN last_ms > ?2 THEN last_ms ELSE ?2 END, \
+                 first_alert = CASE WHEN first_ms <= ?2 THEN first_alert ELSE ?3 END, \
+                 first_ms = CASE WHEN first_ms <= ?2 THEN first_ms ELSE ?2 END WHERE id = ?1",
+                db_params![&id, a.time_ms, &a.id],
+            )?;
+            id
+        }
+        None => {
+            let id = format!("I{}", a.id);
+            tx.execute(
+                "INSERT INTO incidents (id, camera, rule_id, first_ms, last_ms, first_alert, last_alert, count) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, 1)",
+                db_params![&id, &a.camera, &a.rule_id, a.time_ms, &a.id],
+            )?;
+            id
+        }
+    };
+    tx.execute(
+        "UPDATE alerts SET incident_id = ?1 WHERE id = ?2",
+        db_params![&id, &a.id],
+    )?;
+    Ok(Some(id))
+}
+
+/// An incident's columns: the incident, how many of its alerts are new, its highest severity's
+/// rank, and its latest alert's camera, names and place.
+const INCIDENT_SELECT: &str = "SELECT i.id, i.first_ms, i.last_ms, i.count, i.first_alert, i.last_alert, \
+     (SELECT COUNT(*) FROM alerts n WHERE n.incident_id = i.id AND n.state = 'new'), \
+     (SELECT MAX(CASE s.severity WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END) \
+        FROM alerts s WHERE s.incident_id = i.id), \
+     l.camera, l.camera_name, i.rule_id, l.alert_type, l.type_zh, l.type_en, l.area_path, l.jurisdiction \
+     FROM incidents i JOIN alerts l ON l.id = i.last_alert";
+
+fn incident_from_row(r: &Row) -> Result<Incident, DbError> {
+    let t = r.text(11)?;
+    let path = r.text(14)?;
+    let rank = r.opt_int(7)?.unwrap_or(0).clamp(0, 3) as usize;
+    Ok(Incident {
+        id: r.text(0)?,
+        first_ms: r.int(1)?,
+        last_ms: r.int(2)?,
+        count: r.int(3)?,
+        first_alert: r.text(4)?,
+        last_alert: r.text(5)?,
+        unacknowledged: r.int(6)?,
+        severity: Severity::ALL[rank],
+        camera: r.text(8)?,
+        camera_name: r.text(9)?,
+        rule_id: r.text(10)?,
+        alert_type: parse_type(&t).ok_or_else(|| corrupt("alert_type", &t))?,
+        type_zh: r.text(12)?,
+        type_en: r.text(13)?,
+        area_path: serde_json::from_str(&path).map_err(|_| corrupt("area_path", &path))?,
+        jurisdiction: r.opt_text(15)?,
+    })
+}
+
+impl AlertStore {
+    /// Incidents whose latest alert matches `filter`, newest first, at most `limit`.
+    pub fn incidents(
+        &self,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        filter.sql(&mut clauses, &mut args);
+        args.push((limit.min(10_000) as i64).into());
+        // The filter's columns are the alerts' (the subquery's own scope).
+        let sql = format!(
+            "{INCIDENT_SELECT} WHERE i.last_alert IN (SELECT id FROM alerts {}) \
+             ORDER BY i.last_ms DESC, i.id DESC LIMIT ?{}",
+            where_clause(&clauses),
+            args.len()
+        );
+        let rows = db::query(self.db(), &sql, &args)?;
+        Ok(rows
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// One incident without its alerts.
+    pub fn incident_card(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let rows = db::query(
+            self.db(),
+            &format!("{INCIDENT_SELECT} WHERE i.id = ?1"),
+            db_params![id],
+        )?;
+        Ok(rows.first().map(incident_from_row).transpose()?)
+    }
+
+    /// One incident and its alerts, oldest first.
+    pub fn incident(&self, id: &str) -> Result<Option<(Incident, Vec<Alert>)>, StoreError> {
+        Ok(db::transaction(self.db(), |tx| {
+            let Some(incident) = tx
+                .query(
+                    &format!("{INCIDENT_SELECT} WHERE i.id = ?1"),
+                    db_params![id],
+                )?
+                .first()
+                .map(incident_from_row)
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let members = alerts(&tx.query(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE incident_id = ?1 ORDER BY time_ms, seq"),
+                db_params![id],
+            )?)?;
+            Ok(Some((incident, members)))
+        })?)
+    }
+
+    /// Moves every alert of the incident that may go to `to`, each with its event; returns them.
+    pub fn transition_incident(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let lock = self.row_lock();
+        in_tx(self.db(), |tx| {
+            let members = alerts(&tx.query(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE incident_id = ?1 ORDER BY time_ms, seq{lock}"
+                ),
+                db_params![id],
+            )?)?;
+            if members.is_empty() {
+                return Err(StoreError::NotFound {
+                    what: "incident",
+                    id: id.to_owned(),
+                });
+            }
+            let mut changed = Vec::new();
+            for mut a in members {
+                if !allowed(a.state, to) {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE alerts SET state = ?1 WHERE id = ?2",
+                    db_params![to.as_str(), &a.id],
+                )?;
+                let why = if note.is_empty() {
+                    format!("incident {id}")
+                } else {
+                    format!("incident {id}: {note}")
+                };
+                insert_event(
+                    tx,
+                    &a.id,
+                    now_ms,
+                    who,
+                    "transition",
+                    Some(a.state),
+                    Some(to),
+                    &why,
+                )?;
+                a.state = to;
+                changed.push(a);
+            }
+            Ok(changed)
+        })
     }
 }
 
@@ -977,6 +1204,25 @@ impl crate::delivery::AlertStorage for AlertStore {
     }
     fn events(&self, id: &str) -> Result<Vec<AlertEvent>, StoreError> {
         AlertStore::events(self, id)
+    }
+    fn incidents(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        AlertStore::incidents(self, filter, limit)
+    }
+    fn incident(&self, id: &str) -> Result<Option<(Incident, Vec<Alert>)>, StoreError> {
+        AlertStore::incident(self, id)
+    }
+    fn incident_card(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        AlertStore::incident_card(self, id)
+    }
+    fn transition_incident(
+        &self,
+        id: &str,
+        to: AlertState,
+        who: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        AlertStore::transition_incident(self, id, to, who, note, now_ms)
     }
     fn transition(
         &self,

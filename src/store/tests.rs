@@ -29,6 +29,7 @@ pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
         state: AlertState::New,
         case_id: None,
         escalated: false,
+        incident_id: None,
         snapshot_error: None,
         clip: None,
     }
@@ -187,6 +188,106 @@ fn a_second_node_is_refused_until_the_first_gives_its_lease_up() {
     b.take_node_lease(Duration::ZERO).unwrap();
 }
 
+/// A flood of one camera and rule folds into one incident; a gap longer than the window, another
+/// rule or another camera opens a new one; acknowledging the incident acknowledges its alerts;
+/// retention takes incidents whose alerts are all gone.
+#[test]
+fn alerts_fold_into_incidents_and_an_incident_is_handled_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).with_incident_window(Duration::from_secs(60));
+    let at = |i: i64| 1_000_000 + i * 10_000;
+    let mut flood = Vec::new();
+    for i in 0..5 {
+        let mut a = alert(&format!("01F{i}"), at(i));
+        if i == 3 {
+            a.severity = Severity::Critical;
+        }
+        flood.push(s.insert(&a, &route(), at(i)).unwrap());
+    }
+    let incident = flood[0].incident_id.clone().expect("folded");
+    assert_eq!(incident, "I01F0");
+    assert!(
+        flood
+            .iter()
+            .all(|a| a.incident_id.as_deref() == Some("I01F0"))
+    );
+    // The case system's message names the incident.
+    let body = &s.outbox(None, 1).unwrap()[0].body;
+    assert!(body.contains("\"incident_id\":\"I01F0\""), "{body}");
+    let mut other_rule = alert("01G0", at(5));
+    other_rule.rule_id = "r2".into();
+    let mut other_camera = alert("01H0", at(5));
+    other_camera.camera = "cam-2".into();
+    let later = alert("01J0", at(4) + 61_000);
+    for a in [&other_rule, &other_camera, &later] {
+        s.insert(a, &[], at(6)).unwrap();
+    }
+    let all = s.incidents(&AlertFilter::default(), 10).unwrap();
+    assert_eq!(all.len(), 4, "{all:?}");
+    let (card, members) = s.incident("I01F0").unwrap().unwrap();
+    assert_eq!(
+        (card.count, card.unacknowledged, card.first_ms, card.last_ms),
+        (5, 5, at(0), at(4))
+    );
+    assert_eq!(
+        (card.first_alert.as_str(), card.last_alert.as_str()),
+        ("01F0", "01F4")
+    );
+    assert_eq!(
+        card.severity,
+        Severity::Critical,
+        "the highest of its alerts"
+    );
+    assert_eq!(card.type_zh, "区域入侵");
+    assert_eq!(members.len(), 5);
+    let mine = AlertFilter {
+        camera: Some("cam-2".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.incidents(&mine, 10).unwrap()[0].id, "I01H0");
+
+    s.transition("01F1", AlertState::FalseAlarm, "op", "", &[], at(7))
+        .unwrap();
+    let changed = s
+        .transition_incident(
+            "I01F0",
+            AlertState::Acknowledged,
+            "值班员",
+            "一起处理",
+            at(8),
+        )
+        .unwrap();
+    assert_eq!(changed.len(), 4, "the false alarm stays as it is");
+    let card = s.incident_card("I01F0").unwrap().unwrap();
+    assert_eq!(card.unacknowledged, 0);
+    let events = s.events("01F2").unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.note == "incident I01F0: 一起处理" && e.who == "值班员"),
+        "{events:?}"
+    );
+    assert!(matches!(
+        s.transition_incident("Inope", AlertState::Acknowledged, "op", "", at(8)),
+        Err(StoreError::NotFound { .. })
+    ));
+    // Retention: the flood is old and delivered, its alerts go, and so does its incident.
+    for row in s.outbox(None, 100).unwrap() {
+        s.mark_delivered(row.id, at(9)).unwrap();
+    }
+    let report = s
+        .cleanup(at(4) + 3_600_000, Duration::from_secs(1_800), u64::MAX)
+        .unwrap();
+    assert!(report.alerts >= 5, "{report:?}");
+    assert!(s.incident_card("I01F0").unwrap().is_none());
+    // Off: every alert stands alone.
+    let off = open(&tempfile::tempdir().unwrap()).with_incident_window(Duration::ZERO);
+    assert_eq!(
+        off.insert(&alert("01K0", 1), &[], 1).unwrap().incident_id,
+        None
+    );
+}
+
 /// Every test above that opens its store through [`open`], again on PostgreSQL.
 #[test]
 fn postgres_passes_the_same_tests() {
@@ -203,10 +304,11 @@ fn postgres_passes_the_same_tests() {
     claims_and_job_leases_keep_two_nodes_apart();
     housekeeping_runs_once_across_two_nodes_and_retention_deletes_old_alerts();
     a_second_node_is_refused_until_the_first_gives_its_lease_up();
+    alerts_fold_into_incidents_and_an_incident_is_handled_as_one();
     let used = POSTGRES.with(|p| p.borrow_mut().take().map(|(_, dbs)| dbs.len()));
     assert_eq!(
         used,
-        Some(11),
+        Some(13),
         "each test had a PostgreSQL database of its own"
     );
 }

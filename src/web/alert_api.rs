@@ -65,6 +65,13 @@ pub fn router(api: Arc<AlertApi>, auth: Arc<crate::auth::Auth>) -> axum::Router 
             "/api/alerts/{id}/transition",
             post(transition).with_state(a()),
         )
+        .add("GET", "/api/incidents", get(incidents).with_state(a()))
+        .add("GET", "/api/incidents/{id}", get(incident).with_state(a()))
+        .add(
+            "POST",
+            "/api/incidents/{id}/transition",
+            post(incident_transition).with_state(a()),
+        )
         .add("GET", "/api/delivery/outbox", get(outbox).with_state(a()))
         .add("GET", "/api/delivery/dead", get(dead).with_state(a()))
         .add(
@@ -425,6 +432,166 @@ async fn transition(
                 api.delivery.wake.notify_one();
             }
             Json(AlertView(&a)).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /api/incidents`: the alerts' filters (camera, area, type, severity, since, until), applied
+/// to each incident's latest alert; dispatchers see their jurisdiction only.
+async fn incidents(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut filter = match parse_filter(&q) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    filter.scope = scope_of(&who);
+    let limit = match q.get("limit").filter(|v| !v.is_empty()) {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return unprocessable("limit", format!("{v:?} is not a number in 1..={MAX_LIMIT}"));
+            }
+        },
+    };
+    match api
+        .delivery
+        .store
+        .blocking(move |s| s.incidents(&filter, limit))
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// An incident outside the caller's jurisdiction is not theirs to know (404).
+fn incident_outside(p: &Principal, i: &crate::store::Incident) -> bool {
+    let scope = AlertFilter {
+        scope: scope_of(p),
+        ..Default::default()
+    };
+    !scope.matches_area_path(&i.area_path.join("/"))
+}
+
+/// `GET /api/incidents/{id}`: the incident and its alerts, oldest first.
+async fn incident(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    let id2 = id.clone();
+    match api.delivery.store.blocking(move |s| s.incident(&id2)).await {
+        Ok(Some((i, alerts))) if !incident_outside(&who, &i) => {
+            let mut v = serde_json::to_value(&i).unwrap_or_default();
+            v["alerts"] = serde_json::to_value(alerts.iter().map(AlertView).collect::<Vec<_>>())
+                .unwrap_or_default();
+            Json(v).into_response()
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("incident {id} not found")),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /api/incidents/{id}/transition {"to", "note"}`: every alert of the incident that may go
+/// there goes (acknowledged, false_alarm or resolved: an operator handles the flood as one); the
+/// others stay as they are. Answers the incident and the alerts that changed.
+async fn incident_transition(
+    State(api): State<Arc<AlertApi>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    const STEPS: [AlertState; 3] = [
+        AlertState::Acknowledged,
+        AlertState::FalseAlarm,
+        AlertState::Resolved,
+    ];
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object {\"to\", \"note\"}",
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let to = match v.get("to") {
+        Some(serde_json::Value::String(s)) => match AlertState::parse(s) {
+            Some(t) if STEPS.contains(&t) => t,
+            _ => {
+                return unprocessable(
+                    "to",
+                    format!(
+                        "{s:?} is not a step for a whole incident; expected one of {}",
+                        names(&STEPS, |s| s.as_str().into())
+                    ),
+                );
+            }
+        },
+        Some(_) => return unprocessable("to", "must be a string"),
+        None => return unprocessable("to", "missing"),
+    };
+    let note = match v.get("note") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => return unprocessable("note", "must be a string"),
+    };
+    if !allows(principal.role, Permission::HandleAlerts) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("role {} may not handle incidents", principal.role),
+        );
+    }
+    let who = if principal.display_name.trim().is_empty() {
+        principal.username.clone()
+    } else {
+        principal.display_name.clone()
+    };
+    let now = api.now_ms();
+    let id2 = id.clone();
+    let r = api
+        .delivery
+        .store
+        .blocking(move |s| {
+            let card = s.incident_card(&id2)?;
+            match card {
+                Some(i) if !incident_outside(&principal, &i) => {}
+                _ => {
+                    return Err(StoreError::NotFound {
+                        what: "incident",
+                        id: id2.clone(),
+                    });
+                }
+            }
+            let changed = s.transition_incident(&id2, to, &who, &note, now)?;
+            Ok((s.incident_card(&id2)?, changed))
+        })
+        .await;
+    match r {
+        Ok((card, changed)) => {
+            for a in &changed {
+                let _ = api
+                    .delivery
+                    .feed
+                    .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(a))));
+            }
+            if let Some(i) = &card {
+                let _ = api
+                    .delivery
+                    .feed
+                    .send(Arc::new(FeedEvent::Incident(i.clone())));
+            }
+            Json(serde_json::json!({
+                "incident": card,
+                "changed": changed.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            }))
+            .into_response()
         }
         Err(e) => store_error(e),
     }

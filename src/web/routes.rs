@@ -216,6 +216,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("POST", "/api/alerts/{id}/transition", Perm(P::ViewAlerts), "alerts",
         "Move the lifecycle (operators: acknowledged, dispatched, resolved, false_alarm; dispatchers: accepted, arrived, resolved); 409 names the allowed next states")
         .body(Body::Json(transition_schema)),
+    // Incidents.
+    ep("GET", "/api/incidents", Perm(P::ViewAlerts), "alerts",
+        "Incidents (alerts of one camera and rule close together, folded), newest first; the alert filters apply to each incident's latest alert (dispatchers: their jurisdiction only)")
+        .query(ALERT_QUERY),
+    ep("GET", "/api/incidents/{id}", Perm(P::ViewAlerts), "alerts", "One incident with its alerts, oldest first"),
+    ep("POST", "/api/incidents/{id}/transition", Perm(P::HandleAlerts), "alerts",
+        "Move every alert of the incident that may go to acknowledged, false_alarm or resolved; the others stay; answers the incident and the alerts changed")
+        .body(Body::Json(transition_schema)),
     // Delivery.
     ep("GET", "/api/delivery/outbox", Perm(P::ManageDelivery), "delivery", "Outbox rows (pending, delivered, dead)")
         .query(&[p("state", "pending | delivered | dead"), p("limit", "at most this many")]),

@@ -358,6 +358,9 @@ try {
     await row.waitFor({ timeout: 150000 });
     alertId = await row.getAttribute('data-id');
     log(`live alert ${alertId}`);
+    // One row per alert for the steps below (the flood folds into its incident otherwise).
+    await op.getByTestId('filter-group').selectOption('0');
+    await op.locator(`[data-testid="alert-row"][data-id="${alertId}"]`).waitFor();
     const type = await row.getByTestId('alert-type').textContent();
     check(type.includes('区域入侵') && type.includes('Intrusion'), `type shows zh and en: ${type}`);
     check((await row.getByTestId('alert-area').textContent()).includes('城关镇'), 'the row names the place');
@@ -367,6 +370,26 @@ try {
     }, alertId, { timeout: 20000 });
     check(Number(await op.evaluate(() => document.body.dataset.beeps || 0)) >= 1, 'a high-severity alert beeps');
     await shot(op, '02-alerts');
+  });
+
+  await step('the intrusion flood shows as one incident with its count', async () => {
+    // The camera raises an intrusion every few seconds (1 s cooldown): they fold into one row.
+    await op.getByTestId('filter-group').selectOption('1');
+    const chip = op.locator(`[data-testid="alert-row"][data-type="intrusion"][data-camera="${ALERT_CAMERA}"] [data-testid="alert-incident-count"]`).first();
+    await chip.waitFor({ timeout: 90000 });
+    const lead = chip.locator('xpath=ancestor::article[1]');
+    const incident = await lead.getAttribute('data-incident');
+    const text = await chip.textContent();
+    const n = Number(text.match(/(\d+)/)[1]);
+    log(`incident ${incident}: ${text}`);
+    check(n >= 2, 'the incident counts at least two alerts');
+    check(await op.locator(`[data-testid="alert-row"][data-incident="${incident}"]`).count() === 1, 'one row for the whole incident');
+    const api = await op.evaluate(async (id) => (await fetch(`/api/incidents/${encodeURIComponent(id)}`)).json(), incident);
+    check(api.count >= n && api.alerts.length === api.count, `the incident's card and its alerts agree (${api.count})`);
+    await shot(op, '02b-incident');
+    // The steps below handle one alert: show every alert again.
+    await op.getByTestId('filter-group').selectOption('0');
+    await op.locator(`[data-testid="alert-row"][data-id="${alertId}"]`).waitFor();
   });
 
   await step('acknowledge from the row, dispatch with a note from the detail', async () => {

@@ -1,6 +1,6 @@
 // 告警 Alert feed: the stored alerts, then live ones over the feed; filters; lifecycle actions.
 
-import { get, qs, errorText } from '../api.js';
+import { get, post, qs, errorText } from '../api.js';
 import { h, fill, select, toast } from '../dom.js';
 import { t, typeName, label, ALERT_TYPES, SEVERITIES, ALERT_STATES } from '../i18n.js';
 import { onFeed } from '../feed.js';
@@ -14,9 +14,9 @@ const SEV_RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
 
 function loadFilters() {
   try {
-    return { area: '', type: '', severity: '', state: '', ...JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}') };
+    return { area: '', type: '', severity: '', state: '', group: '1', ...JSON.parse(sessionStorage.getItem(FILTER_KEY) || '{}') };
   } catch {
-    return { area: '', type: '', severity: '', state: '' };
+    return { area: '', type: '', severity: '', state: '', group: '1' };
   }
 }
 
@@ -28,6 +28,9 @@ export function mount(root, { arg, perms }) {
   let order = []; // ids, newest first
   const rows = new Map(); // id → element
   const live = new Set();
+  // Incidents (alerts of one camera and rule close together): their cards from the feed; the list
+  // shows each incident's newest alert with its count, the rest fold under it.
+  const cards = new Map(); // incident id → card
   let cameras = [];
   let alive = true;
 
@@ -59,11 +62,60 @@ export function mount(root, { arg, perms }) {
     }
   };
 
-  const rowFor = (a) => alertRow(a, { actions: ACTIONS, onOpen: open, onAct: act, live: live.has(a.id) });
+  const members = (incident) => order.map((id) => alerts.get(id)).filter((x) => x && x.incident_id === incident);
+
+  const ackAll = async (a, btn) => {
+    btn.disabled = true;
+    try {
+      const r = await post(`/api/incidents/${encodeURIComponent(a.incident_id)}/transition`, { to: 'acknowledged', note: '' });
+      if (r.incident) cards.set(r.incident.id, r.incident);
+      for (const id of r.changed || []) {
+        const m = alerts.get(id);
+        if (m) {
+          const next = { ...m, state: 'acknowledged' };
+          delete next.next_states;
+          alerts.set(id, next);
+        }
+      }
+      toast(t('incident_acked', a.camera_name || a.camera, (r.changed || []).length), 'ok', 3000);
+      renderAll();
+    } catch (e) {
+      toast(errorText(e), 'error');
+      btn.disabled = false;
+    }
+  };
+
+  const rowFor = (a) => {
+    const row = alertRow(a, { actions: ACTIONS, onOpen: open, onAct: act, live: live.has(a.id) });
+    if (!a.incident_id) return row;
+    const mine = members(a.incident_id);
+    const n = Math.max(cards.get(a.incident_id)?.count || 0, mine.length);
+    if (n < 2) return row;
+    row.dataset.incident = a.incident_id;
+    row.querySelector('.alert-head')?.append(
+      h('span', { class: 'chip chip-incident', 'data-testid': 'alert-incident-count', title: a.incident_id }, t('incident_count', n)));
+    const waiting = mine.filter((x) => x.state === 'new').length;
+    if (ACTIONS.includes('acknowledged') && waiting > 0) {
+      row.append(h('button', {
+        class: 'btn', type: 'button', 'data-testid': 'incident-ack-all',
+        onclick: (e) => {
+          e.stopPropagation();
+          ackAll(a, e.currentTarget);
+        },
+      }, t('incident_ack_all', waiting)));
+    }
+    return row;
+  };
+
+  /** The newest alert of each incident stands for it; alerts without one stand alone. */
+  const leads = (a) => {
+    if (!a.incident_id || filters.group === '0') return true;
+    return order.find((id) => alerts.get(id)?.incident_id === a.incident_id) === a.id;
+  };
 
   const renderAll = () => {
     rows.clear();
-    const shown = order.map((id) => alerts.get(id)).filter(passes);
+    const shown = order.map((id) => alerts.get(id)).filter((a) => a && passes(a) && leads(a));
     fill(list, shown.length ? shown.map((a) => {
       const el = rowFor(a);
       rows.set(a.id, el);
@@ -75,6 +127,20 @@ export function mount(root, { arg, perms }) {
   /** Applies a new or changed alert (from the API or the feed). */
   function update(a, isLive = false) {
     const known = alerts.get(a.id);
+    if (a.incident_id || known?.incident_id) {
+      // Part of an incident: its row and count change together; repaint the list.
+      const merged = known ? { ...known, ...a } : { ...a };
+      if (known && a.state !== known.state && !('next_states' in a)) delete merged.next_states;
+      alerts.set(a.id, merged);
+      if (!known) {
+        order.unshift(a.id);
+        order.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0));
+        if (isLive) live.add(a.id);
+        for (const id of order.splice(MAX_ROWS)) alerts.delete(id);
+      }
+      renderAll();
+      return;
+    }
     const merged = known ? { ...known, ...a } : { ...a };
     // An update without `next_states` after a state change: the old list no longer applies.
     if (known && a.state !== known.state && !('next_states' in a)) delete merged.next_states;
@@ -155,6 +221,7 @@ export function mount(root, { arg, perms }) {
       select(t('type'), filters.type, [['', t('all')], ...ALERT_TYPES.map((x) => [x, typeName(x)])], (v) => setFilter('type', v), 'filter-type'),
       select(t('min_severity'), filters.severity, [['', t('all')], ...SEVERITIES.map((x) => [x, label('sev_', x)])], (v) => setFilter('severity', v), 'filter-severity'),
       select(t('state'), filters.state, [['', t('all')], ...ALERT_STATES.map((x) => [x, label('st_', x)])], (v) => setFilter('state', v), 'filter-state'),
+      select(t('grouping'), filters.group, [['1', t('group_incidents')], ['0', t('all_alerts')]], (v) => setFilter('group', v), 'filter-group'),
       h('button', { class: 'btn', type: 'button', 'data-testid': 'alerts-refresh', onclick: load }, t('refresh')));
   };
 
@@ -166,6 +233,10 @@ export function mount(root, { arg, perms }) {
   const off = onFeed((msg) => {
     if (msg.kind === 'alert') update(msg, true);
     else if (msg.kind === 'alert_update' && alerts.has(msg.id)) update(msg);
+    else if (msg.kind === 'incident') {
+      cards.set(msg.id, msg);
+      if (order.some((id) => alerts.get(id)?.incident_id === msg.id)) renderAll();
+    }
   });
 
   get('/api/cameras').then((c) => {
