@@ -405,6 +405,7 @@ try {
     await dlg.locator('[data-testid="alert-state"][data-state="dispatched"]').waitFor();
     await dlg.locator('[data-testid="alert-event"][data-to="dispatched"]', { hasText: '已通知城关派出所出警' }).waitFor();
     check(await dlg.locator('[data-testid="alert-event"]').count() >= 3, 'history: created, acknowledged, dispatched');
+    await dlg.getByTestId('alert-incident').filter({ hasText: /同一事件 ×\d+|incident ×\d+/ }).waitFor();
     await op.waitForFunction(() => {
       const img = document.querySelector('[data-testid="alert-detail"] [data-testid="alert-snapshot"]');
       return img && img.complete && img.naturalWidth > 0;

@@ -168,12 +168,22 @@ export async function openAlertDetail(alertOrId, { actions, onChanged }) {
   const body = h('div', { class: 'alert-detail' }, h('p', {}, t('loading')));
   const { close } = openDialog(t('alert_detail'), body, { testid: 'alert-detail', wide: true });
   let alert;
+  let incident = null;
   const load = async () => {
     try {
       alert = await get(`/api/alerts/${encodeURIComponent(id)}`);
     } catch (e) {
       fill(body, h('p', { class: 'banner banner-error', role: 'alert' }, errorText(e)));
       return;
+    }
+    // The incident it folded into (its count and span); the alert shows without it if that fails.
+    incident = null;
+    if (alert.incident_id) {
+      try {
+        incident = await get(`/api/incidents/${encodeURIComponent(alert.incident_id)}`);
+      } catch {
+        /* shown by id only */
+      }
     }
     draw();
   };
@@ -200,6 +210,8 @@ export async function openAlertDetail(alertOrId, { actions, onChanged }) {
             [t('tracks'), (alert.track_ids || []).map((x) => `#${x}`).join(' ')],
             [t('location'), loc],
             [t('case_id'), alert.case_id],
+            [t('incident'), alert.incident_id && h('span', { 'data-testid': 'alert-incident' },
+              incident ? `${t('incident_count', incident.count)} · ${fmtTime(incident.first_ms)} – ${fmtTime(incident.last_ms)}` : alert.incident_id)],
             ['ID', h('code', { 'data-testid': 'alert-id' }, alert.id)],
           ]),
           nextStates(alert).some((s) => actions.includes(s)) && h('div', { class: 'field' }, h('label', { for: 'alert-note' }, t('note')), note),

@@ -92,6 +92,7 @@ const S = {
   new_alert: ['新告警', 'New alert'],
   unhandled: ['未处理 {0}', '{0} open'],
   incident_count: ['同一事件 ×{0}', 'incident ×{0}'],
+  incident: ['事件', 'Incident'],
   grouping: ['显示', 'Show'],
   group_incidents: ['按事件合并', 'One row per incident'],
   all_alerts: ['全部告警', 'Every alert'],

@@ -95,7 +95,8 @@ export function mount(root, { arg, perms }) {
     row.querySelector('.alert-head')?.append(
       h('span', { class: 'chip chip-incident', 'data-testid': 'alert-incident-count', title: a.incident_id }, t('incident_count', n)));
     const waiting = mine.filter((x) => x.state === 'new').length;
-    if (ACTIONS.includes('acknowledged') && waiting > 0) {
+    // One row per incident: its row acknowledges the whole flood (every alert has its own buttons otherwise).
+    if (filters.group !== '0' && ACTIONS.includes('acknowledged') && waiting > 0) {
       row.append(h('button', {
         class: 'btn', type: 'button', 'data-testid': 'incident-ack-all',
         onclick: (e) => {
