@@ -31,10 +31,10 @@ pub fn configure(conn: &Connection, synchronous: Synchronous) -> Result<(), rusq
     ))
 }
 
-/// Opens a SQLite file for a durable store: [`configure`] with [`Synchronous::Full`].
-pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
+/// Opens (creating) a SQLite file and [`configure`]s it.
+pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
-    configure(&conn, Synchronous::Full)?;
+    configure(&conn, synchronous)?;
     Ok(conn)
 }
 
@@ -88,7 +88,7 @@ mod tests {
     fn migrations_apply_once_and_a_newer_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut conn = open_durable(&path).unwrap();
+        let mut conn = open(&path, Synchronous::Full).unwrap();
         migrate(&mut conn, &M[..1]).unwrap();
         assert_eq!(schema_version(&conn).unwrap(), 1);
         migrate(&mut conn, M).unwrap();

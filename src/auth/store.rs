@@ -380,25 +380,6 @@ fn keep_an_admin(tx: &mut dyn Tx, before: &UserRow, still_admin: bool) -> Result
     Ok(())
 }
 
-/// Runs `f` in one transaction; an [`AuthError`] from `f` rolls it back and comes out as it was.
-fn in_tx<T: Send>(
-    db: &dyn Db,
-    mut f: impl FnMut(&mut dyn Tx) -> Result<T, AuthError> + Send,
-) -> Result<T, AuthError> {
-    let mut failed = None;
-    let out = db::transaction(db, |tx| {
-        f(tx).map_err(|e| {
-            failed = Some(e);
-            DbError::other("rolled back")
-        })
-    });
-    match (out, failed) {
-        (_, Some(e)) => Err(e),
-        (Ok(v), None) => Ok(v),
-        (Err(e), None) => Err(e.into()),
-    }
-}
-
 impl AuthStore {
     /// Opens (creating and migrating) the SQLite database at `path`.
     pub fn open(
@@ -512,7 +493,7 @@ impl AuthStore {
     /// Creates a user; [`AuthError::Exists`] when the name is taken.
     pub fn create_user(&self, u: &NewUser) -> Result<UserRow, AuthError> {
         let now = self.now_ms();
-        let result = in_tx(self.db.as_ref(), |tx| {
+        let result = db::try_transaction::<_, AuthError>(self.db.as_ref(), |tx| {
             if find_user(tx, &u.username)?.is_some() {
                 return Err(AuthError::Exists(u.username.clone()));
             }
@@ -549,7 +530,7 @@ impl AuthStore {
         keep_session: Option<&str>,
     ) -> Result<UserRow, AuthError> {
         let dialect = self.db.dialect();
-        in_tx(self.db.as_ref(), |tx| {
+        db::try_transaction::<_, AuthError>(self.db.as_ref(), |tx| {
             lock_users(tx, dialect)?;
             let before = get_user(tx, username)?;
             let role = change.role.unwrap_or(before.role);
@@ -595,7 +576,7 @@ impl AuthStore {
     /// Deletes a user with their sessions and API tokens; refuses the last enabled admin.
     pub fn delete_user(&self, username: &str) -> Result<(), AuthError> {
         let dialect = self.db.dialect();
-        in_tx(self.db.as_ref(), |tx| {
+        db::try_transaction::<_, AuthError>(self.db.as_ref(), |tx| {
             lock_users(tx, dialect)?;
             let before = get_user(tx, username)?;
             keep_an_admin(tx, &before, false)?;
@@ -721,7 +702,7 @@ impl AuthStore {
     ) -> Result<(TokenRow, Secret), AuthError> {
         let now = self.now_ms();
         let token = format!("{API_TOKEN_PREFIX}{}", new_token());
-        let row = in_tx(self.db.as_ref(), |tx| {
+        let row = db::try_transaction::<_, AuthError>(self.db.as_ref(), |tx| {
             get_user(tx, username)?;
             let rows = tx.query(
                 &format!(
@@ -740,7 +721,7 @@ impl AuthStore {
 
     /// The user's API tokens (metadata only), newest first.
     pub fn tokens(&self, username: &str) -> Result<Vec<TokenRow>, AuthError> {
-        in_tx(self.db.as_ref(), |tx| {
+        db::try_transaction::<_, AuthError>(self.db.as_ref(), |tx| {
             get_user(tx, username)?;
             let rows = tx.query(
                 &format!(

@@ -541,6 +541,12 @@ pub(crate) mod tests {
     #[test]
     fn the_database_url_comes_from_env_or_file_and_is_never_repeated() {
         let pw = ["db", "pass", "9"].join("-");
+        let errors = |toml: &str, env: &FakeEnv| {
+            parse_str_with(toml, Path::new("/x"), env)
+                .err()
+                .unwrap_or_else(|| panic!("expected errors"))
+                .to_string()
+        };
         let env = FakeEnv::default()
             .with_var(
                 "QLY_DB",
@@ -579,14 +585,10 @@ pub(crate) mod tests {
                 .database,
             Database::Sqlite
         );
-        let text = parse_str_with(
+        let text = errors(
             "[node]\ndatabase_url_env = \"QLY_WRONG\"\ndatabase_pool = 0\n",
-            Path::new("/x"),
             &env,
-        )
-        .err()
-        .unwrap_or_else(|| panic!("expected errors"))
-        .to_string();
+        );
         assert!(
             text.contains("node.database_url_env: the database URL must be a PostgreSQL URL"),
             "{text}"
@@ -594,27 +596,13 @@ pub(crate) mod tests {
         assert!(text.contains("node.database_pool"), "{text}");
         assert!(!text.contains(&pw), "{text}");
         let at = FakeEnv::default().with_var("QLY_AT", "postgres://qly:p@ss@db/q");
-        let text = parse_str_with(
-            "[node]\ndatabase_url_env = \"QLY_AT\"\n",
-            Path::new("/x"),
-            &at,
-        )
-        .err()
-        .unwrap_or_else(|| panic!("expected errors"))
-        .to_string();
+        let text = errors("[node]\ndatabase_url_env = \"QLY_AT\"\n", &at);
         assert!(
             text.contains("write an '@' in the user name or password as %40"),
             "{text}"
         );
         assert!(!text.contains("ss@db"), "{text}");
-        let text = parse_str_with(
-            "[node]\ndatabase_url_env = \"QLY_UNSET\"\n",
-            Path::new("/x"),
-            &env,
-        )
-        .err()
-        .unwrap_or_else(|| panic!("expected errors"))
-        .to_string();
+        let text = errors("[node]\ndatabase_url_env = \"QLY_UNSET\"\n", &env);
         assert!(
             text.contains("environment variable QLY_UNSET is not set (needed by the database URL)"),
             "{text}"

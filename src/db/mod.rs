@@ -81,7 +81,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-/// Parameters for a query: `params![a, b]`.
+/// Parameters for a query: `db_params![a, b]` (each converted with `Value::from`).
 #[macro_export]
 macro_rules! db_params {
     ($($v:expr),* $(,)?) => { &[$($crate::db::Value::from($v)),*] };
@@ -245,6 +245,26 @@ pub fn transaction<T: Send>(
         Ok(())
     })?;
     out.ok_or_else(|| DbError::other("the transaction returned nothing"))
+}
+
+/// Runs `f` in one transaction for a store whose errors are its own (`E`): an error from `f`
+/// rolls the transaction back and comes out as it was; the database's own errors convert.
+pub fn try_transaction<T: Send, E: From<DbError> + Send>(
+    db: &dyn Db,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T, E> + Send,
+) -> Result<T, E> {
+    let mut failed = None;
+    let out = transaction(db, |tx| {
+        f(tx).map_err(|e| {
+            failed = Some(e);
+            DbError::other("rolled back")
+        })
+    });
+    match (out, failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 /// A query's rows, in a transaction of its own.

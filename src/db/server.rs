@@ -185,11 +185,6 @@ impl PrivatePostgres {
         self.url_of("qianliyan")
     }
 
-    /// Its port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A fresh empty database on it (one per test), as a URL.
     pub fn database(&self, name: &str) -> Result<String, String> {
         let mut admin = postgres::Client::connect(&self.url_of("postgres"), postgres::NoTls)

@@ -29,8 +29,8 @@ impl SqliteDb {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DbError::other(format!("{opening}: creating its folder: {e}")))?;
         }
-        let conn = Connection::open(path).map_err(|e| error(e).context(&opening))?;
-        crate::sqlite::configure(&conn, synchronous).map_err(|e| error(e).context(&opening))?;
+        let conn =
+            crate::sqlite::open(path, synchronous).map_err(|e| error(e).context(&opening))?;
         Ok(SqliteDb {
             conn: Mutex::new(conn),
             path: path.to_owned(),

@@ -321,25 +321,6 @@ fn alerts(rows: &[Row]) -> Result<Vec<Alert>, DbError> {
     rows.iter().map(alert_from_row).collect()
 }
 
-/// Runs `f` in one transaction; a [`StoreError`] from `f` rolls it back and comes out as it was.
-fn in_tx<T: Send>(
-    db: &dyn Db,
-    mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError> + Send,
-) -> Result<T, StoreError> {
-    let mut failed = None;
-    let out = db::transaction(db, |tx| {
-        f(tx).map_err(|e| {
-            failed = Some(e);
-            DbError::other("rolled back")
-        })
-    });
-    match (out, failed) {
-        (_, Some(e)) => Err(e),
-        (Ok(v), None) => Ok(v),
-        (Err(e), None) => Err(e.into()),
-    }
-}
-
 /// The alert `id`, its row locked until the transaction ends when `lock` (PostgreSQL: a second
 /// writer waits, then reads what the first committed; SQLite has one writer at a time anyway).
 fn find(tx: &mut dyn Tx, id: &str, lock: &str) -> Result<Alert, StoreError> {
@@ -433,7 +414,7 @@ impl AlertStore {
             .and_then(|s| std::fs::metadata(self.snapshot_dir.join(s)).ok())
             .map(|m| m.len() as i64)
             .unwrap_or(0);
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let rows = tx.query(
             "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
              severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \
@@ -602,7 +583,7 @@ impl AlertStore {
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
         let lock = self.row_lock();
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let alert = find(tx, id, lock)?;
             if !allowed(alert.state, to) {
                 return Err(not_allowed(alert.state, to));
@@ -642,7 +623,7 @@ impl AlertStore {
         now_ms: i64,
     ) -> Result<Alert, StoreError> {
         let lock = self.row_lock();
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let mut alert = find(tx, id, lock)?;
             let from = alert.state;
             let to = match status {
@@ -676,7 +657,7 @@ impl AlertStore {
     /// Escalates every alert still `new` whose frame time is at least `after` before `now_ms` and that
     /// was not escalated yet: severity one step up, `escalated` set, an `escalated` event. Returns them.
     pub fn escalate_due(&self, now_ms: i64, after: Duration) -> Result<Vec<Alert>, StoreError> {
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let due = alerts(&tx.query(
                 &format!(
                     "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = 'new' AND escalated = 0 \
@@ -746,7 +727,7 @@ impl AlertStore {
         {
             return Ok(report);
         }
-        let (deleted, kept) = in_tx(self.db(), |tx| {
+        let (deleted, kept) = db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let rows = retention_candidates(
                 tx,
                 "SELECT a.id, a.snapshot, a.snapshot_bytes, \
@@ -808,7 +789,7 @@ impl AlertStore {
             return Ok(Vec::new());
         }
         let json = serde_json::to_string(clip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             tx.execute(
                 "UPDATE alerts SET clip = ?1, clip_state = ?2, clip_bytes = ?3 WHERE clip_name = ?4",
                 db_params![&json, clip.state.as_str(), clip.bytes as i64, &clip.name],
@@ -843,7 +824,7 @@ impl AlertStore {
         max_bytes: u64,
     ) -> Result<(u64, u64), StoreError> {
         // One row per clip (alerts may share one): its newest alert's age decides.
-        let (deleted, _) = in_tx(self.db(), |tx| {
+        let (deleted, _) = db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let rows = retention_candidates(
                 tx,
                 "SELECT a.clip_name, MAX(a.clip), MAX(a.clip_bytes), \
@@ -1022,7 +1003,7 @@ impl AlertStore {
         now_ms: i64,
     ) -> Result<Vec<Alert>, StoreError> {
         let lock = self.row_lock();
-        in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let members = alerts(&tx.query(
                 &format!(
                     "SELECT {ALERT_COLUMNS} FROM alerts WHERE incident_id = ?1 ORDER BY time_ms, seq{lock}"

@@ -237,7 +237,7 @@ impl AlertStore {
 
     /// Moves a dead row back to pending, due now, with a fresh maximum-age window.
     pub fn retry(&self, id: i64, now_ms: i64) -> Result<OutboxRow, StoreError> {
-        super::in_tx(self.db(), |tx| {
+        db::try_transaction::<_, StoreError>(self.db(), |tx| {
             let current = tx
                 .query(
                     &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),

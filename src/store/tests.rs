@@ -628,7 +628,7 @@ fn the_outbox_migration_keeps_rows_and_ids() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
     {
-        let mut conn = crate::sqlite::open_durable(&path).unwrap();
+        let mut conn = crate::sqlite::open(&path, crate::sqlite::Synchronous::Full).unwrap();
         crate::sqlite::migrate(&mut conn, &MIGRATIONS[..4]).unwrap();
         conn.execute(
             "INSERT INTO outbox (id, alert_id, sink, url, body, next_at_ms, state) \

@@ -216,24 +216,33 @@ fn parse_filter(q: &HashMap<String, String>) -> Result<AlertFilter, Invalid> {
     })
 }
 
-async fn list(
-    State(api): State<Arc<AlertApi>>,
-    Extension(who): Extension<Principal>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let mut filter = match parse_filter(&q) {
-        Ok(f) => f,
-        Err(r) => return r.into_response(),
-    };
-    filter.scope = scope_of(&who);
+/// A list's filter (the caller's jurisdiction on top of the query's) and row limit.
+fn listing(q: &HashMap<String, String>, who: &Principal) -> Result<(AlertFilter, usize), Invalid> {
+    let mut filter = parse_filter(q)?;
+    filter.scope = scope_of(who);
     let limit = match q.get("limit").filter(|v| !v.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return unprocessable("limit", format!("{v:?} is not a number in 1..={MAX_LIMIT}"));
+                return Err(invalid(
+                    "limit",
+                    format!("{v:?} is not a number in 1..={MAX_LIMIT}"),
+                ));
             }
         },
+    };
+    Ok((filter, limit))
+}
+
+async fn list(
+    State(api): State<Arc<AlertApi>>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (filter, limit) = match listing(&q, &who) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
     };
     match api
         .delivery
@@ -444,19 +453,9 @@ async fn incidents(
     Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut filter = match parse_filter(&q) {
-        Ok(f) => f,
+    let (filter, limit) = match listing(&q, &who) {
+        Ok(l) => l,
         Err(r) => return r.into_response(),
-    };
-    filter.scope = scope_of(&who);
-    let limit = match q.get("limit").filter(|v| !v.is_empty()) {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return unprocessable("limit", format!("{v:?} is not a number in 1..={MAX_LIMIT}"));
-            }
-        },
     };
     match api
         .delivery

@@ -128,20 +128,6 @@ export function mount(root, { arg, perms }) {
   /** Applies a new or changed alert (from the API or the feed). */
   function update(a, isLive = false) {
     const known = alerts.get(a.id);
-    if (a.incident_id || known?.incident_id) {
-      // Part of an incident: its row and count change together; repaint the list.
-      const merged = known ? { ...known, ...a } : { ...a };
-      if (known && a.state !== known.state && !('next_states' in a)) delete merged.next_states;
-      alerts.set(a.id, merged);
-      if (!known) {
-        order.unshift(a.id);
-        order.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0));
-        if (isLive) live.add(a.id);
-        for (const id of order.splice(MAX_ROWS)) alerts.delete(id);
-      }
-      renderAll();
-      return;
-    }
     const merged = known ? { ...known, ...a } : { ...a };
     // An update without `next_states` after a state change: the old list no longer applies.
     if (known && a.state !== known.state && !('next_states' in a)) delete merged.next_states;
@@ -155,6 +141,11 @@ export function mount(root, { arg, perms }) {
         rows.get(id)?.remove();
         rows.delete(id);
       }
+    }
+    if (merged.incident_id) {
+      // Part of an incident: its row and count change together; repaint the list.
+      renderAll();
+      return;
     }
     const old = rows.get(a.id);
     if (!passes(merged)) {
