@@ -13,6 +13,7 @@ pub mod camera;
 pub mod camsim;
 pub mod clip;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod decode;

@@ -84,17 +84,7 @@ impl LoginLimiter {
     }
 
     fn now_ms(&self, tx: &mut dyn Tx) -> Result<i64, DbError> {
-        match self.db.dialect() {
-            Dialect::Sqlite => Ok(crate::time::unix_ms(self.clock.wall())),
-            Dialect::Postgres => tx
-                .query(
-                    "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
-                    &[],
-                )?
-                .first()
-                .ok_or_else(|| DbError::other("no database time"))?
-                .int(0),
-        }
+        crate::db::lease::database_now_ms(tx, self.db.dialect(), self.clock.as_ref())
     }
 
     /// Starts an attempt, or says how long to wait when the username is limited from this address

@@ -152,6 +152,23 @@ pub fn reconcile(config: &Config, stored: Vec<StoredCamera>, now_ms: i64) -> Pla
     plan
 }
 
+/// The stored cameras that run (every one not removed), validated against the running
+/// configuration; each invalid one is named with its field. What every node of a cluster runs
+/// from, after the first node seeded the store.
+pub fn runnable(config: &Config, stored: &[StoredCamera]) -> (Vec<Camera>, Vec<ConfigError>) {
+    let mut raws = Vec::new();
+    let mut errors = Vec::new();
+    for row in stored.iter().filter(|r| !r.removed) {
+        match parse(row) {
+            Ok(raw) => raws.push(raw),
+            Err(e) => errors.push(e),
+        }
+    }
+    let (cameras, more) = validate_runtime_cameras(raws, config);
+    errors.extend(more);
+    (cameras, errors)
+}
+
 fn parse(row: &StoredCamera) -> Result<RawCamera, ConfigError> {
     let mut raw: RawCamera = serde_json::from_str(&row.definition).map_err(|e| {
         ConfigError::new(

@@ -11,6 +11,7 @@
 //! Every call blocks (SQLite on its connection, PostgreSQL on a pooled connection); async code calls
 //! through `tokio::task::spawn_blocking`, never from a runtime worker.
 
+pub mod lease;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;
