@@ -29,6 +29,8 @@ use crate::web::{self, AppState};
 
 /// Transitions waiting for the ledger thread; the health poller waits (never drops) when it is full.
 const LEDGER_QUEUE: usize = 16_384;
+/// Cameras to start or stop on this node, from the cluster stage (a whole cluster's worth).
+const HOLDING_QUEUE: usize = 8_192;
 
 /// Command-line overrides of the config for scripted runs.
 #[derive(Debug, Default, Clone)]
@@ -130,6 +132,57 @@ fn open_databases(
             }
         }
     })
+}
+
+/// This node's id in a cluster: `[cluster] node_id`, else `QLY_NODE_ID`, else the host name.
+fn node_id(config: &crate::cluster::ClusterConfig) -> Result<String, AppError> {
+    let (id, from) = match (&config.node_id, std::env::var("QLY_NODE_ID")) {
+        (Some(id), _) => (id.clone(), "cluster.node_id"),
+        (None, Ok(id)) => (id, "QLY_NODE_ID"),
+        (None, Err(_)) => (
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            "the host name",
+        ),
+    };
+    if crate::cluster::config::valid_node_id(&id) {
+        Ok(id)
+    } else {
+        Err(AppError::Database(crate::db::DbError::other(format!(
+            "this node's id from {from} ({id:?}) is not a node id: 1 to 63 letters, digits, '.', '_' or '-'; set [cluster] node_id"
+        ))))
+    }
+}
+
+/// Applies the cluster stage's messages to the fleet: a camera this node now holds starts, one it
+/// gave up or lost stops.
+async fn apply_holdings(
+    mut rx: mpsc::Receiver<crate::cluster::Holding>,
+    fleet: Arc<Fleet>,
+    ledger: LedgerHandle,
+) {
+    use crate::cluster::Holding;
+    while let Some(h) = rx.recv().await {
+        match h {
+            Holding::Start { camera, .. } | Holding::Update { camera } => {
+                ledger.upsert_camera(&camera).await;
+                let result = if fleet.get(&camera.id).is_some() {
+                    fleet.update(*camera)
+                } else {
+                    fleet.add(*camera)
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "held camera not started");
+                }
+            }
+            Holding::Stop { camera, why } => {
+                if fleet.remove(&camera).is_ok() {
+                    tracing::info!(camera_id = %camera, why = why.as_str(), "camera stopped on this node");
+                }
+            }
+        }
+    }
 }
 
 /// Seeds the store's camera inventory from the file and returns the cameras to run
@@ -483,6 +536,8 @@ pub struct Service {
     delivery_tasks: Vec<tokio::task::JoinHandle<()>>,
     analysis: Option<Analysis>,
     clips: Option<crate::clip::Workers>,
+    /// The cluster stage's keeper thread and the task applying its messages to the fleet.
+    keeper: Option<(std::thread::JoinHandle<()>, tokio::task::JoinHandle<()>)>,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -498,6 +553,7 @@ pub async fn start(
         auth: auth_config,
         activity: activity_config,
         clip: clip_config,
+        cluster: cluster_config,
     } = settings;
     if let Some(l) = overrides.listen {
         config.web.listen = l;
@@ -514,23 +570,25 @@ pub async fn start(
 
     // The store's inventory is the truth once running; the file's cameras seed it.
     let dbs = open_databases(&config.node.database, &data_dir)?;
-    let store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
+    // Several nodes on one database: each runs the cameras it holds by lease, and every alert and
+    // health write is checked against the lease's epoch.
+    let cluster = match config.node.database {
+        crate::config::Database::Postgres { .. } => {
+            let node = node_id(&cluster_config)?;
+            let leases = crate::db::lease::Leases::open(dbs.alerts.clone(), &node, clock.clone())?;
+            let fence = crate::db::lease::Fence::new(&node, crate::db::Dialect::Postgres);
+            tracing::info!(node = %node, "cluster node: cameras run where their leases are held");
+            Some((leases, fence))
+        }
+        crate::config::Database::Sqlite => None,
+    };
+    let mut store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
         .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?
         .with_incident_window(delivery_config.incident_window);
-    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
-    // A shared database runs one node until cameras are leased to nodes: taken before this node
-    // seeds the inventory or ingests anything.
-    let shared = matches!(
-        config.node.database,
-        crate::config::Database::Postgres { .. }
-    );
-    if shared {
-        let d = delivery.clone();
-        tokio::task::spawn_blocking(move || d.take_node_lease(std::time::Duration::from_secs(40)))
-            .await
-            .map_err(|e| AppError::Database(crate::db::DbError::other(e.to_string())))?
-            .map_err(|e| AppError::Database(crate::db::DbError::other(e)))?;
+    if let Some((_, fence)) = &cluster {
+        store = store.with_fence(fence.clone());
     }
+    let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
     let store_of_inventory = crate::store::inventory::Inventory::open(dbs.inventory.clone())?;
     let inventory: Arc<dyn crate::config::inventory::CameraStore> =
         Arc::new(store_of_inventory.clone());
@@ -543,6 +601,9 @@ pub async fn start(
     config.cameras = seed_inventory(&config, inventory.as_ref(), clock.as_ref())?;
 
     let mut ledger = Ledger::on(dbs.ledger.clone())?;
+    if let Some((_, fence)) = &cluster {
+        ledger = ledger.with_fence(fence.clone());
+    }
     // Time while the service was down counts as unknown, not as the last state seen.
     ledger.begin_run(clock.wall())?;
     let (ledger_tx, ledger_rx) = mpsc::channel(LEDGER_QUEUE);
@@ -614,10 +675,61 @@ pub async fn start(
         },
         cancel.child_token(),
     );
-    for camera in config.cameras.clone() {
-        ledger.upsert_camera(&camera).await;
-        if let Err(e) = fleet.add(camera) {
-            tracing::error!(error = %e, "camera not added");
+    // One node runs every camera; in a cluster the keeper starts the ones this node holds.
+    let mut keeper = None;
+    match cluster {
+        None => {
+            for camera in config.cameras.clone() {
+                ledger.upsert_camera(&camera).await;
+                if let Err(e) = fleet.add(camera) {
+                    tracing::error!(error = %e, "camera not added");
+                }
+            }
+        }
+        Some((leases, fence)) => {
+            let (holding_tx, holding_rx) = mpsc::channel(HOLDING_QUEUE);
+            let source: crate::cluster::CameraSource = {
+                let inventory = inventory.clone();
+                let config = config.clone();
+                Arc::new(move || {
+                    let rows = inventory.cameras().map_err(|e| e.to_string())?;
+                    Ok(crate::config::inventory::runnable(&config, &rows))
+                })
+            };
+            let stats = Arc::new(crate::cluster::ClusterStats::default());
+            let node = leases.node().to_owned();
+            let (k, nudge) = crate::cluster::Keeper::new(
+                leases,
+                fence.clone(),
+                source,
+                cluster_config.clone(),
+                holding_tx,
+                stats.clone(),
+            );
+            let thread = k
+                .spawn(cancel.clone())
+                .map_err(|source| AppError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                })?;
+            // Stopping: the keeper gives its leases up first, at once.
+            let on_stop = nudge.clone();
+            let stop_token = cancel.clone();
+            tokio::spawn(async move {
+                stop_token.cancelled().await;
+                on_stop.nudge();
+            });
+            let applier = tokio::spawn(apply_holdings(holding_rx, fleet.clone(), ledger.clone()));
+            keeper = Some((
+                thread,
+                applier,
+                web::ClusterView {
+                    node,
+                    stats,
+                    fence,
+                    nudge,
+                },
+            ));
         }
     }
     let auth_db = dbs.auth.clone();
@@ -636,12 +748,6 @@ pub async fn start(
         delivery.clone(),
         cancel.clone(),
     ));
-    let node_lease_task = shared.then(|| {
-        tokio::spawn(crate::delivery::node_lease_keeper(
-            delivery.clone(),
-            cancel.clone(),
-        ))
-    });
     let zmq = match &delivery_config.zmq_endpoint {
         None => None,
         Some(endpoint) => {
@@ -803,6 +909,14 @@ pub async fn start(
         if let Some(a) = &analysis {
             q.extend(a.queues.iter().cloned());
         }
+        if keeper.is_some() {
+            q.push(QueueInfo::blocking(
+                "cluster_to_camera",
+                "cluster",
+                "camera",
+                HOLDING_QUEUE,
+            ));
+        }
         q.push(QueueInfo::blocking(
             "health_to_ledger",
             "health",
@@ -877,6 +991,7 @@ pub async fn start(
             .map(|a| a.model_stats.clone())
             .unwrap_or_else(|| Arc::new(Vec::new)),
         clips: recorder.clone(),
+        cluster: keeper.as_ref().map(|(_, _, view)| view.clone()),
     });
     let app = web::router(state);
     let web_cancel = cancel.clone();
@@ -902,10 +1017,8 @@ pub async fn start(
         dispatcher,
         dispatcher_stop,
         ledger_thread,
-        delivery_tasks: [delivery_task, escalation_task]
-            .into_iter()
-            .chain(node_lease_task)
-            .collect(),
+        delivery_tasks: vec![delivery_task, escalation_task],
+        keeper: keeper.map(|(thread, applier, _)| (thread, applier)),
         analysis,
         clips: clips.map(|(_, w)| w),
     })
@@ -914,6 +1027,12 @@ pub async fn start(
 impl Service {
     /// After the cancel token fired: waits for sources, drains the decoder, flushes the ledger.
     pub async fn stop(self) {
+        // The keeper gives its leases up as soon as the token fires; waited for first, so the
+        // other nodes take the cameras while this one drains.
+        if let Some((thread, applier)) = self.keeper {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            let _ = applier.await;
+        }
         let _ = self.web_task.await;
         for t in self.delivery_tasks {
             let _ = t.await;

@@ -14,6 +14,7 @@ use toml::de::DeValue;
 use crate::activity::{ActivityConfig, RawActivityConfig};
 use crate::auth::{AuthConfig, RawAuth};
 use crate::clip::{ClipConfig, RawClipConfig};
+use crate::cluster::{ClusterConfig, RawClusterConfig};
 use crate::config::{
     self, Config, ConfigError, ConfigErrors, Environment, SectionReader, StageSections,
     SystemEnvironment,
@@ -37,6 +38,8 @@ pub struct Settings {
     pub activity: ActivityConfig,
     /// `[clip]`: evidence clips of alerts.
     pub clip: ClipConfig,
+    /// `[cluster]`: several nodes on one PostgreSQL database.
+    pub cluster: ClusterConfig,
 }
 
 /// What the analysis stages run.
@@ -80,11 +83,20 @@ pub struct RawSections {
     pub activity: RawActivityConfig,
     /// `[clip]`: evidence clips of alerts.
     pub clip: RawClipConfig,
+    /// `[cluster]`: several nodes on one PostgreSQL database.
+    pub cluster: RawClusterConfig,
 }
 
 impl StageSections for RawSections {
-    const KEYS: &'static [&'static str] =
-        &["inference", "rules", "delivery", "auth", "activity", "clip"];
+    const KEYS: &'static [&'static str] = &[
+        "inference",
+        "rules",
+        "delivery",
+        "auth",
+        "activity",
+        "clip",
+        "cluster",
+    ];
 
     fn read<'i>(
         &mut self,
@@ -99,6 +111,7 @@ impl StageSections for RawSections {
             "auth" => self.auth = reader.section(value, key),
             "activity" => self.activity = reader.section(value, key).unwrap_or_default(),
             "clip" => self.clip = reader.section(value, key).unwrap_or_default(),
+            "cluster" => self.cluster = reader.section(value, key).unwrap_or_default(),
             _ => {}
         }
     }
@@ -173,6 +186,10 @@ fn assemble(
         errors.extend(found);
         ClipConfig::default()
     });
+    let cluster = stages.cluster.validate().unwrap_or_else(|found| {
+        errors.extend(found);
+        ClusterConfig::default()
+    });
     if errors.is_empty() {
         Ok(Settings {
             config,
@@ -181,6 +198,7 @@ fn assemble(
             auth,
             activity,
             clip,
+            cluster,
         })
     } else {
         Err(ConfigErrors(errors))

@@ -53,7 +53,13 @@ fn wait_for(
 ) -> f64 {
     let t0 = Instant::now();
     loop {
-        let v = camera(svc, id);
+        // 404 until a node of a cluster took the camera.
+        let (status, body) = api(svc.addr, "GET", &format!("/api/cameras/{id}"), "");
+        let v: Value = match status {
+            200 => serde_json::from_str(&body).expect("json"),
+            404 => Value::Null,
+            _ => panic!("camera {id}: {status} {body}"),
+        };
         if pred(&v) {
             return t0.elapsed().as_secs_f64();
         }
@@ -445,5 +451,150 @@ grace = "3s"
         );
     }
     drop(svc);
+    drop(pg);
+}
+
+/// The cameras a node runs, by state.
+fn running(svc: &Svc) -> std::collections::BTreeMap<String, String> {
+    let (status, body) = api(svc.addr, "GET", "/api/cameras", "");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                c["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two nodes on one PostgreSQL database: the cameras spread over both (each run by exactly one),
+/// a camera added through either node runs on one of them, and when one node stops (as on
+/// SIGTERM) the other takes its cameras within seconds, none of its writes refused.
+#[test]
+fn two_nodes_share_the_cameras_and_one_takes_over_when_the_other_stops() {
+    let pg = qianliyan::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+    let sim = start_sim(8, None, TransportPolicy::Both);
+    let url = pg.url();
+    let node = |id: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!(
+            r#"
+[node]
+name = "{id}"
+data_dir = "{data}"
+database_url_env = "QLY_TEST_DATABASE_URL"
+database_pool = 4
+[web]
+listen = "127.0.0.1:0"
+[health]
+grace = "3s"
+[cluster]
+node_id = "{id}"
+lease = "6s"
+renew = "1s"
+{cameras}
+{auth}
+"#,
+            data = dir.path().join("data").display(),
+            cameras = cameras_toml(|i| sim.running.url(i), 7),
+            auth = common::TEST_AUTH,
+        );
+        common::start_service(dir, &toml, &[("QLY_TEST_DATABASE_URL", &url)])
+    };
+    let a = node("node-a");
+    let b = node("node-b");
+    let all: std::collections::BTreeSet<String> = (1..=7).map(|i| format!("c{i}")).collect();
+    let t0 = Instant::now();
+    let (on_a, on_b) = loop {
+        let (ra, rb) = (running(&a), running(&b));
+        let both: Vec<&String> = ra.keys().filter(|k| rb.contains_key(*k)).collect();
+        assert!(both.is_empty(), "run on both nodes: {both:?}");
+        let online = ra
+            .iter()
+            .chain(rb.iter())
+            .filter(|(_, s)| *s == "online")
+            .count();
+        if online == 7 && !ra.is_empty() && !rb.is_empty() {
+            let union: std::collections::BTreeSet<String> =
+                ra.keys().chain(rb.keys()).cloned().collect();
+            assert_eq!(union, all);
+            break (ra, rb);
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "cameras not spread over both nodes: a {ra:?} b {rb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!(
+        "spread: a {:?} b {:?} in {:.1} s",
+        on_a.keys(),
+        on_b.keys(),
+        t0.elapsed().as_secs_f64()
+    );
+    let (_, system) = api(a.addr, "GET", "/api/system", "");
+    let system: Value = serde_json::from_str(&system).unwrap();
+    assert_eq!(system["cluster"]["nodes"], 2, "{system}");
+    assert_eq!(system["cluster"]["node_id"], "node-a");
+
+    // Added through node B: it runs on exactly one node.
+    let body = format!(
+        r#"{{"id":"c8","name":"经B添加","url":"{}"}}"#,
+        sim.running.url(8)
+    );
+    let (status, resp) = api(b.addr, "POST", "/api/cameras", &body);
+    assert_eq!(status, 201, "{resp}");
+    let (status, resp) = api(a.addr, "POST", "/api/cameras", &body);
+    assert_eq!(status, 409, "the camera exists in the store: {resp}");
+    let t1 = Instant::now();
+    loop {
+        let (ra, rb) = (running(&a), running(&b));
+        let n = usize::from(ra.get("c8").is_some_and(|s| s == "online"))
+            + usize::from(rb.get("c8").is_some_and(|s| s == "online"));
+        assert!(
+            !(ra.contains_key("c8") && rb.contains_key("c8")),
+            "c8 on both"
+        );
+        if n == 1 {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(30),
+            "c8 never ran: a {ra:?} b {rb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // A stops: B takes every camera.
+    let stop = Instant::now();
+    drop(a);
+    let stopped = stop.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    loop {
+        let rb = running(&b);
+        if rb.len() == 8 && rb.values().all(|s| s == "online") {
+            break;
+        }
+        assert!(
+            t2.elapsed() < Duration::from_secs(30),
+            "B did not take A's cameras: {rb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "hand-over: A stopped in {stopped:.1} s; B ran all 8 online {:.1} s after A's stop returned",
+        t2.elapsed().as_secs_f64()
+    );
+    let (_, metrics) = api(b.addr, "GET", "/metrics", "");
+    assert!(metrics.contains("qly_cluster_cameras_held 8"), "{metrics}");
+    assert!(
+        metrics.contains("qly_fenced_writes_total{reason=\"stale_epoch\"} 0"),
+        "no write of B was refused"
+    );
+    drop(b);
     drop(pg);
 }

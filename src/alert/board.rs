@@ -218,6 +218,15 @@ fn store_until_stored(
                 }
                 return;
             }
+            Err(e @ crate::delivery::store::StoreError::Fenced { .. }) => {
+                // Not a failing store: another node holds the camera for this time and raises what
+                // happens there. Counted by the fence (qly_fenced_writes_total).
+                let json = serde_json::to_string(record).unwrap_or_default();
+                tracing::warn!(camera_id = %record.camera, alert = %record.id, error = %e, alert_json = %json,
+                    "alert not stored: this node no longer held the camera at the alert's time");
+                d.status.set_waiting(queue.len() as u64);
+                return;
+            }
             Err(e) => {
                 d.status.set_waiting(queue.len() as u64 + 1);
                 let now_ms = crate::time::unix_ms(d.clock.wall());

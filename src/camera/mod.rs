@@ -245,6 +245,13 @@ impl Fleet {
         Ok(entry)
     }
 
+    /// A camera's entry as it would start, not added and not run: what a cluster node answers
+    /// for a camera the node that holds it will run.
+    pub fn preview(&self, camera: Camera) -> Result<Arc<CameraEntry>, FleetError> {
+        self.check_credentials(&camera)?;
+        Ok(self.make_entry(camera))
+    }
+
     fn make_entry(&self, camera: Camera) -> Arc<CameraEntry> {
         let id: Arc<str> = Arc::from(camera.id.as_str());
         let mut tracker = CameraTracker::new(

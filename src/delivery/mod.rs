@@ -69,12 +69,6 @@ pub struct Housekeeping {
 /// How long a job lease lasts: several passes, so a holder that stops is replaced within it.
 const JOB_LEASE_MS: i64 = 60_000;
 
-/// The job a node holds while it runs on a shared database: one node per database until cameras
-/// are leased to nodes (issue 14 step d); two would each run every camera.
-const NODE_JOB: &str = "node";
-/// The node lease: renewed every 10 s, so a node that died is replaced after at most this long.
-const NODE_LEASE_MS: i64 = 30_000;
-
 impl Delivery {
     /// Builds it (no tasks started; see [`Delivery::worker`]).
     pub fn new(
@@ -161,42 +155,6 @@ impl Delivery {
         Ok(updated.len())
     }
 
-    /// Blocking: takes the node lease of a shared database, waiting up to `wait` for the lease
-    /// of a node that stopped without giving it up (one that crashed) to end. An error names the
-    /// reason: another node runs on this database.
-    pub fn take_node_lease(&self, wait: std::time::Duration) -> Result<(), String> {
-        let t0 = std::time::Instant::now();
-        let mut told = false;
-        loop {
-            let now = self.now_ms();
-            match self
-                .store
-                .hold_job(NODE_JOB, &self.holder, now, NODE_LEASE_MS)
-            {
-                Ok(true) => return Ok(()),
-                Ok(false) if t0.elapsed() >= wait => {
-                    return Err(format!(
-                        "another node runs on this database (its lease was renewed within the last {} s); \
-                         several nodes on one database need camera leases, which are not built yet: \
-                         stop the other node, or give this one its own database",
-                        NODE_LEASE_MS / 1000
-                    ));
-                }
-                Ok(false) => {
-                    if !told {
-                        tracing::warn!(
-                            wait_s = wait.as_secs(),
-                            "another node holds this database; waiting for its lease to end (a node that stopped without giving it up)"
-                        );
-                        told = true;
-                    }
-                }
-                Err(e) => return Err(format!("the node lease: {e}")),
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-    }
-
     /// Blocking: one housekeeping pass: escalation, and retention when `retention` is set; each
     /// only while this process holds its job (one node at a time runs each).
     pub fn housekeep(&self, retention: bool) -> Result<Housekeeping, StoreError> {
@@ -267,41 +225,6 @@ pub fn clip_ready_body(a: &Alert, public_url: Option<&str>) -> Option<String> {
         })
         .to_string(),
     )
-}
-
-/// Renews the node lease every 10 s and gives it up when `cancel` fires (so the next node, or
-/// this one restarted, takes it at once).
-pub async fn node_lease_keeper(
-    delivery: Arc<Delivery>,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let d = delivery.clone();
-        let held = tokio::task::spawn_blocking(move || {
-            d.store
-                .hold_job(NODE_JOB, &d.holder, d.now_ms(), NODE_LEASE_MS)
-        })
-        .await;
-        match held {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => tracing::error!(
-                "another node took this database's node lease (this node could not renew it in time): two nodes now run every camera"
-            ),
-            Ok(Err(e)) => tracing::error!(error = %e, "node lease not renewed"),
-            Err(e) => tracing::error!(error = %e, "node lease task failed"),
-        }
-    }
-    let d = delivery.clone();
-    let released =
-        tokio::task::spawn_blocking(move || d.store.release_job(NODE_JOB, &d.holder)).await;
-    if !matches!(released, Ok(Ok(()))) {
-        tracing::warn!("node lease not given up; the next node waits for it to end");
-    }
 }
 
 /// Raises alerts left `new` too long (every 10 s) and runs alert retention (every minute), each

@@ -233,6 +233,17 @@ pub enum StoreError {
     /// The blocking task was cancelled or panicked.
     #[error("store task failed: {0}")]
     Join(String),
+    /// This node no longer holds the camera for the alert's time: another node does (counted in
+    /// `qly_fenced_writes_total`). Final: the alert is the other node's to raise.
+    #[error(
+        "camera {camera}: write refused, this node does not hold the camera for that time ({reason})"
+    )]
+    Fenced {
+        /// The camera.
+        camera: String,
+        /// `not_held` or `stale_epoch`.
+        reason: &'static str,
+    },
 }
 
 /// Alerts of one camera and rule close together in time, folded into one card for the hall: a

@@ -204,6 +204,8 @@ pub struct Ledger {
     last: HashMap<String, (i64, Status)>,
     /// This process's row in `node_run` (its heartbeats go there, not to another node's).
     run: Option<i64>,
+    /// With several nodes: a transition is stored only while this node holds its camera.
+    fence: Option<Arc<crate::db::lease::Fence>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -232,12 +234,26 @@ impl Ledger {
     pub fn on(db: Arc<dyn Db>) -> Result<Ledger, LedgerError> {
         let place = db.describe();
         db.migrate(&SCHEMA).map_err(sql(&place, "migrate"))?;
+        // Holdings (which node held a camera when) are read from the lease tables (PostgreSQL:
+        // nodes hold cameras only there; a SQLite file holds one store's schema).
+        if db.dialect() == db::Dialect::Postgres {
+            db.migrate(&crate::db::lease::SCHEMA)
+                .map_err(sql(&place, "migrate"))?;
+        }
         Ok(Ledger {
             db,
             place,
             last: HashMap::new(),
             run: None,
+            fence: None,
         })
+    }
+
+    /// Stores a transition only when `fence` says this node held its camera at the transition's
+    /// time (several nodes on one database); others are left out (counted by the fence).
+    pub fn with_fence(mut self, fence: Arc<crate::db::lease::Fence>) -> Ledger {
+        self.fence = Some(fence);
+        self
     }
 
     fn sql(&self, op: &'static str) -> impl FnOnce(DbError) -> LedgerError + use<> {
@@ -260,10 +276,16 @@ impl Ledger {
             self.load_last(&t.camera)?;
         }
         let last = &self.last;
+        let fence = self.fence.as_deref();
         let mut stored: Vec<(String, i64, Status)> = Vec::new();
         db::transaction(self.db.as_ref(), |tx| {
             stored.clear();
             for t in ts {
+                if let Some(f) = fence
+                    && f.check(tx, &t.camera, unix_ms(t.at))?.is_err()
+                {
+                    continue;
+                }
                 tx.execute(
                     "INSERT INTO camera (id, name) VALUES (?1, ?1) ON CONFLICT (id) DO NOTHING",
                     db_params![&t.camera],
@@ -528,8 +550,9 @@ impl Ledger {
 
         // One read of the whole window in one transaction (on SQLite one snapshot; on PostgreSQL
         // each query sees what was committed when it ran), then the cameras one by one.
-        let (initial, within) = db::transaction(self.db.as_ref(), |tx| {
+        let (initial, within, holdings) = db::transaction(self.db.as_ref(), |tx| {
             let initial = self.initial_states(tx, &cameras, f)?;
+            let holdings = holdings(tx, f)?;
             let within = tx.query(
                 "SELECT camera, at_ms, state, faults FROM transition
                  WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY camera, at_ms, seq",
@@ -542,7 +565,7 @@ impl Ledger {
                     .or_default()
                     .push((r.int(1)?, r.text(2)?, r.text(3)?));
             }
-            Ok((initial, by_camera))
+            Ok((initial, by_camera, holdings))
         })
         .map_err(self.sql(OP))?;
         for (id, area, _) in &cameras {
@@ -550,6 +573,10 @@ impl Ledger {
                 GroupBy::Camera => vec![id.clone()],
                 GroupBy::Area => area_keys(area.as_deref()),
                 GroupBy::Day | GroupBy::Month => Vec::new(),
+            };
+            let coverage = match holdings.get(id) {
+                Some(h) => camera_coverage(&coverage, h, f, t, unix_ms(now)),
+                None => coverage.clone(),
             };
             let mut current = match initial.get(id) {
                 Some((s, fa)) => Some(self.class(OP, s, fa)?),
@@ -608,18 +635,7 @@ impl Ledger {
         if let Some(last) = runs.last_mut() {
             last.1 = last.1.max(now);
         }
-        let mut out: Vec<(i64, i64)> = Vec::new();
-        for (a, b) in runs {
-            let (a, b) = (a.max(f), b.min(t));
-            if a >= b {
-                continue;
-            }
-            match out.last_mut() {
-                Some(prev) if a <= prev.1 => prev.1 = prev.1.max(b),
-                _ => out.push((a, b)),
-            }
-        }
-        Ok(out)
+        Ok(merge(runs, f, t))
     }
 
     fn class(&self, op: &'static str, state: &str, faults: &str) -> Result<Class, LedgerError> {
@@ -712,6 +728,82 @@ fn area_keys(area: Option<&str>) -> Vec<String> {
 }
 
 /// Adds `[a, b)` of one class to the camera's keys (or to the days/months it spans), within coverage.
+/// Intervals clipped to `[f, t)`, sorted and merged.
+fn merge(mut intervals: Vec<(i64, i64)>, f: i64, t: i64) -> Vec<(i64, i64)> {
+    intervals.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in intervals {
+        let (a, b) = (a.max(f), b.min(t));
+        if a >= b {
+            continue;
+        }
+        match out.last_mut() {
+            Some(prev) if a <= prev.1 => prev.1 = prev.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// An open holding renewed this recently counts as held until now (its holder renews every
+/// second or so); an older one ends where it was last renewed.
+const HOLDING_FRESH_MS: i64 = 60_000;
+
+/// One camera's holdings by the nodes of a cluster: (started, alive, open).
+#[derive(Debug, Default, Clone)]
+struct Holdings {
+    /// When the camera was first held by any node.
+    first_ms: i64,
+    /// Holdings that reach into the window.
+    spans: Vec<(i64, i64, bool)>,
+}
+
+/// Holdings of every camera that ever had one (lease tables), those reaching past `f` in full.
+fn holdings(tx: &mut dyn Tx, f: i64) -> Result<HashMap<String, Holdings>, DbError> {
+    let mut out: HashMap<String, Holdings> = HashMap::new();
+    // Does the table exist? (SQLite ledgers have none: one node, no leases.)
+    let exists = tx.query("SELECT 1 FROM holding WHERE 1 = 0", &[]).is_ok();
+    if !exists {
+        return Ok(out);
+    }
+    for r in tx.query(
+        "SELECT camera, MIN(started_ms) FROM holding GROUP BY camera",
+        &[],
+    )? {
+        out.insert(
+            r.text(0)?,
+            Holdings {
+                first_ms: r.int(1)?,
+                spans: Vec::new(),
+            },
+        );
+    }
+    for r in tx.query(
+        "SELECT camera, started_ms, alive_ms, ended FROM holding WHERE alive_ms >= ?1 OR ended = 0",
+        db_params![f],
+    )? {
+        if let Some(h) = out.get_mut(&r.text(0)?) {
+            h.spans.push((r.int(1)?, r.int(2)?, r.int(3)? == 0));
+        }
+    }
+    Ok(out)
+}
+
+/// A camera's known time within `[f, t)` once nodes hold cameras by lease: the service runs before
+/// its first holding, then the holdings themselves: time no node held it is unknown.
+fn camera_coverage(runs: &[(i64, i64)], h: &Holdings, f: i64, t: i64, now: i64) -> Vec<(i64, i64)> {
+    let mut spans: Vec<(i64, i64)> = runs.iter().map(|&(a, b)| (a, b.min(h.first_ms))).collect();
+    for &(a, b, open) in &h.spans {
+        let end = if open && b >= now - HOLDING_FRESH_MS {
+            t
+        } else {
+            b
+        };
+        spans.push((a, end));
+    }
+    merge(spans, f, t)
+}
+
 fn account(
     acc: &mut BTreeMap<String, Acc>,
     keys: &[String],
@@ -1075,6 +1167,73 @@ mod tests {
         let h = l.history("c", 10).unwrap();
         let states: Vec<CameraState> = h.iter().map(|t| t.to.state).collect();
         assert_eq!(states, [Online, Connecting, Online, Connecting]);
+    }
+
+    /// With nodes holding cameras by lease: the time between one holder's last renewal and the
+    /// next holder's takeover is unknown, not the last state seen; before the first holding the
+    /// service runs count as before. A fenced transition (this node no longer holds the camera)
+    /// is not stored.
+    #[test]
+    fn time_no_node_held_a_camera_is_unknown_and_fenced_transitions_are_left_out() {
+        let (_dir, path) = temp_db();
+        let mut l = Ledger::open(&path).unwrap();
+        l.begin_run(from_unix_ms(at(0, 0, 0))).unwrap();
+        script(
+            &mut l,
+            "c",
+            &[(at(0, 0, 0), Connecting, &[]), (at(0, 0, 0), Online, &[])],
+        );
+        let db = crate::db::sqlite::SqliteDb::open(&path).unwrap();
+        crate::db::transaction(&db, |tx| tx.batch(crate::db::lease::SCHEMA.sqlite[0])).unwrap();
+        for (node, epoch, a, b, ended) in [
+            ("node-a", 1, at(0, 2, 0), at(0, 4, 0), 1),
+            ("node-b", 2, at(0, 6, 0), at(0, 9, 59), 0),
+        ] {
+            crate::db::execute(
+                &db,
+                "INSERT INTO holding (camera, node, epoch, started_ms, alive_ms, ended)
+                 VALUES ('c', ?1, ?2, ?3, ?4, ?5)",
+                db_params![node, epoch as i64, a, b, ended as i64],
+            )
+            .unwrap();
+        }
+        let rows = l
+            .availability(
+                from_unix_ms(at(0, 0, 0)),
+                from_unix_ms(at(0, 10, 0)),
+                GroupBy::Camera,
+                from_unix_ms(at(0, 10, 0)),
+            )
+            .unwrap();
+        // Known: 0–2 (before any holding), 2–4 (node-a), 6–10 (node-b, renewed a minute ago).
+        assert_eq!(
+            secs(row(&rows, "c")),
+            (8.0 * 3600.0, 8.0 * 3600.0, 8.0 * 3600.0)
+        );
+        // Much later, node-b's holding was not renewed since 9:59: the time after it is unknown.
+        let rows = l
+            .availability(
+                from_unix_ms(at(0, 0, 0)),
+                from_unix_ms(at(0, 12, 0)),
+                GroupBy::Camera,
+                from_unix_ms(at(0, 12, 0)),
+            )
+            .unwrap();
+        let known = 8.0 * 3600.0 - 60.0;
+        assert_eq!(secs(row(&rows, "c")), (known, known, known));
+
+        // node-c, which never held "c", writes nothing about it.
+        let fence = crate::db::lease::Fence::new("node-c", crate::db::Dialect::Sqlite);
+        fence.hold("c", 1);
+        let mut l = l.with_fence(fence.clone());
+        let before = l.history("c", 100).unwrap().len();
+        script(
+            &mut l,
+            "c",
+            &[(at(0, 11, 0), Online, &[]), (at(0, 11, 0), Offline, &[])],
+        );
+        assert_eq!(l.history("c", 100).unwrap().len(), before);
+        assert_eq!(fence.refused()[1].1, 1);
     }
 
     #[test]

@@ -234,6 +234,8 @@ pub struct AlertStore {
     clip_dir: PathBuf,
     /// Alerts of one camera and rule this close to the incident's latest fold into it; 0: none.
     incident_window_ms: i64,
+    /// With several nodes: an alert is stored only while this node holds its camera.
+    fence: Option<Arc<crate::db::lease::Fence>>,
 }
 
 impl std::fmt::Debug for AlertStore {
@@ -356,6 +358,7 @@ impl AlertStore {
         Ok(AlertStore {
             db,
             incident_window_ms: DEFAULT_INCIDENT_WINDOW_MS,
+            fence: None,
             snapshot_dir: snapshot_dir.to_owned(),
             clip_dir: snapshot_dir
                 .parent()
@@ -368,6 +371,13 @@ impl AlertStore {
     /// (zero: every alert stands alone).
     pub fn with_incident_window(mut self, window: Duration) -> AlertStore {
         self.incident_window_ms = ms(window);
+        self
+    }
+
+    /// Stores an alert only when `fence` says this node held its camera at the alert's time
+    /// (several nodes on one database); otherwise [`StoreError::Fenced`].
+    pub fn with_fence(mut self, fence: Arc<crate::db::lease::Fence>) -> AlertStore {
+        self.fence = Some(fence);
         self
     }
 
@@ -415,6 +425,14 @@ impl AlertStore {
             .map(|m| m.len() as i64)
             .unwrap_or(0);
         db::try_transaction::<_, StoreError>(self.db(), |tx| {
+            if let Some(fence) = &self.fence
+                && let Err(refusal) = fence.check(tx, &alert.camera, alert.time_ms)?
+            {
+                return Err(StoreError::Fenced {
+                    camera: alert.camera.clone(),
+                    reason: refusal.as_str(),
+                });
+            }
             let rows = tx.query(
             "INSERT INTO alerts (id, camera, camera_name, rule_id, alert_type, type_zh, type_en, code, \
              severity, time_ms, score, boxes, track_ids, message_zh, message_en, dispatch, snapshot, \

@@ -93,6 +93,19 @@ pub const CLIP_BUFFER_BUDGET: &str = "qly_clip_buffer_budget_bytes";
 pub const CLIPS: &str = "qly_clips_total";
 /// Bytes dropped from clip buffers by `reason`: camera_budget, pressure (the budget of all).
 pub const CLIP_DROPPED: &str = "qly_clip_buffer_dropped_bytes_total";
+/// Live nodes of the cluster this node saw at its last beat (0 on a single node).
+pub const CLUSTER_NODES: &str = "qly_cluster_nodes";
+/// Cameras this node holds by lease and runs.
+pub const CLUSTER_HELD: &str = "qly_cluster_cameras_held";
+/// Camera leases by `kind`: taken, given (to the node that should hold them, or removed), lost.
+pub const CLUSTER_LEASE_CHANGES: &str = "qly_cluster_lease_changes_total";
+/// Times this node stopped every camera because it could not renew its leases.
+pub const CLUSTER_SELF_FENCED: &str = "qly_cluster_self_fenced_total";
+/// Heartbeats that failed (the database unreachable).
+pub const CLUSTER_FAILED_BEATS: &str = "qly_cluster_failed_beats_total";
+/// Alert and health writes refused by `reason`: not_held (this node has no lease on the camera),
+/// stale_epoch (another node took the camera before the time written about).
+pub const FENCED_WRITES: &str = "qly_fenced_writes_total";
 
 /// Every family `/metrics` exports.
 pub const ALL: &[&str] = &[
@@ -141,6 +154,12 @@ pub const ALL: &[&str] = &[
     CLIP_BUFFER_BUDGET,
     CLIPS,
     CLIP_DROPPED,
+    CLUSTER_NODES,
+    CLUSTER_HELD,
+    CLUSTER_LEASE_CHANGES,
+    CLUSTER_SELF_FENCED,
+    CLUSTER_FAILED_BEATS,
+    FENCED_WRITES,
 ];
 
 #[cfg(test)]

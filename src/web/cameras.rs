@@ -309,11 +309,60 @@ async fn persist(st: &AppState, change: Saving<'_>) -> Result<(), ApiError> {
     ))
 }
 
+/// The ids of the cameras in the store (a cluster node answers for every camera, held here or
+/// not); 503 when the store cannot be read.
+async fn stored_ids(st: &AppState) -> Result<std::collections::HashSet<String>, ApiError> {
+    let inventory = st.inventory.clone();
+    match tokio::task::spawn_blocking(move || inventory.cameras()).await {
+        Ok(Ok(rows)) => Ok(rows
+            .into_iter()
+            .filter(|r| !r.removed)
+            .map(|r| r.id)
+            .collect()),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the camera inventory cannot be read: {e}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the camera inventory cannot be read: {e}"),
+        )),
+    }
+}
+
+/// In a cluster a change goes to the store only: the node that should hold the camera starts it
+/// (or restarts, or stops it) on its next pass; this node's keeper is asked for a pass at once.
+/// Answers with the camera as it will start.
+async fn save_in_cluster(
+    st: &AppState,
+    cluster: &super::ClusterView,
+    camera: config::Camera,
+    exists: bool,
+) -> Result<Arc<CameraEntry>, ApiError> {
+    let known = stored_ids(st).await?.contains(&camera.id);
+    if known != exists {
+        return Err(fleet_error(if known {
+            crate::camera::FleetError::Exists(camera.id)
+        } else {
+            crate::camera::FleetError::Missing(camera.id)
+        }));
+    }
+    let entry = st.fleet.preview(camera).map_err(fleet_error)?;
+    persist(st, Saving::Save(&entry.camera())).await?;
+    st.ledger.upsert_camera(&entry.camera()).await;
+    cluster.nudge.nudge();
+    Ok(entry)
+}
+
 pub async fn create(
     State(st): State<Arc<AppState>>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CameraView>), ApiError> {
     let camera = parse_camera(body, &st)?;
+    if let Some(cluster) = &st.cluster {
+        let entry = save_in_cluster(&st, cluster, camera, false).await?;
+        return Ok((StatusCode::CREATED, Json(view(&entry))));
+    }
     let entry = st.fleet.add(camera).map_err(fleet_error)?;
     if let Err(e) = persist(&st, Saving::Save(&entry.camera())).await {
         let _ = st.fleet.remove(&entry.camera().id);
@@ -335,6 +384,10 @@ pub async fn replace(
             format!("id: the body says {:?} but the URL says {id:?}", camera.id),
         ));
     }
+    if let Some(cluster) = &st.cluster {
+        let entry = save_in_cluster(&st, cluster, camera, true).await?;
+        return Ok(Json(view(&entry)));
+    }
     let before = live_camera(&st, &id)?.camera();
     let entry = st.fleet.update(camera).map_err(fleet_error)?;
     if let Err(e) = persist(&st, Saving::Save(&entry.camera())).await {
@@ -349,6 +402,15 @@ pub async fn delete(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(cluster) = &st.cluster {
+        if !stored_ids(&st).await?.contains(&id) {
+            return Err(fleet_error(crate::camera::FleetError::Missing(id)));
+        }
+        persist(&st, Saving::Remove(&id)).await?;
+        st.ledger.remove_camera(&id).await;
+        cluster.nudge.nudge();
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let removed = st.fleet.remove(&id).map_err(fleet_error)?;
     if let Err(e) = persist(&st, Saving::Remove(&id)).await {
         let _ = st.fleet.add(removed.camera());
@@ -395,6 +457,20 @@ pub async fn import(
         })
         .collect();
     let mut imported = Vec::new();
+    if let Some(cluster) = &st.cluster {
+        for camera in cameras {
+            let id = camera.id.clone();
+            let field = camera.origin.field_path("id");
+            match save_in_cluster(&st, cluster, camera, false).await {
+                Ok(_) => imported.push(id),
+                Err(e) => errors.push(super::FieldError {
+                    field,
+                    message: e.message().to_owned(),
+                }),
+            }
+        }
+        return Ok(Json(ImportResult { imported, errors }));
+    }
     for camera in cameras {
         let id = camera.id.clone();
         let field = camera.origin.field_path("id");

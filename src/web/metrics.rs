@@ -146,6 +146,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         out.push_str(&body);
     }
     clip_families(&mut out, st.clips.as_deref());
+    cluster_families(&mut out, st.cluster.as_ref());
     let store_status = st.delivery.status.view();
     sample(
         &mut out,
@@ -249,6 +250,53 @@ fn clip_families(out: &mut String, clips: Option<&crate::clip::Recorder>) {
         ("pressure", n(|s| &s.pressure)),
     ] {
         let _ = writeln!(out, "{}{{reason=\"{reason}\"}} {v}", m::CLIP_DROPPED);
+    }
+}
+
+/// The cluster stage's leases and the fence's refusals (zeros on a single node).
+fn cluster_families(out: &mut String, cluster: Option<&super::ClusterView>) {
+    let n = |f: fn(&crate::cluster::ClusterStats) -> &std::sync::atomic::AtomicU64| {
+        cluster.map_or(0, |c| f(&c.stats).load(Ordering::Relaxed))
+    };
+    sample(out, m::CLUSTER_NODES, "gauge", n(|s| &s.nodes_live));
+    sample(out, m::CLUSTER_HELD, "gauge", n(|s| &s.held));
+    let _ = writeln!(out, "# TYPE {} counter", m::CLUSTER_LEASE_CHANGES);
+    for (kind, v) in [
+        ("taken", n(|s| &s.taken)),
+        ("given", n(|s| &s.given)),
+        ("lost", n(|s| &s.lost)),
+    ] {
+        let _ = writeln!(out, "{}{{kind=\"{kind}\"}} {v}", m::CLUSTER_LEASE_CHANGES);
+    }
+    sample(
+        out,
+        m::CLUSTER_SELF_FENCED,
+        "counter",
+        n(|s| &s.self_fenced),
+    );
+    sample(
+        out,
+        m::CLUSTER_FAILED_BEATS,
+        "counter",
+        n(|s| &s.failed_beats),
+    );
+    let _ = writeln!(out, "# TYPE {} counter", m::FENCED_WRITES);
+    let refused = cluster.map(|c| c.fence.refused());
+    for reason in [
+        crate::db::lease::Refusal::NotHeld,
+        crate::db::lease::Refusal::StaleEpoch,
+    ] {
+        let v = refused
+            .iter()
+            .flatten()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, v)| *v);
+        let _ = writeln!(
+            out,
+            "{}{{reason=\"{}\"}} {v}",
+            m::FENCED_WRITES,
+            reason.as_str()
+        );
     }
 }
 

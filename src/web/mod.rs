@@ -67,6 +67,21 @@ pub struct AppState {
     pub decode_queue: Arc<dyn Fn() -> Vec<usize> + Send + Sync>,
     /// The clip stage (`None` when `[clip] enabled = false`).
     pub clips: Option<Arc<crate::clip::Recorder>>,
+    /// This node's place in a cluster (`None`: one node on SQLite).
+    pub cluster: Option<ClusterView>,
+}
+
+/// What the web stage sees of the cluster stage.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// This node's id.
+    pub node: String,
+    /// The keeper's counters.
+    pub stats: Arc<crate::cluster::ClusterStats>,
+    /// The epochs writes are checked against (and its refusals).
+    pub fence: Arc<crate::db::lease::Fence>,
+    /// Asks the keeper for a pass now (a camera changed through the API).
+    pub nudge: crate::cluster::Nudge,
 }
 
 /// One model's pipeline counters, for `/metrics`.

@@ -19,6 +19,21 @@ pub struct SystemInfo {
     store: crate::delivery::StoreStatusView,
     /// Evidence clips: `null` when off.
     clips: Option<ClipInfo>,
+    /// This node in a cluster: `null` on a single node.
+    cluster: Option<ClusterInfo>,
+}
+
+/// This node's place in the cluster.
+#[derive(Serialize)]
+struct ClusterInfo {
+    /// Its id.
+    node_id: String,
+    /// Live nodes at the last beat, this one included.
+    nodes: u64,
+    /// Cameras it holds and runs.
+    cameras_held: u64,
+    /// True while it cannot renew its leases and runs no camera.
+    fenced: bool,
 }
 
 /// The clip stage at a glance.
@@ -55,6 +70,15 @@ pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
             })
             .collect(),
         store: st.delivery.status.view(),
+        cluster: st.cluster.as_ref().map(|c| {
+            use std::sync::atomic::Ordering::Relaxed;
+            ClusterInfo {
+                node_id: c.node.clone(),
+                nodes: c.stats.nodes_live.load(Relaxed),
+                cameras_held: c.stats.held.load(Relaxed),
+                fenced: c.stats.fenced.load(Relaxed),
+            }
+        }),
         clips: st.clips.as_ref().map(|c| {
             use std::sync::atomic::Ordering::Relaxed;
             let cfg = c.config();
