@@ -434,10 +434,18 @@ mod tests {
         if let Some(v) = table.remove("clip") {
             stages.clip = v.try_into().unwrap_or_else(|e| panic!("[clip]: {e}"));
         }
+        if let Some(v) = table.remove("cluster") {
+            stages.cluster = v.try_into().unwrap_or_else(|e| panic!("[cluster]: {e}"));
+        }
         assert_eq!(
             stages.clip.validate().ok(),
             Some(settings.clip),
             "the reference's [clip] is what loading it gives"
+        );
+        assert_eq!(
+            stages.cluster.validate().ok(),
+            Some(settings.cluster),
+            "the reference's [cluster] is what loading it gives"
         );
         assert!(stages.auth.is_some());
         assert_eq!(
