@@ -538,6 +538,8 @@ pub struct Service {
     clips: Option<crate::clip::Workers>,
     /// The cluster stage's keeper thread and the task applying its messages to the fleet.
     keeper: Option<(std::thread::JoinHandle<()>, tokio::task::JoinHandle<()>)>,
+    /// Several nodes: the event log's writer and the thread reading the other nodes' events.
+    feed_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -589,6 +591,26 @@ pub async fn start(
         store = store.with_fence(fence.clone());
     }
     let delivery = crate::delivery::Delivery::new(store, delivery_config.clone(), clock.clone());
+    // Several nodes: each node's feed events go to the event log, and each node's feed carries
+    // the others' events read back from it.
+    let mut feed_threads = Vec::new();
+    if let Some((leases, _)) = &cluster {
+        let (log, writer) =
+            crate::delivery::log::start(dbs.alerts.clone(), leases.node(), cancel.clone())?;
+        let _ = delivery.log.set(log);
+        let tail = crate::delivery::log::spawn_tail(
+            dbs.alerts.clone(),
+            leases.node(),
+            delivery.clone(),
+            std::time::Duration::from_millis(250),
+            cancel.clone(),
+        )
+        .map_err(|source| AppError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        feed_threads.extend([writer, tail]);
+    }
     let store_of_inventory = crate::store::inventory::Inventory::open(dbs.inventory.clone())?;
     let inventory: Arc<dyn crate::config::inventory::CameraStore> =
         Arc::new(store_of_inventory.clone());
@@ -917,6 +939,18 @@ pub async fn start(
                 HOLDING_QUEUE,
             ));
         }
+        if let Some(log) = delivery.log.get() {
+            let log = log.clone();
+            q.push(QueueInfo::dropping(
+                "delivery_to_event_log",
+                "delivery",
+                "event_log",
+                crate::delivery::log::LOG_QUEUE,
+                // The other nodes' halls miss the event live (alerts still replay from the store).
+                FullPolicy::DropNewest,
+                Arc::new(move || vec![("full", log.dropped.load(Ordering::Relaxed))]),
+            ));
+        }
         q.push(QueueInfo::blocking(
             "health_to_ledger",
             "health",
@@ -1019,6 +1053,7 @@ pub async fn start(
         ledger_thread,
         delivery_tasks: vec![delivery_task, escalation_task],
         keeper: keeper.map(|(thread, applier, _)| (thread, applier)),
+        feed_threads,
         analysis,
         clips: clips.map(|(_, w)| w),
     })
@@ -1064,6 +1099,13 @@ impl Service {
             // No alert starts a clip any more: the ones recording are written with what they have.
             if let Some(c) = clips {
                 c.stop();
+            }
+        })
+        .await;
+        let feed_threads = self.feed_threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in feed_threads {
+                let _ = t.join();
             }
         })
         .await;

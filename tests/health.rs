@@ -506,6 +506,8 @@ renew = "1s"
         common::start_service(dir, &toml, &[("QLY_TEST_DATABASE_URL", &url)])
     };
     let a = node("node-a");
+    // The hall watches node A's feed: it must carry node B's health changes too.
+    let feed_a = collect_feed(a.addr);
     let b = node("node-b");
     let all: std::collections::BTreeSet<String> = (1..=7).map(|i| format!("c{i}")).collect();
     let t0 = Instant::now();
@@ -536,6 +538,24 @@ renew = "1s"
         on_b.keys(),
         t0.elapsed().as_secs_f64()
     );
+    // Every camera B runs came online on A's feed as well (read back from the event log).
+    let t3 = Instant::now();
+    loop {
+        let seen = feed_a.lock().unwrap().clone();
+        let online_on_a_feed = |id: &str| {
+            seen.iter()
+                .any(|e| e["kind"] == "health" && e["camera"] == id && e["to"]["state"] == "online")
+        };
+        let missing: Vec<&String> = on_b.keys().filter(|id| !online_on_a_feed(id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            t3.elapsed() < Duration::from_secs(15),
+            "node A's feed never said {missing:?} (run on B) came online; it carried {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (_, system) = api(a.addr, "GET", "/api/system", "");
     let system: Value = serde_json::from_str(&system).unwrap();
     assert_eq!(system["cluster"]["nodes"], 2, "{system}");
@@ -597,4 +617,37 @@ renew = "1s"
     );
     drop(b);
     drop(pg);
+}
+
+/// Collects every message of a node's alert feed (WebSocket, as the admin) in the background.
+fn collect_feed(addr: std::net::SocketAddr) -> std::sync::Arc<std::sync::Mutex<Vec<Value>>> {
+    let token = common::login(addr, "qa-admin", &common::test_password());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            use futures::StreamExt;
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = format!("ws://{addr}/api/alerts/feed")
+                .into_client_request()
+                .unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Ok(text) = msg.to_text()
+                    && let Ok(v) = serde_json::from_str::<Value>(text)
+                {
+                    out.lock().unwrap().push(v);
+                }
+            }
+        });
+    });
+    seen
 }

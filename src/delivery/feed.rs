@@ -34,7 +34,7 @@ pub enum FeedEvent {
 }
 
 /// A camera's health change with where the camera is (so the feed can scope it by area).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HealthEvent {
     /// The transition (camera, at, from, to).
     #[serde(flatten)]
@@ -139,7 +139,9 @@ pub async fn serve(
     missed: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut cursor = query.cursor.clone();
-    let mut last_seq = 0i64;
+    // Alerts replayed from the store, skipped when the live feed brings them again. (Not by
+    // sequence: with several nodes, alerts reach the feed in commit order, not sequence order.)
+    let mut replayed: std::collections::HashSet<String> = std::collections::HashSet::new();
     if cursor.is_some() {
         loop {
             let (c, f) = (cursor.clone(), query.filter.clone());
@@ -164,7 +166,7 @@ pub async fn serve(
             };
             let n = page.len();
             for a in page {
-                last_seq = last_seq.max(a.seq);
+                replayed.insert(a.id.clone());
                 cursor = Some(a.id.clone());
                 if !send_json(&mut socket, &FeedEvent::Alert(Box::new(a))).await {
                     return;
@@ -180,10 +182,9 @@ pub async fn serve(
             ev = rx.recv() => match ev {
                 Ok(ev) => {
                     if let FeedEvent::Alert(a) = ev.as_ref() {
-                        if a.seq <= last_seq {
+                        if replayed.remove(&a.id) {
                             continue;
                         }
-                        last_seq = a.seq;
                         cursor = Some(a.id.clone());
                     }
                     if passes(&query.filter, &ev) && !send_json(&mut socket, ev.as_ref()).await {

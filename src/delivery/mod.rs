@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod feed;
+pub mod log;
 mod status;
 pub mod store;
 pub mod webhook;
@@ -51,6 +52,8 @@ pub struct Delivery {
     pub feed_missed: Arc<std::sync::atomic::AtomicU64>,
     /// Who this process is when it holds a job (escalation, retention) that one node runs at a time.
     pub holder: String,
+    /// With several nodes: the event log the other nodes' feeds read ([`log`]).
+    pub log: std::sync::OnceLock<Arc<log::EventLog>>,
 }
 
 /// What one housekeeping pass did.
@@ -85,6 +88,7 @@ impl Delivery {
             clock,
             status: StoreStatus::default(),
             feed_missed: Arc::default(),
+            log: std::sync::OnceLock::new(),
             holder: format!(
                 "{}/{}/{:08x}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
@@ -98,6 +102,16 @@ impl Delivery {
         crate::time::unix_ms(self.clock.wall())
     }
 
+    /// Puts `ev` on this node's feed and, with several nodes, in the event log the other nodes'
+    /// feeds read. Never waits.
+    pub fn publish(&self, ev: FeedEvent) {
+        if let Some(log) = self.log.get() {
+            log.append(&ev, self.now_ms());
+        }
+        // No subscribers is fine: replay serves them from the store later.
+        let _ = self.feed.send(Arc::new(ev));
+    }
+
     /// Blocking: stores the alert with its routes (one transaction), then puts it on the feed and
     /// wakes the worker. Returns it as stored (with its `seq`). Called by the alert thread after the
     /// snapshot is written.
@@ -107,15 +121,13 @@ impl Delivery {
             .routes_for(alert.jurisdiction.as_deref(), alert.dispatch);
         let stored = self.store.insert(alert, &routes, self.now_ms())?;
         // No subscribers is fine: replay serves them from the store later.
-        let _ = self
-            .feed
-            .send(Arc::new(FeedEvent::Alert(Box::new(stored.clone()))));
+        self.publish(FeedEvent::Alert(Box::new(stored.clone())));
         // The hall's incident card: opened, or one more alert in it (best effort: the alert is
         // stored and on the feed whatever happens here).
         if let Some(id) = &stored.incident_id {
             match self.store.incident_card(id) {
                 Ok(Some(incident)) => {
-                    let _ = self.feed.send(Arc::new(FeedEvent::Incident(incident)));
+                    self.publish(FeedEvent::Incident(incident));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -131,12 +143,10 @@ impl Delivery {
 
     /// Puts a camera health change on the feed with the camera's area (the ledger is its record).
     pub fn health(&self, t: &crate::health::Transition, area_path: Vec<String>) {
-        let _ = self
-            .feed
-            .send(Arc::new(FeedEvent::Health(feed::HealthEvent {
-                transition: t.clone(),
-                area_path,
-            })));
+        self.publish(FeedEvent::Health(feed::HealthEvent {
+            transition: t.clone(),
+            area_path,
+        }));
     }
 
     /// Blocking: records a clip's state on its alerts and announces each on the feed; returns how
@@ -147,7 +157,7 @@ impl Delivery {
         let message = |a: &Alert| clip_ready_body(a, public_url);
         let updated = self.store.set_clip(clip, self.now_ms(), &message)?;
         for a in &updated {
-            let _ = self.feed.send(Arc::new(FeedEvent::AlertUpdate(a.into())));
+            self.publish(FeedEvent::AlertUpdate(a.into()));
         }
         if clip.state == crate::rules::ClipState::Ready && !updated.is_empty() {
             self.wake.notify_one();
@@ -189,7 +199,7 @@ impl Delivery {
             .store
             .escalate_due(self.now_ms(), self.config.escalate_after)?;
         for a in &up {
-            let _ = self.feed.send(Arc::new(FeedEvent::AlertUpdate(a.into())));
+            self.publish(FeedEvent::AlertUpdate(a.into()));
         }
         Ok(up)
     }

@@ -433,10 +433,8 @@ async fn transition(
             .await;
     match r {
         Ok(a) => {
-            let _ = api
-                .delivery
-                .feed
-                .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(&a))));
+            api.delivery
+                .publish(FeedEvent::AlertUpdate(AlertUpdate::from(&a)));
             if to == AlertState::Dispatched {
                 api.delivery.wake.notify_one();
             }
@@ -575,16 +573,11 @@ async fn incident_transition(
     match r {
         Ok((card, changed)) => {
             for a in &changed {
-                let _ = api
-                    .delivery
-                    .feed
-                    .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(a))));
+                api.delivery
+                    .publish(FeedEvent::AlertUpdate(AlertUpdate::from(a)));
             }
             if let Some(i) = &card {
-                let _ = api
-                    .delivery
-                    .feed
-                    .send(Arc::new(FeedEvent::Incident(i.clone())));
+                api.delivery.publish(FeedEvent::Incident(i.clone()));
             }
             Json(serde_json::json!({
                 "incident": card,
@@ -704,10 +697,8 @@ async fn case_callback(
         .await
     {
         Ok(a) => {
-            let _ = api
-                .delivery
-                .feed
-                .send(Arc::new(FeedEvent::AlertUpdate(AlertUpdate::from(&a))));
+            api.delivery
+                .publish(FeedEvent::AlertUpdate(AlertUpdate::from(&a)));
             Json(a).into_response()
         }
         Err(e) => store_error(e),
