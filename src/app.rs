@@ -742,6 +742,13 @@ pub async fn start(
                 on_stop.nudge();
             });
             let applier = tokio::spawn(apply_holdings(holding_rx, fleet.clone(), ledger.clone()));
+            let views = crate::store::views::FleetViews::open(dbs.alerts.clone())?;
+            tokio::spawn(web::publish_views(
+                fleet.clone(),
+                views.clone(),
+                node.clone(),
+                cancel.clone(),
+            ));
             keeper = Some((
                 thread,
                 applier,
@@ -750,6 +757,7 @@ pub async fn start(
                     stats,
                     fence,
                     nudge,
+                    views,
                 },
             ));
         }

@@ -454,14 +454,18 @@ grace = "3s"
     drop(pg);
 }
 
-/// The cameras a node runs, by state.
+/// The cameras a node runs (its own, of the cameras it lists), by state.
 fn running(svc: &Svc) -> std::collections::BTreeMap<String, String> {
+    let (_, system) = api(svc.addr, "GET", "/api/system", "");
+    let system: Value = serde_json::from_str(&system).expect("json");
+    let me = system["cluster"]["node_id"].clone();
     let (status, body) = api(svc.addr, "GET", "/api/cameras", "");
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("json");
     v.as_array()
         .expect("a list")
         .iter()
+        .filter(|c| c["node"] == me)
         .map(|c| {
             (
                 c["id"].as_str().unwrap_or_default().to_owned(),
@@ -556,6 +560,49 @@ renew = "1s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Either node lists every camera with its holder and state (the others' as last written).
+    let t4 = Instant::now();
+    loop {
+        let (status, body) = api(a.addr, "GET", "/api/cameras", "");
+        assert_eq!(status, 200, "{body}");
+        let list: Value = serde_json::from_str(&body).unwrap();
+        let holders: std::collections::BTreeMap<String, String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "online")
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["node"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let expected: std::collections::BTreeMap<String, String> = on_a
+            .keys()
+            .map(|k| (k.clone(), "node-a".to_owned()))
+            .chain(on_b.keys().map(|k| (k.clone(), "node-b".to_owned())))
+            .collect();
+        if holders == expected {
+            break;
+        }
+        assert!(
+            t4.elapsed() < Duration::from_secs(15),
+            "node A lists {holders:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (status, one) = api(
+        a.addr,
+        "GET",
+        &format!("/api/cameras/{}", on_b.keys().next().unwrap()),
+        "",
+    );
+    assert_eq!(status, 200, "a camera of node B through node A: {one}");
+    let (status, summary) = api(a.addr, "GET", "/api/health/summary", "");
+    assert_eq!(status, 200);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["online"], 7, "{summary}");
     let (_, system) = api(a.addr, "GET", "/api/system", "");
     let system: Value = serde_json::from_str(&system).unwrap();
     assert_eq!(system["cluster"]["nodes"], 2, "{system}");

@@ -11,6 +11,7 @@
 
 pub mod inventory;
 mod outbox;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

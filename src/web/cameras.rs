@@ -167,30 +167,128 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<Arc<AppState>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<CameraView>>, ApiError> {
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let views = st
-        .fleet
-        .list()
-        .iter()
-        .map(|e| view(e))
+    let views = every_view(&st)
+        .await?
+        .into_iter()
+        .map(|(v, _)| v)
         .filter(|v| {
             q.area.as_deref().is_none_or(|a| {
-                v.area_path
-                    .as_deref()
+                v["area_path"]
+                    .as_str()
                     .is_some_and(|p| crate::config::area_contains(a, p))
             })
         })
-        .filter(|v| {
-            q.state.as_deref().is_none_or(|s| {
-                serde_json::to_value(v.state)
-                    .ok()
-                    .and_then(|j| j.as_str().map(|x| x == s))
-                    == Some(true)
-            })
-        })
+        .filter(|v| q.state.as_deref().is_none_or(|s| v["state"] == s))
         .collect();
     Ok(Json(views))
+}
+
+/// A camera view written by another node longer ago than this is marked `stale` (its holder
+/// stopped writing: it died, or the camera is between holders).
+const VIEW_STALE_MS: i64 = 15_000;
+
+/// Every camera this node answers for, as JSON views with their health status, sorted by id: on a
+/// single node its fleet; in a cluster every camera of the store: the ones this node runs (live),
+/// the others as their holders last wrote them, each with `node` (the node holding its lease now,
+/// `null` between holders), `updated_ms` and `stale` (written by another node than the holder, or
+/// not lately).
+async fn every_view(st: &AppState) -> Result<Vec<(serde_json::Value, health::Status)>, ApiError> {
+    let local: Vec<(String, serde_json::Value, health::Status)> = st
+        .fleet
+        .list()
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_string(),
+                serde_json::to_value(view(e)).unwrap_or_default(),
+                lock(&e.tracker).status(),
+            )
+        })
+        .collect();
+    let Some(cluster) = &st.cluster else {
+        return Ok(local.into_iter().map(|(_, v, s)| (v, s)).collect());
+    };
+    let ids = stored_ids(st).await?;
+    let views = cluster.views.clone();
+    let (stored, now) = tokio::task::spawn_blocking(move || views.all())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the cameras of the other nodes cannot be read: {e}"),
+            )
+        })?;
+    let mut out: BTreeMap<String, (serde_json::Value, health::Status)> = BTreeMap::new();
+    for row in stored {
+        if !ids.contains(&row.camera) {
+            continue;
+        }
+        let (Ok(mut v), Ok(status)) = (
+            serde_json::from_str::<serde_json::Value>(&row.view),
+            serde_json::from_str::<health::Status>(&row.status),
+        ) else {
+            continue;
+        };
+        // Written by a node that no longer holds the camera (a hand-over under way), or not
+        // rewritten lately (its holder died): stale.
+        let stale = row.holder.as_deref() != Some(row.node.as_str())
+            || now - row.updated_ms > VIEW_STALE_MS;
+        v["node"] = row.holder.into();
+        v["updated_ms"] = row.updated_ms.into();
+        v["stale"] = stale.into();
+        out.insert(row.camera, (v, status));
+    }
+    let now = unix_ms(SystemTime::now());
+    for (id, mut v, status) in local {
+        v["node"] = cluster.node.clone().into();
+        v["updated_ms"] = now.into();
+        v["stale"] = false.into();
+        out.insert(id, (v, status));
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Writes the views of the cameras this node runs every 3 s, for the other nodes' lists (in a
+/// cluster), until `cancel` fires.
+pub async fn publish_views(
+    fleet: Arc<crate::camera::Fleet>,
+    views: crate::store::views::FleetViews,
+    node: String,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let rows: Vec<(String, String, String)> = fleet
+            .list()
+            .iter()
+            .map(|e| {
+                (
+                    e.id.to_string(),
+                    serde_json::to_string(&view(e)).unwrap_or_default(),
+                    serde_json::to_string(&lock(&e.tracker).status()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let (views, node) = (views.clone(), node.clone());
+        match tokio::task::spawn_blocking(move || views.put(&node, &rows)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "camera views not written for the other nodes")
+            }
+            Err(e) => tracing::warn!(error = %e, "camera views not written for the other nodes"),
+        }
+    }
 }
 
 /// The camera's live entry, or 404 naming it.
@@ -206,9 +304,28 @@ fn live_camera(st: &AppState, id: &str) -> Result<Arc<CameraEntry>, ApiError> {
 pub async fn one(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<CameraView>, ApiError> {
-    let entry = live_camera(&st, &id)?;
-    Ok(Json(view(&entry)))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if st.cluster.is_none() || st.fleet.get(&id).is_some() {
+        let entry = live_camera(&st, &id)?;
+        let mut v = serde_json::to_value(view(&entry)).unwrap_or_default();
+        if let Some(c) = &st.cluster {
+            v["node"] = c.node.clone().into();
+            v["stale"] = false.into();
+        }
+        return Ok(Json(v));
+    }
+    every_view(&st)
+        .await?
+        .into_iter()
+        .map(|(v, _)| v)
+        .find(|v| v["id"] == id.as_str())
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("camera {id:?} does not exist"),
+            )
+        })
 }
 
 /// `GET /api/cameras/{id}/activity`: the camera's activity with the detector's latest frames.
@@ -508,25 +625,19 @@ pub async fn summary(
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<health::Summary>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let statuses: Vec<health::Status> = st
-        .fleet
-        .list()
-        .iter()
-        .filter(|e| q.area.as_deref().is_none_or(|a| camera_in_area(e, a)))
-        .map(|e| lock(&e.tracker).status())
+    let statuses: Vec<health::Status> = every_view(&st)
+        .await?
+        .into_iter()
+        .filter(|(v, _)| {
+            q.area.as_deref().is_none_or(|a| {
+                v["area_path"]
+                    .as_str()
+                    .is_some_and(|p| crate::config::area_contains(a, p))
+            })
+        })
+        .map(|(_, s)| s)
         .collect();
     Ok(Json(health::summarize(statuses.iter())))
-}
-
-fn camera_in_area(e: &CameraEntry, area: &str) -> bool {
-    e.config
-        .read()
-        .map(|c| {
-            c.area_path
-                .as_ref()
-                .is_some_and(|p| crate::config::area_contains(area, &p.to_string()))
-        })
-        .unwrap_or(false)
 }
 
 /// `GET /api/cameras/{id}/frame.jpg`: the camera's latest picture (plain, ≤ 640 px wide). The first

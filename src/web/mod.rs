@@ -7,6 +7,7 @@ pub mod alert_api;
 #[cfg(test)]
 mod auth_tests;
 mod cameras;
+pub use cameras::publish_views;
 pub mod edge;
 pub mod guard;
 mod metrics;
@@ -82,6 +83,8 @@ pub struct ClusterView {
     pub fence: Arc<crate::db::lease::Fence>,
     /// Asks the keeper for a pass now (a camera changed through the API).
     pub nudge: crate::cluster::Nudge,
+    /// Every node's camera views (this node writes its own).
+    pub views: crate::store::views::FleetViews,
 }
 
 /// One model's pipeline counters, for `/metrics`.
