@@ -44,7 +44,11 @@ enum Command {
 enum BenchCommand {
     /// Scale, soak or overload: camsim and the service as child processes, scripted faults,
     /// JSON + Markdown report with a verdict per criterion (exit 1 when one fails).
-    Scenario(qianliyan::scenario::Args),
+    Scenario(Box<qianliyan::scenario::Args>),
+    /// Several nodes on one private PostgreSQL: kill -9, SIGSTOP, cut off from the database, a
+    /// rolling restart by SIGTERM; failover and hand-over times, JSON + Markdown report (exit 1
+    /// when a criterion fails).
+    Cluster(qianliyan::scenario::cluster::ClusterArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Scenario(args)) => bench_scenario(&args),
+        Command::Bench(BenchCommand::Cluster(args)) => bench_cluster(&args),
     }
 }
 
@@ -185,6 +190,35 @@ fn bench_scenario(args: &qianliyan::scenario::Args) -> ExitCode {
         }
         Err(e) => {
             eprintln!("bench scenario: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench_cluster(args: &qianliyan::scenario::cluster::ClusterArgs) -> ExitCode {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let cancel = qianliyan::shutdown::install();
+            Ok(qianliyan::scenario::cluster::run(args, command, cancel).await?)
+        })
+    });
+    match result {
+        Ok(report) => {
+            println!("{}", qianliyan::scenario::cluster::markdown(&report));
+            println!(
+                "wrote {} and {}",
+                args.out.display(),
+                args.out.with_extension("md").display()
+            );
+            if report.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("bench cluster: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -396,6 +396,14 @@ impl Keeper {
         self.stats
             .held
             .store(self.running.len() as u64, Ordering::Relaxed);
+        let took = before.elapsed();
+        if took > self.config.renew * 2 {
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                held = self.running.len(),
+                "a lease pass took longer than two renew periods (the machine or the database is slow): hand-overs wait for it"
+            );
+        }
     }
 
     /// A beat failed: past `lease − 2 × renew` without a renewal, every camera stops (the node

@@ -85,6 +85,33 @@ CREATE INDEX holding_by_node ON holding (node, ended);
 "#],
 };
 
+/// Cameras per statement when many are taken or given up at once.
+const CHUNK: usize = 500;
+
+/// `n` placeholders `?first, ?first+1, …` joined by commas.
+fn list_of(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `n` rows, each `row(placeholder)` with placeholders from `?first` on.
+fn rows_of(n: usize, first: usize, row: impl Fn(String) -> String) -> String {
+    (first..first + n)
+        .map(|i| row(format!("?{i}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The fixed parameters, then one text parameter per name.
+fn params<const N: usize>(fixed: [super::Value; N], names: &[&String]) -> Vec<super::Value> {
+    fixed
+        .into_iter()
+        .chain(names.iter().map(|n| super::Value::from(*n)))
+        .collect()
+}
+
 /// Now in unix ms as the database sees it: PostgreSQL's clock (shared by every node), or `clock`
 /// on SQLite.
 pub fn database_now_ms(
@@ -276,32 +303,101 @@ impl Leases {
     /// transaction; returns those taken with their new epoch. A camera another node holds, or one
     /// it takes at the same moment, is left out.
     pub fn claim(&self, cameras: &[String], ttl_ms: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let mut unique: Vec<&String> = cameras.iter().collect();
+        unique.sort();
+        unique.dedup();
         super::transaction(self.db.as_ref(), |tx| {
             let now = self.now(tx)?;
             let mut taken = Vec::new();
-            for camera in cameras {
+            // A few statements per chunk, not per camera: a node taking over hundreds of cameras
+            // on a loaded machine must not spend seconds in round trips.
+            for chunk in unique.chunks(CHUNK) {
+                // Rows locked by another transaction are skipped, not waited for: a node paused
+                // in the middle of a write holds its lock until its session ends, and must not
+                // hold up the takeover of every other camera.
+                let lock = match self.db.dialect() {
+                    super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+                    super::Dialect::Sqlite => "",
+                };
+                let free: std::collections::HashSet<String> = tx
+                    .query(
+                        &format!(
+                            "SELECT camera FROM camera_lease WHERE expires_ms <= ?1 AND camera IN ({}){lock}",
+                            list_of(chunk.len(), 2)
+                        ),
+                        &params([now.into()], chunk),
+                    )?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<_, _>>()?;
+                let known: std::collections::HashSet<String> = tx
+                    .query(
+                        &format!(
+                            "SELECT camera FROM camera_lease WHERE camera IN ({})",
+                            list_of(chunk.len(), 1)
+                        ),
+                        &params([], chunk),
+                    )?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<_, _>>()?;
+                let chunk: Vec<&String> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|c| free.contains(*c) || !known.contains(*c))
+                    .collect();
+                if chunk.is_empty() {
+                    continue;
+                }
                 let rows = tx.query(
-                    "INSERT INTO camera_lease (camera, node, epoch, expires_ms) VALUES (?1, ?2, 1, ?3)
-                     ON CONFLICT (camera) DO UPDATE SET node = excluded.node,
-                       epoch = camera_lease.epoch + 1, expires_ms = excluded.expires_ms
-                     WHERE camera_lease.expires_ms <= ?4
-                     RETURNING epoch",
-                    db_params![camera, &self.node, now + ttl_ms, now],
+                    &format!(
+                        "INSERT INTO camera_lease (camera, node, epoch, expires_ms) VALUES {}
+                         ON CONFLICT (camera) DO UPDATE SET node = excluded.node,
+                           epoch = camera_lease.epoch + 1, expires_ms = excluded.expires_ms
+                         WHERE camera_lease.expires_ms <= ?3
+                         RETURNING camera, epoch",
+                        rows_of(chunk.len(), 4, |p| format!("({p}, ?1, 1, ?2)"))
+                    ),
+                    &params(
+                        [self.node.clone().into(), (now + ttl_ms).into(), now.into()],
+                        &chunk,
+                    ),
                 )?;
-                let Some(r) = rows.first() else { continue };
-                let epoch = r.int(0)?;
-                // The holding before this one ends where it was last renewed: the time between is
+                let mut got = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    got.push((r.text(0)?, r.int(1)?));
+                }
+                if got.is_empty() {
+                    continue;
+                }
+                let names: Vec<&String> = got.iter().map(|(c, _)| c).collect();
+                // The holding before each ends where it was last renewed: the time between is
                 // nobody's.
                 tx.execute(
-                    "UPDATE holding SET ended = 1 WHERE camera = ?1 AND ended = 0",
-                    db_params![camera],
+                    &format!(
+                        "UPDATE holding SET ended = 1 WHERE ended = 0 AND camera IN ({})",
+                        list_of(names.len(), 1)
+                    ),
+                    &params([], &names),
                 )?;
+                let mut values = Vec::with_capacity(got.len() * 2 + 2);
+                values.push(self.node.clone().into());
+                values.push(now.into());
+                let mut rows_sql = Vec::with_capacity(got.len());
+                for (i, (camera, epoch)) in got.iter().enumerate() {
+                    let (c, e) = (3 + 2 * i, 4 + 2 * i);
+                    rows_sql.push(format!("(?{c}, ?1, ?{e}, ?2, ?2, 0)"));
+                    values.push(camera.clone().into());
+                    values.push((*epoch).into());
+                }
                 tx.execute(
-                    "INSERT INTO holding (camera, node, epoch, started_ms, alive_ms, ended)
-                     VALUES (?1, ?2, ?3, ?4, ?4, 0)",
-                    db_params![camera, &self.node, epoch, now],
+                    &format!(
+                        "INSERT INTO holding (camera, node, epoch, started_ms, alive_ms, ended) VALUES {}",
+                        rows_sql.join(", ")
+                    ),
+                    &values,
                 )?;
-                taken.push((camera.clone(), epoch));
+                taken.extend(got);
             }
             Ok(taken)
         })
@@ -313,16 +409,24 @@ impl Leases {
         super::transaction(self.db.as_ref(), |tx| {
             let now = self.now(tx)?;
             let mut n = 0;
-            for (camera, epoch) in leases {
+            for chunk in leases.chunks(CHUNK) {
+                let names: Vec<&String> = chunk.iter().map(|(c, _)| c).collect();
+                // The epoch need not be checked: a lease naming this node carries its latest.
                 n += tx.execute(
-                    "UPDATE camera_lease SET expires_ms = ?4
-                     WHERE camera = ?1 AND node = ?2 AND epoch = ?3 AND expires_ms > ?4",
-                    db_params![camera, &self.node, *epoch, now],
+                    &format!(
+                        "UPDATE camera_lease SET expires_ms = ?2
+                         WHERE node = ?1 AND expires_ms > ?2 AND camera IN ({})",
+                        list_of(names.len(), 3)
+                    ),
+                    &params([self.node.clone().into(), now.into()], &names),
                 )?;
                 tx.execute(
-                    "UPDATE holding SET alive_ms = ?4, ended = 1
-                     WHERE camera = ?1 AND node = ?2 AND epoch = ?3 AND ended = 0",
-                    db_params![camera, &self.node, *epoch, now],
+                    &format!(
+                        "UPDATE holding SET alive_ms = ?2, ended = 1
+                         WHERE node = ?1 AND ended = 0 AND camera IN ({})",
+                        list_of(names.len(), 3)
+                    ),
+                    &params([self.node.clone().into(), now.into()], &names),
                 )?;
             }
             Ok(n)
@@ -621,6 +725,46 @@ mod tests {
         let pg = crate::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
         let db = crate::db::postgres::PgDb::connect(&pg.url(), 2).unwrap();
         conformance(Arc::new(db));
+    }
+
+    /// A node paused in the middle of a write holds a share lock on its camera's lease row: a
+    /// takeover skips that camera (until the lock goes) instead of waiting, and takes the others.
+    #[test]
+    fn a_lease_locked_by_a_paused_write_is_skipped_not_waited_for() {
+        let pg = crate::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+        let db: Arc<dyn Db> = Arc::new(crate::db::postgres::PgDb::connect(&pg.url(), 4).unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let a = Leases::open(db.clone(), "a", clock.clone()).unwrap();
+        let b = Leases::open(db.clone(), "b", clock).unwrap();
+        let cams: Vec<String> = vec!["c1".into(), "c2".into()];
+        assert_eq!(a.claim(&cams, 1).unwrap().len(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (locked_tx, locked_rx) = crossbeam_channel::unbounded::<()>();
+        let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+        let db1 = db.clone();
+        let paused = std::thread::spawn(move || {
+            crate::db::transaction(db1.as_ref(), |tx| {
+                tx.query(
+                    "SELECT epoch FROM camera_lease WHERE camera = 'c1' FOR SHARE",
+                    &[],
+                )?;
+                locked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let t0 = std::time::Instant::now();
+        let taken = b.claim(&cams, 60_000).unwrap();
+        assert_eq!(taken, [("c2".to_string(), 2)]);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "waited for the lock"
+        );
+        go_tx.send(()).unwrap();
+        paused.join().unwrap();
+        assert_eq!(b.claim(&cams, 60_000).unwrap(), [("c1".to_string(), 2)]);
     }
 
     /// Two nodes claiming the same free cameras at the same moment on PostgreSQL: each camera

@@ -61,14 +61,16 @@ impl PgDb {
             .map_err(|e| DbError::other(format!("the PostgreSQL URL is not valid: {e}")))?;
         // A node cut off from the database must not hold locks or wait for hours: connections
         // time out, dead peers are noticed within a minute, and the server ends statements, lock
-        // waits and transactions left open (unless the URL says otherwise).
+        // waits and transactions left open (unless the URL says otherwise). Every transaction of
+        // ours lasts milliseconds; one idle for 10 s belongs to a paused or stuck process, and its
+        // locks (a fenced write's share lock on a camera lease) must not outlive a lease by much.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.keepalives_idle(Duration::from_secs(30));
         if config.get_options().is_none() {
             config.options(
-                "-c lock_timeout=5s -c statement_timeout=60s -c idle_in_transaction_session_timeout=60s",
+                "-c lock_timeout=5s -c statement_timeout=60s -c idle_in_transaction_session_timeout=10s",
             );
         }
         let described = describe(&config);

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod child;
+pub mod cluster;
 pub mod plan;
 pub mod procfs;
 pub mod receiver;
