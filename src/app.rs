@@ -560,12 +560,21 @@ pub async fn start(
     if let Some(l) = overrides.listen {
         config.web.listen = l;
     }
+    // An override of the data directory moves the media with it unless they were set apart.
     if let Some(d) = overrides.data_dir {
+        if config.node.media_dir == config.node.data_dir {
+            config.node.media_dir = d.clone();
+        }
         config.node.data_dir = d;
     }
     let data_dir = config.node.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
         path: data_dir.clone(),
+        source,
+    })?;
+    let media_dir = config.node.media_dir.clone();
+    std::fs::create_dir_all(&media_dir).map_err(|source| AppError::DataDir {
+        path: media_dir.clone(),
         source,
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -584,7 +593,7 @@ pub async fn start(
         }
         crate::config::Database::Sqlite => None,
     };
-    let mut store = crate::store::AlertStore::on(dbs.alerts.clone(), &data_dir.join("snapshots"))
+    let mut store = crate::store::AlertStore::on(dbs.alerts.clone(), &media_dir.join("snapshots"))
         .map_err(|e| AppError::Analysis(format!("alert store: {e}")))?
         .with_incident_window(delivery_config.incident_window);
     if let Some((_, fence)) = &cluster {
@@ -665,12 +674,12 @@ pub async fn start(
     let clips = if clip_config.enabled {
         let (recorder, workers) = crate::clip::Recorder::start(
             clip_config,
-            &data_dir.join("clips"),
+            &media_dir.join("clips"),
             delivery.clone(),
             clock.clone(),
         )
         .map_err(|source| AppError::DataDir {
-            path: data_dir.join("clips"),
+            path: media_dir.join("clips"),
             source,
         })?;
         Some((recorder, workers))
@@ -678,7 +687,7 @@ pub async fn start(
         None
     };
     let recorder = clips.as_ref().map(|(r, _)| r.clone());
-    let alert_board = AlertBoard::new(data_dir.join("snapshots"), recorder.clone());
+    let alert_board = AlertBoard::new(media_dir.join("snapshots"), recorder.clone());
     let fleet = Fleet::new(
         FleetContext {
             ingest: config.ingest.clone(),

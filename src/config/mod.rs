@@ -344,6 +344,24 @@ pub(crate) mod tests {
         core(parse_document(toml, "config", base, env))
     }
 
+    /// Snapshots and clips go to the data directory unless `media_dir` names another (a directory
+    /// the nodes of a cluster share); an empty one is refused with its path.
+    #[test]
+    fn media_dir_defaults_to_the_data_directory_and_resolves_against_the_file() {
+        let env = FakeEnv::default();
+        let c = parse_str_with("[node]\ndata_dir = \"d\"\n", Path::new("/x"), &env).unwrap();
+        assert_eq!(c.node.media_dir, Path::new("/x/d"));
+        let c = parse_str_with(
+            "[node]\ndata_dir = \"d\"\nmedia_dir = \"/srv/media\"\n",
+            Path::new("/x"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.node.media_dir, Path::new("/srv/media"));
+        let e = parse_str_with("[node]\nmedia_dir = \" \"\n", Path::new("/x"), &env).unwrap_err();
+        assert!(e.to_string().contains("node.media_dir"), "{e}");
+    }
+
     fn parse_str(toml: &str, base: &Path) -> Result<Config, ConfigErrors> {
         parse_str_with(toml, base, &SystemEnvironment)
     }

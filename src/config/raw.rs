@@ -89,6 +89,9 @@ pub struct RawNode {
     pub name: Option<String>,
     /// Data directory (database, snapshots); default "data", relative to the config file.
     pub data_dir: Option<String>,
+    /// Where snapshots and clips go; default the data directory. Several nodes share one (a
+    /// ReadWriteMany volume) so any node serves any alert's media.
+    pub media_dir: Option<String>,
     /// Where scripts/setup put the model, runtime library and videos; default "assets" relative to the
     /// working directory (the repository root when run through `make`), or `$QLY_ASSETS_DIR`.
     pub assets_dir: Option<String>,

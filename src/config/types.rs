@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub name: String,
     /// Data directory, resolved against the config file's directory.
     pub data_dir: PathBuf,
+    /// Where snapshots (`snapshots/`) and clips (`clips/`) go: the data directory unless set; a
+    /// directory every node reaches when several share one database.
+    pub media_dir: PathBuf,
     /// Installed assets (model, ONNX Runtime, videos).
     pub assets_dir: PathBuf,
     /// Where the stores live.

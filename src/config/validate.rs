@@ -114,8 +114,20 @@ impl Validator {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("assets")),
         };
+        let media_dir = match raw.node.media_dir.as_deref() {
+            Some(dir) if dir.trim().is_empty() => {
+                self.err(
+                    "node.media_dir",
+                    "must not be empty (leave it out for the data directory)",
+                );
+                resolve(base_dir, Path::new(data_dir))
+            }
+            Some(dir) => resolve(base_dir, Path::new(dir)),
+            None => resolve(base_dir, Path::new(data_dir)),
+        };
         NodeConfig {
             name: name.to_owned(),
+            media_dir,
             data_dir: resolve(base_dir, Path::new(data_dir)),
             assets_dir,
             database: Database::Sqlite,

@@ -110,7 +110,17 @@ impl CameraStore for Inventory {
     }
 
     fn seed(&self, writes: &[SeedWrite]) -> Result<(), InventoryError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let postgres = self.db.dialect() == db::Dialect::Postgres;
         db::transaction(self.db.as_ref(), |tx| {
+            if postgres {
+                // Nodes started together seed the same cameras: one at a time (the others then
+                // write what is already there), waiting longer than a row lock would.
+                tx.execute("SET LOCAL lock_timeout = '120s'", &[])?;
+                tx.query("SELECT 1 FROM pg_advisory_xact_lock(7243, 3)", &[])?;
+            }
             for w in writes {
                 match w {
                     SeedWrite::Put(c) => put(tx, c)?,
