@@ -607,6 +607,8 @@ renew = "1s"
     let system: Value = serde_json::from_str(&system).unwrap();
     assert_eq!(system["cluster"]["nodes"], 2, "{system}");
     assert_eq!(system["cluster"]["node_id"], "node-a");
+    let (status, ready) = common::http(a.addr, "GET", "/readyz", "");
+    assert_eq!((status, ready.as_str()), (200, "ready"));
 
     // Added through node B: it runs on exactly one node.
     let body = format!(

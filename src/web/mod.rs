@@ -178,6 +178,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .add("GET", "/metrics", get(metrics::render).with_state(st()))
         .add("GET", "/healthz", get(|| async { "ok" }))
+        .add("GET", "/readyz", get(system::ready).with_state(st()))
         .into_router()
         .merge(alert_api::router(
             alert_api::AlertApi::new(state.delivery.clone()),

@@ -236,6 +236,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("GET", "/api/openapi.json", Public, "system", "This document"),
     ep("GET", "/metrics", Perm(P::Metrics), "system", "Prometheus metrics").answer(Answer::Text),
     ep("GET", "/healthz", Public, "system", "Liveness").answer(Answer::Text),
+    ep("GET", "/readyz", Public, "system", "Readiness: ready to take cameras (in a cluster: its leases renewed, not fenced); 503 with the reason otherwise").answer(Answer::Text),
 ];
 
 /// The table entry for `method path`.

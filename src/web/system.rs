@@ -55,6 +55,26 @@ struct ModelInfo {
     execution_provider: &'static str,
 }
 
+/// `GET /readyz`: 200 `ready` when this node takes cameras; 503 with the reason while a cluster
+/// node cannot renew its leases (it fenced itself) or has not beaten yet. For Kubernetes'
+/// readiness probe.
+pub async fn ready(State(st): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    use std::sync::atomic::Ordering::Relaxed;
+    match &st.cluster {
+        None => (StatusCode::OK, "ready"),
+        Some(c) if c.stats.fenced.load(Relaxed) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: camera leases cannot be renewed (the database is unreachable); this node runs no camera",
+        ),
+        Some(c) if c.stats.nodes_live.load(Relaxed) == 0 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not yet registered in the cluster",
+        ),
+        Some(_) => (StatusCode::OK, "ready"),
+    }
+}
+
 pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
     Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
