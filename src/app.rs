@@ -155,6 +155,27 @@ fn node_id(config: &crate::cluster::ClusterConfig) -> Result<String, AppError> {
     }
 }
 
+/// Where the other nodes reach this node's API: `QLY_ADVERTISE_URL`, else `[cluster]
+/// advertise_url`, else the bound address (the host name in it when listening on every address).
+fn advertise_url(config: &crate::cluster::ClusterConfig, bound: SocketAddr) -> String {
+    if let Ok(url) = std::env::var("QLY_ADVERTISE_URL")
+        && crate::cluster::config::valid_advertise_url(&url)
+    {
+        return url;
+    }
+    if let Some(url) = &config.advertise_url {
+        return url.clone();
+    }
+    if bound.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("http://{host}:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
+}
+
 /// Applies the cluster stage's messages to the fleet: a camera this node now holds starts, one it
 /// gave up or lost stops.
 async fn apply_holdings(
@@ -708,6 +729,7 @@ pub async fn start(
     );
     // One node runs every camera; in a cluster the keeper starts the ones this node holds.
     let mut keeper = None;
+    let mut advertised = None;
     match cluster {
         None => {
             for camera in config.cameras.clone() {
@@ -729,6 +751,7 @@ pub async fn start(
             };
             let stats = Arc::new(crate::cluster::ClusterStats::default());
             let node = leases.node().to_owned();
+            advertised = Some(leases.address());
             let (k, nudge) = crate::cluster::Keeper::new(
                 leases,
                 fence.clone(),
@@ -767,6 +790,11 @@ pub async fn start(
                     fence,
                     nudge,
                     views,
+                    http: reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(std::time::Duration::from_secs(10))
+                        .build()
+                        .map_err(|e| AppError::Analysis(format!("HTTP client: {e}")))?,
                 },
             ));
         }
@@ -906,6 +934,11 @@ pub async fn start(
             source,
         })?;
     let addr = listener.local_addr().unwrap_or(listen);
+    if let Some(slot) = advertised {
+        let url = advertise_url(&cluster_config, addr);
+        tracing::info!(url = %url, "the other nodes pass per-camera requests here");
+        let _ = slot.set(url);
+    }
     let stats_pool = pool.clone();
     drop(pool);
     drop(decoded_tx);

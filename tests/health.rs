@@ -514,84 +514,83 @@ renew = "1s"
     let feed_a = collect_feed(a.addr);
     let b = node("node-b");
     let all: std::collections::BTreeSet<String> = (1..=7).map(|i| format!("c{i}")).collect();
-    let t0 = Instant::now();
-    let (on_a, on_b) = loop {
-        let (ra, rb) = (running(&a), running(&b));
-        let both: Vec<&String> = ra.keys().filter(|k| rb.contains_key(*k)).collect();
-        assert!(both.is_empty(), "run on both nodes: {both:?}");
-        let online = ra
-            .iter()
-            .chain(rb.iter())
-            .filter(|(_, s)| *s == "online")
-            .count();
-        if online == 7 && !ra.is_empty() && !rb.is_empty() {
+    let ((on_a, on_b), spread_s) = poll(
+        Duration::from_secs(60),
+        "cameras spread over both nodes",
+        || {
+            let (ra, rb) = (running(&a), running(&b));
+            let both: Vec<&String> = ra.keys().filter(|k| rb.contains_key(*k)).collect();
+            assert!(both.is_empty(), "run on both nodes: {both:?}");
+            let online = ra
+                .iter()
+                .chain(rb.iter())
+                .filter(|(_, s)| *s == "online")
+                .count();
+            if online < 7 || ra.is_empty() || rb.is_empty() {
+                return Err(format!("a {ra:?} b {rb:?}"));
+            }
             let union: std::collections::BTreeSet<String> =
                 ra.keys().chain(rb.keys()).cloned().collect();
             assert_eq!(union, all);
-            break (ra, rb);
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "cameras not spread over both nodes: a {ra:?} b {rb:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+            Ok((ra, rb))
+        },
+    );
     println!(
-        "spread: a {:?} b {:?} in {:.1} s",
+        "spread: a {:?} b {:?} in {spread_s:.1} s",
         on_a.keys(),
-        on_b.keys(),
-        t0.elapsed().as_secs_f64()
+        on_b.keys()
     );
     // Every camera B runs came online on A's feed as well (read back from the event log).
-    let t3 = Instant::now();
-    loop {
-        let seen = feed_a.lock().unwrap().clone();
-        let online_on_a_feed = |id: &str| {
-            seen.iter()
-                .any(|e| e["kind"] == "health" && e["camera"] == id && e["to"]["state"] == "online")
-        };
-        let missing: Vec<&String> = on_b.keys().filter(|id| !online_on_a_feed(id)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            t3.elapsed() < Duration::from_secs(15),
-            "node A's feed never said {missing:?} (run on B) came online; it carried {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(
+        Duration::from_secs(15),
+        "node A's feed carrying B's cameras coming online",
+        || {
+            let seen = feed_a.lock().unwrap().clone();
+            let online_on_a_feed = |id: &str| {
+                seen.iter().any(|e| {
+                    e["kind"] == "health" && e["camera"] == id && e["to"]["state"] == "online"
+                })
+            };
+            let missing: Vec<&String> = on_b.keys().filter(|id| !online_on_a_feed(id)).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{missing:?} missing; it carried {seen:?}"))
+            }
+        },
+    );
     // Either node lists every camera with its holder and state (the others' as last written).
-    let t4 = Instant::now();
-    loop {
-        let (status, body) = api(a.addr, "GET", "/api/cameras", "");
-        assert_eq!(status, 200, "{body}");
-        let list: Value = serde_json::from_str(&body).unwrap();
-        let holders: std::collections::BTreeMap<String, String> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["state"] == "online")
-            .map(|c| {
-                (
-                    c["id"].as_str().unwrap().to_owned(),
-                    c["node"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        let expected: std::collections::BTreeMap<String, String> = on_a
-            .keys()
-            .map(|k| (k.clone(), "node-a".to_owned()))
-            .chain(on_b.keys().map(|k| (k.clone(), "node-b".to_owned())))
-            .collect();
-        if holders == expected {
-            break;
-        }
-        assert!(
-            t4.elapsed() < Duration::from_secs(15),
-            "node A lists {holders:?}, expected {expected:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    poll(
+        Duration::from_secs(15),
+        "node A listing every camera with its node",
+        || {
+            let (status, body) = api(a.addr, "GET", "/api/cameras", "");
+            assert_eq!(status, 200, "{body}");
+            let list: Value = serde_json::from_str(&body).unwrap();
+            let holders: std::collections::BTreeMap<String, String> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["state"] == "online")
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap().to_owned(),
+                        c["node"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let expected: std::collections::BTreeMap<String, String> = on_a
+                .keys()
+                .map(|k| (k.clone(), "node-a".to_owned()))
+                .chain(on_b.keys().map(|k| (k.clone(), "node-b".to_owned())))
+                .collect();
+            if holders == expected {
+                Ok(())
+            } else {
+                Err(format!("it lists {holders:?}, expected {expected:?}"))
+            }
+        },
+    );
     let (status, one) = api(
         a.addr,
         "GET",
@@ -599,6 +598,28 @@ renew = "1s"
         "",
     );
     assert_eq!(status, 200, "a camera of node B through node A: {one}");
+    // Its picture too: node A passes the request to node B with the caller's login.
+    let b_cam = on_b.keys().next().unwrap().clone();
+    poll(
+        Duration::from_secs(20),
+        "a picture of B's camera through A",
+        || {
+            let (status, body) = api(
+                a.addr,
+                "GET",
+                &format!("/api/cameras/{b_cam}/frame.jpg"),
+                "",
+            );
+            if status == 200 && body.contains("JFIF") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{status} {}",
+                    body.chars().take(200).collect::<String>()
+                ))
+            }
+        },
+    );
     let (status, summary) = api(a.addr, "GET", "/api/health/summary", "");
     assert_eq!(status, 200);
     let summary: Value = serde_json::from_str(&summary).unwrap();
@@ -619,44 +640,40 @@ renew = "1s"
     assert_eq!(status, 201, "{resp}");
     let (status, resp) = api(a.addr, "POST", "/api/cameras", &body);
     assert_eq!(status, 409, "the camera exists in the store: {resp}");
-    let t1 = Instant::now();
-    loop {
+    poll(Duration::from_secs(30), "c8 online on one node", || {
         let (ra, rb) = (running(&a), running(&b));
-        let n = usize::from(ra.get("c8").is_some_and(|s| s == "online"))
-            + usize::from(rb.get("c8").is_some_and(|s| s == "online"));
         assert!(
             !(ra.contains_key("c8") && rb.contains_key("c8")),
             "c8 on both"
         );
-        if n == 1 {
-            break;
+        let online = |r: &std::collections::BTreeMap<String, String>| {
+            r.get("c8").is_some_and(|s| s == "online")
+        };
+        if online(&ra) || online(&rb) {
+            Ok(())
+        } else {
+            Err(format!("a {ra:?} b {rb:?}"))
         }
-        assert!(
-            t1.elapsed() < Duration::from_secs(30),
-            "c8 never ran: a {ra:?} b {rb:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    });
 
     // A stops: B takes every camera.
     let stop = Instant::now();
     drop(a);
     let stopped = stop.elapsed().as_secs_f64();
-    let t2 = Instant::now();
-    loop {
-        let rb = running(&b);
-        if rb.len() == 8 && rb.values().all(|s| s == "online") {
-            break;
-        }
-        assert!(
-            t2.elapsed() < Duration::from_secs(30),
-            "B did not take A's cameras: {rb:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let ((), taken_s) = poll(
+        Duration::from_secs(30),
+        "B running all 8 cameras online",
+        || {
+            let rb = running(&b);
+            if rb.len() == 8 && rb.values().all(|s| s == "online") {
+                Ok(())
+            } else {
+                Err(format!("B runs {rb:?}"))
+            }
+        },
+    );
     println!(
-        "hand-over: A stopped in {stopped:.1} s; B ran all 8 online {:.1} s after A's stop returned",
-        t2.elapsed().as_secs_f64()
+        "hand-over: A stopped in {stopped:.1} s; B ran all 8 online {taken_s:.1} s after A's stop returned"
     );
     let (_, metrics) = api(b.addr, "GET", "/metrics", "");
     assert!(metrics.contains("qly_cluster_cameras_held 8"), "{metrics}");
@@ -666,6 +683,19 @@ renew = "1s"
     );
     drop(b);
     drop(pg);
+}
+
+/// Calls `check` every 250 ms until it gives `Ok`; returns that and the seconds it took, or panics
+/// after `limit` with `what` and the last `Err`.
+fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> (T, f64) {
+    let t0 = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return (v, t0.elapsed().as_secs_f64()),
+            Err(last) => assert!(t0.elapsed() < limit, "not {what} within {limit:?}: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Collects every message of a node's alert feed (WebSocket, as the admin) in the background.

@@ -7,6 +7,7 @@
 //! | `weight` | `1` | this node's share of cameras relative to the others (a node of weight 2 holds about twice as many) |
 //! | `lease` | `"10s"` | how long a camera lease lasts unrenewed: a killed node's cameras move after at most this long |
 //! | `renew` | `"1s"` | how often a node beats, renews its leases and takes the cameras it should hold; at least 1 s, at most a third of `lease` |
+//! | `advertise_url` | `QLY_ADVERTISE_URL`, else from the listen address | where the other nodes reach this node's API (they pass per-camera requests such as `frame.jpg` to the camera's holder) |
 //! | `rebalance_per_pass` | `20` | most cameras a node gives away per pass to a node that should hold them (a joining node), so joins never cause a reconnect storm |
 
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct RawClusterConfig {
     pub renew: Option<String>,
     /// Cameras handed to joining nodes per pass (default 20).
     pub rebalance_per_pass: Option<usize>,
+    /// Where the other nodes reach this node's API (default: `QLY_ADVERTISE_URL`, else the
+    /// listen address, with the host name when it listens on every address).
+    pub advertise_url: Option<String>,
 }
 
 /// The validated `[cluster]` section.
@@ -44,6 +48,9 @@ pub struct ClusterConfig {
     pub renew: Duration,
     /// Cameras handed over per pass.
     pub rebalance_per_pass: usize,
+    /// Where the other nodes reach this node's API (`None`: from the environment or the listen
+    /// address at start).
+    pub advertise_url: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -54,6 +61,7 @@ impl Default for ClusterConfig {
             lease: Duration::from_secs(10),
             renew: Duration::from_secs(1),
             rebalance_per_pass: 20,
+            advertise_url: None,
         }
     }
 }
@@ -64,6 +72,18 @@ pub fn valid_node_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `url` is `http(s)://host[:port]` with nothing after.
+pub fn valid_advertise_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    })
 }
 
 impl RawClusterConfig {
@@ -115,8 +135,17 @@ impl RawClusterConfig {
                 format!("{rebalance_per_pass} is out of range: 1 to 10000"),
             ));
         }
+        if let Some(url) = &self.advertise_url
+            && !valid_advertise_url(url)
+        {
+            errors.push(ConfigError::new(
+                "cluster.advertise_url",
+                format!("{url:?} is not an address the other nodes can call: http:// or https://, a host, no path"),
+            ));
+        }
         if errors.is_empty() {
             Ok(ClusterConfig {
+                advertise_url: self.advertise_url.clone(),
                 node_id: self.node_id.clone(),
                 weight,
                 lease,
@@ -136,7 +165,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let raw: RawClusterConfig = toml::from_str(
-            "node_id = \"a b\"\nweight = 0\nlease = \"4s\"\nrenew = \"2s\"\nrebalance_per_pass = 0",
+            "node_id = \"a b\"\nweight = 0\nlease = \"4s\"\nrenew = \"2s\"\nrebalance_per_pass = 0\nadvertise_url = \"http://x:8080/api\"",
         )
         .unwrap();
         let errors = raw.validate().unwrap_err();
@@ -147,7 +176,8 @@ mod tests {
                 "cluster.node_id",
                 "cluster.weight",
                 "cluster.renew",
-                "cluster.rebalance_per_pass"
+                "cluster.rebalance_per_pass",
+                "cluster.advertise_url"
             ]
         );
         assert!(
@@ -160,5 +190,10 @@ mod tests {
             ClusterConfig::default()
         );
         assert!(valid_node_id("qianliyan-0") && !valid_node_id("") && !valid_node_id("x/y"));
+        assert!(
+            valid_advertise_url("http://10.1.2.3:8080")
+                && valid_advertise_url("https://[::1]:8443")
+        );
+        assert!(!valid_advertise_url("http://") && !valid_advertise_url("10.1.2.3:8080"));
     }
 }

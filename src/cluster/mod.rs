@@ -133,6 +133,7 @@ pub struct Keeper {
     tx: tokio::sync::mpsc::Sender<Holding>,
     stats: Arc<ClusterStats>,
     nudges: crossbeam_channel::Receiver<()>,
+    beater: Beater,
     /// Cameras running here: id → (epoch, definition).
     running: HashMap<String, (i64, String)>,
     inventory: HashMap<String, Camera>,
@@ -166,6 +167,7 @@ impl Keeper {
                 inventory_read: None,
                 invalid_logged: Default::default(),
                 last_renewed: None,
+                beater: Beater::default(),
             },
             Nudge(nudge),
         )
@@ -259,9 +261,19 @@ impl Keeper {
     pub fn pass(&mut self, may_claim: bool) {
         let ttl = self.ttl_ms();
         let before = Instant::now();
-        let beat = match self.leases.beat(self.config.weight, NodeState::Up, ttl) {
+        // A beat that hangs (a black-holed connection, a pool waiting to connect) must not keep
+        // this node analysing past its leases: past the self-fencing limit it counts as failed.
+        let limit = self.config.lease.saturating_sub(self.config.renew * 2);
+        let wait = match self.last_renewed {
+            Some(t) => limit.saturating_sub(t.elapsed()).max(self.config.renew),
+            None => self.config.lease,
+        };
+        let beat = match self
+            .beater
+            .beat(&self.leases, self.config.weight, ttl, wait)
+        {
             Ok(b) => b,
-            Err(e) => return self.beat_failed(&e.to_string()),
+            Err(e) => return self.beat_failed(&e),
         };
         self.last_renewed = Some(before);
         if self.stats.fenced.swap(false, Ordering::Relaxed) {
@@ -427,6 +439,70 @@ impl Keeper {
             self.stats.held.store(0, Ordering::Relaxed);
         } else {
             tracing::warn!(error = %error, "camera leases not renewed; trying again");
+        }
+    }
+}
+
+/// Runs beats on a thread of its own, so the keeper can give up waiting for one.
+#[derive(Default)]
+struct Beater {
+    worker: Option<(
+        crossbeam_channel::Sender<u64>,
+        crossbeam_channel::Receiver<(u64, Result<crate::db::lease::Beat, String>)>,
+    )>,
+    seq: u64,
+}
+
+impl Beater {
+    /// One beat (registering as up), waiting at most `wait` for its answer.
+    fn beat(
+        &mut self,
+        leases: &Leases,
+        weight: u32,
+        ttl_ms: i64,
+        wait: Duration,
+    ) -> Result<crate::db::lease::Beat, String> {
+        if self.worker.is_none() {
+            let (req_tx, req_rx) = crossbeam_channel::unbounded::<u64>();
+            let (res_tx, res_rx) = crossbeam_channel::unbounded();
+            let leases = leases.clone();
+            std::thread::Builder::new()
+                .name("qly-cluster-beat".into())
+                .spawn(move || {
+                    while let Ok(mut seq) = req_rx.recv() {
+                        // Only the newest request matters (older ones were given up on).
+                        while let Ok(s) = req_rx.try_recv() {
+                            seq = s;
+                        }
+                        let r = leases
+                            .beat(weight, NodeState::Up, ttl_ms)
+                            .map_err(|e| e.to_string());
+                        if res_tx.send((seq, r)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| format!("beat thread: {e}"))?;
+            self.worker = Some((req_tx, res_rx));
+        }
+        let Some((req, res)) = &self.worker else {
+            return Err("no beat thread".into());
+        };
+        self.seq += 1;
+        req.send(self.seq)
+            .map_err(|_| "the beat thread stopped".to_string())?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match res.recv_deadline(deadline) {
+                Ok((seq, r)) if seq == self.seq => return r,
+                Ok(_) => continue,
+                Err(_) => {
+                    return Err(format!(
+                        "the database did not answer a beat within {} ms",
+                        wait.as_millis()
+                    ));
+                }
+            }
         }
     }
 }

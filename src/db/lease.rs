@@ -31,7 +31,8 @@ use crate::sync::{read, write};
 /// The lease tables, for each dialect; append only.
 pub const SCHEMA: Schema = Schema {
     name: "lease",
-    sqlite: &[r#"
+    sqlite: &[
+        r#"
 CREATE TABLE cluster_node (
     id         TEXT PRIMARY KEY NOT NULL,
     weight     INTEGER NOT NULL,
@@ -56,8 +57,11 @@ CREATE TABLE holding (
 ) STRICT;
 CREATE INDEX holding_by_camera ON holding (camera, started_ms);
 CREATE INDEX holding_by_node ON holding (node, ended);
-"#],
-    postgres: &[r#"
+"#,
+        ADDRESS,
+    ],
+    postgres: &[
+        r#"
 CREATE TABLE cluster_node (
     id         TEXT PRIMARY KEY,
     weight     BIGINT NOT NULL,
@@ -82,8 +86,13 @@ CREATE TABLE holding (
 );
 CREATE INDEX holding_by_camera ON holding (camera, started_ms);
 CREATE INDEX holding_by_node ON holding (node, ended);
-"#],
+"#,
+        ADDRESS,
+    ],
 };
+
+/// Where the other nodes reach a node's API (per-camera requests go to the camera's holder).
+const ADDRESS: &str = "ALTER TABLE cluster_node ADD COLUMN address TEXT;";
 
 /// Cameras per statement when many are taken or given up at once.
 const CHUNK: usize = 500;
@@ -204,6 +213,8 @@ pub struct Leases {
     clock: Arc<dyn Clock>,
     /// Time from `clock` rather than the database (SQLite; tests that move time by hand).
     clock_time: bool,
+    /// Where the other nodes reach this node's API (`http://10.1.2.3:8080`), once known.
+    address: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Leases {
@@ -211,6 +222,7 @@ impl Leases {
     pub fn open(db: Arc<dyn Db>, node: &str, clock: Arc<dyn Clock>) -> Result<Leases, DbError> {
         db.migrate(&SCHEMA).map_err(|e| e.context("lease tables"))?;
         Ok(Leases {
+            address: Arc::default(),
             clock_time: db.dialect() == Dialect::Sqlite,
             db,
             node: node.to_owned(),
@@ -223,6 +235,12 @@ impl Leases {
     pub fn on_clock(mut self) -> Leases {
         self.clock_time = true;
         self
+    }
+
+    /// Where this node's API address is set once the listener is bound (the next beat
+    /// registers it).
+    pub fn address(&self) -> Arc<std::sync::OnceLock<String>> {
+        self.address.clone()
     }
 
     /// This node's id.
@@ -246,11 +264,17 @@ impl Leases {
         super::transaction(self.db.as_ref(), |tx| {
             let now = self.now(tx)?;
             tx.execute(
-                "INSERT INTO cluster_node (id, weight, state, started_ms, seen_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
+                "INSERT INTO cluster_node (id, weight, state, started_ms, seen_ms, address)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET weight = excluded.weight, state = excluded.state,
-                   seen_ms = excluded.seen_ms",
-                db_params![&self.node, i64::from(weight), state.as_str(), now],
+                   seen_ms = excluded.seen_ms, address = excluded.address",
+                db_params![
+                    &self.node,
+                    i64::from(weight),
+                    state.as_str(),
+                    now,
+                    self.address.get().map(String::as_str)
+                ],
             )?;
             let renewed = tx.query(
                 "UPDATE camera_lease SET expires_ms = ?2 WHERE node = ?1 AND expires_ms > ?3

@@ -77,6 +77,22 @@ impl FleetViews {
         })
     }
 
+    /// The node holding `camera` now (its lease unexpired) and where it is reached, if any.
+    pub fn holder(&self, camera: &str) -> Result<Option<(String, Option<String>)>, DbError> {
+        let rows = db::query(
+            self.db.as_ref(),
+            &format!(
+                "SELECT l.node, n.address FROM camera_lease l
+                 LEFT JOIN cluster_node n ON n.id = l.node
+                 WHERE l.camera = ?1 AND l.expires_ms > {NOW}"
+            ),
+            db_params![camera],
+        )?;
+        rows.first()
+            .map(|r| Ok((r.text(0)?, r.opt_text(1)?)))
+            .transpose()
+    }
+
     /// Every stored view, and the database's now.
     pub fn all(&self) -> Result<(Vec<StoredView>, i64), DbError> {
         db::transaction(self.db.as_ref(), |tx| {

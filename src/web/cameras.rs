@@ -646,8 +646,20 @@ pub async fn summary(
 pub async fn frame(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
+    if let Some(cluster) = &st.cluster
+        && st.fleet.get(&id).is_none()
+    {
+        return from_holder(
+            cluster,
+            &id,
+            &format!("/api/cameras/{id}/frame.jpg"),
+            &headers,
+        )
+        .await;
+    }
     let entry = live_camera(&st, &id)?;
     let watch = || {
         let mut t = lock(&entry.thumbnail);
@@ -687,6 +699,83 @@ pub async fn frame(
         jpeg,
     )
         .into_response())
+}
+
+/// A per-camera request for a camera another node of the cluster holds: passed to that node with
+/// the caller's credentials (sessions and tokens are in the shared database), its answer passed
+/// back with `X-Served-By`.
+async fn from_holder(
+    cluster: &super::ClusterView,
+    id: &str,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let views = cluster.views.clone();
+    let camera = id.to_owned();
+    let holder = tokio::task::spawn_blocking(move || views.holder(&camera))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("camera {id:?}: its holder cannot be read: {e}"),
+            )
+        })?;
+    let Some((node, address)) = holder else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("camera {id:?} does not exist, or no node runs it now"),
+        ));
+    };
+    if node == cluster.node {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("camera {id:?} is starting on this node; try again"),
+        ));
+    }
+    let Some(address) = address else {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "camera {id:?} runs on node {node}, whose address is unknown ([cluster] advertise_url)"
+            ),
+        ));
+    };
+    let mut req = cluster.http.get(format!("{address}{path}"));
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::COOKIE,
+    ] {
+        if let Some(v) = headers.get(&name) {
+            req = req.header(name.as_str(), v.as_bytes());
+        }
+    }
+    let answer = req.send().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("camera {id:?} runs on node {node}, which did not answer: {e}"),
+        )
+    })?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = axum::http::HeaderMap::new();
+    for name in ["content-type", "cache-control", "x-frame-age-ms"] {
+        if let Some(v) = answer.headers().get(name)
+            && let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes())
+        {
+            out.insert(axum::http::HeaderName::from_static(name), v);
+        }
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&node) {
+        out.insert(axum::http::HeaderName::from_static("x-served-by"), v);
+    }
+    let body = answer.bytes().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("camera {id:?}: node {node}'s answer broke off: {e}"),
+        )
+    })?;
+    Ok((status, out, body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -85,6 +85,8 @@ pub struct ClusterView {
     pub nudge: crate::cluster::Nudge,
     /// Every node's camera views (this node writes its own).
     pub views: crate::store::views::FleetViews,
+    /// Passes per-camera requests to the camera's holder.
+    pub http: reqwest::Client,
 }
 
 /// One model's pipeline counters, for `/metrics`.
