@@ -443,12 +443,15 @@ impl Keeper {
     }
 }
 
+/// A beat's answer, by request number.
+type Answer = (u64, Result<crate::db::lease::Beat, String>);
+
 /// Runs beats on a thread of its own, so the keeper can give up waiting for one.
 #[derive(Default)]
 struct Beater {
     worker: Option<(
         crossbeam_channel::Sender<u64>,
-        crossbeam_channel::Receiver<(u64, Result<crate::db::lease::Beat, String>)>,
+        crossbeam_channel::Receiver<Answer>,
     )>,
     seq: u64,
 }
