@@ -449,14 +449,16 @@ async fn stored_ids(st: &AppState) -> Result<std::collections::HashSet<String>, 
 
 /// In a cluster a change goes to the store only: the node that should hold the camera starts it
 /// (or restarts, or stops it) on its next pass; this node's keeper is asked for a pass at once.
-/// Answers with the camera as it will start.
+/// Answers with the camera as it will start. `stored` is the store's ids (read once per request;
+/// a saved camera joins it, so an import's repeated id is refused).
 async fn save_in_cluster(
     st: &AppState,
     cluster: &super::ClusterView,
+    stored: &mut std::collections::HashSet<String>,
     camera: config::Camera,
     exists: bool,
 ) -> Result<Arc<CameraEntry>, ApiError> {
-    let known = stored_ids(st).await?.contains(&camera.id);
+    let known = stored.contains(&camera.id);
     if known != exists {
         return Err(fleet_error(if known {
             crate::camera::FleetError::Exists(camera.id)
@@ -466,6 +468,7 @@ async fn save_in_cluster(
     }
     let entry = st.fleet.preview(camera).map_err(fleet_error)?;
     persist(st, Saving::Save(&entry.camera())).await?;
+    stored.insert(entry.camera().id.clone());
     st.ledger.upsert_camera(&entry.camera()).await;
     cluster.nudge.nudge();
     Ok(entry)
@@ -477,7 +480,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CameraView>), ApiError> {
     let camera = parse_camera(body, &st)?;
     if let Some(cluster) = &st.cluster {
-        let entry = save_in_cluster(&st, cluster, camera, false).await?;
+        let entry =
+            save_in_cluster(&st, cluster, &mut stored_ids(&st).await?, camera, false).await?;
         return Ok((StatusCode::CREATED, Json(view(&entry))));
     }
     let entry = st.fleet.add(camera).map_err(fleet_error)?;
@@ -502,7 +506,8 @@ pub async fn replace(
         ));
     }
     if let Some(cluster) = &st.cluster {
-        let entry = save_in_cluster(&st, cluster, camera, true).await?;
+        let entry =
+            save_in_cluster(&st, cluster, &mut stored_ids(&st).await?, camera, true).await?;
         return Ok(Json(view(&entry)));
     }
     let before = live_camera(&st, &id)?.camera();
@@ -575,10 +580,11 @@ pub async fn import(
         .collect();
     let mut imported = Vec::new();
     if let Some(cluster) = &st.cluster {
+        let mut stored = stored_ids(&st).await?;
         for camera in cameras {
             let id = camera.id.clone();
             let field = camera.origin.field_path("id");
-            match save_in_cluster(&st, cluster, camera, false).await {
+            match save_in_cluster(&st, cluster, &mut stored, camera, false).await {
                 Ok(_) => imported.push(id),
                 Err(e) => errors.push(super::FieldError {
                     field,
