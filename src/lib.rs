@@ -18,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod decode;
 pub mod delivery;
+pub mod gb28181;
 pub mod health;
 pub mod infer;
 pub mod ingest;

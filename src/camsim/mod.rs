@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod gb;
 pub mod load;
 pub mod media;
 pub mod scene;

@@ -103,11 +103,21 @@ pub enum OfflineReason {
     /// The camera answered, but not in RTSP/RTP we can follow: an unparseable answer or session
     /// description, a malformed packet or payload.
     ProtocolError,
+    /// GB/T 28181: the device is not registered (it unregistered, or its registration ran out).
+    Unregistered,
+    /// GB/T 28181: no keepalive for `keepalive_misses` intervals.
+    KeepaliveTimeout,
+    /// GB/T 28181: the channel's device is offline.
+    DeviceOffline,
+    /// GB/T 28181: the device refused or did not answer the INVITE for the channel's video.
+    InviteFailed,
+    /// GB/T 28181: the INVITE was answered but no media arrived.
+    NoMedia,
 }
 
 impl OfflineReason {
     /// Every reason, in declaration order.
-    pub const ALL: [OfflineReason; 9] = [
+    pub const ALL: [OfflineReason; 14] = [
         Self::Unreachable,
         Self::Refused,
         Self::AuthFailed,
@@ -117,6 +127,11 @@ impl OfflineReason {
         Self::DecodeError,
         Self::Eos,
         Self::ProtocolError,
+        Self::Unregistered,
+        Self::KeepaliveTimeout,
+        Self::DeviceOffline,
+        Self::InviteFailed,
+        Self::NoMedia,
     ];
 
     /// The JSON and database spelling.
@@ -131,6 +146,11 @@ impl OfflineReason {
             Self::DecodeError => "decode_error",
             Self::ProtocolError => "protocol_error",
             Self::Eos => "eos",
+            Self::Unregistered => "unregistered",
+            Self::KeepaliveTimeout => "keepalive_timeout",
+            Self::DeviceOffline => "device_offline",
+            Self::InviteFailed => "invite_failed",
+            Self::NoMedia => "no_media",
         }
     }
 
@@ -151,6 +171,11 @@ impl OfflineReason {
             Self::DecodeError => "解码失败",
             Self::ProtocolError => "协议错误",
             Self::Eos => "码流结束",
+            Self::Unregistered => "设备未注册",
+            Self::KeepaliveTimeout => "心跳超时",
+            Self::DeviceOffline => "设备离线",
+            Self::InviteFailed => "点播失败",
+            Self::NoMedia => "无码流",
         }
     }
 
@@ -166,6 +191,11 @@ impl OfflineReason {
             Self::DecodeError => "decode error",
             Self::ProtocolError => "protocol error",
             Self::Eos => "end of stream",
+            Self::Unregistered => "device not registered",
+            Self::KeepaliveTimeout => "keepalive timeout",
+            Self::DeviceOffline => "device offline",
+            Self::InviteFailed => "video request failed",
+            Self::NoMedia => "no media after video request",
         }
     }
 }

@@ -160,6 +160,11 @@ const S = {
   rs_decode_error: ['解码失败', 'decode error'],
   rs_protocol_error: ['协议错误', 'protocol error'],
   rs_eos: ['码流结束', 'end of stream'],
+  rs_unregistered: ['设备未注册', 'device not registered'],
+  rs_keepalive_timeout: ['心跳超时', 'keepalive timeout'],
+  rs_device_offline: ['设备离线', 'device offline'],
+  rs_invite_failed: ['点播失败', 'video request failed'],
+  rs_no_media: ['无码流', 'no media after video request'],
   // quality faults
   qf_frozen: ['画面冻结', 'frozen picture'],
   qf_dark: ['黑屏/过暗', 'black / too dark'],

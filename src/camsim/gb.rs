@@ -1,0 +1,389 @@
+//! Simulated GB/T 28181 devices (`camsim --gb28181 N`): each registers to a platform with digest
+//! authentication over UDP or TCP from a socket of its own, keeps alive, and answers DeviceInfo and
+//! catalog queries (a catalog of `channels` cameras, `page_size` per page, names in Chinese, sent in
+//! GB18030 as real devices do). Faults: `down` (no keepalives, no answers), a wrong password.
+//! Video (INVITE, PS over RTP) and alarms come with the next steps of issue 16.
+//!
+//! The SIP stack is the same `rsipstack` the platform uses, so a device here runs real client
+//! transactions: retransmitted over UDP until answered, challenged and answered once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::registration::Registration;
+use rsipstack::sip::{Header, Method, StatusCode, Transport as SipTransport};
+use rsipstack::transaction::Transaction;
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TransportLayer};
+use tokio_util::sync::CancellationToken;
+
+use crate::gb28181::manscdp::{self, Body, CatalogItem, DeviceInfo};
+
+/// SIP transport of a simulated device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GbTransport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+}
+
+/// One simulated device.
+#[derive(Debug, Clone)]
+pub struct GbDeviceOptions {
+    /// The platform's SIP port.
+    pub platform: SocketAddr,
+    /// The platform's 20-digit id.
+    pub platform_id: String,
+    /// The device's 20-digit id.
+    pub id: String,
+    /// Registration password.
+    pub password: String,
+    /// SIP transport.
+    pub transport: GbTransport,
+    /// Keepalive interval.
+    pub keepalive: Duration,
+    /// Registration length asked for.
+    pub expires: u32,
+    /// Cameras in its catalog.
+    pub channels: usize,
+    /// Catalog entries per MESSAGE.
+    pub page_size: usize,
+}
+
+/// What a device did, for tests and the bench.
+#[derive(Debug, Default)]
+pub struct GbDeviceStats {
+    /// 401 challenges received.
+    pub challenged: AtomicU64,
+    /// Registrations that got 200.
+    pub registered: AtomicU64,
+    /// Final status of the last REGISTER (0 before any).
+    pub last_status: AtomicU64,
+    /// Keepalives answered 200.
+    pub keepalives_ok: AtomicU64,
+    /// Keepalives refused or unanswered.
+    pub keepalives_failed: AtomicU64,
+    /// Catalog queries answered.
+    pub catalog_queries: AtomicU64,
+    /// DeviceInfo queries answered.
+    pub info_queries: AtomicU64,
+}
+
+/// A running simulated device.
+pub struct GbDevice {
+    /// Its options.
+    pub options: GbDeviceOptions,
+    /// Counters.
+    pub stats: Arc<GbDeviceStats>,
+    down: Arc<AtomicBool>,
+    endpoint: EndpointInnerRef,
+    cancel: CancellationToken,
+}
+
+/// The catalog a device with `channels` cameras reports (ids `<device prefix>131<n>`).
+pub fn catalog_of(id: &str, channels: usize) -> Vec<CatalogItem> {
+    let prefix = id.get(..10).unwrap_or("3402000000");
+    let serial = id.get(13..).unwrap_or("0000000");
+    (0..channels)
+        .map(|n| CatalogItem {
+            id: format!(
+                "{prefix}131{:07}",
+                (serial.parse::<u64>().unwrap_or(0) * 100 + n as u64 + 1) % 10_000_000
+            ),
+            name: format!(
+                "模拟摄像机 {} 通道{}",
+                &id[id.len().saturating_sub(4)..],
+                n + 1
+            ),
+            manufacturer: Some("camsim".into()),
+            model: Some("GB-SIM".into()),
+            civil_code: Some(prefix[..6].to_owned()),
+            parent_id: Some(id.to_owned()),
+            online: Some(true),
+            longitude: Some(98.9 + n as f64 * 0.001),
+            latitude: Some(39.98),
+        })
+        .collect()
+}
+
+impl GbDevice {
+    /// Starts the device: opens its socket, registers, then keeps alive every interval until
+    /// cancelled. Returns once the first REGISTER has its final answer (200, 403 …).
+    pub async fn start(
+        options: GbDeviceOptions,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let transport = TransportLayer::new(cancel.child_token());
+        let bind: SocketAddr = match options.platform {
+            SocketAddr::V4(_) => "127.0.0.1:0".parse()?,
+            SocketAddr::V6(_) => "[::1]:0".parse()?,
+        };
+        let udp = UdpConnection::create_connection(bind, None, Some(cancel.child_token())).await?;
+        transport.add_transport(udp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent("camsim-gb28181")
+            .with_transport_layer(transport)
+            .with_cancel_token(cancel.child_token())
+            .build();
+        let inner = endpoint.inner.clone();
+        let mut incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::spawn(async move { endpoint.serve().await });
+        let device = Self {
+            options,
+            stats: Arc::new(GbDeviceStats::default()),
+            down: Arc::new(AtomicBool::new(false)),
+            endpoint: inner,
+            cancel: cancel.clone(),
+        };
+        // Queries from the platform.
+        let responder = device.responder();
+        tokio::spawn(async move {
+            loop {
+                let tx = tokio::select! {
+                    _ = responder.cancel.cancelled() => break,
+                    tx = incoming.recv() => match tx { Some(tx) => tx, None => break },
+                };
+                let r = responder.clone();
+                tokio::spawn(async move { r.answer(tx).await });
+            }
+        });
+        let status = device.register(device.options.expires).await?;
+        if status == 200 {
+            let keeper = device.responder();
+            tokio::spawn(async move { keeper.keep_alive().await });
+        }
+        Ok(device)
+    }
+
+    fn responder(&self) -> Responder {
+        Responder {
+            options: self.options.clone(),
+            stats: Arc::clone(&self.stats),
+            down: Arc::clone(&self.down),
+            endpoint: self.endpoint.clone(),
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    /// Sends a REGISTER asking for `expires` seconds (0 unregisters); returns the final status.
+    pub async fn register(&self, expires: u32) -> anyhow::Result<u16> {
+        let o = &self.options;
+        let credential = Credential {
+            username: o.id.clone(),
+            password: o.password.clone(),
+            realm: None,
+            auth_username: None,
+        };
+        let mut registration = Registration::new(self.endpoint.clone(), Some(credential));
+        let server: rsipstack::sip::Uri = platform_uri(o).as_str().try_into()?;
+        let response = registration
+            .register(server, Some(expires))
+            .await
+            .map_err(|e| anyhow::anyhow!("device {}: REGISTER: {e}", o.id))?;
+        let status = u16::from(response.status_code.clone());
+        // rsipstack answers a 401 itself; a challenge happened when the final request had
+        // credentials, i.e. its CSeq moved past the first.
+        if registration.last_seq > 1 {
+            self.stats.challenged.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats
+            .last_status
+            .store(u64::from(status), Ordering::Relaxed);
+        if status == 200 {
+            self.stats.registered.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(status)
+    }
+
+    /// `down`: the device stops keeping alive and answering (power cut, network gone).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+}
+
+fn platform_uri(o: &GbDeviceOptions) -> String {
+    match o.transport {
+        GbTransport::Udp => format!("sip:{}@{}", o.platform_id, o.platform),
+        GbTransport::Tcp => format!("sip:{}@{};transport=tcp", o.platform_id, o.platform),
+    }
+}
+
+#[derive(Clone)]
+struct Responder {
+    options: GbDeviceOptions,
+    stats: Arc<GbDeviceStats>,
+    down: Arc<AtomicBool>,
+    endpoint: EndpointInnerRef,
+    cancel: CancellationToken,
+}
+
+impl Responder {
+    async fn keep_alive(self) {
+        let mut sn = 1u32;
+        let mut every = tokio::time::interval(self.options.keepalive);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if self.down.load(Ordering::Relaxed) {
+                continue;
+            }
+            sn += 1;
+            let body = manscdp::keepalive(sn, &self.options.id);
+            let counter = match self.message(body).await {
+                Ok(()) => &self.stats.keepalives_ok,
+                Err(_) => &self.stats.keepalives_failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a MESSAGE with `body` to the platform and waits for its final answer.
+    async fn message(&self, body: Vec<u8>) -> anyhow::Result<()> {
+        let o = &self.options;
+        let transport = match o.transport {
+            GbTransport::Udp => SipTransport::Udp,
+            GbTransport::Tcp => SipTransport::Tcp,
+        };
+        let target = SipAddr {
+            r#type: Some(transport),
+            addr: o.platform.into(),
+        };
+        let (connection, _) = self
+            .endpoint
+            .transport_layer
+            .lookup(&target, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let via = self
+            .endpoint
+            .get_via(Some(connection.get_addr().clone()), None)?;
+        let domain = &o.platform_id[..10];
+        let uri = |user: &str, host: &str| -> anyhow::Result<rsipstack::sip::Uri> {
+            Ok(format!("sip:{user}@{host}").as_str().try_into()?)
+        };
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: uri(&o.id, domain)?,
+            params: vec![],
+        }
+        .with_tag(make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri(&o.platform_id, domain)?,
+            params: vec![],
+        };
+        let mut req = self.endpoint.make_request(
+            Method::Message,
+            uri(&o.platform_id, &o.platform.to_string())?,
+            via,
+            from,
+            to,
+            1,
+            None,
+        );
+        req.headers
+            .push(Header::ContentType("Application/MANSCDP+xml".into()));
+        req.body = body;
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
+        let mut tx = Transaction::new_client(key, req, self.endpoint.clone(), Some(connection));
+        tx.destination = Some(target);
+        tx.send().await?;
+        while let Some(msg) = tx.receive().await {
+            if let rsipstack::sip::SipMessage::Response(resp) = msg {
+                let code = u16::from(resp.status_code.clone());
+                if code >= 200 {
+                    anyhow::ensure!(code < 300, "answered {code}");
+                    return Ok(());
+                }
+            }
+        }
+        anyhow::bail!("no answer")
+    }
+
+    async fn answer(self, mut tx: Transaction) {
+        if self.down.load(Ordering::Relaxed) {
+            return;
+        }
+        if tx.original.method != Method::Message {
+            let _ = tx.reply(StatusCode::MethodNotAllowed).await;
+            return;
+        }
+        let Ok(Body::Query { cmd, sn, .. }) = manscdp::parse(tx.original.body()) else {
+            let _ = tx.reply(StatusCode::BadRequest).await;
+            return;
+        };
+        let _ = tx.reply(StatusCode::OK).await;
+        let o = &self.options;
+        match cmd.to_ascii_lowercase().as_str() {
+            "catalog" => {
+                self.stats.catalog_queries.fetch_add(1, Ordering::Relaxed);
+                let items = catalog_of(&o.id, o.channels);
+                let pages: Vec<&[CatalogItem]> = if items.is_empty() {
+                    vec![&[]]
+                } else {
+                    items.chunks(o.page_size.max(1)).collect()
+                };
+                for page in pages {
+                    let body = manscdp::catalog_response(sn, &o.id, items.len(), page);
+                    if self.message(body).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            "deviceinfo" => {
+                self.stats.info_queries.fetch_add(1, Ordering::Relaxed);
+                let info = DeviceInfo {
+                    device_id: o.id.clone(),
+                    name: Some(format!(
+                        "模拟设备 {}",
+                        &o.id[o.id.len().saturating_sub(4)..]
+                    )),
+                    manufacturer: Some("camsim".into()),
+                    model: Some("GB-SIM".into()),
+                    firmware: Some(env!("CARGO_PKG_VERSION").into()),
+                    channels: Some(o.channels as u32),
+                };
+                let _ = self.message(manscdp::device_info_response(sn, &info)).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `camsim --gb28181 N`: N devices with consecutive ids after `first_id`, started a few at a time;
+/// runs until cancelled.
+pub async fn run_devices(
+    template: GbDeviceOptions,
+    count: usize,
+    cancel: CancellationToken,
+) -> anyhow::Result<Vec<GbDevice>> {
+    let base: u128 = template.id.parse()?;
+    let mut devices = Vec::with_capacity(count);
+    for n in 0..count {
+        let options = GbDeviceOptions {
+            id: format!("{:020}", base + n as u128),
+            ..template.clone()
+        };
+        let device = GbDevice::start(options, cancel.clone()).await?;
+        let status = device.stats.last_status.load(Ordering::Relaxed);
+        if status != 200 {
+            tracing::warn!(device = %device.options.id, status, "camsim GB device not registered");
+        }
+        devices.push(device);
+    }
+    tracing::info!(count, "camsim GB/T 28181 devices registered");
+    Ok(devices)
+}

@@ -1,0 +1,332 @@
+//! The `[gb28181]` configuration section: qianliyan as the upper platform (上级平台) that GB/T 28181
+//! devices and lower platforms register to. No section: no SIP port is opened.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `sip_id` | — (required) | this platform's 20-digit SIP id (国标编码), e.g. `34020000002000000001` |
+//! | `domain` | the first 10 digits of `sip_id` | the SIP domain (realm of the digest challenge) |
+//! | `listen` | `"0.0.0.0:5060"` | address of the SIP port, UDP and TCP |
+//! | `password_env` | — (required) | environment variable holding the registration password devices use |
+//! | `auto_accept` | `false` | any device that authenticates may register; otherwise only those in `[[gb28181.devices]]` |
+//! | `keepalive_interval` | `"60s"` | the interval devices are configured with (心跳周期) |
+//! | `keepalive_misses` | `3` | a device is offline (`keepalive_timeout`) after this many intervals without a keepalive |
+//! | `max_expires` | `"3600s"` | longest registration granted (a device asking for more gets this) |
+//! | `max_devices` | `10000` | registered devices at most; more are refused (403) and counted |
+//! | `[[gb28181.devices]]` | none | `id` (20 digits), `name`, `password_env` (a password of its own): the allow-list |
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Secret};
+
+/// The `[gb28181]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGbConfig {
+    /// This platform's SIP id.
+    pub sip_id: Option<String>,
+    /// SIP domain (default: the first 10 digits of `sip_id`).
+    pub domain: Option<String>,
+    /// SIP port address, UDP and TCP.
+    pub listen: Option<String>,
+    /// Environment variable with the registration password.
+    pub password_env: Option<String>,
+    /// Accept any device that authenticates.
+    pub auto_accept: Option<bool>,
+    /// Keepalive interval devices use.
+    pub keepalive_interval: Option<String>,
+    /// Missed keepalives before offline.
+    pub keepalive_misses: Option<u32>,
+    /// Longest registration granted.
+    pub max_expires: Option<String>,
+    /// Most registered devices.
+    pub max_devices: Option<usize>,
+    /// Allowed devices and their own passwords.
+    #[serde(default)]
+    pub devices: Vec<RawGbDevice>,
+}
+
+/// One `[[gb28181.devices]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGbDevice {
+    /// The device's 20-digit id.
+    pub id: String,
+    /// A name to show until the device reports its own.
+    pub name: Option<String>,
+    /// Environment variable with this device's own password.
+    pub password_env: Option<String>,
+}
+
+/// An allowed device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GbDevicePolicy {
+    /// Name from the configuration.
+    pub name: Option<String>,
+    /// Its own password (`None`: the platform's).
+    pub password: Option<Secret>,
+}
+
+/// The validated `[gb28181]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GbConfig {
+    /// This platform's SIP id.
+    pub sip_id: String,
+    /// SIP domain and digest realm.
+    pub domain: String,
+    /// SIP port (UDP and TCP).
+    pub listen: SocketAddr,
+    /// Registration password.
+    pub password: Secret,
+    /// Accept any device that authenticates.
+    pub auto_accept: bool,
+    /// Keepalive interval.
+    pub keepalive_interval: Duration,
+    /// Missed keepalives before offline.
+    pub keepalive_misses: u32,
+    /// Longest registration granted.
+    pub max_expires: Duration,
+    /// Most registered devices.
+    pub max_devices: usize,
+    /// The allow-list, by device id.
+    pub devices: BTreeMap<String, GbDevicePolicy>,
+}
+
+impl GbConfig {
+    /// The password `device` must use.
+    pub fn password_for(&self, device: &str) -> &Secret {
+        self.devices
+            .get(device)
+            .and_then(|d| d.password.as_ref())
+            .unwrap_or(&self.password)
+    }
+
+    /// Whether `device` may register.
+    pub fn allows(&self, device: &str) -> bool {
+        self.auto_accept || self.devices.contains_key(device)
+    }
+
+    /// How long without a keepalive makes a device offline.
+    pub fn keepalive_timeout(&self) -> Duration {
+        self.keepalive_interval * self.keepalive_misses
+    }
+}
+
+/// Whether `id` is a 20-digit GB/T 28181 code.
+pub fn valid_gb_id(id: &str) -> bool {
+    id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn env_secret(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Secret> {
+    match env(var) {
+        Some(v) if !v.is_empty() => Some(Secret::new(v)),
+        Some(_) => {
+            errors.push(ConfigError::new(
+                path,
+                format!("environment variable {var} is empty"),
+            ));
+            None
+        }
+        None => {
+            errors.push(ConfigError::new(
+                path,
+                format!("environment variable {var} is not set"),
+            ));
+            None
+        }
+    }
+}
+
+impl RawGbConfig {
+    /// Validates the section; every error names its field. `env` reads environment variables.
+    pub fn validate(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<GbConfig, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let sip_id = match &self.sip_id {
+            Some(id) if valid_gb_id(id) => id.clone(),
+            Some(id) => {
+                errors.push(ConfigError::new(
+                    "gb28181.sip_id",
+                    format!("{id:?} is not a GB/T 28181 id: 20 digits"),
+                ));
+                String::new()
+            }
+            None => {
+                errors.push(ConfigError::new(
+                    "gb28181.sip_id",
+                    "missing: this platform's 20-digit SIP id, e.g. \"34020000002000000001\"",
+                ));
+                String::new()
+            }
+        };
+        let domain = match &self.domain {
+            Some(d)
+                if !d.is_empty()
+                    && d.len() <= 64
+                    && d.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-')) =>
+            {
+                d.clone()
+            }
+            Some(d) => {
+                errors.push(ConfigError::new(
+                    "gb28181.domain",
+                    format!("{d:?} is not a SIP domain: letters, digits, '.' and '-'"),
+                ));
+                String::new()
+            }
+            None => sip_id.get(..10).unwrap_or_default().to_owned(),
+        };
+        let listen_text = self.listen.as_deref().unwrap_or("0.0.0.0:5060");
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            errors.push(ConfigError::new(
+                "gb28181.listen",
+                format!("{listen_text:?} is not an address: ip:port, e.g. \"0.0.0.0:5060\""),
+            ));
+            SocketAddr::from(([0, 0, 0, 0], 5060))
+        });
+        let password = match &self.password_env {
+            Some(var) => env_secret(&mut errors, "gb28181.password_env", var, env),
+            None => {
+                errors.push(ConfigError::new(
+                    "gb28181.password_env",
+                    "missing: the environment variable holding the registration password",
+                ));
+                None
+            }
+        };
+        let keepalive_interval = crate::config::duration_field(
+            &mut errors,
+            "gb28181.keepalive_interval",
+            self.keepalive_interval.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        let keepalive_misses = self.keepalive_misses.unwrap_or(3);
+        if !(1..=100).contains(&keepalive_misses) {
+            errors.push(ConfigError::new(
+                "gb28181.keepalive_misses",
+                format!("{keepalive_misses} is out of range: 1 to 100"),
+            ));
+        }
+        let max_expires = crate::config::duration_field(
+            &mut errors,
+            "gb28181.max_expires",
+            self.max_expires.as_deref(),
+            Duration::from_secs(3600),
+            Duration::from_secs(10),
+        );
+        let max_devices = self.max_devices.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_devices) {
+            errors.push(ConfigError::new(
+                "gb28181.max_devices",
+                format!("{max_devices} is out of range: 1 to 1000000"),
+            ));
+        }
+        let mut devices = BTreeMap::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let path = format!("gb28181.devices[{i}]");
+            if !valid_gb_id(&d.id) {
+                errors.push(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("{:?} is not a GB/T 28181 id: 20 digits", d.id),
+                ));
+                continue;
+            }
+            let password = d
+                .password_env
+                .as_ref()
+                .and_then(|var| env_secret(&mut errors, &format!("{path}.password_env"), var, env));
+            let policy = GbDevicePolicy {
+                name: d.name.clone(),
+                password,
+            };
+            if devices.insert(d.id.clone(), policy).is_some() {
+                errors.push(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("device {} is listed twice", d.id),
+                ));
+            }
+        }
+        match password {
+            Some(password) if errors.is_empty() => Ok(GbConfig {
+                sip_id,
+                domain,
+                listen,
+                password,
+                auto_accept: self.auto_accept.unwrap_or(false),
+                keepalive_interval,
+                keepalive_misses,
+                max_expires,
+                max_devices,
+                devices,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "GB_PASS" => Some("s3cret".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn defaults_and_device_passwords() {
+        let raw: RawGbConfig = toml::from_str(
+            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[[devices]]\nid = \"34020000001110000001\"\nname = \"东门\"\n",
+        )
+        .unwrap();
+        let c = raw.validate(&env).unwrap();
+        assert_eq!(c.domain, "3402000000");
+        assert_eq!(c.listen, "0.0.0.0:5060".parse().unwrap());
+        assert_eq!(c.keepalive_timeout(), Duration::from_secs(180));
+        assert!(c.allows("34020000001110000001") && !c.allows("34020000001110000002"));
+        assert_eq!(c.password_for("34020000001110000001").expose(), "s3cret");
+        assert_eq!(format!("{c:?}").matches("s3cret").count(), 0);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let raw: RawGbConfig = toml::from_str(
+            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
+        )
+        .unwrap();
+        let errors = raw.validate(&env).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "gb28181.sip_id",
+                "gb28181.domain",
+                "gb28181.listen",
+                "gb28181.password_env",
+                "gb28181.keepalive_interval",
+                "gb28181.keepalive_misses",
+                "gb28181.max_devices",
+                "gb28181.devices[0].id",
+                "gb28181.devices[1].password_env"
+            ],
+            "{errors:?}"
+        );
+        let missing = RawGbConfig::default().validate(&env).unwrap_err();
+        assert!(missing[0].message.contains("20-digit"), "{missing:?}");
+    }
+}

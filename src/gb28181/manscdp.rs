@@ -1,0 +1,536 @@
+//! MANSCDP bodies (GB/T 28181 §A): the XML a device and a platform exchange in SIP MESSAGEs —
+//! keepalives, catalog and device-info queries and their answers.
+//!
+//! Devices declare `encoding="GB2312"` whatever they actually send: a body is read as UTF-8 when it
+//! is valid UTF-8 and as GB18030 (a superset of GB2312 and GBK) otherwise. Parsing is lenient —
+//! unknown elements are skipped, element names compared without case, numbers that do not parse are
+//! left out — but a body that is not XML, or has no `CmdType`, is an error that names what is wrong.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+/// Bodies larger than this are refused (a 200-channel catalog page is about 60 KB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError(pub String);
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// A body's text: UTF-8 when it is valid UTF-8, else GB18030.
+pub fn decode_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => encoding_rs::GB18030.decode_without_bom_handling(bytes).0,
+    }
+}
+
+/// One XML element: its name, text and children (MANSCDP is a few levels deep).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Element {
+    /// Local name as written.
+    pub name: String,
+    /// Text content, trimmed.
+    pub text: String,
+    /// Child elements in order.
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    /// The first child named `name` (ASCII case ignored).
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The text of the first child named `name`, when it is not empty.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name)
+            .map(|c| c.text.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.text_of(name).and_then(|t| t.trim().parse().ok())
+    }
+}
+
+/// Parses an XML document into its root element.
+pub fn parse_xml(text: &str) -> Result<Element, BodyError> {
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    let mut stack: Vec<Element> = Vec::new();
+    loop {
+        let at = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| BodyError(format!("not XML at byte {at}: {e}")))?;
+        match event {
+            Event::Start(e) => {
+                if stack.len() > 16 {
+                    return Err(BodyError("XML nested more than 16 levels".into()));
+                }
+                stack.push(Element {
+                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ..Element::default()
+                });
+            }
+            Event::Empty(e) => {
+                let el = Element {
+                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ..Element::default()
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => return Ok(el),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    let s = t
+                        .decode()
+                        .map_err(|e| BodyError(format!("text at byte {at}: {e}")))?;
+                    top.text.push_str(s.trim());
+                }
+            }
+            Event::CData(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(String::from_utf8_lossy(&t).trim());
+                }
+            }
+            Event::GeneralRef(r) => {
+                if let Some(top) = stack.last_mut() {
+                    let resolved = match r.resolve_char_ref() {
+                        Ok(Some(c)) => Some(c),
+                        _ => match AsRef::<[u8]>::as_ref(&*r) {
+                            b"amp" => Some('&'),
+                            b"lt" => Some('<'),
+                            b"gt" => Some('>'),
+                            b"quot" => Some('"'),
+                            b"apos" => Some('\''),
+                            _ => None,
+                        },
+                    };
+                    if let Some(c) = resolved {
+                        top.text.push(c);
+                    }
+                }
+            }
+            Event::End(_) => {
+                let done = stack
+                    .pop()
+                    .expect("an end has its start (the reader checks)");
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(done),
+                    None => return Ok(done),
+                }
+            }
+            Event::Eof => {
+                return Err(BodyError(match stack.first() {
+                    Some(root) => format!("XML ends inside <{}>", root.name),
+                    None => "empty body: no XML element".into(),
+                }));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One entry of a catalog answer: a channel (camera) or a group/organisation node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogItem {
+    /// The entry's 20-digit code.
+    pub id: String,
+    /// Name as the device reports it.
+    pub name: String,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Administrative-division code (行政区划).
+    pub civil_code: Option<String>,
+    /// Parent device or group.
+    pub parent_id: Option<String>,
+    /// `ON`/`OFF` as reported (`None`: not said).
+    pub online: Option<bool>,
+    /// WGS-84 longitude.
+    pub longitude: Option<f64>,
+    /// WGS-84 latitude.
+    pub latitude: Option<f64>,
+}
+
+impl CatalogItem {
+    /// The type digits of a 20-digit code (positions 11–13): 131/132 cameras, 118 NVR channels,
+    /// 200 platforms, 215/216 groups.
+    pub fn type_code(&self) -> Option<u16> {
+        type_code(&self.id)
+    }
+}
+
+/// The type digits (positions 11–13) of a 20-digit GB/T 28181 code.
+pub fn type_code(id: &str) -> Option<u16> {
+    (id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| id[10..13].parse().ok())
+        .flatten()
+}
+
+/// One page of a catalog answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogPage {
+    /// The query's serial number.
+    pub sn: u32,
+    /// The answering device.
+    pub device_id: String,
+    /// Entries in the whole catalog (all pages).
+    pub sum_num: u32,
+    /// This page's entries.
+    pub items: Vec<CatalogItem>,
+}
+
+/// A DeviceInfo answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceInfo {
+    /// The answering device.
+    pub device_id: String,
+    /// Device name.
+    pub name: Option<String>,
+    /// Manufacturer.
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// Channels the device has.
+    pub channels: Option<u32>,
+}
+
+/// What a MESSAGE body says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `Notify/Keepalive`: the device is alive.
+    Keepalive {
+        /// Serial number.
+        sn: u32,
+        /// The device.
+        device_id: String,
+        /// `Status` is `OK` (or absent).
+        ok: bool,
+    },
+    /// `Response/Catalog`: one page of the device's channel list.
+    Catalog(CatalogPage),
+    /// `Response/DeviceInfo`.
+    DeviceInfo(DeviceInfo),
+    /// A query (`Query/...`) — what a device answers.
+    Query {
+        /// `CmdType`.
+        cmd: String,
+        /// Serial number.
+        sn: u32,
+        /// The device asked.
+        device_id: String,
+    },
+    /// Anything else with a `CmdType` (alarms, status, …): answered, not yet acted on.
+    Other {
+        /// Root element (`Notify`, `Response`, `Control`).
+        root: String,
+        /// `CmdType`.
+        cmd: String,
+        /// The device it names.
+        device_id: Option<String>,
+    },
+}
+
+/// Reads a MESSAGE body.
+pub fn parse(bytes: &[u8]) -> Result<Body, BodyError> {
+    if bytes.len() > MAX_BODY {
+        return Err(BodyError(format!(
+            "body of {} bytes is over the {MAX_BODY}-byte limit",
+            bytes.len()
+        )));
+    }
+    let text = decode_text(bytes);
+    let root = parse_xml(&text)?;
+    let cmd = root
+        .text_of("CmdType")
+        .ok_or_else(|| BodyError(format!("<{}> has no CmdType", root.name)))?
+        .to_owned();
+    let sn = root.number("SN").unwrap_or(0);
+    let device_id = root.text_of("DeviceID").map(str::to_owned);
+    let need_device = || {
+        device_id
+            .clone()
+            .ok_or_else(|| BodyError(format!("{} {cmd} has no DeviceID", root.name)))
+    };
+    let kind = (root.name.to_ascii_lowercase(), cmd.to_ascii_lowercase());
+    Ok(match (kind.0.as_str(), kind.1.as_str()) {
+        ("notify", "keepalive") => Body::Keepalive {
+            sn,
+            device_id: need_device()?,
+            ok: root
+                .text_of("Status")
+                .is_none_or(|s| s.eq_ignore_ascii_case("OK")),
+        },
+        ("response", "catalog") => Body::Catalog(CatalogPage {
+            sn,
+            device_id: need_device()?,
+            sum_num: root.number("SumNum").unwrap_or(0),
+            items: root
+                .child("DeviceList")
+                .map(|list| {
+                    list.children
+                        .iter()
+                        .filter(|i| i.name.eq_ignore_ascii_case("Item"))
+                        .filter_map(catalog_item)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        ("response", "deviceinfo") => Body::DeviceInfo(DeviceInfo {
+            device_id: need_device()?,
+            name: root.text_of("DeviceName").map(str::to_owned),
+            manufacturer: root.text_of("Manufacturer").map(str::to_owned),
+            model: root.text_of("Model").map(str::to_owned),
+            firmware: root.text_of("Firmware").map(str::to_owned),
+            channels: root.number("Channel"),
+        }),
+        ("query", _) => {
+            let device_id = need_device()?;
+            Body::Query { cmd, sn, device_id }
+        }
+        _ => Body::Other {
+            root: root.name.clone(),
+            cmd,
+            device_id,
+        },
+    })
+}
+
+fn catalog_item(item: &Element) -> Option<CatalogItem> {
+    let id = item.text_of("DeviceID")?.to_owned();
+    let coord = |name: &str| {
+        item.number::<f64>(name)
+            .filter(|v| v.is_finite() && *v != 0.0)
+    };
+    Some(CatalogItem {
+        name: item.text_of("Name").unwrap_or(&id).to_owned(),
+        manufacturer: item.text_of("Manufacturer").map(str::to_owned),
+        model: item.text_of("Model").map(str::to_owned),
+        civil_code: item.text_of("CivilCode").map(str::to_owned),
+        parent_id: item.text_of("ParentID").map(str::to_owned),
+        online: item
+            .text_of("Status")
+            .map(|s| s.eq_ignore_ascii_case("ON") || s.eq_ignore_ascii_case("OK") || s == "1"),
+        longitude: coord("Longitude"),
+        latitude: coord("Latitude"),
+        id,
+    })
+}
+
+fn escape(s: &str) -> Cow<'_, str> {
+    quick_xml::escape::escape(s)
+}
+
+/// A query to a device (`Catalog`, `DeviceInfo`, `DeviceStatus`), ASCII only.
+pub fn query(cmd: &str, sn: u32, device_id: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>{}</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n</Query>\r\n",
+        escape(cmd),
+        escape(device_id)
+    )
+    .into_bytes()
+}
+
+/// A device's keepalive.
+pub fn keepalive(sn: u32, device_id: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n",
+        escape(device_id)
+    )
+    .into_bytes()
+}
+
+/// One page of a device's catalog answer, encoded in GB18030 as devices send it.
+pub fn catalog_response(
+    sn: u32,
+    device_id: &str,
+    sum_num: usize,
+    items: &[CatalogItem],
+) -> Vec<u8> {
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<SumNum>{sum_num}</SumNum>\r\n<DeviceList Num=\"{}\">\r\n",
+        escape(device_id),
+        items.len()
+    );
+    for i in items {
+        s.push_str(&format!(
+            "<Item>\r\n<DeviceID>{}</DeviceID>\r\n<Name>{}</Name>\r\n",
+            escape(&i.id),
+            escape(&i.name)
+        ));
+        let opt = |s: &mut String, tag: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                s.push_str(&format!("<{tag}>{}</{tag}>\r\n", escape(v)));
+            }
+        };
+        opt(&mut s, "Manufacturer", &i.manufacturer);
+        opt(&mut s, "Model", &i.model);
+        opt(&mut s, "CivilCode", &i.civil_code);
+        opt(&mut s, "ParentID", &i.parent_id);
+        if let Some(on) = i.online {
+            s.push_str(if on {
+                "<Status>ON</Status>\r\n"
+            } else {
+                "<Status>OFF</Status>\r\n"
+            });
+        }
+        if let (Some(lon), Some(lat)) = (i.longitude, i.latitude) {
+            s.push_str(&format!(
+                "<Longitude>{lon}</Longitude>\r\n<Latitude>{lat}</Latitude>\r\n"
+            ));
+        }
+        s.push_str("<Parental>0</Parental>\r\n</Item>\r\n");
+    }
+    s.push_str("</DeviceList>\r\n</Response>\r\n");
+    encoding_rs::GB18030.encode(&s).0.into_owned()
+}
+
+/// A device's DeviceInfo answer, encoded in GB18030.
+pub fn device_info_response(sn: u32, info: &DeviceInfo) -> Vec<u8> {
+    let field = |tag: &str, v: &Option<String>| {
+        v.as_ref()
+            .map(|v| format!("<{tag}>{}</{tag}>\r\n", escape(v)))
+            .unwrap_or_default()
+    };
+    let s = format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>DeviceInfo</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n{}{}{}{}<Channel>{}</Channel>\r\n<Result>OK</Result>\r\n</Response>\r\n",
+        escape(&info.device_id),
+        field("DeviceName", &info.name),
+        field("Manufacturer", &info.manufacturer),
+        field("Model", &info.model),
+        field("Firmware", &info.firmware),
+        info.channels.unwrap_or(0)
+    );
+    encoding_rs::GB18030.encode(&s).0.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_and_query_round_trip() {
+        assert_eq!(
+            parse(&keepalive(7, "34020000001320000001")).unwrap(),
+            Body::Keepalive {
+                sn: 7,
+                device_id: "34020000001320000001".into(),
+                ok: true
+            }
+        );
+        assert_eq!(
+            parse(&query("Catalog", 9, "34020000001320000001")).unwrap(),
+            Body::Query {
+                cmd: "Catalog".into(),
+                sn: 9,
+                device_id: "34020000001320000001".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_gb2312_catalog_is_read_with_its_chinese_names() {
+        let items = vec![
+            CatalogItem {
+                id: "34020000001310000001".into(),
+                name: "金塔县城东路口 & 北".into(),
+                civil_code: Some("620921".into()),
+                parent_id: Some("34020000001110000001".into()),
+                online: Some(true),
+                longitude: Some(98.9),
+                latitude: Some(39.98),
+                ..CatalogItem::default()
+            },
+            CatalogItem {
+                id: "34020000001320000002".into(),
+                name: "鼎新镇政府".into(),
+                online: Some(false),
+                ..CatalogItem::default()
+            },
+        ];
+        let bytes = catalog_response(3, "34020000001110000001", 5, &items);
+        assert!(
+            std::str::from_utf8(&bytes).is_err(),
+            "the body is GB18030, not UTF-8"
+        );
+        let Body::Catalog(page) = parse(&bytes).unwrap() else {
+            panic!("not a catalog")
+        };
+        assert_eq!(page.sum_num, 5);
+        assert_eq!(page.items, items);
+        assert_eq!(page.items[0].type_code(), Some(131));
+        assert_eq!(page.items[1].type_code(), Some(132));
+    }
+
+    #[test]
+    fn utf8_bodies_declared_gb2312_are_read_as_utf8() {
+        let body = "<?xml version=\"1.0\" encoding=\"GB2312\"?><Response><CmdType>DeviceInfo</CmdType><SN>1</SN><DeviceID>34020000001110000001</DeviceID><DeviceName>东门录像机</DeviceName><Channel>16</Channel></Response>";
+        let Body::DeviceInfo(info) = parse(body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(info.name.as_deref(), Some("东门录像机"));
+        assert_eq!(info.channels, Some(16));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_that_say_what_is_wrong() {
+        for (body, says) in [
+            (&b""[..], "empty body"),
+            (
+                b"<Notify><CmdType>Keepalive</CmdType>",
+                "ends inside <Notify>",
+            ),
+            (b"<Notify><SN>1</SN></Notify>", "no CmdType"),
+            (
+                b"<Notify><CmdType>Keepalive</CmdType></Notify>",
+                "Keepalive has no DeviceID",
+            ),
+            (b"<a></b>", "not XML"),
+            (b"\xff\xfe\x00garbage", "no XML element"),
+        ] {
+            let e = parse(body).unwrap_err();
+            assert!(
+                e.0.contains(says),
+                "{:?}: {e}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let deep = "<a>".repeat(40);
+        assert!(parse(deep.as_bytes()).unwrap_err().0.contains("nested"));
+        let big = vec![b' '; MAX_BODY + 1];
+        assert!(parse(&big).unwrap_err().0.contains("limit"));
+    }
+
+    #[test]
+    fn unknown_commands_are_other() {
+        let body = b"<Notify><CmdType>Alarm</CmdType><SN>2</SN><DeviceID>x</DeviceID></Notify>";
+        assert_eq!(
+            parse(body).unwrap(),
+            Body::Other {
+                root: "Notify".into(),
+                cmd: "Alarm".into(),
+                device_id: Some("x".into())
+            }
+        );
+    }
+}

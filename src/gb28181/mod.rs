@@ -1,0 +1,306 @@
+//! The GB/T 28181 stage (issue 16): qianliyan as the upper platform (上级平台) that cameras, NVRs and
+//! lower platforms register to over SIP.
+//!
+//! This step (16 a) is the signalling: registration with digest authentication, keepalives, the
+//! device registry with its `unregistered` / `keepalive_timeout` states, and DeviceInfo and catalog
+//! queries (multi-page catalogs assembled by `SumNum`). Catalog channels becoming cameras, INVITE and
+//! PS over RTP, and alarms are the next steps.
+//!
+//! - [`config`]: the `[gb28181]` section.
+//! - [`manscdp`]: the XML bodies (UTF-8 or GB18030).
+//! - [`registry`]: device state, pure and clock-driven.
+//! - `service`: the SIP endpoint (rsipstack: transactions, retransmissions, UDP and TCP).
+//!
+//! The SIP stack is the `rsipstack` crate: it runs RFC 3261 transactions (100 Trying, request and
+//! response retransmission, ACK absorption, timers) over UDP and TCP and verifies digests; what is
+//! written here is only the GB/T 28181 meaning of each message.
+
+pub mod config;
+pub mod manscdp;
+pub mod registry;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use rsipstack::EndpointBuilder;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{TcpListenerConnection, TransportLayer};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{GbConfig, RawGbConfig};
+pub use registry::{Change, DeviceState, Transport};
+pub use service::GbStats;
+
+use crate::clock::Clock;
+
+/// The stage could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GbError {
+    /// A SIP port could not be opened.
+    #[error("gb28181.listen: cannot open the SIP port {addr} ({transport}): {detail}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// `UDP` or `TCP`.
+        transport: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A device as the API shows it (no secret in it).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    /// 20-digit id.
+    pub id: String,
+    /// Name (configured, else reported).
+    pub name: Option<String>,
+    /// `online` or `offline`.
+    pub state: &'static str,
+    /// Why offline.
+    pub reason: Option<&'static str>,
+    /// The reason in Chinese.
+    pub reason_zh: Option<&'static str>,
+    /// The reason in English.
+    pub reason_en: Option<&'static str>,
+    /// Since when (Unix ms).
+    pub since_ms: i64,
+    /// `udp` or `tcp`.
+    pub transport: Transport,
+    /// Where its requests come from.
+    pub address: String,
+    /// Last registration (Unix ms).
+    pub registered_ms: Option<i64>,
+    /// Last keepalive (Unix ms).
+    pub keepalive_ms: Option<i64>,
+    /// Manufacturer (DeviceInfo).
+    pub manufacturer: Option<String>,
+    /// Model (DeviceInfo).
+    pub model: Option<String>,
+    /// Firmware (DeviceInfo).
+    pub firmware: Option<String>,
+    /// Entries in its last complete catalog.
+    pub catalog_entries: usize,
+    /// When that catalog arrived (Unix ms).
+    pub catalog_ms: Option<i64>,
+}
+
+/// One catalog entry as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntryView {
+    /// 20-digit code.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Type digits (131/132 camera, 118 NVR channel, 215/216 group …).
+    pub type_code: Option<u16>,
+    /// Administrative-division code.
+    pub civil_code: Option<String>,
+    /// Parent.
+    pub parent_id: Option<String>,
+    /// Reported `ON`/`OFF`.
+    pub online: Option<bool>,
+    /// Longitude.
+    pub longitude: Option<f64>,
+    /// Latitude.
+    pub latitude: Option<f64>,
+}
+
+/// Counts for `/metrics` and `/api/system`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GbSummary {
+    /// Devices that registered since start.
+    pub devices: usize,
+    /// Devices online now.
+    pub online: usize,
+}
+
+/// The running stage.
+#[derive(Clone)]
+pub struct Gb28181 {
+    service: Arc<service::Service>,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    crate::time::unix_ms(t)
+}
+
+impl Gb28181 {
+    /// Opens the SIP port (UDP and TCP on the same port) and starts answering; runs until `cancel`.
+    pub async fn start(
+        config: GbConfig,
+        clock: Arc<dyn Clock>,
+        cancel: CancellationToken,
+    ) -> Result<Self, GbError> {
+        let bind_err = |addr, transport, e: rsipstack::Error| GbError::Bind {
+            addr,
+            transport,
+            detail: e.to_string(),
+        };
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_err(config.listen, "UDP", e))?;
+        let port = udp
+            .get_addr()
+            .get_socketaddr()
+            .map(|a| a.port())
+            .unwrap_or(config.listen.port());
+        let local = SocketAddr::new(config.listen.ip(), port);
+        let tcp = TcpListenerConnection::new(local, None)
+            .await
+            .map_err(|e| bind_err(local, "TCP", e))?;
+        let transport = TransportLayer::new(cancel.child_token());
+        transport.add_transport(udp.into());
+        transport.add_transport(tcp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_user_agent(concat!("qianliyan/", env!("CARGO_PKG_VERSION")))
+            .with_transport_layer(transport)
+            .with_cancel_token(cancel.child_token())
+            .build();
+        let mut incoming = endpoint
+            .incoming_transactions()
+            .expect("a new endpoint's transaction receiver is there");
+        // Requests to devices go out from the listening address a device can answer.
+        let advertised = if local.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port)
+        } else {
+            local
+        };
+        let service = Arc::new(service::Service::new(
+            config,
+            clock,
+            endpoint.inner.clone(),
+            advertised,
+        ));
+        tokio::spawn(async move { endpoint.serve().await });
+        let handler = Arc::clone(&service);
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                let tx = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    tx = incoming.recv() => match tx { Some(tx) => tx, None => break },
+                };
+                let h = Arc::clone(&handler);
+                tokio::spawn(async move { h.handle(tx).await });
+            }
+        });
+        let ticker = Arc::clone(&service);
+        tokio::spawn(async move {
+            let period = (ticker.config.keepalive_interval / 4)
+                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+            let mut every = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = every.tick() => { ticker.tick(); }
+                }
+            }
+        });
+        tracing::info!(%local, sip_id = %service.config.sip_id, domain = %service.config.domain, "GB/T 28181 SIP port open (UDP and TCP)");
+        Ok(Self { service })
+    }
+
+    /// The SIP port's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.service.local
+    }
+
+    /// The stage's counters.
+    pub fn stats(&self) -> &GbStats {
+        &self.service.stats
+    }
+
+    /// Devices known and online.
+    pub fn summary(&self) -> GbSummary {
+        let reg = self.service.registry();
+        GbSummary {
+            devices: reg.len(),
+            online: reg.online(),
+        }
+    }
+
+    /// Every device that registered since start.
+    pub fn devices(&self) -> Vec<DeviceView> {
+        self.service.registry().devices().map(view).collect()
+    }
+
+    /// One device and its catalog.
+    pub fn device(&self, id: &str) -> Option<(DeviceView, Vec<CatalogEntryView>)> {
+        let reg = self.service.registry();
+        let d = reg.device(id)?;
+        let catalog = d
+            .catalog
+            .iter()
+            .map(|i| CatalogEntryView {
+                id: i.id.clone(),
+                name: i.name.clone(),
+                type_code: i.type_code(),
+                civil_code: i.civil_code.clone(),
+                parent_id: i.parent_id.clone(),
+                online: i.online,
+                longitude: i.longitude,
+                latitude: i.latitude,
+            })
+            .collect();
+        Some((view(d), catalog))
+    }
+
+    /// Asks a registered device for its catalog again; the answer arrives in pages.
+    pub async fn query_catalog(&self, id: &str) -> Result<(), String> {
+        self.service.query(id, "Catalog").await
+    }
+
+    /// Marks silent devices now (tests drive time with a manual clock).
+    pub fn tick(&self) -> Vec<Change> {
+        self.service.tick()
+    }
+
+    /// Requests accepted and refused, for `/metrics`.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.service.stats;
+        [
+            ("registered", &s.registered),
+            ("challenged", &s.challenged),
+            ("wrong_password", &s.wrong_password),
+            ("not_allowed", &s.not_allowed),
+            ("keepalive", &s.keepalives),
+            ("bad_message", &s.bad_messages),
+            ("not_registered", &s.unregistered_requests),
+            ("query_sent", &s.queries_sent),
+            ("query_failed", &s.queries_failed),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
+        .collect()
+    }
+}
+
+fn view(d: &registry::Device) -> DeviceView {
+    let (state, reason) = match d.state {
+        DeviceState::Online => ("online", None),
+        DeviceState::Offline(r) => ("offline", Some(r)),
+    };
+    DeviceView {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        state,
+        reason: reason.map(|r| r.as_str()),
+        reason_zh: reason.map(|r| r.zh()),
+        reason_en: reason.map(|r| r.en()),
+        since_ms: ms(d.since),
+        transport: d.transport,
+        address: d.addr.to_string(),
+        registered_ms: d.registered_at.map(ms),
+        keepalive_ms: d.keepalive_at.map(ms),
+        manufacturer: d.info.as_ref().and_then(|i| i.manufacturer.clone()),
+        model: d.info.as_ref().and_then(|i| i.model.clone()),
+        firmware: d.info.as_ref().and_then(|i| i.firmware.clone()),
+        catalog_entries: d.catalog.len(),
+        catalog_ms: d.catalog_at.map(ms),
+    }
+}

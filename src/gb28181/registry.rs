@@ -1,0 +1,427 @@
+//! The device registry: which GB/T 28181 devices are registered, from where, whether they keep
+//! alive, and what their catalogs hold. Pure state driven by the SIP service with the time it reads
+//! from the [`Clock`](crate::clock::Clock); no sockets here, so every rule is tested directly.
+//!
+//! A device is `online` from a successful REGISTER until it unregisters (`Expires: 0` → offline,
+//! `unregistered`), its registration runs out (`unregistered`), or `keepalive_misses` intervals pass
+//! without a keepalive (`keepalive_timeout`). A keepalive from an offline device whose registration
+//! still holds brings it back online.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::manscdp::{CatalogItem, CatalogPage, DeviceInfo};
+use crate::health::OfflineReason;
+
+/// SIP transport a device uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+}
+
+/// A device's signalling state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Registered and keeping alive.
+    Online,
+    /// Not (or no longer) reachable by signalling.
+    Offline(OfflineReason),
+}
+
+/// A change of a device's state, for the log and the stage's consumers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The device came online.
+    Online {
+        /// Device id.
+        device: String,
+    },
+    /// The device went offline.
+    Offline {
+        /// Device id.
+        device: String,
+        /// Why.
+        reason: OfflineReason,
+    },
+    /// A whole catalog arrived.
+    Catalog {
+        /// Device id.
+        device: String,
+        /// Entries in it.
+        entries: usize,
+    },
+}
+
+/// What a catalog page did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageOutcome {
+    /// Kept; more pages are expected.
+    Partial {
+        /// Entries so far.
+        have: usize,
+        /// Entries announced.
+        sum: usize,
+    },
+    /// The catalog is complete.
+    Complete(Change),
+    /// The device is not registered.
+    UnknownDevice,
+}
+
+#[derive(Debug, Clone)]
+struct PendingCatalog {
+    sum: usize,
+    items: BTreeMap<String, CatalogItem>,
+}
+
+/// One device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// 20-digit id.
+    pub id: String,
+    /// Name (configuration's, then the device's own).
+    pub name: Option<String>,
+    /// SIP transport.
+    pub transport: Transport,
+    /// Where its requests come from (the source address, not its `Contact`).
+    pub addr: SocketAddr,
+    /// Signalling state.
+    pub state: DeviceState,
+    /// When the state last changed (wall clock).
+    pub since: SystemTime,
+    /// Last REGISTER accepted (wall clock).
+    pub registered_at: Option<SystemTime>,
+    /// Last keepalive (wall clock).
+    pub keepalive_at: Option<SystemTime>,
+    /// DeviceInfo answer.
+    pub info: Option<DeviceInfo>,
+    /// The last complete catalog.
+    pub catalog: Vec<CatalogItem>,
+    /// When it arrived (wall clock).
+    pub catalog_at: Option<SystemTime>,
+    registered_until: Instant,
+    last_seen: Instant,
+    pending: Option<PendingCatalog>,
+}
+
+/// The registry.
+#[derive(Debug)]
+pub struct Registry {
+    devices: BTreeMap<String, Device>,
+    keepalive_timeout: Duration,
+}
+
+impl Registry {
+    /// An empty registry; devices go offline after `keepalive_timeout` without a keepalive.
+    pub fn new(keepalive_timeout: Duration) -> Self {
+        Self {
+            devices: BTreeMap::new(),
+            keepalive_timeout,
+        }
+    }
+
+    /// Devices known, in id order.
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
+    /// One device.
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.get(id)
+    }
+
+    /// Devices online now.
+    pub fn online(&self) -> usize {
+        self.devices
+            .values()
+            .filter(|d| d.state == DeviceState::Online)
+            .count()
+    }
+
+    /// Devices known (registered at least once since start).
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// True when no device has registered.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// A REGISTER was accepted for `expires`. Returns the change when the device came online.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        addr: SocketAddr,
+        transport: Transport,
+        expires: Duration,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<Change> {
+        let d = self.devices.entry(id.to_owned()).or_insert_with(|| Device {
+            id: id.to_owned(),
+            name: name.map(str::to_owned),
+            transport,
+            addr,
+            state: DeviceState::Offline(OfflineReason::Unregistered),
+            since: wall,
+            registered_at: None,
+            keepalive_at: None,
+            info: None,
+            catalog: Vec::new(),
+            catalog_at: None,
+            registered_until: now,
+            last_seen: now,
+            pending: None,
+        });
+        d.addr = addr;
+        d.transport = transport;
+        d.registered_at = Some(wall);
+        d.registered_until = now + expires;
+        d.last_seen = now;
+        set_state(d, DeviceState::Online, wall)
+    }
+
+    /// `Expires: 0`: the device leaves. Returns the change when it was online.
+    pub fn unregister(&mut self, id: &str, wall: SystemTime) -> Option<Change> {
+        let d = self.devices.get_mut(id)?;
+        d.pending = None;
+        set_state(d, DeviceState::Offline(OfflineReason::Unregistered), wall)
+    }
+
+    /// A keepalive from `addr`. `Err(())` when the device never registered (it must register
+    /// first); otherwise the change, when it came back online.
+    #[allow(clippy::result_unit_err)]
+    pub fn keepalive(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Option<Change>, ()> {
+        let d = self.devices.get_mut(id).ok_or(())?;
+        if d.state == DeviceState::Offline(OfflineReason::Unregistered) || now >= d.registered_until
+        {
+            return Err(());
+        }
+        d.addr = addr;
+        d.last_seen = now;
+        d.keepalive_at = Some(wall);
+        Ok(set_state(d, DeviceState::Online, wall))
+    }
+
+    /// Whether `id` is registered now (its requests are accepted).
+    pub fn is_registered(&self, id: &str, now: Instant) -> bool {
+        self.devices.get(id).is_some_and(|d| {
+            d.state != DeviceState::Offline(OfflineReason::Unregistered) && now < d.registered_until
+        })
+    }
+
+    /// A DeviceInfo answer.
+    pub fn device_info(&mut self, info: DeviceInfo) -> bool {
+        match self.devices.get_mut(&info.device_id) {
+            Some(d) => {
+                if let Some(n) = &info.name {
+                    d.name = Some(n.clone());
+                }
+                d.info = Some(info);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A catalog page. Pages accumulate until `SumNum` entries have arrived; entries repeated across
+    /// pages count once. A page announcing a different `SumNum` starts over.
+    pub fn catalog_page(&mut self, page: CatalogPage, wall: SystemTime) -> PageOutcome {
+        let Some(d) = self.devices.get_mut(&page.device_id) else {
+            return PageOutcome::UnknownDevice;
+        };
+        let sum = page.sum_num as usize;
+        let pending = match &mut d.pending {
+            Some(p) if p.sum == sum => p,
+            slot => slot.insert(PendingCatalog {
+                sum,
+                items: BTreeMap::new(),
+            }),
+        };
+        for item in page.items {
+            pending.items.insert(item.id.clone(), item);
+        }
+        let have = pending.items.len();
+        if have < sum {
+            return PageOutcome::Partial { have, sum };
+        }
+        let done = d.pending.take().expect("pending was just set");
+        d.catalog = done.items.into_values().collect();
+        d.catalog_at = Some(wall);
+        PageOutcome::Complete(Change::Catalog {
+            device: d.id.clone(),
+            entries: d.catalog.len(),
+        })
+    }
+
+    /// Ends registrations that ran out and marks devices that stopped keeping alive.
+    pub fn tick(&mut self, now: Instant, wall: SystemTime) -> Vec<Change> {
+        let timeout = self.keepalive_timeout;
+        let mut out = Vec::new();
+        for d in self.devices.values_mut() {
+            if d.state != DeviceState::Online {
+                continue;
+            }
+            let reason = if now >= d.registered_until {
+                OfflineReason::Unregistered
+            } else if now.duration_since(d.last_seen) >= timeout {
+                OfflineReason::KeepaliveTimeout
+            } else {
+                continue;
+            };
+            out.extend(set_state(d, DeviceState::Offline(reason), wall));
+        }
+        out
+    }
+}
+
+fn set_state(d: &mut Device, state: DeviceState, wall: SystemTime) -> Option<Change> {
+    if d.state == state {
+        return None;
+    }
+    d.state = state;
+    d.since = wall;
+    Some(match state {
+        DeviceState::Online => Change::Online {
+            device: d.id.clone(),
+        },
+        DeviceState::Offline(reason) => Change::Offline {
+            device: d.id.clone(),
+            reason,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = "34020000001320000001";
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:5070".parse().unwrap()
+    }
+
+    fn reg(r: &mut Registry, now: Instant, expires: u64) -> Option<Change> {
+        r.register(
+            DEV,
+            None,
+            addr(),
+            Transport::Udp,
+            Duration::from_secs(expires),
+            now,
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn a_silent_device_goes_offline_after_the_timeout_and_a_keepalive_brings_it_back() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut r = Registry::new(Duration::from_secs(3));
+        assert_eq!(
+            reg(&mut r, t0, 3600),
+            Some(Change::Online { device: DEV.into() })
+        );
+        assert_eq!(reg(&mut r, t0, 3600), None, "a refresh changes nothing");
+        assert!(r.tick(t0 + Duration::from_millis(2900), w).is_empty());
+        assert_eq!(
+            r.tick(t0 + Duration::from_secs(3), w),
+            vec![Change::Offline {
+                device: DEV.into(),
+                reason: OfflineReason::KeepaliveTimeout
+            }]
+        );
+        assert!(r.tick(t0 + Duration::from_secs(4), w).is_empty(), "once");
+        let back = r.keepalive(DEV, addr(), t0 + Duration::from_secs(5), w);
+        assert_eq!(back, Ok(Some(Change::Online { device: DEV.into() })));
+        assert_eq!(r.online(), 1);
+    }
+
+    #[test]
+    fn unregistering_or_expiring_is_unregistered_and_keepalives_are_then_refused() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut r = Registry::new(Duration::from_secs(180));
+        assert_eq!(r.keepalive(DEV, addr(), t0, w), Err(()), "never registered");
+        reg(&mut r, t0, 10);
+        assert_eq!(
+            r.tick(t0 + Duration::from_secs(10), w),
+            vec![Change::Offline {
+                device: DEV.into(),
+                reason: OfflineReason::Unregistered
+            }]
+        );
+        assert_eq!(
+            r.keepalive(DEV, addr(), t0 + Duration::from_secs(11), w),
+            Err(())
+        );
+        reg(&mut r, t0 + Duration::from_secs(12), 60);
+        assert!(r.is_registered(DEV, t0 + Duration::from_secs(13)));
+        assert_eq!(
+            r.unregister(DEV, w),
+            Some(Change::Offline {
+                device: DEV.into(),
+                reason: OfflineReason::Unregistered
+            })
+        );
+        assert!(!r.is_registered(DEV, t0 + Duration::from_secs(13)));
+    }
+
+    #[test]
+    fn catalog_pages_are_assembled_until_sum_num() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut r = Registry::new(Duration::from_secs(180));
+        reg(&mut r, t0, 3600);
+        let item = |n: u32| CatalogItem {
+            id: format!("340200000013100{n:05}"),
+            name: format!("通道{n}"),
+            ..CatalogItem::default()
+        };
+        let page = |items: Vec<CatalogItem>| CatalogPage {
+            sn: 1,
+            device_id: DEV.into(),
+            sum_num: 3,
+            items,
+        };
+        assert_eq!(
+            r.catalog_page(page(vec![item(1), item(2)]), w),
+            PageOutcome::Partial { have: 2, sum: 3 }
+        );
+        assert_eq!(
+            r.catalog_page(page(vec![item(2)]), w),
+            PageOutcome::Partial { have: 2, sum: 3 },
+            "a repeated page counts once"
+        );
+        assert_eq!(
+            r.catalog_page(page(vec![item(3)]), w),
+            PageOutcome::Complete(Change::Catalog {
+                device: DEV.into(),
+                entries: 3
+            })
+        );
+        assert_eq!(r.device(DEV).unwrap().catalog.len(), 3);
+        let unknown = CatalogPage {
+            device_id: "34020000001320000999".into(),
+            ..page(vec![])
+        };
+        assert_eq!(r.catalog_page(unknown, w), PageOutcome::UnknownDevice);
+    }
+}

@@ -1,0 +1,553 @@
+//! The SIP side of the stage: one rsipstack endpoint listening on UDP and TCP at `[gb28181] listen`.
+//! rsipstack runs the transactions (retransmissions over UDP, absorbing repeated requests, timers);
+//! this module decides what each request means for the registry and what to answer.
+//!
+//! - REGISTER: an unknown or unlisted device gets 403; a request without credentials gets 401 with a
+//!   fresh nonce (realm = the domain); a wrong digest gets 403 at once (no second challenge); a stale
+//!   nonce gets 401 `stale=true`; `Expires: 0` unregisters. The 200 carries `Date` (GB time sync)
+//!   and the granted `Expires`. The device's source address is remembered (not its `Contact`), and
+//!   after a registration the platform asks for DeviceInfo and the catalog.
+//! - MESSAGE: Keepalive, Catalog and DeviceInfo answers are read; a body that does not parse gets
+//!   400 with the reason; messages of devices that are not registered get 403.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Method, Request, StatusCode, Transport as SipTransport};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::{Transaction, make_tag};
+use rsipstack::transport::{SipAddr, SipConnection};
+
+use super::config::{GbConfig, valid_gb_id};
+use super::manscdp::{self, Body};
+use super::registry::{Change, PageOutcome, Registry, Transport};
+use crate::clock::Clock;
+
+/// How long a nonce handed out in a challenge may be answered.
+const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Most nonces outstanding (a flood of unauthenticated REGISTERs cannot grow memory without bound).
+const MAX_NONCES: usize = 100_000;
+
+/// The stage's counters (`/metrics`).
+#[derive(Debug, Default)]
+pub struct GbStats {
+    /// REGISTERs accepted (including refreshes and unregistrations).
+    pub registered: AtomicU64,
+    /// 401 challenges sent.
+    pub challenged: AtomicU64,
+    /// REGISTERs refused for a wrong password.
+    pub wrong_password: AtomicU64,
+    /// REGISTERs refused because the device is not allowed (or the device cap is reached).
+    pub not_allowed: AtomicU64,
+    /// Keepalives accepted.
+    pub keepalives: AtomicU64,
+    /// Requests refused as malformed (400).
+    pub bad_messages: AtomicU64,
+    /// Requests from devices that are not registered (403).
+    pub unregistered_requests: AtomicU64,
+    /// Queries sent to devices.
+    pub queries_sent: AtomicU64,
+    /// Queries that got no 200.
+    pub queries_failed: AtomicU64,
+}
+
+/// Shared state of the running service.
+pub(crate) struct Service {
+    pub config: GbConfig,
+    pub clock: Arc<dyn Clock>,
+    pub registry: Mutex<Registry>,
+    pub stats: GbStats,
+    pub endpoint: EndpointInnerRef,
+    /// The address the SIP port is bound to.
+    pub local: SocketAddr,
+    nonces: Mutex<HashMap<String, Instant>>,
+    /// TCP devices' connections, by device id (requests to them go back on it).
+    connections: Mutex<HashMap<String, SipConnection>>,
+    sn: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a request was refused, for the log.
+struct Refusal {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Service {
+    pub fn new(
+        config: GbConfig,
+        clock: Arc<dyn Clock>,
+        endpoint: EndpointInnerRef,
+        local: SocketAddr,
+    ) -> Self {
+        Self {
+            registry: Mutex::new(Registry::new(config.keepalive_timeout())),
+            config,
+            clock,
+            stats: GbStats::default(),
+            endpoint,
+            local,
+            nonces: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
+            sn: AtomicU32::new(1),
+        }
+    }
+
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+
+    /// Answers one incoming request. Never panics on what the device sent.
+    pub async fn handle(self: &Arc<Self>, mut tx: Transaction) {
+        let method = tx.original.method;
+        let device = from_user(&tx.original);
+        let result = match method {
+            Method::Register => self.on_register(&mut tx, device.as_deref()).await,
+            Method::Message => self.on_message(&mut tx, device.as_deref()).await,
+            Method::Options => reply(&mut tx, StatusCode::OK, vec![], None).await,
+            _ => {
+                let allow = Header::Other("Allow".into(), "REGISTER, MESSAGE, OPTIONS".into());
+                reply(&mut tx, StatusCode::MethodNotAllowed, vec![allow], None).await
+            }
+        };
+        if let Err(refusal) = result {
+            tracing::warn!(
+                device = device.as_deref().unwrap_or("?"),
+                %method,
+                status = u16::from(refusal.status.clone()),
+                reason = %refusal.reason,
+                "GB/T 28181 request refused"
+            );
+            let warning = Header::Other(
+                "Warning".into(),
+                format!("399 qianliyan \"{}\"", refusal.reason.replace('"', "'")),
+            );
+            let _ = reply(&mut tx, refusal.status, vec![warning], None).await;
+        }
+    }
+
+    async fn on_register(
+        self: &Arc<Self>,
+        tx: &mut Transaction,
+        device: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let Some(device) = device.filter(|d| valid_gb_id(d)) else {
+            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::BadRequest,
+                reason: "the From header does not name a 20-digit device id".into(),
+            });
+        };
+        let registered = self.registry().device(device).is_some();
+        if !self.config.allows(device) {
+            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!(
+                    "device {device} is not in [[gb28181.devices]] and gb28181.auto_accept is off"
+                ),
+            });
+        }
+        if !registered && self.registry().len() >= self.config.max_devices {
+            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!(
+                    "gb28181.max_devices ({}) devices are registered already",
+                    self.config.max_devices
+                ),
+            });
+        }
+        let raw_auth = tx.original.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) => Some(a.value().to_owned()),
+            _ => None,
+        });
+        let Some(raw_auth) = raw_auth else {
+            return self.challenge(tx, false).await;
+        };
+        let auth = match rsipstack::sip::typed::Authorization::parse(&raw_auth) {
+            Ok(a) => a,
+            Err(e) => {
+                self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal {
+                    status: StatusCode::BadRequest,
+                    reason: format!("the Authorization header does not parse: {e}"),
+                });
+            }
+        };
+        let now = self.clock.now();
+        let nonce_ok = lock(&self.nonces)
+            .get(&auth.nonce)
+            .is_some_and(|issued| now.duration_since(*issued) < NONCE_LIFETIME);
+        if !nonce_ok {
+            return self.challenge(tx, true).await;
+        }
+        let password = self.config.password_for(device);
+        if auth.username != device
+            || !rsipstack::dialog::authenticate::verify_digest(
+                &auth,
+                password.expose(),
+                &Method::Register,
+                &raw_auth,
+            )
+        {
+            self.stats.wrong_password.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!("device {device}: wrong password"),
+            });
+        }
+        lock(&self.nonces).remove(&auth.nonce);
+        let asked = requested_expires(&tx.original);
+        let wall = self.clock.wall();
+        let date = Header::Other("Date".into(), gb_date(wall));
+        if asked == Some(0) {
+            self.stats.registered.fetch_add(1, Ordering::Relaxed);
+            let change = self.registry().unregister(device, wall);
+            lock(&self.connections).remove(device);
+            log_change(change);
+            let expires = Header::Expires("0".into());
+            return reply(tx, StatusCode::OK, vec![date, expires], None).await;
+        }
+        let granted = asked
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .unwrap_or(self.config.max_expires)
+            .min(self.config.max_expires);
+        let Some((transport, addr)) = source(tx) else {
+            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::BadRequest,
+                reason: "the request's source address cannot be read from its Via header".into(),
+            });
+        };
+        if transport == Transport::Tcp
+            && let Some(conn) = tx.connection.clone()
+        {
+            lock(&self.connections).insert(device.to_owned(), conn);
+        }
+        let name = self.config.devices.get(device).and_then(|p| p.name.clone());
+        let change =
+            self.registry()
+                .register(device, name.as_deref(), addr, transport, granted, now, wall);
+        self.stats.registered.fetch_add(1, Ordering::Relaxed);
+        let came_online = change.is_some();
+        log_change(change);
+        let expires = Header::Expires(granted.as_secs().to_string().into());
+        reply(tx, StatusCode::OK, vec![date, expires], None).await?;
+        if came_online {
+            let me = Arc::clone(self);
+            let device = device.to_owned();
+            tokio::spawn(async move {
+                let _ = me.query(&device, "DeviceInfo").await;
+                let _ = me.query(&device, "Catalog").await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn challenge(&self, tx: &mut Transaction, stale: bool) -> Result<(), Refusal> {
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        {
+            let now = self.clock.now();
+            let mut nonces = lock(&self.nonces);
+            if nonces.len() >= MAX_NONCES {
+                nonces.retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
+                if nonces.len() >= MAX_NONCES {
+                    return Err(Refusal {
+                        status: StatusCode::ServiceUnavailable,
+                        reason: "too many registrations in progress".into(),
+                    });
+                }
+            }
+            nonces.insert(nonce.clone(), now);
+        }
+        self.stats.challenged.fetch_add(1, Ordering::Relaxed);
+        let value = format!(
+            "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5{}",
+            self.config.domain,
+            if stale { ", stale=true" } else { "" }
+        );
+        let header = Header::WwwAuthenticate(value.into());
+        reply(tx, StatusCode::Unauthorized, vec![header], None).await
+    }
+
+    async fn on_message(
+        self: &Arc<Self>,
+        tx: &mut Transaction,
+        device: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let body = match manscdp::parse(tx.original.body()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal {
+                    status: StatusCode::BadRequest,
+                    reason: format!("MANSCDP body: {e}"),
+                });
+            }
+        };
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        let sender = device.unwrap_or_default();
+        let refuse_unregistered = |me: &Self| {
+            me.stats
+                .unregistered_requests
+                .fetch_add(1, Ordering::Relaxed);
+            Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!("device {sender} is not registered: REGISTER first"),
+            })
+        };
+        match body {
+            Body::Keepalive { device_id, .. } => {
+                let Some((_, addr)) = source(tx) else {
+                    return refuse_unregistered(self);
+                };
+                match self.registry().keepalive(&device_id, addr, now, wall) {
+                    Ok(change) => {
+                        self.stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                        log_change(change);
+                    }
+                    Err(()) => return refuse_unregistered(self),
+                }
+            }
+            Body::Catalog(page) => {
+                if !self.registry().is_registered(sender, now) {
+                    return refuse_unregistered(self);
+                }
+                let device = page.device_id.clone();
+                match self.registry().catalog_page(page, wall) {
+                    PageOutcome::Partial { have, sum } => {
+                        tracing::debug!(device, have, sum, "catalog page");
+                    }
+                    PageOutcome::Complete(change) => log_change(Some(change)),
+                    PageOutcome::UnknownDevice => return refuse_unregistered(self),
+                }
+            }
+            Body::DeviceInfo(info) => {
+                if !self.registry().is_registered(sender, now) || !self.registry().device_info(info)
+                {
+                    return refuse_unregistered(self);
+                }
+            }
+            Body::Query { cmd, .. } | Body::Other { cmd, .. } => {
+                if !self.registry().is_registered(sender, now) {
+                    return refuse_unregistered(self);
+                }
+                tracing::debug!(
+                    device = sender,
+                    cmd,
+                    "GB/T 28181 message answered, not acted on"
+                );
+            }
+        }
+        reply(tx, StatusCode::OK, vec![], None).await
+    }
+
+    /// Sends a query (`Catalog`, `DeviceInfo`) to a registered device and waits for its 200.
+    pub async fn query(&self, device: &str, cmd: &str) -> Result<(), String> {
+        let (addr, transport) = {
+            let reg = self.registry();
+            let d = reg
+                .device(device)
+                .ok_or_else(|| format!("device {device} has never registered"))?;
+            (d.addr, d.transport)
+        };
+        let sn = self.sn.fetch_add(1, Ordering::Relaxed);
+        let body = manscdp::query(cmd, sn, device);
+        let connection = match transport {
+            Transport::Tcp => Some(
+                lock(&self.connections)
+                    .get(device)
+                    .cloned()
+                    .ok_or_else(|| format!("device {device}: its TCP connection is gone"))?,
+            ),
+            Transport::Udp => None,
+        };
+        let sip_transport = match transport {
+            Transport::Udp => SipTransport::Udp,
+            Transport::Tcp => SipTransport::Tcp,
+        };
+        let request = self
+            .request(device, addr, sip_transport, body)
+            .map_err(|e| format!("device {device}: cannot build the {cmd} query: {e}"))?;
+        self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
+        let result = send(&self.endpoint, request, addr, sip_transport, connection).await;
+        if let Err(e) = &result {
+            self.stats.queries_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(device, cmd, error = %e, "GB/T 28181 query failed");
+        }
+        result
+    }
+
+    fn request(
+        &self,
+        device: &str,
+        addr: SocketAddr,
+        transport: SipTransport,
+        body: Vec<u8>,
+    ) -> Result<Request, rsipstack::Error> {
+        let local = SipAddr {
+            r#type: Some(transport),
+            addr: self.local.into(),
+        };
+        let via = self.endpoint.get_via(Some(local), None)?;
+        let target: rsipstack::sip::Uri = format!("sip:{device}@{addr}").as_str().try_into()?;
+        let from_uri: rsipstack::sip::Uri =
+            format!("sip:{}@{}", self.config.sip_id, self.config.domain)
+                .as_str()
+                .try_into()?;
+        let to_uri: rsipstack::sip::Uri = format!("sip:{device}@{}", self.config.domain)
+            .as_str()
+            .try_into()?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: from_uri,
+            params: vec![],
+        }
+        .with_tag(make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: to_uri,
+            params: vec![],
+        };
+        let seq = self.sn.fetch_add(1, Ordering::Relaxed);
+        let mut req = self
+            .endpoint
+            .make_request(Method::Message, target, via, from, to, seq, None);
+        req.headers
+            .push(Header::ContentType("Application/MANSCDP+xml".into()));
+        req.body = body;
+        Ok(req)
+    }
+
+    /// Drops nonces nobody answered and marks silent devices; returns what changed.
+    pub fn tick(&self) -> Vec<Change> {
+        let now = self.clock.now();
+        lock(&self.nonces).retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
+        let changes = self.registry().tick(now, self.clock.wall());
+        for c in &changes {
+            if let Change::Offline { device, .. } = c {
+                lock(&self.connections).remove(device);
+            }
+            log_change(Some(c.clone()));
+        }
+        changes
+    }
+}
+
+/// Sends `request` in a client transaction and waits for its final answer.
+pub(crate) async fn send(
+    endpoint: &EndpointInnerRef,
+    request: Request,
+    addr: SocketAddr,
+    transport: SipTransport,
+    connection: Option<SipConnection>,
+) -> Result<(), String> {
+    let key = TransactionKey::from_request(&request, TransactionRole::Client)
+        .map_err(|e| e.to_string())?;
+    let mut tx = Transaction::new_client(key, request, endpoint.clone(), connection);
+    tx.destination = Some(SipAddr {
+        r#type: Some(transport),
+        addr: addr.into(),
+    });
+    tx.send().await.map_err(|e| e.to_string())?;
+    while let Some(msg) = tx.receive().await {
+        if let rsipstack::sip::SipMessage::Response(resp) = msg {
+            let code = u16::from(resp.status_code.clone());
+            if code >= 200 {
+                return if code < 300 {
+                    Ok(())
+                } else {
+                    Err(format!("answered {code}"))
+                };
+            }
+        }
+    }
+    Err("no answer".into())
+}
+
+async fn reply(
+    tx: &mut Transaction,
+    status: StatusCode,
+    headers: Vec<Header>,
+    body: Option<Vec<u8>>,
+) -> Result<(), Refusal> {
+    if let Err(e) = tx.reply_with(status, headers, body).await {
+        tracing::debug!(error = %e, "GB/T 28181 reply not sent");
+    }
+    Ok(())
+}
+
+fn log_change(change: Option<Change>) {
+    match change {
+        Some(Change::Online { device }) => {
+            tracing::info!(device, "GB/T 28181 device online");
+        }
+        Some(Change::Offline { device, reason }) => {
+            tracing::warn!(device, %reason, "GB/T 28181 device offline");
+        }
+        Some(Change::Catalog { device, entries }) => {
+            tracing::info!(device, entries, "GB/T 28181 catalog received");
+        }
+        None => {}
+    }
+}
+
+/// The user part of the From header (the device id).
+pub(crate) fn from_user(req: &Request) -> Option<String> {
+    let from = req.from_header().ok()?.typed().ok()?;
+    from.uri.user().map(str::to_owned)
+}
+
+/// The `Expires` a REGISTER asks for: the header, else the Contact's parameter.
+fn requested_expires(req: &Request) -> Option<u32> {
+    req.expires_header()
+        .and_then(|e| e.value().trim().parse().ok())
+        .or_else(|| {
+            req.contact_header()
+                .ok()
+                .and_then(|c| c.typed().ok())
+                .and_then(|c| c.expires())
+        })
+}
+
+/// Where the request came from: the connection's peer over TCP, the Via's received/rport over UDP.
+fn source(tx: &Transaction) -> Option<(Transport, SocketAddr)> {
+    if let Some(conn) = &tx.connection
+        && conn.is_reliable()
+    {
+        let addr = conn.get_remote_addr()?.get_socketaddr().ok()?;
+        return Some((Transport::Tcp, addr));
+    }
+    let via = tx.original.via_header().ok()?;
+    let (_, host) = SipConnection::parse_target_from_via(via).ok()?;
+    let addr: SocketAddr = host.try_into().ok()?;
+    Some((Transport::Udp, addr))
+}
+
+/// GB/T 28181's `Date` for time synchronisation: local (CST) time with milliseconds,
+/// `2026-12-07T17:45:00.123`.
+fn gb_date(t: std::time::SystemTime) -> String {
+    let ms = crate::time::unix_ms(t).rem_euclid(1000);
+    format!("{}.{ms:03}", crate::time::format_cst(t).replace(' ', "T"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_header_is_cst_with_milliseconds() {
+        let t = crate::time::from_unix_ms(crate::time::cst_ms(2026, 12, 7, 17, 45, 0) + 123);
+        assert_eq!(gb_date(t), "2026-12-07T17:45:00.123");
+    }
+}

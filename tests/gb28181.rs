@@ -1,0 +1,309 @@
+//! GB/T 28181 signalling against camsim's simulated devices, over real UDP and TCP sockets on
+//! 127.0.0.1: registration with digest challenge, a wrong password, keepalives and their timeout,
+//! unregistration, multi-page catalogs in GB18030, malformed messages.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use qianliyan::camsim::gb::{GbDevice, GbDeviceOptions, GbTransport};
+use qianliyan::clock::SystemClock;
+use qianliyan::gb28181::{Gb28181, RawGbConfig};
+use tokio_util::sync::CancellationToken;
+
+const PLATFORM: &str = "34020000002000000001";
+const PASSWORD: &str = "gb-test-pass";
+
+async fn platform(extra: &str) -> (Gb28181, CancellationToken) {
+    let raw: RawGbConfig = toml::from_str(&format!(
+        "sip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"GB_PASS\"\nkeepalive_interval = \"1s\"\n{extra}"
+    ))
+    .unwrap();
+    let config = raw
+        .validate(&|k| (k == "GB_PASS").then(|| PASSWORD.to_owned()))
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let gb = Gb28181::start(config, Arc::new(SystemClock), cancel.clone())
+        .await
+        .unwrap();
+    (gb, cancel)
+}
+
+fn device(gb: &Gb28181, id: &str, transport: GbTransport) -> GbDeviceOptions {
+    GbDeviceOptions {
+        platform: gb.local_addr(),
+        platform_id: PLATFORM.into(),
+        id: id.into(),
+        password: PASSWORD.into(),
+        transport,
+        keepalive: Duration::from_secs(1),
+        expires: 3600,
+        channels: 5,
+        page_size: 2,
+    }
+}
+
+async fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_register_after_a_challenge_and_a_wrong_password_is_refused_at_once() {
+    let (gb, cancel) = platform("auto_accept = true").await;
+    let good = GbDevice::start(
+        device(&gb, "34020000001320000001", GbTransport::Udp),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(good.stats.last_status.load(Ordering::Relaxed), 200);
+    assert_eq!(
+        good.stats.challenged.load(Ordering::Relaxed),
+        1,
+        "401 then 200"
+    );
+    let bad = GbDevice::start(
+        GbDeviceOptions {
+            password: "not-the-password".into(),
+            ..device(&gb, "34020000001320000002", GbTransport::Udp)
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.stats.last_status.load(Ordering::Relaxed), 403);
+    assert_eq!(
+        bad.stats.challenged.load(Ordering::Relaxed),
+        1,
+        "one challenge, then 403 without a second"
+    );
+    let counters: std::collections::HashMap<_, _> = gb.counters().into_iter().collect();
+    assert_eq!(counters["wrong_password"], 1);
+    assert_eq!(counters["challenged"], 2);
+    let devices = gb.devices();
+    assert_eq!(
+        devices.len(),
+        1,
+        "the refused device is not in the registry"
+    );
+    assert_eq!(devices[0].state, "online");
+    assert_eq!(devices[0].transport, qianliyan::gb28181::Transport::Udp);
+    // The source address the device sent from, not a Contact it might have made up.
+    assert!(
+        devices[0].address.starts_with("127.0.0.1:"),
+        "{:?}",
+        devices[0]
+    );
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_devices_register_unless_auto_accept() {
+    let (gb, cancel) =
+        platform("[[devices]]\nid = \"34020000001320000010\"\nname = \"东门\"\n").await;
+    let listed = GbDevice::start(
+        device(&gb, "34020000001320000010", GbTransport::Udp),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let stranger = GbDevice::start(
+        device(&gb, "34020000001320000011", GbTransport::Udp),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.stats.last_status.load(Ordering::Relaxed), 200);
+    assert_eq!(stranger.stats.last_status.load(Ordering::Relaxed), 403);
+    assert_eq!(
+        stranger.stats.challenged.load(Ordering::Relaxed),
+        0,
+        "refused before any challenge"
+    );
+    let (view, _) = gb.device("34020000001320000010").unwrap();
+    assert_eq!(view.name.as_deref().map(|n| !n.is_empty()), Some(true));
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_of_several_pages_are_assembled_over_udp_and_tcp() {
+    let (gb, cancel) = platform("auto_accept = true").await;
+    let udp = GbDevice::start(
+        device(&gb, "34020000001110000001", GbTransport::Udp),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let tcp = GbDevice::start(
+        GbDeviceOptions {
+            channels: 3,
+            ..device(&gb, "34020000001110000002", GbTransport::Tcp)
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    for (d, entries, transport) in [
+        (&udp, 5, qianliyan::gb28181::Transport::Udp),
+        (&tcp, 3, qianliyan::gb28181::Transport::Tcp),
+    ] {
+        let id = d.options.id.clone();
+        let (view, catalog) = until("the catalog", Duration::from_secs(15), || {
+            gb.device(&id).filter(|(v, _)| v.catalog_entries == entries)
+        })
+        .await;
+        assert_eq!(view.transport, transport);
+        assert_eq!(catalog.len(), entries);
+        assert!(
+            catalog[0].name.starts_with("模拟摄像机"),
+            "GB18030 names read: {:?}",
+            catalog[0].name
+        );
+        assert_eq!(catalog[0].type_code, Some(131));
+        assert_eq!(catalog[0].parent_id.as_deref(), Some(id.as_str()));
+        let view = until("DeviceInfo", Duration::from_secs(15), || {
+            gb.device(&id)
+                .map(|(v, _)| v)
+                .filter(|v| v.manufacturer.is_some())
+        })
+        .await;
+        assert_eq!(view.manufacturer.as_deref(), Some("camsim"));
+        assert_eq!(d.stats.catalog_queries.load(Ordering::Relaxed), 1);
+    }
+    // Asked again, the catalog arrives again (three pages over UDP).
+    gb.query_catalog(&udp.options.id).await.unwrap();
+    until("a second catalog", Duration::from_secs(15), || {
+        (udp.stats.catalog_queries.load(Ordering::Relaxed) == 2).then_some(())
+    })
+    .await;
+    assert!(
+        gb.query_catalog("34020000001110000099").await.is_err(),
+        "a device that never registered cannot be asked"
+    );
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_is_offline_after_three_intervals_and_unregistering_is_unregistered() {
+    let (gb, cancel) = platform("auto_accept = true").await;
+    let id = "34020000001320000021";
+    let d = GbDevice::start(device(&gb, id, GbTransport::Udp), cancel.clone())
+        .await
+        .unwrap();
+    until("keepalives", Duration::from_secs(5), || {
+        (d.stats.keepalives_ok.load(Ordering::Relaxed) >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(gb.device(id).unwrap().0.state, "online");
+    d.set_down(true);
+    let went_down = Instant::now();
+    let view = until("offline", Duration::from_secs(10), || {
+        gb.device(id)
+            .map(|(v, _)| v)
+            .filter(|v| v.state == "offline")
+    })
+    .await;
+    let after = went_down.elapsed();
+    assert_eq!(view.reason, Some("keepalive_timeout"));
+    assert_eq!(view.reason_zh, Some("心跳超时"));
+    // Three 1 s intervals from the last keepalive, which came at most 1 s before going down.
+    assert!(
+        after >= Duration::from_millis(1500),
+        "offline after {after:?}: before three intervals"
+    );
+    d.set_down(false);
+    until("back online", Duration::from_secs(5), || {
+        gb.device(id).filter(|(v, _)| v.state == "online")
+    })
+    .await;
+    assert_eq!(d.register(0).await.unwrap(), 200);
+    let (view, _) = gb.device(id).unwrap();
+    assert_eq!((view.state, view.reason), ("offline", Some("unregistered")));
+    assert_eq!(gb.summary().online, 0);
+    cancel.cancel();
+}
+
+/// A SIP MESSAGE as a device would write it, with `body`.
+fn message(platform: SocketAddr, local: SocketAddr, from: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = format!(
+        "MESSAGE sip:{PLATFORM}@{platform} SIP/2.0\r\nVia: SIP/2.0/UDP {local};rport;branch=z9hG4bK{}\r\nFrom: <sip:{from}@3402000000>;tag=1\r\nTo: <sip:{PLATFORM}@3402000000>\r\nCall-ID: {}@test\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n",
+        rand_token(),
+        rand_token(),
+        body.len()
+    )
+    .into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+fn rand_token() -> String {
+    format!("{:x}", rand::random::<u64>())
+}
+
+async fn exchange(sock: &tokio::net::UdpSocket, to: SocketAddr, req: &[u8]) -> String {
+    sock.send_to(req, to).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_answered_with_the_reason_and_nothing_breaks() {
+    let (gb, cancel) = platform("auto_accept = true").await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let to = gb.local_addr();
+    // Not SIP at all: dropped by the stack, no answer, no harm.
+    sock.send_to(b"\x00\x01garbage\r\n\r\n", to).await.unwrap();
+    // XML that ends early.
+    let answer = exchange(
+        &sock,
+        to,
+        &message(
+            to,
+            local,
+            "34020000001320000031",
+            b"<Notify><CmdType>Keepalive",
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+    assert!(answer.contains("ends inside <Notify>"), "{answer}");
+    // A keepalive of a device that never registered.
+    let answer = exchange(
+        &sock,
+        to,
+        &message(
+            to,
+            local,
+            "34020000001320000031",
+            &qianliyan::gb28181::manscdp::keepalive(1, "34020000001320000031"),
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    assert!(answer.contains("REGISTER first"), "{answer}");
+    // The service still registers devices.
+    let d = GbDevice::start(
+        device(&gb, "34020000001320000032", GbTransport::Udp),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.stats.last_status.load(Ordering::Relaxed), 200);
+    let counters: std::collections::HashMap<_, _> = gb.counters().into_iter().collect();
+    assert_eq!(counters["bad_message"], 1);
+    assert_eq!(counters["not_registered"], 1);
+    cancel.cancel();
+}
