@@ -69,7 +69,7 @@ impl Element {
 /// Parses an XML document into its root element.
 pub fn parse_xml(text: &str) -> Result<Element, BodyError> {
     let mut reader = Reader::from_str(text);
-    reader.config_mut().trim_text(true);
+    reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     loop {
         let at = reader.buffer_position();
@@ -101,12 +101,12 @@ pub fn parse_xml(text: &str) -> Result<Element, BodyError> {
                     let s = t
                         .decode()
                         .map_err(|e| BodyError(format!("text at byte {at}: {e}")))?;
-                    top.text.push_str(s.trim());
+                    top.text.push_str(&s);
                 }
             }
             Event::CData(t) => {
                 if let Some(top) = stack.last_mut() {
-                    top.text.push_str(String::from_utf8_lossy(&t).trim());
+                    top.text.push_str(&String::from_utf8_lossy(&t));
                 }
             }
             Event::GeneralRef(r) => {
@@ -128,9 +128,14 @@ pub fn parse_xml(text: &str) -> Result<Element, BodyError> {
                 }
             }
             Event::End(_) => {
-                let done = stack
+                let mut done = stack
                     .pop()
                     .expect("an end has its start (the reader checks)");
+                // Trimmed once whole: text split around an entity keeps its inner spaces.
+                let trimmed = done.text.trim();
+                if trimmed.len() != done.text.len() {
+                    done.text = trimmed.to_owned();
+                }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
                     None => return Ok(done),
