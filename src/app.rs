@@ -64,6 +64,9 @@ pub enum AppError {
     /// The users database could not be opened or seeded.
     #[error("users database: {0}")]
     Auth(String),
+    /// The GB/T 28181 SIP port could not be opened.
+    #[error(transparent)]
+    Gb28181(crate::gb28181::GbError),
     /// A database could not be opened.
     #[error("database: {0}")]
     Database(#[from] crate::db::DbError),
@@ -577,6 +580,7 @@ pub async fn start(
         activity: activity_config,
         clip: clip_config,
         cluster: cluster_config,
+        gb28181: gb_config,
     } = settings;
     if let Some(l) = overrides.listen {
         config.web.listen = l;
@@ -1048,7 +1052,17 @@ pub async fn start(
         }
         Arc::new(q)
     };
+    // GB/T 28181 devices register to this node's SIP port (issue 16; signalling so far).
+    let gb28181 = match gb_config {
+        Some(c) => Some(
+            crate::gb28181::Gb28181::start(c, Arc::new(crate::clock::SystemClock), cancel.clone())
+                .await
+                .map_err(AppError::Gb28181)?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        gb28181,
         queues,
         fleet: fleet.clone(),
         ledger: ledger.clone(),

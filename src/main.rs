@@ -97,8 +97,9 @@ struct CamsimArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     cameras: u32,
     /// Main-stream video file (H.264 or H.265 in MP4/MKV/TS), e.g. assets/video/vtest_main.mp4.
-    #[arg(long)]
-    source: PathBuf,
+    /// Without it (and with --gb28181) only GB/T 28181 devices run, no RTSP server.
+    #[arg(long, required_unless_present = "gb28181")]
+    source: Option<PathBuf>,
     /// Optional sub-stream file, served as rtsp://HOST:PORT/cam/0001/sub.
     #[arg(long)]
     sub_source: Option<PathBuf>,
@@ -142,6 +143,34 @@ struct CamsimArgs {
     /// Rate control of the quiet and burst clips: vbr (constant quality, as many cameras) or cbr.
     #[arg(long, value_enum, default_value = "vbr")]
     scene_rate_control: camsim::RateControl,
+    /// GB/T 28181 devices to simulate: each registers to --gb-platform from a socket of its own,
+    /// keeps alive and answers DeviceInfo and catalog queries.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    gb28181: Option<u32>,
+    /// The platform's SIP address.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    gb_platform: SocketAddr,
+    /// The platform's 20-digit SIP id.
+    #[arg(long, default_value = "34020000002000000001")]
+    gb_platform_id: String,
+    /// The first device's 20-digit id; the others follow it.
+    #[arg(long, default_value = "34020000001180000001")]
+    gb_first_id: String,
+    /// Registration password of the devices.
+    #[arg(long, env = "QLY_GB_PASSWORD", hide_env_values = true)]
+    gb_password: Option<String>,
+    /// SIP transport of the devices.
+    #[arg(long, value_enum, default_value = "udp")]
+    gb_transport: camsim::gb::GbTransport,
+    /// Keepalive interval of the devices.
+    #[arg(long, default_value = "60s", value_parser = qianliyan::time::parse_duration)]
+    gb_keepalive: std::time::Duration,
+    /// Cameras in each device's catalog.
+    #[arg(long, default_value_t = 4)]
+    gb_channels: usize,
+    /// Catalog entries per MESSAGE (more channels: several pages).
+    #[arg(long, default_value_t = 2)]
+    gb_page_size: usize,
 }
 
 /// A share between 0 and 1.
@@ -285,9 +314,51 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_camsim(args: CamsimArgs) -> ExitCode {
+    let gb = match (args.gb28181, &args.gb_password) {
+        (Some(n), Some(password)) => Some((
+            camsim::gb::GbDeviceOptions {
+                platform: args.gb_platform,
+                platform_id: args.gb_platform_id.clone(),
+                id: args.gb_first_id.clone(),
+                password: password.clone(),
+                transport: args.gb_transport,
+                keepalive: args.gb_keepalive,
+                expires: 3600,
+                channels: args.gb_channels,
+                page_size: args.gb_page_size,
+            },
+            n as usize,
+        )),
+        (Some(_), None) => {
+            eprintln!(
+                "camsim: --gb28181 needs the devices' password: --gb-password or QLY_GB_PASSWORD"
+            );
+            return ExitCode::from(2);
+        }
+        (None, _) => None,
+    };
+    let Some(source) = args.source else {
+        // GB/T 28181 devices only.
+        let result = runtime().and_then(|rt| {
+            rt.block_on(async {
+                let cancel = qianliyan::shutdown::install();
+                let (template, n) = gb.expect("clap requires --source or --gb28181");
+                let _devices = camsim::gb::run_devices(template, n, cancel.clone()).await?;
+                cancel.cancelled().await;
+                Ok::<_, anyhow::Error>(())
+            })
+        });
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("camsim: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    };
     let opts = camsim::Options {
         cameras: args.cameras,
-        source: args.source,
+        source,
         sub_source: args.sub_source,
         rtsp_listen: SocketAddr::new(args.bind, args.rtsp_port),
         control_listen: SocketAddr::new(args.bind, args.control_port),
@@ -306,6 +377,10 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
             let cancel = qianliyan::shutdown::install();
+            let _devices = match gb {
+                Some((template, n)) => camsim::gb::run_devices(template, n, cancel.clone()).await?,
+                None => Vec::new(),
+            };
             camsim::run(opts, cancel).await.map_err(anyhow::Error::from)
         })
     });

@@ -20,6 +20,7 @@ use crate::config::{
     SystemEnvironment,
 };
 use crate::delivery::{DeliveryConfig, RawDeliveryConfig};
+use crate::gb28181::{GbConfig, RawGbConfig};
 use crate::infer::{InferSettings, ModelKind, ModelManifest, RawInferConfig};
 use crate::rules::RulesConfig;
 
@@ -40,6 +41,8 @@ pub struct Settings {
     pub clip: ClipConfig,
     /// `[cluster]`: several nodes on one PostgreSQL database.
     pub cluster: ClusterConfig,
+    /// `[gb28181]`: devices that register over GB/T 28181 (`None`: no SIP port).
+    pub gb28181: Option<GbConfig>,
 }
 
 /// What the analysis stages run.
@@ -85,6 +88,8 @@ pub struct RawSections {
     pub clip: RawClipConfig,
     /// `[cluster]`: several nodes on one PostgreSQL database.
     pub cluster: RawClusterConfig,
+    /// `[gb28181]`: the GB/T 28181 platform (no section: none).
+    pub gb28181: Option<RawGbConfig>,
 }
 
 impl StageSections for RawSections {
@@ -96,6 +101,7 @@ impl StageSections for RawSections {
         "activity",
         "clip",
         "cluster",
+        "gb28181",
     ];
 
     fn read<'i>(
@@ -112,6 +118,7 @@ impl StageSections for RawSections {
             "activity" => self.activity = reader.section(value, key).unwrap_or_default(),
             "clip" => self.clip = reader.section(value, key).unwrap_or_default(),
             "cluster" => self.cluster = reader.section(value, key).unwrap_or_default(),
+            "gb28181" => self.gb28181 = reader.section(value, key),
             _ => {}
         }
     }
@@ -190,6 +197,11 @@ fn assemble(
         errors.extend(found);
         ClusterConfig::default()
     });
+    let gb28181 = stages.gb28181.as_ref().and_then(|raw| {
+        raw.validate(&|k| env.var(k).ok())
+            .map_err(|found| errors.extend(found))
+            .ok()
+    });
     if errors.is_empty() {
         Ok(Settings {
             config,
@@ -199,6 +211,7 @@ fn assemble(
             activity,
             clip,
             cluster,
+            gb28181,
         })
     } else {
         Err(ConfigErrors(errors))

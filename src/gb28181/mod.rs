@@ -119,6 +119,19 @@ pub struct GbSummary {
     pub online: usize,
 }
 
+/// The `kind` labels of [`Gb28181::counters`].
+pub const COUNTER_KINDS: [&str; 9] = [
+    "registered",
+    "challenged",
+    "wrong_password",
+    "not_allowed",
+    "keepalive",
+    "bad_message",
+    "not_registered",
+    "query_sent",
+    "query_failed",
+];
+
 /// The running stage.
 #[derive(Clone)]
 pub struct Gb28181 {
@@ -260,22 +273,23 @@ impl Gb28181 {
         self.service.tick()
     }
 
-    /// Requests accepted and refused, for `/metrics`.
+    /// Requests accepted and refused, for `/metrics` (in [`COUNTER_KINDS`] order).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.service.stats;
         [
-            ("registered", &s.registered),
-            ("challenged", &s.challenged),
-            ("wrong_password", &s.wrong_password),
-            ("not_allowed", &s.not_allowed),
-            ("keepalive", &s.keepalives),
-            ("bad_message", &s.bad_messages),
-            ("not_registered", &s.unregistered_requests),
-            ("query_sent", &s.queries_sent),
-            ("query_failed", &s.queries_failed),
+            &s.registered,
+            &s.challenged,
+            &s.wrong_password,
+            &s.not_allowed,
+            &s.keepalives,
+            &s.bad_messages,
+            &s.unregistered_requests,
+            &s.queries_sent,
+            &s.queries_failed,
         ]
         .into_iter()
-        .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
+        .zip(COUNTER_KINDS)
+        .map(|(v, k)| (k, v.load(Ordering::Relaxed)))
         .collect()
     }
 }

@@ -106,6 +106,11 @@ pub const CLUSTER_FAILED_BEATS: &str = "qly_cluster_failed_beats_total";
 /// Alert and health writes refused by `reason`: not_held (this node has no lease on the camera),
 /// stale_epoch (another node took the camera before the time written about).
 pub const FENCED_WRITES: &str = "qly_fenced_writes_total";
+/// GB/T 28181 devices registered since start, by `state`: online, offline.
+pub const GB_DEVICES: &str = "qly_gb28181_devices";
+/// GB/T 28181 requests by `kind`: registered, challenged, wrong_password, not_allowed, keepalive,
+/// bad_message, not_registered, query_sent, query_failed.
+pub const GB_REQUESTS: &str = "qly_gb28181_requests_total";
 
 /// Every family `/metrics` exports.
 pub const ALL: &[&str] = &[
@@ -160,6 +165,8 @@ pub const ALL: &[&str] = &[
     CLUSTER_SELF_FENCED,
     CLUSTER_FAILED_BEATS,
     FENCED_WRITES,
+    GB_DEVICES,
+    GB_REQUESTS,
 ];
 
 #[cfg(test)]

@@ -147,6 +147,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     }
     clip_families(&mut out, st.clips.as_deref());
     cluster_families(&mut out, st.cluster.as_ref());
+    gb_families(&mut out, st.gb28181.as_ref());
     let store_status = st.delivery.status.view();
     sample(
         &mut out,
@@ -250,6 +251,27 @@ fn clip_families(out: &mut String, clips: Option<&crate::clip::Recorder>) {
         ("pressure", n(|s| &s.pressure)),
     ] {
         let _ = writeln!(out, "{}{{reason=\"{reason}\"}} {v}", m::CLIP_DROPPED);
+    }
+}
+
+/// GB/T 28181 devices and requests (zeros without a `[gb28181]` section).
+fn gb_families(out: &mut String, gb: Option<&crate::gb28181::Gb28181>) {
+    let summary = gb.map(|g| g.summary());
+    let _ = writeln!(out, "# TYPE {} gauge", m::GB_DEVICES);
+    let online = summary.map_or(0, |s| s.online);
+    let offline = summary.map_or(0, |s| s.devices - s.online);
+    for (state, v) in [("online", online), ("offline", offline)] {
+        let _ = writeln!(out, "{}{{state=\"{state}\"}} {v}", m::GB_DEVICES);
+    }
+    let _ = writeln!(out, "# TYPE {} counter", m::GB_REQUESTS);
+    let counters = gb.map(|g| g.counters()).unwrap_or_else(|| {
+        crate::gb28181::COUNTER_KINDS
+            .iter()
+            .map(|k| (*k, 0))
+            .collect()
+    });
+    for (kind, v) in counters {
+        let _ = writeln!(out, "{}{{kind=\"{kind}\"}} {v}", m::GB_REQUESTS);
     }
 }
 

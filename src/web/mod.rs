@@ -7,6 +7,7 @@ pub mod alert_api;
 #[cfg(test)]
 mod auth_tests;
 mod cameras;
+mod gb_api;
 pub use cameras::publish_views;
 pub mod edge;
 pub mod guard;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub clips: Option<Arc<crate::clip::Recorder>>,
     /// This node's place in a cluster (`None`: one node on SQLite).
     pub cluster: Option<ClusterView>,
+    /// The GB/T 28181 platform (`None`: no `[gb28181]` section).
+    pub gb28181: Option<crate::gb28181::Gb28181>,
 }
 
 /// What the web stage sees of the cluster stage.
@@ -163,6 +166,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(cameras::availability).with_state(st()),
         )
         .add("GET", "/api/system", get(system::system).with_state(st()))
+        .add(
+            "GET",
+            "/api/gb28181/devices",
+            get(gb_api::list).with_state(st()),
+        )
+        .add(
+            "GET",
+            "/api/gb28181/devices/{id}",
+            get(gb_api::one).with_state(st()),
+        )
+        .add(
+            "POST",
+            "/api/gb28181/devices/{id}/catalog",
+            post(gb_api::query_catalog).with_state(st()),
+        )
         .add(
             "GET",
             "/api/rules",

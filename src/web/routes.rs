@@ -231,6 +231,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("POST", "/api/delivery/{id}/retry", Perm(P::ManageDelivery), "delivery", "Retry a dead letter now"),
     ep("POST", "/api/case-callback", Signed, "delivery", "The case system reports case id and status (HMAC-SHA256 signed)")
         .body(Body::Json(callback_schema)),
+    // GB/T 28181.
+    ep("GET", "/api/gb28181/devices", Perm(P::ViewHealth), "gb28181",
+        "Devices registered over GB/T 28181 since this node started: state (online, or offline with unregistered / keepalive_timeout), source address, transport, last keepalive, DeviceInfo, catalog size; 404 when no [gb28181] section"),
+    ep("GET", "/api/gb28181/devices/{id}", Perm(P::ViewHealth), "gb28181", "One device with its last complete catalog (channels with type code, civil code, parent, coordinates)"),
+    ep("POST", "/api/gb28181/devices/{id}/catalog", Perm(P::ManageCameras), "gb28181",
+        "Ask the device for its catalog again (202 once it answered the query; the pages follow); 502 when it does not answer")
+        .answer(Answer::Empty(202)),
     // System.
     ep("GET", "/api/system", Perm(P::ViewSystem), "system", "Version, node, models and execution providers, and whether the alert store takes writes"),
     ep("GET", "/api/openapi.json", Public, "system", "This document"),

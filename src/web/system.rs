@@ -21,6 +21,19 @@ pub struct SystemInfo {
     clips: Option<ClipInfo>,
     /// This node in a cluster: `null` on a single node.
     cluster: Option<ClusterInfo>,
+    /// GB/T 28181: `null` without a `[gb28181]` section.
+    gb28181: Option<GbInfo>,
+}
+
+/// The GB/T 28181 platform.
+#[derive(Serialize)]
+struct GbInfo {
+    /// The SIP port (UDP and TCP).
+    sip_port: u16,
+    /// Devices registered since start.
+    devices: usize,
+    /// Devices online now.
+    online: usize,
 }
 
 /// This node's place in the cluster.
@@ -90,6 +103,14 @@ pub async fn system(State(st): State<Arc<AppState>>) -> Json<SystemInfo> {
             })
             .collect(),
         store: st.delivery.status.view(),
+        gb28181: st.gb28181.as_ref().map(|g| {
+            let s = g.summary();
+            GbInfo {
+                sip_port: g.local_addr().port(),
+                devices: s.devices,
+                online: s.online,
+            }
+        }),
         cluster: st.cluster.as_ref().map(|c| {
             use std::sync::atomic::Ordering::Relaxed;
             ClusterInfo {
