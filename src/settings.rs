@@ -450,6 +450,17 @@ mod tests {
         if let Some(v) = table.remove("cluster") {
             stages.cluster = v.try_into().unwrap_or_else(|e| panic!("[cluster]: {e}"));
         }
+        let gb: crate::gb28181::RawGbConfig = table
+            .remove("gb28181")
+            .expect("the reference documents [gb28181]")
+            .try_into()
+            .unwrap_or_else(|e| panic!("[gb28181]: {e}"));
+        assert_eq!(
+            gb.validate(&|k| (k == "QLY_GB_PASSWORD").then(|| "gb-secret".to_owned()))
+                .ok(),
+            settings.gb28181,
+            "the reference's [gb28181] is what loading it gives"
+        );
         assert_eq!(
             stages.clip.validate().ok(),
             Some(settings.clip),

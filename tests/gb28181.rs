@@ -12,6 +12,8 @@ use qianliyan::clock::SystemClock;
 use qianliyan::gb28181::{Gb28181, RawGbConfig};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
 const PLATFORM: &str = "34020000002000000001";
 const PASSWORD: &str = "gb-test-pass";
 
@@ -306,4 +308,103 @@ async fn malformed_messages_are_answered_with_the_reason_and_nothing_breaks() {
     assert_eq!(counters["bad_message"], 1);
     assert_eq!(counters["not_registered"], 1);
     cancel.cancel();
+}
+
+/// The whole service with a `[gb28181]` section: devices register to its SIP port and engineers
+/// see them through the API and /metrics; the password shows nowhere.
+#[test]
+fn the_service_shows_registered_devices_in_its_api_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[node]\nname = \"gb-test\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n[[gb28181.devices]]\nid = \"34020000001180000001\"\nname = \"东街 NVR\"\n{}",
+        dir.path().join("data").display(),
+        common::TEST_AUTH
+    );
+    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
+    let (status, system) = common::api(service.addr, "GET", "/api/system", "");
+    assert_eq!(status, 200, "{system}");
+    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
+    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let options = GbDeviceOptions {
+        platform: SocketAddr::from(([127, 0, 0, 1], port)),
+        platform_id: PLATFORM.into(),
+        id: "34020000001180000001".into(),
+        password: PASSWORD.into(),
+        transport: GbTransport::Tcp,
+        keepalive: Duration::from_secs(1),
+        expires: 3600,
+        channels: 4,
+        page_size: 3,
+    };
+    let device = rt
+        .block_on(GbDevice::start(options.clone(), cancel.clone()))
+        .unwrap();
+    assert_eq!(device.stats.last_status.load(Ordering::Relaxed), 200);
+    let stranger = rt
+        .block_on(GbDevice::start(
+            GbDeviceOptions {
+                id: "34020000001180000002".into(),
+                ..options
+            },
+            cancel.clone(),
+        ))
+        .unwrap();
+    assert_eq!(stranger.stats.last_status.load(Ordering::Relaxed), 403);
+    let started = Instant::now();
+    let one = loop {
+        let (status, body) = common::api(
+            service.addr,
+            "GET",
+            "/api/gb28181/devices/34020000001180000001",
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["catalog"].as_array().map(Vec::len) == Some(4) && v["manufacturer"] == "camsim" {
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(one["state"], "online");
+    assert_eq!(one["transport"], "tcp");
+    assert_eq!(one["catalog"][0]["type_code"], 131);
+    let (status, list) = common::api(service.addr, "GET", "/api/gb28181/devices", "");
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(
+        (list["devices"].as_u64(), list["online"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (status, _) = common::api(
+        service.addr,
+        "POST",
+        "/api/gb28181/devices/34020000001180000001/catalog",
+        "",
+    );
+    assert_eq!(status, 202);
+    let (status, body) = common::api(
+        service.addr,
+        "GET",
+        "/api/gb28181/devices/34020000001180000009",
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+    let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("qly_gb28181_devices{state=\"online\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("qly_gb28181_requests_total{kind=\"not_allowed\"} 1"),
+        "{metrics}"
+    );
+    for text in [&metrics, &list.to_string(), &system.to_string()] {
+        assert!(!text.contains(PASSWORD), "the password leaked");
+    }
+    cancel.cancel();
+    drop(rt);
+    service.stop();
 }

@@ -128,9 +128,11 @@ pub fn parse_xml(text: &str) -> Result<Element, BodyError> {
                 }
             }
             Event::End(_) => {
-                let mut done = stack
-                    .pop()
-                    .expect("an end has its start (the reader checks)");
+                let Some(mut done) = stack.pop() else {
+                    return Err(BodyError(format!(
+                        "an end tag without its start at byte {at}"
+                    )));
+                };
                 // Trimmed once whole: text split around an entity keeps its inner spaces.
                 let trimmed = done.text.trim();
                 if trimmed.len() != done.text.len() {

@@ -50,6 +50,9 @@ pub enum GbError {
         /// Why.
         detail: String,
     },
+    /// The SIP stack would not start.
+    #[error("gb28181: the SIP stack did not start: {0}")]
+    Stack(String),
 }
 
 /// A device as the API shows it (no secret in it).
@@ -176,7 +179,7 @@ impl Gb28181 {
             .build();
         let mut incoming = endpoint
             .incoming_transactions()
-            .expect("a new endpoint's transaction receiver is there");
+            .map_err(|e| GbError::Stack(e.to_string()))?;
         // Requests to devices go out from the listening address a device can answer.
         let advertised = if local.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port)

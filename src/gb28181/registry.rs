@@ -261,7 +261,9 @@ impl Registry {
         if have < sum {
             return PageOutcome::Partial { have, sum };
         }
-        let done = d.pending.take().expect("pending was just set");
+        let Some(done) = d.pending.take() else {
+            return PageOutcome::Partial { have, sum };
+        };
         d.catalog = done.items.into_values().collect();
         d.catalog_at = Some(wall);
         PageOutcome::Complete(Change::Catalog {

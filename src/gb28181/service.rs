@@ -394,6 +394,18 @@ impl Service {
         addr: SocketAddr,
         transport: SipTransport,
         body: Vec<u8>,
+    ) -> Result<Request, String> {
+        self.build_request(device, addr, transport, body)
+            .map_err(|e| e.to_string())
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn build_request(
+        &self,
+        device: &str,
+        addr: SocketAddr,
+        transport: SipTransport,
+        body: Vec<u8>,
     ) -> Result<Request, rsipstack::Error> {
         let local = SipAddr {
             r#type: Some(transport),
