@@ -49,6 +49,9 @@ enum BenchCommand {
     /// rolling restart by SIGTERM; failover and hand-over times, JSON + Markdown report (exit 1
     /// when a criterion fails).
     Cluster(qianliyan::scenario::cluster::ClusterArgs),
+    /// GB/T 28181 signalling: camsim's simulated devices register to the service and keep alive;
+    /// the service's CPU per registration and per keepalive and its memory per device.
+    Gb28181(qianliyan::scenario::gb::GbArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Bench(BenchCommand::Scenario(args)) => bench_scenario(&args),
         Command::Bench(BenchCommand::Cluster(args)) => bench_cluster(&args),
+        Command::Bench(BenchCommand::Gb28181(args)) => bench_gb(&args),
     }
 }
 
@@ -248,6 +252,35 @@ fn bench_cluster(args: &qianliyan::scenario::cluster::ClusterArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("bench cluster: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench_gb(args: &qianliyan::scenario::gb::GbArgs) -> ExitCode {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let cancel = qianliyan::shutdown::install();
+            Ok(qianliyan::scenario::gb::run(args, command, cancel).await?)
+        })
+    });
+    match result {
+        Ok(report) => {
+            println!("{}", qianliyan::scenario::gb::markdown(&report));
+            println!(
+                "wrote {} and {}",
+                args.out.display(),
+                args.out.with_extension("md").display()
+            );
+            if report.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("bench gb28181: {e:#}");
             ExitCode::from(2)
         }
     }

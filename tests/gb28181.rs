@@ -408,3 +408,37 @@ fn the_service_shows_registered_devices_in_its_api_and_metrics() {
     drop(rt);
     service.stop();
 }
+
+/// `qianliyan bench gb28181` runs end to end (short): 50 devices register with their catalogs and
+/// keep alive, and the report says so.
+#[test]
+fn the_signalling_bench_runs_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gb.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_qianliyan"))
+        .args([
+            "bench",
+            "gb28181",
+            "--devices",
+            "50",
+            "--keepalive",
+            "1s",
+            "--measure",
+            "3s",
+            "--out",
+        ])
+        .arg(&out)
+        .env_remove("QLY_GB_PASSWORD")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(status.success(), "{report}");
+    assert_eq!(report["online"], 50, "{report}");
+    assert!(report["keepalives"].as_u64().unwrap() >= 100, "{report}");
+    assert!(
+        report["cpu_ms_per_registration"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

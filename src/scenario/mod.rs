@@ -9,6 +9,7 @@
 pub mod api;
 pub mod child;
 pub mod cluster;
+pub mod gb;
 pub mod plan;
 pub mod procfs;
 pub mod receiver;
