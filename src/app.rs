@@ -19,11 +19,13 @@ use crate::camera::{Fleet, FleetContext, FrameSink, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::decode::{DecodeConfig, DecoderPool, EncodedFrame, Router};
+use crate::health::OfflineReason;
 use crate::health::{self, Ledger, LedgerHandle, VqdConfig};
 use crate::infer::{Analysed, InViewTap, Inferencer, OrtRuntime};
 use crate::queue::{FullPolicy, QueueInfo};
 use crate::rules::runner::{self as rules_runner, Candidate, RulesStats};
 use crate::settings::{AnalysisConfig, Settings};
+use crate::sync::{lock, read};
 use crate::time::unix_ms;
 use crate::web::{self, AppState};
 
@@ -203,6 +205,188 @@ async fn apply_holdings(
             Holding::Stop { camera, why } => {
                 if fleet.remove(&camera).is_ok() {
                     tracing::info!(camera_id = %camera, why = why.as_str(), "camera stopped on this node");
+                }
+            }
+        }
+    }
+}
+
+/// Queue from the GB/T 28181 stage to the camera side (device states and catalogs; it blocks).
+const GB_QUEUE: usize = 4096;
+
+/// Applies the GB/T 28181 stage's events to the fleet. A catalog's channels become cameras
+/// (`gb28181://<device>/<channel>`, saved in the inventory like the API's; a camera that already
+/// has the channel's `gb_code` stays the channel's camera and nothing is added); a device's state
+/// becomes its channels' state: online while it is, else `device_offline` (a channel that is the
+/// device itself: the device's own reason), and `unreachable` for a channel its NVR reports OFF.
+/// Channels of devices that have not registered `keepalive_timeout` after start are `unregistered`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_gb_events(
+    mut rx: mpsc::Receiver<crate::gb28181::GbEvent>,
+    fleet: Arc<Fleet>,
+    inventory: Arc<dyn crate::config::inventory::CameraStore>,
+    ledger: LedgerHandle,
+    config: Config,
+    gb: crate::gb28181::GbConfig,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) {
+    use crate::gb28181::GbEvent;
+    use std::collections::{HashMap, HashSet};
+    let mut devices: HashMap<String, Result<(), OfflineReason>> = HashMap::new();
+    let mut reported_off: HashSet<String> = HashSet::new();
+    let channels_of = |device: &str| -> Vec<Arc<crate::camera::CameraEntry>> {
+        fleet
+            .list()
+            .into_iter()
+            .filter(|e| {
+                let c = read(&e.config);
+                c.source == crate::config::SourceKind::Gb28181 && c.url.host_str() == Some(device)
+            })
+            .collect()
+    };
+    let signal = |entry: &crate::camera::CameraEntry,
+                  device: &str,
+                  state: Result<(), OfflineReason>,
+                  off: bool| {
+        let state = match state {
+            Ok(()) if off => Err(OfflineReason::Unreachable),
+            Ok(()) => Ok(()),
+            Err(r) if &*entry.id == device => Err(r),
+            Err(_) => Err(OfflineReason::DeviceOffline),
+        };
+        lock(&entry.tracker).on_signal(state);
+    };
+    let grace = tokio::time::sleep(gb.keepalive_timeout());
+    tokio::pin!(grace);
+    let mut graced = false;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = &mut grace, if !graced => {
+                graced = true;
+                for entry in fleet.list() {
+                    let device = {
+                        let c = read(&entry.config);
+                        if c.source != crate::config::SourceKind::Gb28181 {
+                            continue;
+                        }
+                        c.url.host_str().unwrap_or_default().to_owned()
+                    };
+                    if !devices.contains_key(&device) {
+                        signal(&entry, &device, Err(OfflineReason::Unregistered), false);
+                    }
+                }
+                continue;
+            }
+            e = rx.recv() => match e { Some(e) => e, None => return },
+        };
+        match event {
+            GbEvent::Device { device, state } => {
+                devices.insert(device.clone(), state);
+                for entry in channels_of(&device) {
+                    let off = reported_off.contains(&*entry.id);
+                    signal(&entry, &device, state, off);
+                }
+            }
+            GbEvent::Catalog { device, channels } => {
+                let state = devices.get(&device).copied().unwrap_or(Ok(()));
+                let cameras = fleet.list();
+                let linked: HashMap<String, String> = cameras
+                    .iter()
+                    .filter_map(|e| {
+                        let c = read(&e.config);
+                        (c.source != crate::config::SourceKind::Gb28181)
+                            .then(|| c.gb_code.clone().map(|g| (g, c.id.clone())))
+                            .flatten()
+                    })
+                    .collect();
+                let mut gb_cameras = cameras
+                    .iter()
+                    .filter(|e| read(&e.config).source == crate::config::SourceKind::Gb28181)
+                    .count();
+                let (mut created, mut refused) = (0usize, 0usize);
+                for item in channels.iter().filter(|i| crate::gb28181::is_channel(i)) {
+                    if item.online == Some(false) {
+                        reported_off.insert(item.id.clone());
+                    } else {
+                        reported_off.remove(&item.id);
+                    }
+                    if let Some(camera) = linked.get(&item.id) {
+                        tracing::debug!(device, channel = %item.id, camera_id = %camera, "GB/T 28181 channel is a configured camera");
+                        continue;
+                    }
+                    if let Some(entry) = fleet.get(&item.id) {
+                        signal(&entry, &device, state, item.online == Some(false));
+                        continue;
+                    }
+                    if gb_cameras >= gb.max_channels {
+                        refused += 1;
+                        continue;
+                    }
+                    let raw = crate::config::raw::RawCamera {
+                        id: Some(item.id.clone()),
+                        gb_code: Some(item.id.clone()),
+                        name: Some(
+                            item.name
+                                .chars()
+                                .take(crate::config::MAX_NAME_LEN)
+                                .collect(),
+                        ),
+                        url: Some(format!("gb28181://{device}/{}", item.id)),
+                        lat: item.latitude.filter(|_| item.longitude.is_some()),
+                        lon: item.longitude.filter(|_| item.latitude.is_some()),
+                        area_code: item.civil_code.clone(),
+                        area_path: item
+                            .civil_code
+                            .as_deref()
+                            .and_then(|c| gb.area_of(c))
+                            .map(ToString::to_string),
+                        origin: Some(crate::config::CameraOrigin::Api),
+                        ..Default::default()
+                    };
+                    let (mut made, errors) =
+                        crate::config::validate_runtime_cameras(vec![raw], &config);
+                    let Some(camera) = made.pop().filter(|_| errors.is_empty()) else {
+                        for e in errors {
+                            tracing::warn!(device, channel = %item.id, field = %e.path, message = %e.message, "GB/T 28181 channel not made a camera");
+                        }
+                        continue;
+                    };
+                    let (id, definition) = (camera.id.clone(), camera.definition.clone());
+                    let store = inventory.clone();
+                    let now = unix_ms(clock.wall());
+                    let saved =
+                        tokio::task::spawn_blocking(move || store.save(&id, &definition, now))
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.map_err(|e| e.to_string()));
+                    if let Err(e) = saved {
+                        tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not saved; tried again with the next catalog");
+                        continue;
+                    }
+                    ledger.upsert_camera(&camera).await;
+                    match fleet.add(camera) {
+                        Ok(entry) => {
+                            created += 1;
+                            gb_cameras += 1;
+                            signal(&entry, &device, state, item.online == Some(false));
+                        }
+                        Err(e) => {
+                            tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not started")
+                        }
+                    }
+                }
+                if refused > 0 {
+                    tracing::warn!(
+                        device,
+                        refused,
+                        max = gb.max_channels,
+                        "GB/T 28181 channels not made cameras: gb28181.max_channels reached"
+                    );
+                }
+                if created > 0 {
+                    tracing::info!(device, created, "GB/T 28181 channels added as cameras");
                 }
             }
         }
@@ -985,6 +1169,14 @@ pub async fn start(
         if let Some(a) = &analysis {
             q.extend(a.queues.iter().cloned());
         }
+        if gb_config.is_some() {
+            q.push(QueueInfo::blocking(
+                "gb28181_to_camera",
+                "gb28181",
+                "camera",
+                GB_QUEUE,
+            ));
+        }
         if keeper.is_some() {
             q.push(QueueInfo::blocking(
                 "cluster_to_camera",
@@ -1054,11 +1246,24 @@ pub async fn start(
     };
     // GB/T 28181 devices register to this node's SIP port (issue 16; signalling so far).
     let gb28181 = match gb_config {
-        Some(c) => Some(
-            crate::gb28181::Gb28181::start(c, Arc::new(crate::clock::SystemClock), cancel.clone())
-                .await
-                .map_err(AppError::Gb28181)?,
-        ),
+        Some(c) => {
+            let (tx, rx) = mpsc::channel(GB_QUEUE);
+            tokio::spawn(apply_gb_events(
+                rx,
+                fleet.clone(),
+                inventory.clone(),
+                ledger.clone(),
+                config.clone(),
+                c.clone(),
+                clock.clone(),
+                cancel.clone(),
+            ));
+            Some(
+                crate::gb28181::Gb28181::start(c, clock.clone(), Some(tx), cancel.clone())
+                    .await
+                    .map_err(AppError::Gb28181)?,
+            )
+        }
         None => None,
     };
     let state = Arc::new(AppState {

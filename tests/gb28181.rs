@@ -26,7 +26,7 @@ async fn platform(extra: &str) -> (Gb28181, CancellationToken) {
         .validate(&|k| (k == "GB_PASS").then(|| PASSWORD.to_owned()))
         .unwrap();
     let cancel = CancellationToken::new();
-    let gb = Gb28181::start(config, Arc::new(SystemClock), cancel.clone())
+    let gb = Gb28181::start(config, Arc::new(SystemClock), None, cancel.clone())
         .await
         .unwrap();
     (gb, cancel)
@@ -316,7 +316,10 @@ async fn malformed_messages_are_answered_with_the_reason_and_nothing_breaks() {
 fn the_service_shows_registered_devices_in_its_api_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
-        "[node]\nname = \"gb-test\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n[[gb28181.devices]]\nid = \"34020000001180000001\"\nname = \"东街 NVR\"\n{}",
+        "[node]\nname = \"gb-test\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[health]\ngrace = \"1s\"\n\
+         [[cameras]]\nid = \"east-gate\"\nname = \"东门 (RTSP)\"\nurl = \"rtsp://127.0.0.1:9/none\"\ngb_code = \"34020000001310000102\"\n\
+         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
+         [gb28181.areas]\n\"340200\" = \"示范县\"\n[[gb28181.devices]]\nid = \"34020000001180000001\"\nname = \"东街 NVR\"\n{}",
         dir.path().join("data").display(),
         common::TEST_AUTH
     );
@@ -404,8 +407,76 @@ fn the_service_shows_registered_devices_in_its_api_and_metrics() {
     for text in [&metrics, &list.to_string(), &system.to_string()] {
         assert!(!text.contains(PASSWORD), "the password leaked");
     }
+
+    // The catalog's channels are cameras now, online by signalling; the channel that is already
+    // the RTSP camera east-gate (same gb_code) is not added twice.
+    let gb_cameras = |service: &common::Service| -> Vec<serde_json::Value> {
+        let (status, body) = common::api(service.addr, "GET", "/api/cameras", "");
+        assert_eq!(status, 200, "{body}");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        all.into_iter()
+            .filter(|c| c["source"] == "gb28181")
+            .collect()
+    };
+    let wait =
+        |service: &common::Service, what: &str, ok: &dyn Fn(&[serde_json::Value]) -> bool| {
+            let started = Instant::now();
+            loop {
+                let cams = gb_cameras(service);
+                if ok(&cams) {
+                    return cams;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{what}: {cams:#?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+    let cams = wait(&service, "three channel cameras online", &|c| {
+        c.len() == 3 && c.iter().all(|c| c["state"] == "online")
+    });
+    let ids: Vec<&str> = cams.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "34020000001310000101",
+            "34020000001310000103",
+            "34020000001310000104"
+        ]
+    );
+    assert_eq!(cams[0]["area_path"], "示范县");
+    assert_eq!(cams[0]["gb_code"], "34020000001310000101");
+    assert!(cams[0]["name"].as_str().unwrap().starts_with("模拟摄像机"));
+    // The device stops keeping alive: its channels go offline with it.
+    device.set_down(true);
+    wait(&service, "channels offline with their device", &|c| {
+        c.len() == 3
+            && c.iter()
+                .all(|c| c["state"] == "offline" && c["reason"] == "device_offline")
+    });
+    // Saved: after a restart the channels are there before any device registers (connecting), and
+    // a device that does not register again within the keepalive timeout leaves them offline.
     cancel.cancel();
     drop(rt);
+    let service = service.restart();
+    let cams = gb_cameras(&service);
+    assert_eq!(cams.len(), 3, "{cams:#?}");
+    // Connecting until the keepalive timeout (3 s) has passed since the start.
+    assert!(
+        cams.iter()
+            .all(|c| c["state"] == "connecting" || c["reason"] == "device_offline"),
+        "{cams:#?}"
+    );
+    wait(
+        &service,
+        "channels kept, their device not registered",
+        &|c| {
+            c.len() == 3
+                && c.iter()
+                    .all(|c| c["state"] == "offline" && c["reason"] == "device_offline")
+        },
+    );
     service.stop();
 }
 

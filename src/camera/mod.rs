@@ -260,6 +260,9 @@ impl Fleet {
             self.ctx.clock.clone(),
         );
         tracker.set_enabled(camera.enabled);
+        if camera.source == crate::config::SourceKind::Gb28181 {
+            tracker.set_signalled();
+        }
         Arc::new(CameraEntry {
             id,
             config: RwLock::new(camera),
@@ -284,9 +287,13 @@ impl Fleet {
     }
 
     fn start(&self, entry: &Arc<CameraEntry>) {
-        if !read(&entry.config).enabled {
+        let config = read(&entry.config);
+        // A GB/T 28181 channel's state comes from its device's signalling (the gb28181 stage, joined
+        // in app.rs); its video is not pulled yet (issue 16 step c).
+        if !config.enabled || config.source == crate::config::SourceKind::Gb28181 {
             return;
         }
+        drop(config);
         let entry = entry.clone();
         let ctx = self.ctx.clone();
         // The span is attached to the future (not entered across awaits), so every log line of this

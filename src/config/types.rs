@@ -295,12 +295,15 @@ pub enum SourceKind {
     Http,
     /// `file://`, looped from disk through a GStreamer source.
     File,
+    /// `gb28181://<device id>/<channel id>`: a channel of a GB/T 28181 device registered to this
+    /// node; its online state comes from the device's signalling.
+    Gb28181,
 }
 
 impl SourceKind {
     /// Accepted URL schemes.
     pub const SCHEMES: &'static [&'static str] =
-        &["rtsp", "rtsps", "rtmp", "http", "https", "file"];
+        &["rtsp", "rtsps", "rtmp", "http", "https", "file", "gb28181"];
 
     /// The kind for a URL scheme.
     pub fn from_scheme(scheme: &str) -> Option<Self> {
@@ -310,6 +313,7 @@ impl SourceKind {
             "rtmp" => Some(Self::Rtmp),
             "http" | "https" => Some(Self::Http),
             "file" => Some(Self::File),
+            "gb28181" => Some(Self::Gb28181),
             _ => None,
         }
     }
@@ -322,6 +326,7 @@ impl SourceKind {
             Self::Rtmp => "rtmp",
             Self::Http => "http",
             Self::File => "file",
+            Self::Gb28181 => "gb28181",
         }
     }
 

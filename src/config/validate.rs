@@ -877,6 +877,17 @@ pub(crate) fn check_url(text: &str) -> Result<Url, String> {
                 return Err(format!("{:?} names no file", url.as_str()));
             }
         }
+        SourceKind::Gb28181 => {
+            let digits = |s: &str| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit());
+            let device = url.host_str().unwrap_or_default();
+            let channel = url.path().strip_prefix('/').unwrap_or_default();
+            if !digits(device) || !digits(channel) {
+                return Err(format!(
+                    "{:?} is not a GB/T 28181 channel: expected \"gb28181://<20-digit device id>/<20-digit channel id>\"",
+                    url.as_str()
+                ));
+            }
+        }
         _ => {
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(format!("{:?} has no host", url.as_str()));

@@ -12,6 +12,8 @@
 //! | `keepalive_misses` | `3` | a device is offline (`keepalive_timeout`) after this many intervals without a keepalive |
 //! | `max_expires` | `"3600s"` | longest registration granted (a device asking for more gets this) |
 //! | `max_devices` | `10000` | registered devices at most; more are refused (403) and counted |
+//! | `max_channels` | `20000` | cameras created from catalogs at most; more are refused and counted |
+//! | `[gb28181.areas]` | none | civil-code prefix → area path (`"620921" = "金塔县"`): a channel's area by the longest prefix of its `CivilCode` |
 //! | `[[gb28181.devices]]` | none | `id` (20 digits), `name`, `password_env` (a password of its own): the allow-list |
 
 use std::collections::BTreeMap;
@@ -44,6 +46,11 @@ pub struct RawGbConfig {
     pub max_expires: Option<String>,
     /// Most registered devices.
     pub max_devices: Option<usize>,
+    /// Most cameras made from catalogs.
+    pub max_channels: Option<usize>,
+    /// Civil-code prefix → area path.
+    #[serde(default)]
+    pub areas: BTreeMap<String, String>,
     /// Allowed devices and their own passwords.
     #[serde(default)]
     pub devices: Vec<RawGbDevice>,
@@ -91,6 +98,10 @@ pub struct GbConfig {
     pub max_expires: Duration,
     /// Most registered devices.
     pub max_devices: usize,
+    /// Most cameras made from catalogs.
+    pub max_channels: usize,
+    /// Civil-code prefix → area path (`county/township/village`).
+    pub areas: BTreeMap<String, crate::config::AreaPath>,
     /// The allow-list, by device id.
     pub devices: BTreeMap<String, GbDevicePolicy>,
 }
@@ -107,6 +118,14 @@ impl GbConfig {
     /// Whether `device` may register.
     pub fn allows(&self, device: &str) -> bool {
         self.auto_accept || self.devices.contains_key(device)
+    }
+
+    /// The area of a civil code: the entry of the longest prefix of `civil_code` in `areas`.
+    pub fn area_of(&self, civil_code: &str) -> Option<&crate::config::AreaPath> {
+        (1..=civil_code.len())
+            .rev()
+            .filter_map(|n| civil_code.get(..n))
+            .find_map(|prefix| self.areas.get(prefix))
     }
 
     /// How long without a keepalive makes a device offline.
@@ -233,6 +252,35 @@ impl RawGbConfig {
                 format!("{max_devices} is out of range: 1 to 1000000"),
             ));
         }
+        let max_channels = self.max_channels.unwrap_or(20_000);
+        if !(1..=1_000_000).contains(&max_channels) {
+            errors.push(ConfigError::new(
+                "gb28181.max_channels",
+                format!("{max_channels} is out of range: 1 to 1000000"),
+            ));
+        }
+        let mut areas = BTreeMap::new();
+        for (prefix, path) in &self.areas {
+            let field = format!("gb28181.areas.{prefix}");
+            if prefix.is_empty() || prefix.len() > 12 || !prefix.bytes().all(|b| b.is_ascii_digit())
+            {
+                errors.push(ConfigError::new(
+                    field,
+                    format!("{prefix:?} is not a civil-code prefix: 1 to 12 digits"),
+                ));
+                continue;
+            }
+            let segments: Vec<String> = path.split('/').map(|x| x.trim().to_owned()).collect();
+            match crate::config::AreaPath::new(segments) {
+                Some(p) => {
+                    areas.insert(prefix.clone(), p);
+                }
+                None => errors.push(ConfigError::new(
+                    field,
+                    format!("{path:?} is not an area path: county/township/village"),
+                )),
+            }
+        }
         let mut devices = BTreeMap::new();
         for (i, d) in self.devices.iter().enumerate() {
             let path = format!("gb28181.devices[{i}]");
@@ -269,6 +317,8 @@ impl RawGbConfig {
                 keepalive_misses,
                 max_expires,
                 max_devices,
+                max_channels,
+                areas,
                 devices,
             }),
             _ => Err(errors),
@@ -300,6 +350,20 @@ mod tests {
         assert_eq!(c.keepalive_timeout(), Duration::from_secs(180));
         assert!(c.allows("34020000001110000001") && !c.allows("34020000001110000002"));
         assert_eq!(c.password_for("34020000001110000001").expose(), "s3cret");
+        let raw: RawGbConfig = toml::from_str(
+            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[areas]\n\"620921\" = \"金塔县\"\n\"620921100\" = \"金塔县/金塔镇\"\n",
+        )
+        .unwrap();
+        let c = raw.validate(&env).unwrap();
+        assert_eq!(
+            c.area_of("620921100201").map(|a| a.to_string()),
+            Some("金塔县/金塔镇".into())
+        );
+        assert_eq!(
+            c.area_of("620921200").map(|a| a.to_string()),
+            Some("金塔县".into())
+        );
+        assert_eq!(c.area_of("620922"), None);
         assert_eq!(format!("{c:?}").matches("s3cret").count(), 0);
     }
 

@@ -122,6 +122,40 @@ pub struct GbSummary {
     pub online: usize,
 }
 
+/// What the stage tells the camera side, on the `gb28181_to_camera` queue app.rs creates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GbEvent {
+    /// A device came online (`Ok`) or went offline, and why.
+    Device {
+        /// Device id.
+        device: String,
+        /// Its state.
+        state: Result<(), crate::health::OfflineReason>,
+    },
+    /// A device's whole catalog arrived.
+    Catalog {
+        /// Device id.
+        device: String,
+        /// Every entry (channels, groups …).
+        channels: Vec<manscdp::CatalogItem>,
+    },
+}
+
+/// Whether a catalog entry is a video channel (a camera): type 131/132, or an entry with a code
+/// outside the standard's types under a DVR or NVR (111/118), as some recorders number channels.
+/// Other standard types (recorders, alarm inputs, displays, platforms, groups) are not.
+pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
+    match item.type_code() {
+        Some(131 | 132) => true,
+        Some(111..=199 | 200..=299) => false,
+        _ => item
+            .parent_id
+            .as_deref()
+            .and_then(manscdp::type_code)
+            .is_some_and(|t| t == 111 || t == 118),
+    }
+}
+
 /// The `kind` labels of [`Gb28181::counters`].
 pub const COUNTER_KINDS: [&str; 9] = [
     "registered",
@@ -150,6 +184,7 @@ impl Gb28181 {
     pub async fn start(
         config: GbConfig,
         clock: Arc<dyn Clock>,
+        events: Option<tokio::sync::mpsc::Sender<GbEvent>>,
         cancel: CancellationToken,
     ) -> Result<Self, GbError> {
         let bind_err = |addr, transport, e: rsipstack::Error| GbError::Bind {
@@ -191,6 +226,7 @@ impl Gb28181 {
             clock,
             endpoint.inner.clone(),
             advertised,
+            events,
         ));
         tokio::spawn(async move { endpoint.serve().await });
         let handler = Arc::clone(&service);
@@ -213,7 +249,11 @@ impl Gb28181 {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = every.tick() => { ticker.tick(); }
+                    _ = every.tick() => {
+                        for change in ticker.tick() {
+                            ticker.changed(Some(change)).await;
+                        }
+                    }
                 }
             }
         });
@@ -271,11 +311,6 @@ impl Gb28181 {
         self.service.query(id, "Catalog").await
     }
 
-    /// Marks silent devices now (tests drive time with a manual clock).
-    pub fn tick(&self) -> Vec<Change> {
-        self.service.tick()
-    }
-
     /// Requests accepted and refused, for `/metrics` (in [`COUNTER_KINDS`] order).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.service.stats;
@@ -319,5 +354,44 @@ fn view(d: &registry::Device) -> DeviceView {
         firmware: d.info.as_ref().and_then(|i| i.firmware.clone()),
         catalog_entries: d.catalog.len(),
         catalog_ms: d.catalog_at.map(ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manscdp::CatalogItem;
+
+    fn item(id: &str, parent: Option<&str>) -> CatalogItem {
+        CatalogItem {
+            id: id.into(),
+            parent_id: parent.map(str::to_owned),
+            ..CatalogItem::default()
+        }
+    }
+
+    #[test]
+    fn cameras_and_channels_under_recorders_are_channels_groups_are_not() {
+        assert!(is_channel(&item("34020000001310000001", None)));
+        assert!(is_channel(&item("34020000001320000001", None)));
+        // A recorder's own numbering, outside the standard's types, under an NVR.
+        assert!(is_channel(&item(
+            "34020000009990000001",
+            Some("34020000001180000001")
+        )));
+        // An alarm input under an NVR is not video.
+        assert!(!is_channel(&item(
+            "34020000001340000001",
+            Some("34020000001180000001")
+        )));
+        for not in [
+            "34020000001180000001", // the NVR itself
+            "34020000002000000001", // a platform
+            "34020000002150000001", // a business group
+            "34020000002160000001", // a virtual organisation
+        ] {
+            assert!(!is_channel(&item(not, None)), "{not}");
+        }
+        assert!(!is_channel(&item("340200", None)), "a civil-code entry");
     }
 }

@@ -23,6 +23,7 @@ use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::{Transaction, make_tag};
 use rsipstack::transport::{SipAddr, SipConnection};
 
+use super::GbEvent;
 use super::config::{GbConfig, valid_gb_id};
 use super::manscdp::{self, Body};
 use super::registry::{Change, PageOutcome, Registry, Transport};
@@ -66,6 +67,8 @@ pub(crate) struct Service {
     /// The address the SIP port is bound to.
     pub local: SocketAddr,
     nonces: Mutex<HashMap<String, Instant>>,
+    /// To the camera side (`gb28181_to_camera`), when app.rs joined one.
+    events: Option<tokio::sync::mpsc::Sender<GbEvent>>,
     /// TCP devices' connections, by device id (requests to them go back on it).
     connections: Mutex<HashMap<String, SipConnection>>,
     sn: AtomicU32,
@@ -87,6 +90,7 @@ impl Service {
         clock: Arc<dyn Clock>,
         endpoint: EndpointInnerRef,
         local: SocketAddr,
+        events: Option<tokio::sync::mpsc::Sender<GbEvent>>,
     ) -> Self {
         Self {
             registry: Mutex::new(Registry::new(config.keepalive_timeout())),
@@ -96,6 +100,7 @@ impl Service {
             endpoint,
             local,
             nonces: Mutex::new(HashMap::new()),
+            events,
             connections: Mutex::new(HashMap::new()),
             sn: AtomicU32::new(1),
         }
@@ -213,7 +218,7 @@ impl Service {
             self.stats.registered.fetch_add(1, Ordering::Relaxed);
             let change = self.registry().unregister(device, wall);
             lock(&self.connections).remove(device);
-            log_change(change);
+            self.changed(change).await;
             let expires = Header::Expires("0".into());
             return reply(tx, StatusCode::OK, vec![date, expires], None).await;
         }
@@ -239,7 +244,7 @@ impl Service {
                 .register(device, name.as_deref(), addr, transport, granted, now, wall);
         self.stats.registered.fetch_add(1, Ordering::Relaxed);
         let came_online = change.is_some();
-        log_change(change);
+        self.changed(change).await;
         let expires = Header::Expires(granted.as_secs().to_string().into());
         reply(tx, StatusCode::OK, vec![date, expires], None).await?;
         if came_online {
@@ -311,10 +316,11 @@ impl Service {
                 let Some((_, addr)) = source(tx) else {
                     return refuse_unregistered(self);
                 };
-                match self.registry().keepalive(&device_id, addr, now, wall) {
+                let result = self.registry().keepalive(&device_id, addr, now, wall);
+                match result {
                     Ok(change) => {
                         self.stats.keepalives.fetch_add(1, Ordering::Relaxed);
-                        log_change(change);
+                        self.changed(change).await;
                     }
                     Err(()) => return refuse_unregistered(self),
                 }
@@ -324,11 +330,12 @@ impl Service {
                     return refuse_unregistered(self);
                 }
                 let device = page.device_id.clone();
-                match self.registry().catalog_page(page, wall) {
+                let outcome = self.registry().catalog_page(page, wall);
+                match outcome {
                     PageOutcome::Partial { have, sum } => {
                         tracing::debug!(device, have, sum, "catalog page");
                     }
-                    PageOutcome::Complete(change) => log_change(Some(change)),
+                    PageOutcome::Complete(change) => self.changed(Some(change)).await,
                     PageOutcome::UnknownDevice => return refuse_unregistered(self),
                 }
             }
@@ -450,9 +457,35 @@ impl Service {
             if let Change::Offline { device, .. } = c {
                 lock(&self.connections).remove(device);
             }
-            log_change(Some(c.clone()));
         }
         changes
+    }
+
+    /// Logs a change and tells the camera side.
+    pub async fn changed(&self, change: Option<Change>) {
+        let Some(change) = change else { return };
+        log_change(&change);
+        let Some(events) = &self.events else { return };
+        let event = match change {
+            Change::Online { device } => GbEvent::Device {
+                device,
+                state: Ok(()),
+            },
+            Change::Offline { device, reason } => GbEvent::Device {
+                device,
+                state: Err(reason),
+            },
+            Change::Catalog { device, .. } => {
+                let channels = self
+                    .registry()
+                    .device(&device)
+                    .map(|d| d.catalog.clone())
+                    .unwrap_or_default();
+                GbEvent::Catalog { device, channels }
+            }
+        };
+        // Blocks while the camera side is behind: a device's state change is never dropped.
+        let _ = events.send(event).await;
     }
 }
 
@@ -499,18 +532,17 @@ async fn reply(
     Ok(())
 }
 
-fn log_change(change: Option<Change>) {
+fn log_change(change: &Change) {
     match change {
-        Some(Change::Online { device }) => {
+        Change::Online { device } => {
             tracing::info!(device, "GB/T 28181 device online");
         }
-        Some(Change::Offline { device, reason }) => {
+        Change::Offline { device, reason } => {
             tracing::warn!(device, %reason, "GB/T 28181 device offline");
         }
-        Some(Change::Catalog { device, entries }) => {
+        Change::Catalog { device, entries } => {
             tracing::info!(device, entries, "GB/T 28181 catalog received");
         }
-        None => {}
     }
 }
 

@@ -181,6 +181,8 @@ pub struct CameraTracker {
     analysed: RateWindow,
     faults: [FaultTimer; QualityFault::ALL.len()],
     vqd: VqdDetector,
+    /// Online state from signalling (a GB/T 28181 channel), not from media: no stall watchdog.
+    signalled: bool,
 }
 
 impl CameraTracker {
@@ -208,7 +210,37 @@ impl CameraTracker {
             analysed: RateWindow::new(now),
             faults: [FaultTimer::new(now); QualityFault::ALL.len()],
             vqd: VqdDetector::new(),
+            signalled: false,
             clock,
+        }
+    }
+
+    /// From now on the camera's online state comes from [`CameraTracker::on_signal`] (a GB/T 28181
+    /// channel: its device's registration and keepalives), not from media arriving.
+    pub fn set_signalled(&mut self) {
+        self.signalled = true;
+    }
+
+    /// Signalling says the camera is reachable (`Ok`) or not, and why. Only for signalled cameras.
+    pub fn on_signal(&mut self, state: Result<(), OfflineReason>) {
+        let now = self.clock.now();
+        match state {
+            Ok(()) => {
+                if !matches!(self.link, Link::Playing { .. }) {
+                    self.link = Link::Playing { since: now };
+                }
+                if self.up_since.is_none() {
+                    self.up_since = Some(now);
+                    self.down_since = None;
+                    self.self_detected = false;
+                    self.reason = None;
+                }
+            }
+            Err(reason) => {
+                self.link = Link::Failed;
+                // Signalling already waited (keepalive intervals): no further grace.
+                self.go_down(now, now, reason, true);
+            }
         }
     }
 
@@ -423,6 +455,9 @@ impl CameraTracker {
 
     /// The tracker's own timeouts: a stalled session, a session with no first media, a hung connect.
     fn watchdog(&mut self, now: Instant) {
+        if self.signalled {
+            return;
+        }
         let stall = self.cfg.stall_after;
         match self.link {
             Link::Playing { since } => {
@@ -663,6 +698,31 @@ mod tests {
 
     fn black() -> VqdSample {
         VqdSample::measure(&vec![0u8; W * H * 3], W as u32, H as u32, W * 3).unwrap()
+    }
+
+    #[test]
+    fn a_signalled_camera_follows_its_signalling_not_media() {
+        let mut r = Rig::new(0.0);
+        r.t.set_signalled();
+        // No media for far longer than the stall bound: still connecting, not stalled or timed out.
+        r.run(30.0, 0.0);
+        assert!(r.log.is_empty(), "{:?}", r.log);
+        r.t.on_signal(Ok(()));
+        r.run(60.0, 0.0);
+        r.t.on_signal(Err(OfflineReason::DeviceOffline));
+        r.run(1.0, 0.0);
+        r.t.on_signal(Ok(()));
+        r.run(1.0, 0.0);
+        assert_eq!(
+            r.states(),
+            vec![
+                (Online, None, vec![]),
+                (Offline, Some(OfflineReason::DeviceOffline), vec![]),
+                (Online, None, vec![]),
+            ]
+        );
+        // The offline period starts when signalling said so (it waited its intervals already).
+        assert!((r.secs(r.log[1].at) - 90.0).abs() < 0.2, "{:?}", r.log[1]);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::time::unix_ms;
 #[derive(Serialize)]
 pub struct CameraView {
     id: String,
+    /// How its video or state arrives: rtsp, rtsps, rtmp, http, file, gb28181.
+    source: &'static str,
     gb_code: Option<String>,
     name: String,
     area_code: Option<String>,
@@ -103,6 +105,7 @@ pub fn view(entry: &CameraEntry) -> CameraView {
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     CameraView {
         id: cam.id.clone(),
+        source: cam.source.as_str(),
         gb_code: cam.gb_code.clone(),
         name: cam.name.clone(),
         area_code: cam.area_code.clone(),
