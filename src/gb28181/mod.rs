@@ -147,7 +147,7 @@ pub enum GbEvent {
 pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
     match item.type_code() {
         Some(131 | 132) => true,
-        Some(111..=199 | 200..=299) => false,
+        Some(111..=299) => false,
         _ => item
             .parent_id
             .as_deref()
