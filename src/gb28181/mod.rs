@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod manscdp;
+pub mod ps;
 pub mod registry;
 mod service;
 
