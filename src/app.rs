@@ -219,7 +219,8 @@ const GB_QUEUE: usize = 4096;
 /// has the channel's `gb_code` stays the channel's camera and nothing is added); a device's state
 /// becomes its channels' state: online while it is, else `device_offline` (a channel that is the
 /// device itself: the device's own reason), and `unreachable` for a channel its NVR reports OFF.
-/// Channels of devices that have not registered `keepalive_timeout` after start are `unregistered`.
+/// Channels of devices that have not registered within twice `keepalive_timeout` of the start are
+/// `device_offline`.
 #[allow(clippy::too_many_arguments)]
 async fn apply_gb_events(
     mut rx: mpsc::Receiver<crate::gb28181::GbEvent>,
@@ -257,7 +258,8 @@ async fn apply_gb_events(
         };
         lock(&entry.tracker).on_signal(state);
     };
-    let grace = tokio::time::sleep(gb.keepalive_timeout());
+    // Devices that still think they are registered find out after a few failed keepalives.
+    let grace = tokio::time::sleep(gb.keepalive_timeout() * 2);
     tokio::pin!(grace);
     let mut graced = false;
     loop {
@@ -317,7 +319,17 @@ async fn apply_gb_events(
                         continue;
                     }
                     if let Some(entry) = fleet.get(&item.id) {
-                        signal(&entry, &device, state, item.online == Some(false));
+                        let ours = {
+                            let c = read(&entry.config);
+                            c.source == crate::config::SourceKind::Gb28181
+                                && c.url.host_str() == Some(device.as_str())
+                        };
+                        // A camera of another kind with this id (an RTSP camera named by its code)
+                        // or a channel of another device (also listed by an NVR or platform) keeps
+                        // its own state.
+                        if ours {
+                            signal(&entry, &device, state, item.online == Some(false));
+                        }
                         continue;
                     }
                     if gb_cameras >= gb.max_channels {
@@ -334,9 +346,22 @@ async fn apply_gb_events(
                                 .collect(),
                         ),
                         url: Some(format!("gb28181://{device}/{}", item.id)),
-                        lat: item.latitude.filter(|_| item.longitude.is_some()),
-                        lon: item.longitude.filter(|_| item.latitude.is_some()),
-                        area_code: item.civil_code.clone(),
+                        // What the inventory would refuse is left out, not the channel: a position
+                        // off the globe, a civil code that is not 6, 9 or 12 digits (devices send
+                        // 8, or their domain).
+                        lat: item
+                            .latitude
+                            .zip(item.longitude)
+                            .filter(|(la, lo)| la.abs() <= 90.0 && lo.abs() <= 180.0)
+                            .map(|(la, _)| la),
+                        lon: item
+                            .latitude
+                            .zip(item.longitude)
+                            .filter(|(la, lo)| la.abs() <= 90.0 && lo.abs() <= 180.0)
+                            .map(|(_, lo)| lo),
+                        area_code: item.civil_code.clone().filter(|c| {
+                            matches!(c.len(), 6 | 9 | 12) && c.bytes().all(|b| b.is_ascii_digit())
+                        }),
                         area_path: item
                             .civil_code
                             .as_deref()
@@ -354,6 +379,14 @@ async fn apply_gb_events(
                         continue;
                     };
                     let (id, definition) = (camera.id.clone(), camera.definition.clone());
+                    // Into the fleet first (refused when the id was taken meanwhile), then saved.
+                    let entry = match fleet.add(camera.clone()) {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not started");
+                            continue;
+                        }
+                    };
                     let store = inventory.clone();
                     let now = unix_ms(clock.wall());
                     let saved =
@@ -362,20 +395,14 @@ async fn apply_gb_events(
                             .map_err(|e| e.to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()));
                     if let Err(e) = saved {
+                        let _ = fleet.remove(&item.id);
                         tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not saved; tried again with the next catalog");
                         continue;
                     }
                     ledger.upsert_camera(&camera).await;
-                    match fleet.add(camera) {
-                        Ok(entry) => {
-                            created += 1;
-                            gb_cameras += 1;
-                            signal(&entry, &device, state, item.online == Some(false));
-                        }
-                        Err(e) => {
-                            tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not started")
-                        }
-                    }
+                    created += 1;
+                    gb_cameras += 1;
+                    signal(&entry, &device, state, item.online == Some(false));
                 }
                 if refused > 0 {
                     tracing::warn!(

@@ -316,6 +316,17 @@ impl Fleet {
             .ok_or_else(|| FleetError::Missing(camera.id.clone()))?;
         old.cancel.cancel();
         let entry = self.make_entry(camera);
+        // A signalled camera (GB/T 28181) keeps what its device last said: no new signal may come
+        // for a long time.
+        let signal = lock(&old.tracker).last_signal();
+        if let Some(state) = signal {
+            let mut t = lock(&entry.tracker);
+            if t.last_signal().is_none()
+                && read(&entry.config).source == crate::config::SourceKind::Gb28181
+            {
+                t.on_signal(state);
+            }
+        }
         write(&self.cameras).insert(entry.id.clone(), entry.clone());
         self.start(&entry);
         Ok(entry)

@@ -35,8 +35,8 @@ pub enum GbTransport {
     Tcp,
 }
 
-/// One simulated device.
-#[derive(Debug, Clone)]
+/// One simulated device (its password is not shown by `Debug`).
+#[derive(Clone)]
 pub struct GbDeviceOptions {
     /// The platform's SIP port.
     pub platform: SocketAddr,
@@ -56,6 +56,16 @@ pub struct GbDeviceOptions {
     pub channels: usize,
     /// Catalog entries per MESSAGE.
     pub page_size: usize,
+}
+
+impl std::fmt::Debug for GbDeviceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GbDeviceOptions")
+            .field("platform", &self.platform)
+            .field("id", &self.id)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a device did, for tests and the bench.
@@ -177,6 +187,33 @@ impl GbDevice {
 
     /// Sends a REGISTER asking for `expires` seconds (0 unregisters); returns the final status.
     pub async fn register(&self, expires: u32) -> anyhow::Result<u16> {
+        self.responder().register(expires).await
+    }
+
+    /// `down`: the device stops keeping alive and answering (power cut, network gone).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+}
+
+fn platform_uri(o: &GbDeviceOptions) -> String {
+    match o.transport {
+        GbTransport::Udp => format!("sip:{}@{}", o.platform_id, o.platform),
+        GbTransport::Tcp => format!("sip:{}@{};transport=tcp", o.platform_id, o.platform),
+    }
+}
+
+#[derive(Clone)]
+struct Responder {
+    options: GbDeviceOptions,
+    stats: Arc<GbDeviceStats>,
+    down: Arc<AtomicBool>,
+    endpoint: EndpointInnerRef,
+    cancel: CancellationToken,
+}
+
+impl Responder {
+    async fn register(&self, expires: u32) -> anyhow::Result<u16> {
         let o = &self.options;
         let credential = Credential {
             username: o.id.clone(),
@@ -205,33 +242,14 @@ impl GbDevice {
         Ok(status)
     }
 
-    /// `down`: the device stops keeping alive and answering (power cut, network gone).
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::Relaxed);
-    }
-}
-
-fn platform_uri(o: &GbDeviceOptions) -> String {
-    match o.transport {
-        GbTransport::Udp => format!("sip:{}@{}", o.platform_id, o.platform),
-        GbTransport::Tcp => format!("sip:{}@{};transport=tcp", o.platform_id, o.platform),
-    }
-}
-
-#[derive(Clone)]
-struct Responder {
-    options: GbDeviceOptions,
-    stats: Arc<GbDeviceStats>,
-    down: Arc<AtomicBool>,
-    endpoint: EndpointInnerRef,
-    cancel: CancellationToken,
-}
-
-impl Responder {
+    /// Keeps alive every interval; registers again before the registration runs out, and at once
+    /// when the platform refuses a keepalive (it restarted, or forgot the device), as devices do.
     async fn keep_alive(self) {
         let mut sn = 1u32;
         let mut every = tokio::time::interval(self.options.keepalive);
         every.tick().await;
+        let refresh = Duration::from_secs(u64::from(self.options.expires) * 4 / 5);
+        let mut registered = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -240,13 +258,25 @@ impl Responder {
             if self.down.load(Ordering::Relaxed) {
                 continue;
             }
+            if registered.elapsed() >= refresh && self.register(self.options.expires).await.is_ok()
+            {
+                registered = tokio::time::Instant::now();
+            }
             sn += 1;
             let body = manscdp::keepalive(sn, &self.options.id);
-            let counter = match self.message(body).await {
-                Ok(()) => &self.stats.keepalives_ok,
-                Err(_) => &self.stats.keepalives_failed,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            match self.message(body).await {
+                Ok(()) => {
+                    self.stats.keepalives_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.keepalives_failed.fetch_add(1, Ordering::Relaxed);
+                    if e.to_string().contains("403")
+                        && self.register(self.options.expires).await.is_ok()
+                    {
+                        registered = tokio::time::Instant::now();
+                    }
+                }
+            }
         }
     }
 

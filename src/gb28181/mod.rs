@@ -216,12 +216,9 @@ impl Gb28181 {
         let mut incoming = endpoint
             .incoming_transactions()
             .map_err(|e| GbError::Stack(e.to_string()))?;
-        // Requests to devices go out from the listening address a device can answer.
-        let advertised = if local.ip().is_unspecified() {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port)
-        } else {
-            local
-        };
+        // Requests to a device say the address it reaches us on (service.rs picks it per device
+        // when the port is bound to every address).
+        let advertised = local;
         let service = Arc::new(service::Service::new(
             config,
             clock,

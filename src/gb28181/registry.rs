@@ -73,13 +73,27 @@ pub enum PageOutcome {
     Complete(Change),
     /// The device is not registered.
     UnknownDevice,
+    /// The catalog announces more entries than the platform keeps (`SumNum` over the limit).
+    TooLarge {
+        /// Entries announced.
+        sum: usize,
+    },
 }
 
+/// A catalog still arriving: pages of one query (its SN), dropped when incomplete after
+/// [`CATALOG_TIMEOUT`] (a page lost over UDP).
 #[derive(Debug, Clone)]
 struct PendingCatalog {
+    sn: u32,
     sum: usize,
+    /// Entries received, repeats included (a recorder may list one id twice).
+    received: usize,
     items: BTreeMap<String, CatalogItem>,
+    started: Instant,
 }
+
+/// How long the pages of one catalog may take.
+pub const CATALOG_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One device.
 #[derive(Debug, Clone)]
@@ -116,15 +130,24 @@ pub struct Device {
 pub struct Registry {
     devices: BTreeMap<String, Device>,
     keepalive_timeout: Duration,
+    max_catalog: usize,
 }
 
 impl Registry {
-    /// An empty registry; devices go offline after `keepalive_timeout` without a keepalive.
-    pub fn new(keepalive_timeout: Duration) -> Self {
+    /// An empty registry; devices go offline after `keepalive_timeout` without a keepalive; a
+    /// catalog may announce at most `max_catalog` entries.
+    pub fn new(keepalive_timeout: Duration, max_catalog: usize) -> Self {
         Self {
             devices: BTreeMap::new(),
             keepalive_timeout,
+            max_catalog,
         }
+    }
+
+    /// Forgets devices offline since before `before` (so `max_devices` counts devices in use).
+    pub fn forget_offline(&mut self, before: SystemTime) {
+        self.devices
+            .retain(|_, d| d.state == DeviceState::Online || d.since >= before);
     }
 
     /// Devices known, in id order.
@@ -198,21 +221,24 @@ impl Registry {
         set_state(d, DeviceState::Offline(OfflineReason::Unregistered), wall)
     }
 
-    /// A keepalive from `addr`. `Err(())` when the device never registered (it must register
-    /// first); otherwise the change, when it came back online.
-    #[allow(clippy::result_unit_err)]
+    /// A keepalive from `addr`: the change, when it came back online; `Err` with why it is refused
+    /// (not registered; sent from another host than the one that registered).
     pub fn keepalive(
         &mut self,
         id: &str,
         addr: SocketAddr,
         now: Instant,
         wall: SystemTime,
-    ) -> Result<Option<Change>, ()> {
-        let d = self.devices.get_mut(id).ok_or(())?;
+    ) -> Result<Option<Change>, &'static str> {
+        let d = self.devices.get_mut(id).ok_or(NOT_REGISTERED)?;
         if d.state == DeviceState::Offline(OfflineReason::Unregistered) || now >= d.registered_until
         {
-            return Err(());
+            return Err(NOT_REGISTERED);
         }
+        if addr.ip() != d.addr.ip() {
+            return Err("sent from another host than the one it registered from: REGISTER again");
+        }
+        // The port may change (NAT rebinding); the host may not.
         d.addr = addr;
         d.last_seen = now;
         d.keepalive_at = Some(wall);
@@ -240,24 +266,41 @@ impl Registry {
         }
     }
 
-    /// A catalog page. Pages accumulate until `SumNum` entries have arrived; entries repeated across
-    /// pages count once. A page announcing a different `SumNum` starts over.
-    pub fn catalog_page(&mut self, page: CatalogPage, wall: SystemTime) -> PageOutcome {
+    /// A catalog page. Pages of one query (SN) accumulate until `SumNum` entries have arrived (a
+    /// repeated id is kept once but counts, as recorders list unconfigured channels twice). A page
+    /// of another query or announcing another `SumNum` starts over; a catalog incomplete after
+    /// [`CATALOG_TIMEOUT`] is dropped by [`Registry::tick`].
+    pub fn catalog_page(
+        &mut self,
+        page: CatalogPage,
+        now: Instant,
+        wall: SystemTime,
+    ) -> PageOutcome {
         let Some(d) = self.devices.get_mut(&page.device_id) else {
             return PageOutcome::UnknownDevice;
         };
         let sum = page.sum_num as usize;
+        if sum > self.max_catalog {
+            d.pending = None;
+            return PageOutcome::TooLarge { sum };
+        }
         let pending = match &mut d.pending {
-            Some(p) if p.sum == sum => p,
+            Some(p) if p.sum == sum && p.sn == page.sn => p,
             slot => slot.insert(PendingCatalog {
+                sn: page.sn,
                 sum,
+                received: 0,
                 items: BTreeMap::new(),
+                started: now,
             }),
         };
+        pending.received += page.items.len();
         for item in page.items {
-            pending.items.insert(item.id.clone(), item);
+            if pending.items.len() < sum || pending.items.contains_key(&item.id) {
+                pending.items.insert(item.id.clone(), item);
+            }
         }
-        let have = pending.items.len();
+        let have = pending.received;
         if have < sum {
             return PageOutcome::Partial { have, sum };
         }
@@ -277,6 +320,12 @@ impl Registry {
         let timeout = self.keepalive_timeout;
         let mut out = Vec::new();
         for d in self.devices.values_mut() {
+            if d.pending
+                .as_ref()
+                .is_some_and(|p| now.duration_since(p.started) >= CATALOG_TIMEOUT)
+            {
+                d.pending = None;
+            }
             if d.state != DeviceState::Online {
                 continue;
             }
@@ -292,6 +341,8 @@ impl Registry {
         out
     }
 }
+
+const NOT_REGISTERED: &str = "is not registered: REGISTER first";
 
 fn set_state(d: &mut Device, state: DeviceState, wall: SystemTime) -> Option<Change> {
     if d.state == state {
@@ -336,7 +387,7 @@ mod tests {
     fn a_silent_device_goes_offline_after_the_timeout_and_a_keepalive_brings_it_back() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
-        let mut r = Registry::new(Duration::from_secs(3));
+        let mut r = Registry::new(Duration::from_secs(3), 1000);
         assert_eq!(
             reg(&mut r, t0, 3600),
             Some(Change::Online { device: DEV.into() })
@@ -360,8 +411,12 @@ mod tests {
     fn unregistering_or_expiring_is_unregistered_and_keepalives_are_then_refused() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
-        let mut r = Registry::new(Duration::from_secs(180));
-        assert_eq!(r.keepalive(DEV, addr(), t0, w), Err(()), "never registered");
+        let mut r = Registry::new(Duration::from_secs(180), 1000);
+        assert_eq!(
+            r.keepalive(DEV, addr(), t0, w),
+            Err(NOT_REGISTERED),
+            "never registered"
+        );
         reg(&mut r, t0, 10);
         assert_eq!(
             r.tick(t0 + Duration::from_secs(10), w),
@@ -372,7 +427,7 @@ mod tests {
         );
         assert_eq!(
             r.keepalive(DEV, addr(), t0 + Duration::from_secs(11), w),
-            Err(())
+            Err(NOT_REGISTERED)
         );
         reg(&mut r, t0 + Duration::from_secs(12), 60);
         assert!(r.is_registered(DEV, t0 + Duration::from_secs(13)));
@@ -390,40 +445,77 @@ mod tests {
     fn catalog_pages_are_assembled_until_sum_num() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
-        let mut r = Registry::new(Duration::from_secs(180));
+        let mut r = Registry::new(Duration::from_secs(180), 1000);
         reg(&mut r, t0, 3600);
         let item = |n: u32| CatalogItem {
             id: format!("340200000013100{n:05}"),
             name: format!("通道{n}"),
             ..CatalogItem::default()
         };
-        let page = |items: Vec<CatalogItem>| CatalogPage {
-            sn: 1,
+        let page = |sn: u32, sum: u32, items: Vec<CatalogItem>| CatalogPage {
+            sn,
             device_id: DEV.into(),
-            sum_num: 3,
+            sum_num: sum,
             items,
         };
         assert_eq!(
-            r.catalog_page(page(vec![item(1), item(2)]), w),
+            r.catalog_page(page(1, 3, vec![item(1), item(2)]), t0, w),
             PageOutcome::Partial { have: 2, sum: 3 }
         );
         assert_eq!(
-            r.catalog_page(page(vec![item(2)]), w),
-            PageOutcome::Partial { have: 2, sum: 3 },
-            "a repeated page counts once"
-        );
-        assert_eq!(
-            r.catalog_page(page(vec![item(3)]), w),
+            r.catalog_page(page(1, 3, vec![item(3)]), t0, w),
             PageOutcome::Complete(Change::Catalog {
                 device: DEV.into(),
                 entries: 3
             })
         );
         assert_eq!(r.device(DEV).unwrap().catalog.len(), 3);
+        // A page of another query starts over.
+        r.catalog_page(page(2, 3, vec![item(1), item(2)]), t0, w);
+        assert_eq!(
+            r.catalog_page(page(3, 3, vec![item(3)]), t0, w),
+            PageOutcome::Partial { have: 1, sum: 3 }
+        );
+        // A recorder listing one id twice: complete by count, the id kept once.
+        assert_eq!(
+            r.catalog_page(page(4, 3, vec![item(1), item(1), item(2)]), t0, w),
+            PageOutcome::Complete(Change::Catalog {
+                device: DEV.into(),
+                entries: 2
+            })
+        );
+        // An incomplete catalog is dropped after the timeout: its next page starts over.
+        r.catalog_page(page(5, 3, vec![item(1)]), t0, w);
+        r.tick(t0 + CATALOG_TIMEOUT, w);
+        assert_eq!(
+            r.catalog_page(page(5, 3, vec![item(2)]), t0 + CATALOG_TIMEOUT, w),
+            PageOutcome::Partial { have: 1, sum: 3 }
+        );
+        assert_eq!(
+            r.catalog_page(page(6, 5000, vec![item(1)]), t0, w),
+            PageOutcome::TooLarge { sum: 5000 }
+        );
         let unknown = CatalogPage {
             device_id: "34020000001320000999".into(),
-            ..page(vec![])
+            ..page(7, 1, vec![])
         };
-        assert_eq!(r.catalog_page(unknown, w), PageOutcome::UnknownDevice);
+        assert_eq!(r.catalog_page(unknown, t0, w), PageOutcome::UnknownDevice);
+    }
+
+    #[test]
+    fn a_keepalive_from_another_host_is_refused() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut r = Registry::new(Duration::from_secs(180), 1000);
+        reg(&mut r, t0, 3600);
+        let other: SocketAddr = "10.9.9.9:5070".parse().unwrap();
+        assert!(
+            r.keepalive(DEV, other, t0, w)
+                .unwrap_err()
+                .contains("another host")
+        );
+        let new_port: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        assert_eq!(r.keepalive(DEV, new_port, t0, w), Ok(None), "NAT rebinding");
+        assert_eq!(r.device(DEV).unwrap().addr, new_port);
     }
 }

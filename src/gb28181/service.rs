@@ -29,6 +29,9 @@ use super::manscdp::{self, Body};
 use super::registry::{Change, PageOutcome, Registry, Transport};
 use crate::clock::Clock;
 
+/// Why a device's message is refused when it is not registered.
+const NOT_REGISTERED: &str = "is not registered: REGISTER first";
+
 /// How long a nonce handed out in a challenge may be answered.
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Most nonces outstanding (a flood of unauthenticated REGISTERs cannot grow memory without bound).
@@ -67,6 +70,11 @@ pub(crate) struct Service {
     /// The address the SIP port is bound to.
     pub local: SocketAddr,
     nonces: Mutex<HashMap<String, Instant>>,
+    /// Refusals are logged at most [`LogLimit::PER_WINDOW`] times per window (anyone can send them).
+    refusal_log: LogLimit,
+    /// Held from reading a device's state to queueing it, so the camera side sees states in the
+    /// order the registry had them.
+    emitting: tokio::sync::Mutex<()>,
     /// To the camera side (`gb28181_to_camera`), when app.rs joined one.
     events: Option<tokio::sync::mpsc::Sender<GbEvent>>,
     /// TCP devices' connections, by device id (requests to them go back on it).
@@ -76,6 +84,36 @@ pub(crate) struct Service {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A log rate limit: at most `PER_WINDOW` lines per 10 s; the rest are counted and said once.
+#[derive(Default)]
+struct LogLimit(Mutex<Option<(Instant, u32, u64)>>);
+
+impl LogLimit {
+    const PER_WINDOW: u32 = 20;
+
+    fn allow(&self, now: Instant) -> bool {
+        let mut w = lock(&self.0);
+        let (start, n, suppressed) = w.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= Duration::from_secs(10) {
+            if *suppressed > 0 {
+                tracing::warn!(
+                    suppressed = *suppressed,
+                    "GB/T 28181 refusals not logged one by one in the last 10 s"
+                );
+            }
+            *w = Some((now, 1, 0));
+            return true;
+        }
+        if *n < Self::PER_WINDOW {
+            *n += 1;
+            true
+        } else {
+            *suppressed += 1;
+            false
+        }
+    }
 }
 
 /// Why a request was refused, for the log.
@@ -93,7 +131,12 @@ impl Service {
         events: Option<tokio::sync::mpsc::Sender<GbEvent>>,
     ) -> Self {
         Self {
-            registry: Mutex::new(Registry::new(config.keepalive_timeout())),
+            registry: Mutex::new(Registry::new(
+                config.keepalive_timeout(),
+                config.max_channels,
+            )),
+            refusal_log: LogLimit::default(),
+            emitting: tokio::sync::Mutex::new(()),
             config,
             clock,
             stats: GbStats::default(),
@@ -124,17 +167,31 @@ impl Service {
             }
         };
         if let Err(refusal) = result {
-            tracing::warn!(
-                device = device.as_deref().unwrap_or("?"),
-                %method,
-                status = u16::from(refusal.status.clone()),
-                reason = %refusal.reason,
-                "GB/T 28181 request refused"
-            );
-            let warning = Header::Other(
-                "Warning".into(),
-                format!("399 qianliyan \"{}\"", refusal.reason.replace('"', "'")),
-            );
+            // What a device sent may end up in the reason: no control characters (a CR/LF would
+            // forge a header or a log line), no quotes, at most 200 characters.
+            let reason: String = refusal
+                .reason
+                .chars()
+                .map(|c| if c.is_control() || c == '"' { ' ' } else { c })
+                .take(200)
+                .collect();
+            let shown: String = device
+                .as_deref()
+                .unwrap_or("?")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(32)
+                .collect();
+            if self.refusal_log.allow(self.clock.now()) {
+                tracing::warn!(
+                    device = %shown,
+                    %method,
+                    status = u16::from(refusal.status.clone()),
+                    reason = %reason,
+                    "GB/T 28181 request refused"
+                );
+            }
+            let warning = Header::Other("Warning".into(), format!("399 qianliyan \"{reason}\""));
             let _ = reply(&mut tx, refusal.status, vec![warning], None).await;
         }
     }
@@ -196,6 +253,8 @@ impl Service {
             return self.challenge(tx, true).await;
         }
         let password = self.config.password_for(device);
+        // A nonce answers once, right or wrong: one challenge is one password guess.
+        lock(&self.nonces).remove(&auth.nonce);
         if auth.username != device
             || !rsipstack::dialog::authenticate::verify_digest(
                 &auth,
@@ -210,7 +269,6 @@ impl Service {
                 reason: format!("device {device}: wrong password"),
             });
         }
-        lock(&self.nonces).remove(&auth.nonce);
         let asked = requested_expires(&tx.original);
         let wall = self.clock.wall();
         let date = Header::Other("Date".into(), gb_date(wall));
@@ -218,9 +276,10 @@ impl Service {
             self.stats.registered.fetch_add(1, Ordering::Relaxed);
             let change = self.registry().unregister(device, wall);
             lock(&self.connections).remove(device);
-            self.changed(change).await;
             let expires = Header::Expires("0".into());
-            return reply(tx, StatusCode::OK, vec![date, expires], None).await;
+            reply(tx, StatusCode::OK, vec![date, expires], None).await?;
+            self.changed(change).await;
+            return Ok(());
         }
         let granted = asked
             .map(|s| Duration::from_secs(u64::from(s)))
@@ -244,9 +303,23 @@ impl Service {
                 .register(device, name.as_deref(), addr, transport, granted, now, wall);
         self.stats.registered.fetch_add(1, Ordering::Relaxed);
         let came_online = change.is_some();
-        self.changed(change).await;
         let expires = Header::Expires(granted.as_secs().to_string().into());
-        reply(tx, StatusCode::OK, vec![date, expires], None).await?;
+        let mut headers = vec![date, expires];
+        // The binding, as RFC 3261 §10.3 says the 200 lists it.
+        if let Ok(contact) = tx.original.contact_header() {
+            let kept: Vec<&str> = contact
+                .value()
+                .split(';')
+                .filter(|p| !p.trim().to_ascii_lowercase().starts_with("expires="))
+                .collect();
+            headers.push(Header::Other(
+                "Contact".into(),
+                format!("{};expires={}", kept.join(";"), granted.as_secs()),
+            ));
+        }
+        reply(tx, StatusCode::OK, headers, None).await?;
+        // Answered first: a slow camera side never holds a device's registration up.
+        self.changed(change).await;
         if came_online {
             let me = Arc::clone(self);
             let device = device.to_owned();
@@ -263,14 +336,12 @@ impl Service {
         {
             let now = self.clock.now();
             let mut nonces = lock(&self.nonces);
+            // Expired nonces go in `tick`; a flood fills the table and gets 503 until then.
             if nonces.len() >= MAX_NONCES {
-                nonces.retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
-                if nonces.len() >= MAX_NONCES {
-                    return Err(Refusal {
-                        status: StatusCode::ServiceUnavailable,
-                        reason: "too many registrations in progress".into(),
-                    });
-                }
+                return Err(Refusal {
+                    status: StatusCode::ServiceUnavailable,
+                    reason: "too many registrations in progress".into(),
+                });
             }
             nonces.insert(nonce.clone(), now);
         }
@@ -302,53 +373,95 @@ impl Service {
         let now = self.clock.now();
         let wall = self.clock.wall();
         let sender = device.unwrap_or_default();
-        let refuse_unregistered = |me: &Self| {
+        let refuse = |me: &Self, why: &str| {
             me.stats
                 .unregistered_requests
                 .fetch_add(1, Ordering::Relaxed);
             Err(Refusal {
                 status: StatusCode::Forbidden,
-                reason: format!("device {sender} is not registered: REGISTER first"),
+                reason: format!("device {sender} {why}"),
             })
         };
+        // A device speaks for itself only: the body's DeviceID is the sender's.
+        let named = match &body {
+            Body::Keepalive { device_id, .. } => Some(device_id.as_str()),
+            Body::Catalog(page) => Some(page.device_id.as_str()),
+            Body::DeviceInfo(info) => Some(info.device_id.as_str()),
+            Body::Query { .. } | Body::Other { .. } => None,
+        };
+        if named.is_some_and(|n| n != sender) {
+            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!(
+                    "the body names device {} but the message comes from {sender}",
+                    named.unwrap_or_default()
+                ),
+            });
+        }
+        let Some((transport, addr)) = source(tx) else {
+            return refuse(
+                self,
+                "sent a message whose source cannot be read from its Via",
+            );
+        };
+        let registered = {
+            let reg = self.registry();
+            reg.device(sender)
+                .filter(|_| reg.is_registered(sender, now))
+                .map(|d| d.addr.ip())
+        };
+        let Some(registered_ip) = registered else {
+            return refuse(self, NOT_REGISTERED);
+        };
+        if registered_ip != addr.ip() {
+            return refuse(
+                self,
+                "sent from another host than the one it registered from: REGISTER again",
+            );
+        }
+        // Over TCP a device may have reconnected: requests to it go on its newest connection.
+        if transport == Transport::Tcp
+            && let Some(conn) = tx.connection.clone()
+        {
+            lock(&self.connections).insert(sender.to_owned(), conn);
+        }
+        let mut change = None;
         match body {
             Body::Keepalive { device_id, .. } => {
-                let Some((_, addr)) = source(tx) else {
-                    return refuse_unregistered(self);
-                };
                 let result = self.registry().keepalive(&device_id, addr, now, wall);
                 match result {
-                    Ok(change) => {
+                    Ok(c) => {
                         self.stats.keepalives.fetch_add(1, Ordering::Relaxed);
-                        self.changed(change).await;
+                        change = c;
                     }
-                    Err(()) => return refuse_unregistered(self),
+                    Err(why) => return refuse(self, why),
                 }
             }
             Body::Catalog(page) => {
-                if !self.registry().is_registered(sender, now) {
-                    return refuse_unregistered(self);
-                }
-                let device = page.device_id.clone();
-                let outcome = self.registry().catalog_page(page, wall);
+                let outcome = self.registry().catalog_page(page, now, wall);
                 match outcome {
                     PageOutcome::Partial { have, sum } => {
-                        tracing::debug!(device, have, sum, "catalog page");
+                        tracing::debug!(device = sender, have, sum, "catalog page");
                     }
-                    PageOutcome::Complete(change) => self.changed(Some(change)).await,
-                    PageOutcome::UnknownDevice => return refuse_unregistered(self),
+                    PageOutcome::Complete(c) => change = Some(c),
+                    PageOutcome::UnknownDevice => return refuse(self, NOT_REGISTERED),
+                    PageOutcome::TooLarge { sum } => {
+                        self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                        return Err(Refusal {
+                            status: StatusCode::BadRequest,
+                            reason: format!(
+                                "the catalog announces {sum} entries, more than gb28181.max_channels ({})",
+                                self.config.max_channels
+                            ),
+                        });
+                    }
                 }
             }
             Body::DeviceInfo(info) => {
-                if !self.registry().is_registered(sender, now) || !self.registry().device_info(info)
-                {
-                    return refuse_unregistered(self);
-                }
+                self.registry().device_info(info);
             }
             Body::Query { cmd, .. } | Body::Other { cmd, .. } => {
-                if !self.registry().is_registered(sender, now) {
-                    return refuse_unregistered(self);
-                }
                 tracing::debug!(
                     device = sender,
                     cmd,
@@ -356,7 +469,9 @@ impl Service {
                 );
             }
         }
-        reply(tx, StatusCode::OK, vec![], None).await
+        reply(tx, StatusCode::OK, vec![], None).await?;
+        self.changed(change).await;
+        Ok(())
     }
 
     /// Sends a query (`Catalog`, `DeviceInfo`) to a registered device and waits for its 200.
@@ -414,9 +529,17 @@ impl Service {
         transport: SipTransport,
         body: Vec<u8>,
     ) -> Result<Request, rsipstack::Error> {
+        // Bound to every address: say the one the device reaches us on (the route to it), never
+        // 0.0.0.0 or a loopback address it cannot answer.
+        let mut here = self.local;
+        if (here.ip().is_unspecified() || (here.ip().is_loopback() && !addr.ip().is_loopback()))
+            && let Some(ip) = route_ip(addr)
+        {
+            here.set_ip(ip);
+        }
         let local = SipAddr {
             r#type: Some(transport),
-            addr: self.local.into(),
+            addr: here.into(),
         };
         let via = self.endpoint.get_via(Some(local), None)?;
         let target: rsipstack::sip::Uri = format!("sip:{device}@{addr}").as_str().try_into()?;
@@ -452,7 +575,12 @@ impl Service {
     pub fn tick(&self) -> Vec<Change> {
         let now = self.clock.now();
         lock(&self.nonces).retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
-        let changes = self.registry().tick(now, self.clock.wall());
+        let wall = self.clock.wall();
+        let changes = self.registry().tick(now, wall);
+        // Devices offline for a day no longer count against max_devices.
+        if let Some(day_ago) = wall.checked_sub(Duration::from_secs(86_400)) {
+            self.registry().forget_offline(day_ago);
+        }
         for c in &changes {
             if let Change::Offline { device, .. } = c {
                 lock(&self.connections).remove(device);
@@ -466,15 +594,22 @@ impl Service {
         let Some(change) = change else { return };
         log_change(&change);
         let Some(events) = &self.events else { return };
+        let _order = self.emitting.lock().await;
+        // The state as the registry has it now (a later change may have overtaken this one on
+        // its way here; what is queued last is then still the newest).
+        let current = |device: &str| {
+            self.registry().device(device).map(|d| match d.state {
+                super::DeviceState::Online => Ok(()),
+                super::DeviceState::Offline(r) => Err(r),
+            })
+        };
         let event = match change {
-            Change::Online { device } => GbEvent::Device {
-                device,
-                state: Ok(()),
-            },
-            Change::Offline { device, reason } => GbEvent::Device {
-                device,
-                state: Err(reason),
-            },
+            Change::Online { device } | Change::Offline { device, .. } => {
+                let Some(state) = current(&device) else {
+                    return;
+                };
+                GbEvent::Device { device, state }
+            }
             Change::Catalog { device, .. } => {
                 let channels = self
                     .registry()
@@ -544,6 +679,18 @@ fn log_change(change: &Change) {
             tracing::info!(device, entries, "GB/T 28181 catalog received");
         }
     }
+}
+
+/// The local address the system routes to `peer` from (a connected UDP socket sends nothing).
+fn route_ip(peer: SocketAddr) -> Option<std::net::IpAddr> {
+    let bind: SocketAddr = if peer.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(peer).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
 }
 
 /// The user part of the From header (the device id).

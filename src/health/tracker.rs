@@ -183,6 +183,8 @@ pub struct CameraTracker {
     vqd: VqdDetector,
     /// Online state from signalling (a GB/T 28181 channel), not from media: no stall watchdog.
     signalled: bool,
+    /// What signalling last said (carried over when the camera's definition is replaced).
+    last_signal: Option<Result<(), OfflineReason>>,
 }
 
 impl CameraTracker {
@@ -211,8 +213,14 @@ impl CameraTracker {
             faults: [FaultTimer::new(now); QualityFault::ALL.len()],
             vqd: VqdDetector::new(),
             signalled: false,
+            last_signal: None,
             clock,
         }
+    }
+
+    /// What signalling last said (`None`: nothing yet).
+    pub fn last_signal(&self) -> Option<Result<(), OfflineReason>> {
+        self.last_signal
     }
 
     /// From now on the camera's online state comes from [`CameraTracker::on_signal`] (a GB/T 28181
@@ -223,6 +231,7 @@ impl CameraTracker {
 
     /// Signalling says the camera is reachable (`Ok`) or not, and why. Only for signalled cameras.
     pub fn on_signal(&mut self, state: Result<(), OfflineReason>) {
+        self.last_signal = Some(state);
         let now = self.clock.now();
         match state {
             Ok(()) => {

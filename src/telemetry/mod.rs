@@ -13,11 +13,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level (`warn` for the SIP
-/// stack, which logs every message it receives at `info`).
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level. The SIP stack
+/// (`rsipstack`, which logs every message it receives at `info`) stays at `warn` unless `RUST_LOG`
+/// names it.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rsipstack=warn"));
+    let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rsipstack"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The SIP stack logs whole messages (digest answers included) at `info`: quiet unless asked for
+    // by name.
+    if !named && let Ok(d) = "rsipstack=warn".parse() {
+        filter = filter.add_directive(d);
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
