@@ -251,6 +251,10 @@ impl Gb28181 {
                         for change in ticker.tick() {
                             ticker.changed(Some(change)).await;
                         }
+                        for (device, cmd) in ticker.due_queries() {
+                            let asker = Arc::clone(&ticker);
+                            tokio::spawn(async move { asker.query(&device, cmd).await });
+                        }
                     }
                 }
             }

@@ -70,6 +70,8 @@ pub(crate) struct Service {
     /// The address the SIP port is bound to.
     pub local: SocketAddr,
     nonces: Mutex<HashMap<String, Instant>>,
+    /// When each query (`<device>/<cmd>`) was last sent.
+    asked: Mutex<HashMap<String, Instant>>,
     /// Refusals are logged at most [`LogLimit::PER_WINDOW`] times per window (anyone can send them).
     refusal_log: LogLimit,
     /// Held from reading a device's state to queueing it, so the camera side sees states in the
@@ -143,6 +145,7 @@ impl Service {
             endpoint,
             local,
             nonces: Mutex::new(HashMap::new()),
+            asked: Mutex::new(HashMap::new()),
             events,
             connections: Mutex::new(HashMap::new()),
             sn: AtomicU32::new(1),
@@ -483,6 +486,7 @@ impl Service {
                 .ok_or_else(|| format!("device {device} has never registered"))?;
             (d.addr, d.transport)
         };
+        lock(&self.asked).insert(format!("{device}/{cmd}"), self.clock.now());
         let sn = self.sn.fetch_add(1, Ordering::Relaxed);
         let body = manscdp::query(cmd, sn, device);
         let connection = match transport {
@@ -569,6 +573,38 @@ impl Service {
             .push(Header::ContentType("Application/MANSCDP+xml".into()));
         req.body = body;
         Ok(req)
+    }
+
+    /// Online devices whose DeviceInfo or catalog has not arrived and that were last asked more than
+    /// a minute ago (a query or its answer lost over UDP, a device busy right after registering):
+    /// asked again, one query each at most once a minute.
+    pub fn due_queries(&self) -> Vec<(String, &'static str)> {
+        let now = self.clock.now();
+        let missing: Vec<(String, &'static str)> = self
+            .registry()
+            .devices()
+            .filter(|d| d.state == super::DeviceState::Online)
+            .flat_map(|d| {
+                let info = d.info.is_none().then(|| (d.id.clone(), "DeviceInfo"));
+                let catalog = d.catalog_at.is_none().then(|| (d.id.clone(), "Catalog"));
+                info.into_iter().chain(catalog)
+            })
+            .collect();
+        let mut asked = lock(&self.asked);
+        asked.retain(|_, at| now.duration_since(*at) < Duration::from_secs(3600));
+        missing
+            .into_iter()
+            .filter(|(device, cmd)| {
+                let key = format!("{device}/{cmd}");
+                match asked.get(&key) {
+                    Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+                    _ => {
+                        asked.insert(key, now);
+                        true
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Drops nonces nobody answered and marks silent devices; returns what changed.
