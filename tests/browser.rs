@@ -20,6 +20,10 @@ use common::asset;
 use qianliyan::camsim::{self, TransportPolicy};
 
 /// The demo's rules on cam-0001, a little quicker to fire again (docs/rules.md).
+/// The GB/T 28181 device registered to the service, and its password (a test value).
+const GB_DEVICE: &str = "34020000001180000001";
+const GB_PASSWORD: &str = "gb-browser-test";
+
 const RULES: &str = r#"
 [[zones]]
 id = "road"
@@ -204,6 +208,11 @@ fn the_command_hall_ui_works_end_to_end_in_a_browser() {
             url = sim.url(n as u32 + 1),
         ));
     }
+    // A free port for the SIP listener (UDP and TCP on the same number).
+    let gb_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
     let toml = format!(
         r#"
 rules = "rules.toml"
@@ -230,6 +239,11 @@ threads = 1
 [clip]
 pre = "4s"
 post = "4s"
+[gb28181]
+sip_id = "34020000002000000001"
+listen = "127.0.0.1:{gb_port}"
+password_env = "QLY_GB_BROWSER_PASSWORD"
+auto_accept = true
 [auth]
 {users_toml}
 {cameras_toml}
@@ -237,8 +251,34 @@ post = "4s"
         data = dir.path().join("data").display(),
         repo = repo().display(),
     );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("QLY_GB_BROWSER_PASSWORD", GB_PASSWORD));
     let service = common::start_service(dir, &toml, &env);
+    // One GB/T 28181 device (no channels: the camera wall stays the eight RTSP cameras).
+    let gb_device = rt
+        .block_on(camsim::gb::GbDevice::start(
+            camsim::gb::GbDeviceOptions {
+                platform: format!("127.0.0.1:{gb_port}").parse().expect("addr"),
+                platform_id: "34020000002000000001".into(),
+                id: GB_DEVICE.into(),
+                password: GB_PASSWORD.into(),
+                transport: camsim::gb::GbTransport::Udp,
+                keepalive: Duration::from_secs(5),
+                expires: 3600,
+                channels: 0,
+                page_size: 2,
+            },
+            sim_cancel.clone(),
+        ))
+        .expect("the GB device starts");
+    assert_eq!(
+        gb_device
+            .stats
+            .last_status
+            .load(std::sync::atomic::Ordering::Relaxed),
+        200,
+        "the GB device registers"
+    );
     eprintln!(
         "service on http://{} after {:.1} s",
         service.addr,
@@ -265,7 +305,8 @@ post = "4s"
         .env("QLY_UI_ALERT_CAMERA", "cam-0001")
         .env("QLY_UI_RULES_CAMERA", "cam-0002")
         .env("QLY_UI_DOWN_CAMERA", "cam-0005")
-        .env("QLY_UI_DOWN_SIM", format!("{down_number:04}"));
+        .env("QLY_UI_DOWN_SIM", format!("{down_number:04}"))
+        .env("QLY_UI_GB_DEVICE", GB_DEVICE);
     let started = Instant::now();
     let (ok, out, err) = common::run_with_timeout(&mut cmd, Duration::from_secs(480));
     eprintln!(

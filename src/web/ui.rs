@@ -100,6 +100,7 @@ static ASSETS: &[Asset] = assets![
     "js/pages/delivery.js",
     "js/pages/users.js",
     "js/pages/audit.js",
+    "js/pages/gb.js",
 ];
 
 /// The app page may load only its own scripts and styles; images from the API; the feed on the same host.

@@ -20,6 +20,8 @@ const ALERT_CAMERA = process.env.QLY_UI_ALERT_CAMERA || 'cam-0001';
 const RULES_CAMERA = process.env.QLY_UI_RULES_CAMERA || 'cam-0002';
 const DOWN_CAMERA = process.env.QLY_UI_DOWN_CAMERA || 'cam-0005';
 const DOWN_SIM = process.env.QLY_UI_DOWN_SIM || '0003';
+// A GB/T 28181 device registered to the service (its page is checked only when set).
+const GB_DEVICE = process.env.QLY_UI_GB_DEVICE || '';
 const T0 = Date.now();
 
 function need(name) {
@@ -608,6 +610,21 @@ try {
     await admin.getByTestId('outbox-depth').waitFor();
     await shot(admin, '11-delivery');
   });
+
+  if (GB_DEVICE) {
+    await step('GB/T 28181 devices page', async () => {
+      await go(admin, 'gb');
+      await admin.getByTestId('gb-online').filter({ hasText: '1' }).waitFor();
+      const row = admin.getByTestId('gb-devices-row').filter({ hasText: GB_DEVICE });
+      await row.waitFor();
+      check((await row.getByTestId('gb-state').getAttribute('data-state')) === 'online', 'the registered device is online');
+      check(/在线/.test(await row.getByTestId('gb-state').textContent()), 'its state reads in Chinese');
+      check(/UDP/.test(await row.textContent()), 'it says the transport');
+      await row.click();
+      await admin.getByTestId('gb-detail').filter({ hasText: /目录/ }).waitFor();
+      await shot(admin, '12-gb-devices');
+    });
+  }
 
   if (authEnabled) {
     await adminSteps(admin);

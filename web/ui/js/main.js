@@ -14,6 +14,7 @@ import * as station from './pages/station.js';
 import * as delivery from './pages/delivery.js';
 import * as users from './pages/users.js';
 import * as audit from './pages/audit.js';
+import * as gb from './pages/gb.js';
 
 /** What each role may do (src/auth/mod.rs `allows`), for a server whose `me` has no `permissions`. */
 const ROLE_PERMISSIONS = {
@@ -30,6 +31,7 @@ const PAGES = [
   { id: 'station', mod: station, may: (p, u) => p.has('police_actions') && (u.role === 'dispatcher' || u.role === 'admin') },
   { id: 'cameras', mod: cameras, may: (p) => p.has('view_cameras') },
   { id: 'rates', mod: rates, may: (p) => p.has('view_health') },
+  { id: 'gb', mod: gb, may: (p) => p.has('view_health') && session.gb },
   { id: 'rules', mod: rules, may: (p) => p.has('view_rules') },
   { id: 'delivery', mod: delivery, may: (p) => p.has('manage_delivery') },
   { id: 'users', mod: users, may: (p) => p.has('manage_users') },
@@ -174,6 +176,15 @@ function render() {
   cleanup = target.mod.mount(main, { user, perms: permissions(user), arg, navigate, noAuth: session.noAuth });
 }
 
+/** Whether this node takes GB/T 28181 devices (its page is shown only then). */
+async function checkGb() {
+  try {
+    session.gb = Boolean((await get('/api/system', { quiet401: true })).gb28181);
+  } catch {
+    session.gb = false;
+  }
+}
+
 async function onLogin(user) {
   session.user = user;
   session.noAuth = false;
@@ -184,6 +195,7 @@ async function onLogin(user) {
     /* keep the login answer; permissions follow from the role */
   }
   unlockSound();
+  await checkGb();
   await startFeed();
   const back = afterLogin;
   afterLogin = null;
@@ -243,7 +255,10 @@ async function boot() {
       loginNotice = errorText(e);
     }
   }
-  if (session.user) await startFeed();
+  if (session.user) {
+    await checkGb();
+    await startFeed();
+  }
   render();
   document.body.dataset.ready = '1';
 }
