@@ -18,6 +18,8 @@
 pub mod config;
 pub mod manscdp;
 pub mod ps;
+pub mod rtp;
+pub mod sdp;
 pub mod registry;
 mod service;
 
