@@ -229,58 +229,60 @@ fn bench_scenario(args: &qianliyan::scenario::Args) -> ExitCode {
 }
 
 fn bench_cluster(args: &qianliyan::scenario::cluster::ClusterArgs) -> ExitCode {
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let result = runtime().and_then(|rt| {
-        rt.block_on(async {
-            let cancel = qianliyan::shutdown::install();
-            Ok(qianliyan::scenario::cluster::run(args, command, cancel).await?)
-        })
-    });
-    match result {
-        Ok(report) => {
-            println!("{}", qianliyan::scenario::cluster::markdown(&report));
-            println!(
-                "wrote {} and {}",
-                args.out.display(),
-                args.out.with_extension("md").display()
-            );
-            if report.pass {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("bench cluster: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    use qianliyan::scenario::cluster as c;
+    bench_report(
+        "cluster",
+        &args.out,
+        |command, cancel| c::run(args, command, cancel),
+        |r| (c::markdown(r), r.pass),
+    )
 }
 
 fn bench_gb(args: &qianliyan::scenario::gb::GbArgs) -> ExitCode {
+    use qianliyan::scenario::gb;
+    bench_report(
+        "gb28181",
+        &args.out,
+        |command, cancel| gb::run(args, command, cancel),
+        |r| (gb::markdown(r), r.pass),
+    )
+}
+
+/// Runs a bench that writes a report to `out`: prints its Markdown, exits 1 when it failed and 2
+/// when it could not run.
+fn bench_report<R, Fut>(
+    name: &str,
+    out: &std::path::Path,
+    run: impl FnOnce(String, tokio_util::sync::CancellationToken) -> Fut,
+    summary: impl Fn(&R) -> (String, bool),
+) -> ExitCode
+where
+    Fut: std::future::Future<Output = Result<R, qianliyan::scenario::ScenarioError>>,
+{
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let result = runtime().and_then(|rt| {
         rt.block_on(async {
             let cancel = qianliyan::shutdown::install();
-            Ok(qianliyan::scenario::gb::run(args, command, cancel).await?)
+            Ok(run(command, cancel).await?)
         })
     });
     match result {
         Ok(report) => {
-            println!("{}", qianliyan::scenario::gb::markdown(&report));
+            let (md, pass) = summary(&report);
+            println!("{md}");
             println!(
                 "wrote {} and {}",
-                args.out.display(),
-                args.out.with_extension("md").display()
+                out.display(),
+                out.with_extension("md").display()
             );
-            if report.pass {
+            if pass {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
         Err(e) => {
-            eprintln!("bench gb28181: {e:#}");
+            eprintln!("bench {name}: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -254,8 +254,17 @@ fn rand_token() -> String {
     format!("{:x}", rand::random::<u64>())
 }
 
-async fn exchange(sock: &tokio::net::UdpSocket, to: SocketAddr, req: &[u8]) -> String {
-    sock.send_to(req, to).await.unwrap();
+/// Sends a MESSAGE with `body` from `from` and returns the answer.
+async fn ask(
+    sock: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    local: SocketAddr,
+    from: &str,
+    body: &[u8],
+) -> String {
+    sock.send_to(&message(to, local, from, body), to)
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
         .await
@@ -273,44 +282,35 @@ async fn malformed_messages_are_answered_with_the_reason_and_nothing_breaks() {
     // Not SIP at all: dropped by the stack, no answer, no harm.
     sock.send_to(b"\x00\x01garbage\r\n\r\n", to).await.unwrap();
     // XML that ends early.
-    let answer = exchange(
+    let answer = ask(
         &sock,
         to,
-        &message(
-            to,
-            local,
-            "34020000001320000031",
-            b"<Notify><CmdType>Keepalive",
-        ),
+        local,
+        "34020000001320000031",
+        b"<Notify><CmdType>Keepalive",
     )
     .await;
     assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
     assert!(answer.contains("ends inside <Notify>"), "{answer}");
     // A keepalive of a device that never registered.
-    let answer = exchange(
+    let answer = ask(
         &sock,
         to,
-        &message(
-            to,
-            local,
-            "34020000001320000031",
-            &qianliyan::gb28181::manscdp::keepalive(1, "34020000001320000031"),
-        ),
+        local,
+        "34020000001320000031",
+        &qianliyan::gb28181::manscdp::keepalive(1, "34020000001320000031"),
     )
     .await;
     assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
     assert!(answer.contains("REGISTER first"), "{answer}");
     // A keepalive naming another device than its sender (a spoofed keepalive keeping a dead
     // device "online").
-    let answer = exchange(
+    let answer = ask(
         &sock,
         to,
-        &message(
-            to,
-            local,
-            "34020000001320000031",
-            &qianliyan::gb28181::manscdp::keepalive(1, "34020000001320000099"),
-        ),
+        local,
+        "34020000001320000031",
+        &qianliyan::gb28181::manscdp::keepalive(1, "34020000001320000099"),
     )
     .await;
     assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
@@ -320,15 +320,12 @@ async fn malformed_messages_are_answered_with_the_reason_and_nothing_breaks() {
     );
     // An end tag with a line break in it: the reason is answered, the line break is not (it
     // would be a header of its own).
-    let answer = exchange(
+    let answer = ask(
         &sock,
         to,
-        &message(
-            to,
-            local,
-            "34020000001320000031",
-            b"<a></a\r\nX-Injected: 1>",
-        ),
+        local,
+        "34020000001320000031",
+        b"<a></a\r\nX-Injected: 1>",
     )
     .await;
     assert!(answer.starts_with("SIP/2.0 400"), "{answer}");

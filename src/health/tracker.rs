@@ -234,17 +234,7 @@ impl CameraTracker {
         self.last_signal = Some(state);
         let now = self.clock.now();
         match state {
-            Ok(()) => {
-                if !matches!(self.link, Link::Playing { .. }) {
-                    self.link = Link::Playing { since: now };
-                }
-                if self.up_since.is_none() {
-                    self.up_since = Some(now);
-                    self.down_since = None;
-                    self.self_detected = false;
-                    self.reason = None;
-                }
-            }
+            Ok(()) => self.come_up(now),
             Err(reason) => {
                 self.link = Link::Failed;
                 // Signalling already waited (keepalive intervals): no further grace.
@@ -335,16 +325,7 @@ impl CameraTracker {
             // A stall the watchdog has not seen yet (no poll in between): media resuming is a new up period.
             self.go_down(last, last, OfflineReason::Stalled, true);
         }
-        if !matches!(self.link, Link::Playing { .. }) {
-            self.link = Link::Playing { since: now };
-        }
-        if self.up_since.is_none() {
-            self.up_since = Some(now);
-            self.down_since = None;
-            self.self_detected = false;
-            self.reason = None;
-            self.media.clear();
-        }
+        self.come_up(now);
         self.last_media = Some(now);
         self.media
             .add(now, u64::try_from(bytes).unwrap_or(u64::MAX));
@@ -425,6 +406,20 @@ impl CameraTracker {
         let wall = self.clock.wall();
         wall.checked_sub(now.saturating_duration_since(t))
             .unwrap_or(wall)
+    }
+
+    /// Playing, and up from now on unless already up (a new up period starts afresh).
+    fn come_up(&mut self, now: Instant) {
+        if !matches!(self.link, Link::Playing { .. }) {
+            self.link = Link::Playing { since: now };
+        }
+        if self.up_since.is_none() {
+            self.up_since = Some(now);
+            self.down_since = None;
+            self.self_detected = false;
+            self.reason = None;
+            self.media.clear();
+        }
     }
 
     fn go_down(&mut self, now: Instant, since: Instant, reason: OfflineReason, own: bool) {

@@ -30,7 +30,8 @@ use super::api::{Api, Camsim};
 use super::child::{Child, free_port};
 use crate::db::Db;
 
-fn duration(s: &str) -> Result<Duration, String> {
+/// A duration argument (`10s`, `3m`).
+pub fn duration(s: &str) -> Result<Duration, String> {
     crate::time::parse_duration(s)
 }
 
@@ -732,7 +733,7 @@ pub async fn run(
         }
     }
     drop(camsim);
-    write_report(&args.out, &report)?;
+    write_report(&args.out, &report, &markdown(&report))?;
     Ok(report)
 }
 
@@ -777,13 +778,14 @@ pub fn markdown(r: &ClusterReport) -> String {
     s
 }
 
-fn write_report(out: &Path, r: &ClusterReport) -> Result<(), ScenarioError> {
+/// Writes a bench's report: JSON at `out`, its Markdown `md` beside it.
+pub fn write_report<T: Serialize>(out: &Path, r: &T, md: &str) -> Result<(), ScenarioError> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| ScenarioError::io(dir, e))?;
     }
     let json = serde_json::to_string_pretty(r).unwrap_or_default();
     std::fs::write(out, json).map_err(|e| ScenarioError::io(out, e))?;
-    let md = out.with_extension("md");
-    std::fs::write(&md, markdown(r)).map_err(|e| ScenarioError::io(&md, e))?;
+    let path = out.with_extension("md");
+    std::fs::write(&path, md).map_err(|e| ScenarioError::io(&path, e))?;
     Ok(())
 }

@@ -13,7 +13,7 @@
 //!
 //! The JSON report goes to `--out` (default `target/bench/gb28181.json`), a Markdown summary beside it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,9 +23,7 @@ use super::api::Api;
 use super::child::{Child, free_port};
 use super::procfs;
 
-fn duration(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s)
-}
+use super::cluster::duration;
 
 /// `qianliyan bench gb28181 …`.
 #[derive(Debug, Clone, clap::Args)]
@@ -265,7 +263,7 @@ pub async fn run(
     };
     camsim.stop();
     service.stop();
-    write_report(&args.out, &report)?;
+    super::cluster::write_report(&args.out, &report, &markdown(&report))?;
     Ok(report)
 }
 
@@ -297,15 +295,4 @@ pub fn markdown(r: &GbReport) -> String {
         r.rss_kib_per_device,
         r.camsim_cpu_share * 100.0,
     )
-}
-
-fn write_report(out: &Path, r: &GbReport) -> Result<(), ScenarioError> {
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ScenarioError::io(dir, e))?;
-    }
-    let json = serde_json::to_string_pretty(r).unwrap_or_default();
-    std::fs::write(out, json).map_err(|e| ScenarioError::io(out, e))?;
-    let md = out.with_extension("md");
-    std::fs::write(&md, markdown(r)).map_err(|e| ScenarioError::io(&md, e))?;
-    Ok(())
 }
