@@ -18,9 +18,9 @@
 pub mod config;
 pub mod manscdp;
 pub mod ps;
+pub mod registry;
 pub mod rtp;
 pub mod sdp;
-pub mod registry;
 mod service;
 
 use std::net::SocketAddr;
