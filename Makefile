@@ -5,6 +5,7 @@ CARGO ?= cargo
 # The demo's simulated cameras ask for these credentials; the demo config reads the same variable.
 export QLY_CAMSIM_PASSWORD ?= demo-camsim-pass
 export QLY_DEMO_PASSWORD ?= demo-pass-2026
+export QLY_DEMO_GB_PASSWORD ?= demo-gb-2026
 
 .PHONY: setup demo test lint bench-camsim
 

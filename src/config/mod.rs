@@ -314,6 +314,7 @@ pub(crate) mod tests {
                 .with_var("QLY_ADMIN_PASSWORD", "admin-users-secret")
                 .with_var("QLY_HIKVISION_PASSWORD", "hik-secret")
                 .with_var("QLY_GB_PASSWORD", "gb-secret")
+                .with_var("QLY_DEMO_GB_PASSWORD", "demo-gb-secret")
                 .with_file("/run/secrets/qly-dahua", "dahua-secret\n"),
         )
     }
