@@ -381,8 +381,14 @@ mod tests {
             analysis.inference.infer.fall.as_ref().map(|m| &*m.name),
             Some("person_fall")
         );
-        let gb = settings.gb28181.as_ref().expect("the demo has GB/T 28181 devices");
-        assert_eq!(gb.password_for("34119910001180000001").expose(), "demo-gb-secret");
+        let gb = settings
+            .gb28181
+            .as_ref()
+            .expect("the demo has GB/T 28181 devices");
+        assert_eq!(
+            gb.password_for("34119910001180000001").expose(),
+            "demo-gb-secret"
+        );
         assert_eq!(
             gb.area_of("341199").map(ToString::to_string).as_deref(),
             Some("示范县/城关镇")

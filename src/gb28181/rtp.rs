@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::ps::{PsDemuxer, PsStats, PsUnit};
 
@@ -258,8 +258,8 @@ pub enum Ordered {
         /// How many sequence numbers are missing.
         lost: u16,
     },
-    /// The sender restarted (a sequence jump of [`MAX_JUMP`] or more, or a new SSRC): what came
-    /// before was given out; the stream starts again with the next packet.
+    /// The sender restarted (see [`Reorder`]): what came before was given out; the stream starts
+    /// again with the next packet.
     Reset,
 }
 
@@ -282,10 +282,15 @@ pub struct ReorderStats {
     pub resets: u64,
 }
 
-/// A jitter buffer: RTP packets in, packets in sequence order out; see the module documentation.
+/// A jitter buffer: RTP packets in, packets in sequence order out.
 ///
-/// The first packet accepted (after creation or a reset) is given out at once, so one that arrives
-/// just after it with a lower sequence number is late. Memory: at most the window's packets.
+/// A missing packet is given up ([`Ordered::Gap`]) once a later packet has been held for the hold
+/// time, or when a later one would not fit the window. Dropped and counted: duplicates (recognised
+/// up to 512 behind), packets whose number was already given up (late), packets of another SSRC.
+/// [`Ordered::Reset`] comes for a sequence number [`MAX_JUMP`] or more away, 32 packets in a row
+/// behind, or (no SSRC expected) 64 packets in a row of one other SSRC. The first packet accepted
+/// (after creation or a reset) is given out at once, so one that arrives just after it with a lower
+/// sequence number is late. Memory: at most the window's packets and a 128-byte history.
 #[derive(Debug)]
 pub struct Reorder {
     window: usize,
@@ -534,16 +539,22 @@ pub struct FramerStats {
 /// Cuts RTP packets out of a TCP byte stream pushed in chunks of any size; see [`Framing`].
 ///
 /// The framing is detected on the first packets, then kept: the stream starts (after any garbage)
-/// where a framed RTP packet is followed by another of the same SSRC. A header that is not plausible
-/// (a length under 12, or 8 for RTCP; a byte that is not RTP version 2; no `$`) is damage: bytes are
-/// skipped until such a pair is found again. Memory: at most
-/// [`MAX_TCP_HELD`] bytes between calls (plus the chunk being pushed, during a call).
+/// where a framed RTP packet is followed by another of the same SSRC (garbage at the start may hold
+/// this back until up to [`MAX_TCP_HELD`] bytes have come). A header that is not plausible (a length
+/// under 12, or 8 for RTCP; a byte that is not RTP version 2; no `$`) is damage: bytes are skipped
+/// up to the next framed RTP packet with the SSRC of the last packet cut out. Memory: at most
+/// [`MAX_TCP_HELD`] bytes between calls (plus the chunk being pushed, during a call); packets are
+/// copied out.
 #[derive(Debug, Default)]
 pub struct TcpFramer {
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// Bytes of `buf` consumed during a push (dropped at its end).
+    pos: usize,
     framing: Option<Framing>,
     synced: bool,
     counted: bool,
+    /// The SSRC of the last RTP packet cut out.
+    ssrc: Option<[u8; 4]>,
     stats: FramerStats,
 }
 
@@ -616,24 +627,28 @@ impl TcpFramer {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
             match (self.synced, self.framing) {
-                (true, Some(f)) => match head(&self.buf, f) {
+                (true, Some(f)) => match head(rest, f) {
                     Head::More => break,
                     Head::Bad => {
                         self.synced = false;
                         self.skip(1);
                     }
                     Head::Frame { hl, len, channel } => {
-                        if self.buf.len() < hl + len {
+                        let Some(packet) = rest.get(hl..hl + len) else {
                             break;
+                        };
+                        let data = Bytes::copy_from_slice(packet);
+                        if let Probe::Rtp { ssrc, .. } = probe(rest, f) {
+                            self.ssrc = Some(ssrc);
                         }
-                        self.buf.advance(hl);
-                        let data = self.buf.split_to(len).freeze();
+                        self.pos += hl + len;
                         self.stats.packets += 1;
                         out.push(TcpPacket { channel, data });
                     }
                 },
-                _ => match self.scan() {
+                _ => match self.scan(rest) {
                     Ok((at, f)) => {
                         self.skip(at);
                         (self.framing, self.synced, self.counted) = (Some(f), true, false);
@@ -644,6 +659,11 @@ impl TcpFramer {
                     }
                 },
             }
+        }
+        self.buf.drain(..self.pos.min(self.buf.len()));
+        self.pos = 0;
+        if self.buf.capacity() > 2 * MAX_TCP_HELD {
+            self.buf.shrink_to(MAX_TCP_HELD);
         }
         out
     }
@@ -665,18 +685,23 @@ impl TcpFramer {
 
     /// `Ok`: where an RTP packet starts that is followed by another of the same SSRC; `Err`: bytes
     /// that hold no such start.
-    fn scan(&self) -> Result<(usize, Framing), usize> {
+    fn scan(&self, rest: &[u8]) -> Result<(usize, Framing), usize> {
         let framings: &[Framing] = match self.framing {
             Some(Framing::Rfc4571) => &[Framing::Rfc4571],
             Some(Framing::Interleaved) => &[Framing::Interleaved],
             None => &[Framing::Interleaved, Framing::Rfc4571],
         };
-        for at in 0..self.buf.len() {
-            let b = self.buf.get(at..).unwrap_or_default();
+        for at in 0..rest.len() {
+            let b = rest.get(at..).unwrap_or_default();
             for &f in framings {
                 match probe(b, f) {
                     Probe::More => return Err(at),
                     Probe::Bad => {}
+                    Probe::Rtp { ssrc, .. } if self.ssrc.is_some() => {
+                        if self.ssrc == Some(ssrc) {
+                            return Ok((at, f));
+                        }
+                    }
                     Probe::Rtp { next, ssrc } => {
                         match probe(b.get(next..).unwrap_or_default(), f) {
                             Probe::More => return Err(at),
@@ -687,14 +712,14 @@ impl TcpFramer {
                 }
             }
         }
-        Err(self.buf.len())
+        Err(rest.len())
     }
 
     fn skip(&mut self, n: usize) {
         if n == 0 {
             return;
         }
-        self.buf.advance(n.min(self.buf.len()));
+        self.pos += n;
         self.stats.skipped_bytes += n as u64;
         if !std::mem::replace(&mut self.counted, true) {
             self.stats.framing_errors += 1;
@@ -741,6 +766,11 @@ pub struct RtpStats {
 /// stats show no unit dropped (earlier ones it gives out were complete). It is kept only when
 /// [`PsOverRtp::keep_marked_unit`] is on and the packet before the gap had the marker bit (the end
 /// of a frame, as devices set it).
+///
+/// GB/T 28181 devices start every frame with a pack header, so a loss costs the frame it hit; a
+/// muxer that writes pack headers rarely (GStreamer's `mpegpsmux`: 4 in 50 frames) loses everything
+/// up to the next one. RTCP (a second byte of 200 to 204) is counted and ignored; the payload type
+/// is not checked (devices use 96, some others).
 ///
 /// Memory: the reorder window, [`MAX_TCP_HELD`] bytes of TCP framing and the demuxer's bound.
 #[derive(Debug)]
@@ -967,20 +997,8 @@ mod tests {
 
     #[test]
     fn parses_csrc_extension_and_padding() {
-        let mut b = vec![
-            0xB2,
-            0x80 | 96,
-            0xFF,
-            0xFE,
-            0,
-            1,
-            0x5F,
-            0x90,
-            0xDE,
-            0xAD,
-            0xBE,
-            0xEF,
-        ];
+        #[rustfmt::skip]
+        let mut b = vec![0xB2, 0x80 | 96, 0xFF, 0xFE, 0, 1, 0x5F, 0x90, 0xDE, 0xAD, 0xBE, 0xEF];
         b.extend([0, 0, 0, 1, 0x12, 0x34, 0x56, 0x78]); // two CSRCs
         b.extend([0xBE, 0xDE, 0, 1, 0x10, 0xAA, 0, 0]); // one-word extension
         b.extend(b"PS data");
@@ -1015,47 +1033,15 @@ mod tests {
         use RtpError::*;
         let h = rtp(1, 2, false, b"");
         let with = |b0: u8, tail: &[u8]| [&[b0][..], &h[1..], tail].concat();
+        #[rustfmt::skip]
         let cases: Vec<(Vec<u8>, RtpError)> = vec![
             (vec![], TooShort { len: 0 }),
             (h[..11].to_vec(), TooShort { len: 11 }),
-            (
-                with(0x40, b""),
-                Version {
-                    version: 1,
-                    first: 0x40,
-                },
-            ),
-            (
-                with(0x00, b"x"),
-                Version {
-                    version: 0,
-                    first: 0,
-                },
-            ),
-            (
-                with(0x8F, &[0; 20]),
-                Overrun {
-                    part: "CSRC list",
-                    need: 72,
-                    len: 32,
-                },
-            ),
-            (
-                with(0x90, &[0xBE]),
-                Overrun {
-                    part: "header extension header",
-                    need: 16,
-                    len: 13,
-                },
-            ),
-            (
-                with(0x90, &[0xBE, 0xDE, 0, 2, 1, 2, 3, 4]),
-                Overrun {
-                    part: "header extension",
-                    need: 24,
-                    len: 20,
-                },
-            ),
+            (with(0x40, b""), Version { version: 1, first: 0x40 }),
+            (with(0x00, b"x"), Version { version: 0, first: 0 }),
+            (with(0x8F, &[0; 20]), Overrun { part: "CSRC list", need: 72, len: 32 }),
+            (with(0x90, &[0xBE]), Overrun { part: "header extension header", need: 16, len: 13 }),
+            (with(0x90, &[0xBE, 0xDE, 0, 2, 1, 2, 3, 4]), Overrun { part: "header extension", need: 24, len: 20 }),
             (with(0xA0, b""), Padding { count: 0, room: 0 }),
             (with(0xA0, &[1, 2, 0]), Padding { count: 0, room: 3 }),
             (with(0xA0, &[1, 2, 4]), Padding { count: 4, room: 3 }),
@@ -1063,15 +1049,10 @@ mod tests {
         for (b, want) in &cases {
             assert_eq!(RtpPacket::parse(b), Err(*want), "{b:02x?}");
         }
-        let msg = Overrun {
-            part: "CSRC list",
-            need: 72,
-            len: 32,
-        }
-        .to_string();
-        assert!(
-            msg.contains("CSRC list") && msg.contains("72") && msg.contains("32"),
-            "{msg}"
+        let msg = cases[4].1.to_string();
+        assert_eq!(
+            msg,
+            "RTP CSRC list runs past the end: it needs 72 bytes, the packet has 32"
         );
         // Only padding: an empty payload.
         assert_eq!(
@@ -1233,7 +1214,8 @@ mod tests {
         let rtcp_rr = [0x80, 201, 0, 1, 0, 0, 0, 3];
         for f in [Framing::Rfc4571, Framing::Interleaved] {
             // Garbage before the first packet and in three places; an RTCP RR on channel 1.
-            let bad_len: &[u8] = &[0, 5, 0x80, 96, 0, 0, 0, 0, 0, 0, 0];
+            // A frame too short for RTP (10 bytes).
+            let bad_len = frame(f, 0, &[0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0]);
             let mut s = [&[0x80, 0, 9][..], &rng.bytes(50)].concat();
             for (i, p) in packets.iter().enumerate() {
                 s.extend(frame(f, 0, p));
@@ -1242,7 +1224,7 @@ mod tests {
                 }
                 if [30, 60, 90].contains(&i) {
                     s.extend(if i == 30 {
-                        bad_len.to_vec()
+                        bad_len.clone()
                     } else {
                         [&[7, 0, 0][..], &rng.bytes(i * 3)].concat()
                     });
@@ -1257,7 +1239,6 @@ mod tests {
                 };
                 let mut want: Vec<&[u8]> = packets.iter().map(|p| &p[..]).collect();
                 want.insert(11, &rtcp_rr);
-                eprintln!("DBG got {:?}", got.iter().map(|p| (p.data.len(), u16::from_be_bytes([p.data[2], p.data[3]]))).collect::<Vec<_>>());
                 assert_eq!(
                     got.iter().map(|p| &p.data[..]).collect::<Vec<_>>(),
                     want,
@@ -1273,6 +1254,15 @@ mod tests {
                 assert_eq!(fr.buffered(), 0);
             }
         }
+        // A big chunk ending inside a packet: the buffer shrinks, the packet's start is kept.
+        let big: Vec<u8> = (0..200)
+            .flat_map(|i| frame(Framing::Rfc4571, 0, &packets[i % 120]))
+            .collect();
+        let mut fr = TcpFramer::new();
+        let (head, tail) = big.split_at(big.len() - 5);
+        let n = fr.push(head).len();
+        assert!(fr.buffered() <= MAX_TCP_HELD && fr.buf.capacity() <= 2 * MAX_TCP_HELD);
+        assert_eq!((n, fr.push(tail).len()), (199, 1));
         // Random bytes: no panic, bounded, and every packet cut out is at least 8 bytes.
         let noise = rng.bytes(300_000);
         let (got, _) = frame_all(&noise, || 1 + rng.next() % 5000);

@@ -85,8 +85,8 @@ pub enum SdpError {
     /// A line that is needed is absent.
     #[error("SDP has no {0}")]
     Missing(&'static str),
-    /// `m=video 0`: the device refused the media.
-    #[error("SDP line {0} (m=video): port 0, the device refused the media")]
+    /// `m=video 0`: the media is refused (checked before the address).
+    #[error("SDP line {0} (m=video): port 0, the media is refused")]
     Refused(usize),
     /// No `a=rtpmap` of the video media has an encoding we take.
     #[error("SDP line {line} (m=video): no payload we take (PS, H264, H265); offered: {offered}")]
@@ -267,9 +267,6 @@ pub fn parse_answer(text: &str) -> Result<Answer, SdpError> {
     let lines = read(text)?;
     let v = video(&lines)?;
     let sec = v.section(&lines);
-    if v.port == 0 {
-        return Err(SdpError::Refused(v.line));
-    }
     let mut offered = Vec::new();
     let mut maps = Vec::new();
     for (_, value) in attrs(sec, "rtpmap") {
@@ -334,9 +331,6 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
     let lines = read(text)?;
     let v = video(&lines)?;
     let session = lines.get(..v.first_m).unwrap_or_default();
-    if v.port == 0 {
-        return Err(bad_at(v.line, "m=", "port 0"));
-    }
     let first = |key| session.iter().find(|l| l.key == key);
     let channel = first('o').and_then(|l| l.value.split_whitespace().next());
     let channel = channel.ok_or(SdpError::Missing("o= line (the channel id)"))?;
@@ -499,6 +493,9 @@ fn video(lines: &[Line<'_>]) -> Result<Video, SdpError> {
     let port = port.split('/').next().unwrap_or("").parse::<u16>();
     let port = port.map_err(|_| bad(ml, "m=", "has no port number"))?;
     let proto = t.next().ok_or_else(|| bad(ml, "m=", "has no transport"))?;
+    if port == 0 {
+        return Err(SdpError::Refused(ml.n));
+    }
     let tcp = proto.to_ascii_uppercase().contains("TCP");
     let formats = t.filter_map(|f| f.parse().ok()).collect();
     let sec = lines.get(m..end).unwrap_or_default();
@@ -795,7 +792,7 @@ mod tests {
         );
         assert_eq!(
             e(&HIK.replace("15060", "0")),
-            "SDP line 6 (m=video): port 0, the device refused the media"
+            "SDP line 6 (m=video): port 0, the media is refused"
         );
         assert_eq!(
             e(&HIK.replace("15060", "7x")),
@@ -824,6 +821,13 @@ mod tests {
         assert_eq!(
             e(&"a".repeat(MAX_SDP + 1)),
             format!("SDP is {} bytes, more than the {MAX_SDP} read", MAX_SDP + 1)
+        );
+        let refused = HIK
+            .replace("15060", "0")
+            .replace("IP4 192.168.1.64\r\nt", "IP4 0.0.0.0\r\nt");
+        assert_eq!(
+            e(&refused),
+            "SDP line 6 (m=video): port 0, the media is refused"
         );
         let big = format!("{HIK}{}", "a=x-pad:0123456789\r\n".repeat(3000));
         assert_eq!(
