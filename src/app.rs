@@ -235,7 +235,8 @@ async fn apply_gb_events(
     use crate::gb28181::GbEvent;
     use std::collections::{HashMap, HashSet};
     let mut devices: HashMap<String, Result<(), OfflineReason>> = HashMap::new();
-    let mut reported_off: HashSet<String> = HashSet::new();
+    // (device, channel) pairs a device reported OFF: only that device's report counts.
+    let mut reported_off: HashSet<(String, String)> = HashSet::new();
     let channels_of = |device: &str| -> Vec<Arc<crate::camera::CameraEntry>> {
         fleet
             .list()
@@ -287,7 +288,7 @@ async fn apply_gb_events(
             GbEvent::Device { device, state } => {
                 devices.insert(device.clone(), state);
                 for entry in channels_of(&device) {
-                    let off = reported_off.contains(&*entry.id);
+                    let off = reported_off.contains(&(device.clone(), entry.id.to_string()));
                     signal(&entry, &device, state, off);
                 }
             }
@@ -310,9 +311,9 @@ async fn apply_gb_events(
                 let (mut created, mut refused) = (0usize, 0usize);
                 for item in channels.iter().filter(|i| crate::gb28181::is_channel(i)) {
                     if item.online == Some(false) {
-                        reported_off.insert(item.id.clone());
+                        reported_off.insert((device.clone(), item.id.clone()));
                     } else {
-                        reported_off.remove(&item.id);
+                        reported_off.remove(&(device.clone(), item.id.clone()));
                     }
                     if let Some(camera) = linked.get(&item.id) {
                         tracing::debug!(device, channel = %item.id, camera_id = %camera, "GB/T 28181 channel is a configured camera");

@@ -167,11 +167,12 @@ impl GbDevice {
                 tokio::spawn(async move { r.answer(tx).await });
             }
         });
-        let status = device.register(device.options.expires).await?;
-        if status == 200 {
-            let keeper = device.responder();
-            tokio::spawn(async move { keeper.keep_alive().await });
+        // No answer at all (the platform not up yet) is not the end: the keeper tries again.
+        if let Err(e) = device.register(device.options.expires).await {
+            tracing::warn!(device = %device.options.id, error = %e, "camsim GB device: REGISTER not answered; trying again every keepalive interval");
         }
+        let keeper = device.responder();
+        tokio::spawn(async move { keeper.keep_alive().await });
         Ok(device)
     }
 
@@ -258,9 +259,19 @@ impl Responder {
             if self.down.load(Ordering::Relaxed) {
                 continue;
             }
-            if registered.elapsed() >= refresh && self.register(self.options.expires).await.is_ok()
-            {
-                registered = tokio::time::Instant::now();
+            let status = self.stats.last_status.load(Ordering::Relaxed);
+            // Not registered (no answer, 503 …) or due for a refresh: register. A device refused
+            // for its password (403) stops trying, as devices back off.
+            let due = status != 200 || registered.elapsed() >= refresh;
+            if due && status != 403 {
+                if matches!(self.register(self.options.expires).await, Ok(200)) {
+                    registered = tokio::time::Instant::now();
+                } else {
+                    continue;
+                }
+            }
+            if self.stats.last_status.load(Ordering::Relaxed) != 200 {
+                continue;
             }
             sn += 1;
             let body = manscdp::keepalive(sn, &self.options.id);
@@ -271,7 +282,7 @@ impl Responder {
                 Err(e) => {
                     self.stats.keepalives_failed.fetch_add(1, Ordering::Relaxed);
                     if e.to_string().contains("403")
-                        && self.register(self.options.expires).await.is_ok()
+                        && matches!(self.register(self.options.expires).await, Ok(200))
                     {
                         registered = tokio::time::Instant::now();
                     }
@@ -407,7 +418,13 @@ pub async fn run_devices(
             id: format!("{:020}", base + n as u128),
             ..template.clone()
         };
-        let device = GbDevice::start(options, cancel.clone()).await?;
+        let device = match GbDevice::start(options, cancel.clone()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "camsim GB device not started");
+                continue;
+            }
+        };
         let status = device.stats.last_status.load(Ordering::Relaxed);
         if status != 200 {
             tracing::warn!(device = %device.options.id, status, "camsim GB device not registered");

@@ -250,8 +250,16 @@ impl Gb28181 {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = every.tick() => {
-                        for change in ticker.tick() {
-                            ticker.changed(Some(change)).await;
+                        // Sent on their own task: a camera side that is behind never holds up
+                        // the timers (nonce expiry, keepalive timeouts, query retries).
+                        let changes = ticker.tick();
+                        if !changes.is_empty() {
+                            let sender = Arc::clone(&ticker);
+                            tokio::spawn(async move {
+                                for change in changes {
+                                    sender.changed(Some(change)).await;
+                                }
+                            });
                         }
                         for (device, cmd) in ticker.due_queries() {
                             let asker = Arc::clone(&ticker);

@@ -86,14 +86,17 @@ pub enum PageOutcome {
 struct PendingCatalog {
     sn: u32,
     sum: usize,
-    /// Entries received, repeats included (a recorder may list one id twice).
+    /// Entries received: a repeat within one page counts (a recorder may list one id twice), an id
+    /// an earlier page had does not (a page sent again).
     received: usize,
     items: BTreeMap<String, CatalogItem>,
-    started: Instant,
+    last_page: Instant,
 }
 
-/// How long the pages of one catalog may take.
+/// How long a catalog may go without a page before it is dropped.
 pub const CATALOG_TIMEOUT: Duration = Duration::from_secs(60);
+/// Catalogs of one device assembled at once (a second query while the first is answered).
+const PENDING_PER_DEVICE: usize = 3;
 
 /// One device.
 #[derive(Debug, Clone)]
@@ -122,7 +125,7 @@ pub struct Device {
     pub catalog_at: Option<SystemTime>,
     registered_until: Instant,
     last_seen: Instant,
-    pending: Option<PendingCatalog>,
+    pending: Vec<PendingCatalog>,
 }
 
 /// The registry.
@@ -204,7 +207,7 @@ impl Registry {
             catalog_at: None,
             registered_until: now,
             last_seen: now,
-            pending: None,
+            pending: Vec::new(),
         });
         d.addr = addr;
         d.transport = transport;
@@ -217,7 +220,7 @@ impl Registry {
     /// `Expires: 0`: the device leaves. Returns the change when it was online.
     pub fn unregister(&mut self, id: &str, wall: SystemTime) -> Option<Change> {
         let d = self.devices.get_mut(id)?;
-        d.pending = None;
+        d.pending.clear();
         set_state(d, DeviceState::Offline(OfflineReason::Unregistered), wall)
     }
 
@@ -266,9 +269,9 @@ impl Registry {
         }
     }
 
-    /// A catalog page. Pages of one query (SN) accumulate until `SumNum` entries have arrived (a
-    /// repeated id is kept once but counts, as recorders list unconfigured channels twice). A page
-    /// of another query or announcing another `SumNum` starts over; a catalog incomplete after
+    /// A catalog page. Pages of one query (SN) accumulate until `SumNum` entries have arrived (an id
+    /// repeated within a page counts, as recorders list unconfigured channels twice; a page sent
+    /// again does not). Up to three queries' catalogs assemble side by side; one without a page for
     /// [`CATALOG_TIMEOUT`] is dropped by [`Registry::tick`].
     pub fn catalog_page(
         &mut self,
@@ -281,21 +284,43 @@ impl Registry {
         };
         let sum = page.sum_num as usize;
         if sum > self.max_catalog {
-            d.pending = None;
+            d.pending.retain(|p| p.sn != page.sn);
             return PageOutcome::TooLarge { sum };
         }
-        let pending = match &mut d.pending {
-            Some(p) if p.sum == sum && p.sn == page.sn => p,
-            slot => slot.insert(PendingCatalog {
-                sn: page.sn,
-                sum,
-                received: 0,
-                items: BTreeMap::new(),
-                started: now,
-            }),
+        let at = match d
+            .pending
+            .iter()
+            .position(|p| p.sn == page.sn && p.sum == sum)
+        {
+            Some(at) => at,
+            None => {
+                d.pending.retain(|p| p.sn != page.sn);
+                if d.pending.len() >= PENDING_PER_DEVICE {
+                    d.pending.remove(0);
+                }
+                d.pending.push(PendingCatalog {
+                    sn: page.sn,
+                    sum,
+                    received: 0,
+                    items: BTreeMap::new(),
+                    last_page: now,
+                });
+                d.pending.len() - 1
+            }
         };
-        pending.received += page.items.len();
+        let pending = &mut d.pending[at];
+        pending.last_page = now;
+        let before: std::collections::HashSet<String> = page
+            .items
+            .iter()
+            .filter(|i| pending.items.contains_key(&i.id))
+            .map(|i| i.id.clone())
+            .collect();
         for item in page.items {
+            if before.contains(&item.id) {
+                continue;
+            }
+            pending.received += 1;
             if pending.items.len() < sum || pending.items.contains_key(&item.id) {
                 pending.items.insert(item.id.clone(), item);
             }
@@ -304,9 +329,7 @@ impl Registry {
         if have < sum {
             return PageOutcome::Partial { have, sum };
         }
-        let Some(done) = d.pending.take() else {
-            return PageOutcome::Partial { have, sum };
-        };
+        let done = d.pending.remove(at);
         d.catalog = done.items.into_values().collect();
         d.catalog_at = Some(wall);
         PageOutcome::Complete(Change::Catalog {
@@ -315,17 +338,22 @@ impl Registry {
         })
     }
 
+    /// Whether a catalog of `id` is arriving (a page within [`CATALOG_TIMEOUT`]).
+    pub fn catalog_arriving(&self, id: &str, now: Instant) -> bool {
+        self.devices.get(id).is_some_and(|d| {
+            d.pending
+                .iter()
+                .any(|p| now.duration_since(p.last_page) < CATALOG_TIMEOUT)
+        })
+    }
+
     /// Ends registrations that ran out and marks devices that stopped keeping alive.
     pub fn tick(&mut self, now: Instant, wall: SystemTime) -> Vec<Change> {
         let timeout = self.keepalive_timeout;
         let mut out = Vec::new();
         for d in self.devices.values_mut() {
-            if d.pending
-                .as_ref()
-                .is_some_and(|p| now.duration_since(p.started) >= CATALOG_TIMEOUT)
-            {
-                d.pending = None;
-            }
+            d.pending
+                .retain(|p| now.duration_since(p.last_page) < CATALOG_TIMEOUT);
             if d.state != DeviceState::Online {
                 continue;
             }
@@ -470,12 +498,25 @@ mod tests {
             })
         );
         assert_eq!(r.device(DEV).unwrap().catalog.len(), 3);
-        // A page of another query starts over.
+        // Two queries answered at once assemble side by side; a page sent again counts once.
         r.catalog_page(page(2, 3, vec![item(1), item(2)]), t0, w);
         assert_eq!(
             r.catalog_page(page(3, 3, vec![item(3)]), t0, w),
             PageOutcome::Partial { have: 1, sum: 3 }
         );
+        assert_eq!(
+            r.catalog_page(page(2, 3, vec![item(1), item(2)]), t0, w),
+            PageOutcome::Partial { have: 2, sum: 3 },
+            "a page sent again"
+        );
+        assert_eq!(
+            r.catalog_page(page(2, 3, vec![item(3)]), t0, w),
+            PageOutcome::Complete(Change::Catalog {
+                device: DEV.into(),
+                entries: 3
+            })
+        );
+        assert!(r.catalog_arriving(DEV, t0), "query 3 is still arriving");
         // A recorder listing one id twice: complete by count, the id kept once.
         assert_eq!(
             r.catalog_page(page(4, 3, vec![item(1), item(1), item(2)]), t0, w),
@@ -484,11 +525,23 @@ mod tests {
                 entries: 2
             })
         );
-        // An incomplete catalog is dropped after the timeout: its next page starts over.
+        // An incomplete catalog is dropped a minute after its last page: its next page starts over.
         r.catalog_page(page(5, 3, vec![item(1)]), t0, w);
-        r.tick(t0 + CATALOG_TIMEOUT, w);
+        r.catalog_page(page(5, 3, vec![item(2)]), t0 + Duration::from_secs(50), w);
+        r.tick(t0 + Duration::from_secs(100), w);
         assert_eq!(
-            r.catalog_page(page(5, 3, vec![item(2)]), t0 + CATALOG_TIMEOUT, w),
+            r.catalog_page(page(5, 3, vec![item(3)]), t0 + Duration::from_secs(100), w),
+            PageOutcome::Complete(Change::Catalog {
+                device: DEV.into(),
+                entries: 3
+            }),
+            "slow pages keep it alive"
+        );
+        r.catalog_page(page(8, 3, vec![item(1)]), t0, w);
+        r.tick(t0 + CATALOG_TIMEOUT, w);
+        assert!(!r.catalog_arriving(DEV, t0 + CATALOG_TIMEOUT));
+        assert_eq!(
+            r.catalog_page(page(8, 3, vec![item(2)]), t0 + CATALOG_TIMEOUT, w),
             PageOutcome::Partial { have: 1, sum: 3 }
         );
         assert_eq!(

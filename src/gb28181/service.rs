@@ -29,6 +29,11 @@ use super::manscdp::{self, Body};
 use super::registry::{Change, PageOutcome, Registry, Transport};
 use crate::clock::Clock;
 
+/// How many times a missing DeviceInfo or catalog is asked for after a registration.
+const QUERY_ATTEMPTS: u32 = 5;
+/// Most entries a catalog may announce (a lower platform's can be large).
+pub(crate) const MAX_CATALOG_ENTRIES: usize = 50_000;
+
 /// Why a device's message is refused when it is not registered.
 const NOT_REGISTERED: &str = "is not registered: REGISTER first";
 
@@ -70,8 +75,9 @@ pub(crate) struct Service {
     /// The address the SIP port is bound to.
     pub local: SocketAddr,
     nonces: Mutex<HashMap<String, Instant>>,
-    /// When each query (`<device>/<cmd>`) was last sent.
-    asked: Mutex<HashMap<String, Instant>>,
+    /// When each query (`<device>/<cmd>`) was last sent, and how many times since the device came
+    /// online.
+    asked: Mutex<HashMap<String, (Instant, u32)>>,
     /// Refusals are logged at most [`LogLimit::PER_WINDOW`] times per window (anyone can send them).
     refusal_log: LogLimit,
     /// Held from reading a device's state to queueing it, so the camera side sees states in the
@@ -135,7 +141,7 @@ impl Service {
         Self {
             registry: Mutex::new(Registry::new(
                 config.keepalive_timeout(),
-                config.max_channels,
+                MAX_CATALOG_ENTRIES,
             )),
             refusal_log: LogLimit::default(),
             emitting: tokio::sync::Mutex::new(()),
@@ -321,9 +327,15 @@ impl Service {
             ));
         }
         reply(tx, StatusCode::OK, headers, None).await?;
-        // Answered first: a slow camera side never holds a device's registration up.
-        self.changed(change).await;
         if came_online {
+            // Asked at once (and marked asked before anything else can run the retry).
+            {
+                let now = self.clock.now();
+                let mut asked = lock(&self.asked);
+                for cmd in ["DeviceInfo", "Catalog"] {
+                    asked.insert(format!("{device}/{cmd}"), (now, 0));
+                }
+            }
             let me = Arc::clone(self);
             let device = device.to_owned();
             tokio::spawn(async move {
@@ -331,6 +343,8 @@ impl Service {
                 let _ = me.query(&device, "Catalog").await;
             });
         }
+        // Answered first: a slow camera side never holds a device's registration up.
+        self.changed(change).await;
         Ok(())
     }
 
@@ -454,8 +468,7 @@ impl Service {
                         return Err(Refusal {
                             status: StatusCode::BadRequest,
                             reason: format!(
-                                "the catalog announces {sum} entries, more than gb28181.max_channels ({})",
-                                self.config.max_channels
+                                "the catalog announces {sum} entries, more than the {MAX_CATALOG_ENTRIES} kept"
                             ),
                         });
                     }
@@ -486,7 +499,12 @@ impl Service {
                 .ok_or_else(|| format!("device {device} has never registered"))?;
             (d.addr, d.transport)
         };
-        lock(&self.asked).insert(format!("{device}/{cmd}"), self.clock.now());
+        {
+            let now = self.clock.now();
+            let mut asked = lock(&self.asked);
+            let e = asked.entry(format!("{device}/{cmd}")).or_insert((now, 0));
+            *e = (now, e.1.saturating_add(1));
+        }
         let sn = self.sn.fetch_add(1, Ordering::Relaxed);
         let body = manscdp::query(cmd, sn, device);
         let connection = match transport {
@@ -580,30 +598,32 @@ impl Service {
     /// asked again, one query each at most once a minute.
     pub fn due_queries(&self) -> Vec<(String, &'static str)> {
         let now = self.clock.now();
-        let missing: Vec<(String, &'static str)> = self
-            .registry()
-            .devices()
-            .filter(|d| d.state == super::DeviceState::Online)
-            .flat_map(|d| {
-                let info = d.info.is_none().then(|| (d.id.clone(), "DeviceInfo"));
-                let catalog = d.catalog_at.is_none().then(|| (d.id.clone(), "Catalog"));
-                info.into_iter().chain(catalog)
-            })
-            .collect();
+        let missing: Vec<(String, &'static str)> = {
+            let reg = self.registry();
+            reg.devices()
+                .filter(|d| d.state == super::DeviceState::Online)
+                .flat_map(|d| {
+                    let info = d.info.is_none().then(|| (d.id.clone(), "DeviceInfo"));
+                    // Not while a catalog is arriving (slow pages are progress, not loss).
+                    let catalog = (d.catalog_at.is_none() && !reg.catalog_arriving(&d.id, now))
+                        .then(|| (d.id.clone(), "Catalog"));
+                    info.into_iter().chain(catalog)
+                })
+                .collect()
+        };
         let mut asked = lock(&self.asked);
-        asked.retain(|_, at| now.duration_since(*at) < Duration::from_secs(3600));
+        asked.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(3600));
         missing
             .into_iter()
-            .filter(|(device, cmd)| {
-                let key = format!("{device}/{cmd}");
-                match asked.get(&key) {
-                    Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
-                    _ => {
-                        asked.insert(key, now);
-                        true
+            .filter(
+                |(device, cmd)| match asked.get(&format!("{device}/{cmd}")) {
+                    // At most QUERY_ATTEMPTS times, a minute apart (again after a new registration).
+                    Some((at, n)) => {
+                        *n < QUERY_ATTEMPTS && now.duration_since(*at) >= Duration::from_secs(60)
                     }
-                }
-            })
+                    None => true,
+                },
+            )
             .collect()
     }
 
@@ -737,13 +757,14 @@ pub(crate) fn from_user(req: &Request) -> Option<String> {
 
 /// The `Expires` a REGISTER asks for: the header, else the Contact's parameter.
 fn requested_expires(req: &Request) -> Option<u32> {
-    req.expires_header()
-        .and_then(|e| e.value().trim().parse().ok())
+    // RFC 3261 §10.3: the Contact's `expires` parameter wins over the Expires header.
+    req.contact_header()
+        .ok()
+        .and_then(|c| c.typed().ok())
+        .and_then(|c| c.expires())
         .or_else(|| {
-            req.contact_header()
-                .ok()
-                .and_then(|c| c.typed().ok())
-                .and_then(|c| c.expires())
+            req.expires_header()
+                .and_then(|e| e.value().trim().parse().ok())
         })
 }
 
