@@ -90,6 +90,18 @@ async fn devices_register_after_a_challenge_and_a_wrong_password_is_refused_at_o
     let counters: std::collections::HashMap<_, _> = gb.counters().into_iter().collect();
     assert_eq!(counters["wrong_password"], 1);
     assert_eq!(counters["challenged"], 2);
+    // Guessing: after five wrong passwords from this host the device is refused before any
+    // challenge, so no more guesses can be made for a while.
+    for _ in 0..4 {
+        assert_eq!(bad.register(3600).await.unwrap(), 403);
+    }
+    assert_eq!(bad.stats.challenged.load(Ordering::Relaxed), 5);
+    assert_eq!(bad.register(3600).await.unwrap(), 403);
+    assert_eq!(
+        bad.stats.challenged.load(Ordering::Relaxed),
+        5,
+        "locked out: no sixth challenge"
+    );
     let devices = gb.devices();
     assert_eq!(
         devices.len(),

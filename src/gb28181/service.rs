@@ -29,6 +29,14 @@ use super::manscdp::{self, Body};
 use super::registry::{Change, PageOutcome, Registry, Transport};
 use crate::clock::Clock;
 
+/// Wrong passwords for one device from one host within [`GUESS_WINDOW`] before it is locked out
+/// for the rest of the window.
+const GUESSES: u32 = 5;
+/// The window of [`GUESSES`].
+const GUESS_WINDOW: Duration = Duration::from_secs(900);
+/// Hosts × devices remembered for guessing (a flood beyond it locks nobody out, and is counted).
+const MAX_GUESSERS: usize = 100_000;
+
 /// How many times a missing DeviceInfo or catalog is asked for after a registration.
 const QUERY_ATTEMPTS: u32 = 5;
 /// Most entries a catalog may announce (a lower platform's can be large).
@@ -75,6 +83,8 @@ pub(crate) struct Service {
     /// The address the SIP port is bound to.
     pub local: SocketAddr,
     nonces: Mutex<HashMap<String, Instant>>,
+    /// Wrong passwords by (device, host): when the window began and how many.
+    guesses: Mutex<HashMap<(String, std::net::IpAddr), (Instant, u32)>>,
     /// When each query (`<device>/<cmd>`) was last sent, and how many times since the device came
     /// online.
     asked: Mutex<HashMap<String, (Instant, u32)>>,
@@ -152,6 +162,7 @@ impl Service {
             local,
             nonces: Mutex::new(HashMap::new()),
             asked: Mutex::new(HashMap::new()),
+            guesses: Mutex::new(HashMap::new()),
             events,
             connections: Mutex::new(HashMap::new()),
             sn: AtomicU32::new(1),
@@ -237,6 +248,22 @@ impl Service {
                 ),
             });
         }
+        // Too many wrong passwords for this device from this host lately: no more guesses for a
+        // while (refused before any challenge).
+        if let Some((_, from)) = source(tx)
+            && let Some(left) = self.locked_for(device, from.ip())
+        {
+            self.stats.wrong_password.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                status: StatusCode::Forbidden,
+                reason: format!(
+                    "device {device}: {GUESSES} wrong passwords from {} in {} minutes; try again in {} s",
+                    from.ip(),
+                    GUESS_WINDOW.as_secs() / 60,
+                    left.as_secs().max(1)
+                ),
+            });
+        }
         let raw_auth = tx.original.headers.iter().find_map(|h| match h {
             Header::Authorization(a) => Some(a.value().to_owned()),
             _ => None,
@@ -273,10 +300,16 @@ impl Service {
             )
         {
             self.stats.wrong_password.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, ip)) = source(tx) {
+                self.guessed(device, ip.ip());
+            }
             return Err(Refusal {
                 status: StatusCode::Forbidden,
                 reason: format!("device {device}: wrong password"),
             });
+        }
+        if let Some((_, from)) = source(tx) {
+            lock(&self.guesses).remove(&(device.to_owned(), from.ip()));
         }
         let asked = requested_expires(&tx.original);
         let wall = self.clock.wall();
@@ -593,6 +626,29 @@ impl Service {
         Ok(req)
     }
 
+    /// A wrong password for `device` from `ip`.
+    fn guessed(&self, device: &str, ip: std::net::IpAddr) {
+        let now = self.clock.now();
+        let mut g = lock(&self.guesses);
+        if g.len() >= MAX_GUESSERS && !g.contains_key(&(device.to_owned(), ip)) {
+            return;
+        }
+        let e = g.entry((device.to_owned(), ip)).or_insert((now, 0));
+        if now.duration_since(e.0) >= GUESS_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
+
+    /// How long `device` stays locked out for `ip`, if it is.
+    fn locked_for(&self, device: &str, ip: std::net::IpAddr) -> Option<Duration> {
+        let now = self.clock.now();
+        let g = lock(&self.guesses);
+        let (since, n) = g.get(&(device.to_owned(), ip))?;
+        let passed = now.duration_since(*since);
+        (*n >= GUESSES && passed < GUESS_WINDOW).then(|| GUESS_WINDOW - passed)
+    }
+
     /// Online devices whose DeviceInfo or catalog has not arrived and that were last asked more than
     /// a minute ago (a query or its answer lost over UDP, a device busy right after registering):
     /// asked again, one query each at most once a minute.
@@ -631,6 +687,7 @@ impl Service {
     pub fn tick(&self) -> Vec<Change> {
         let now = self.clock.now();
         lock(&self.nonces).retain(|_, issued| now.duration_since(*issued) < NONCE_LIFETIME);
+        lock(&self.guesses).retain(|_, (since, _)| now.duration_since(*since) < GUESS_WINDOW);
         let wall = self.clock.wall();
         let changes = self.registry().tick(now, wall);
         // Devices offline for a day no longer count against max_devices.
