@@ -504,6 +504,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         Ok(cfg) => {
             println!("{}: OK", file.display());
             println!("{}", cfg.config.summary());
+            if let Some(gb) = &cfg.gb28181 {
+                println!("{}", gb.summary());
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

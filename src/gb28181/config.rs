@@ -128,6 +128,27 @@ impl GbConfig {
             .find_map(|prefix| self.areas.get(prefix))
     }
 
+    /// One line for `check-config` (no secret in it).
+    pub fn summary(&self) -> String {
+        format!(
+            "gb28181     SIP {} (UDP+TCP) as {}@{}; {}; keepalive {} s, offline after {} missed; areas for {} civil-code prefixes",
+            self.listen,
+            self.sip_id,
+            self.domain,
+            if self.auto_accept {
+                format!(
+                    "any device with the password ({} listed)",
+                    self.devices.len()
+                )
+            } else {
+                format!("{} listed devices only", self.devices.len())
+            },
+            self.keepalive_interval.as_secs(),
+            self.keepalive_misses,
+            self.areas.len()
+        )
+    }
+
     /// How long without a keepalive makes a device offline.
     pub fn keepalive_timeout(&self) -> Duration {
         self.keepalive_interval * self.keepalive_misses
@@ -365,6 +386,14 @@ mod tests {
         );
         assert_eq!(c.area_of("620922"), None);
         assert_eq!(format!("{c:?}").matches("s3cret").count(), 0);
+        let line = c.summary();
+        assert!(
+            line.contains("0.0.0.0:5060")
+                && line.contains("0 listed devices only")
+                && line.contains("2 civil-code prefixes"),
+            "{line}"
+        );
+        assert!(!line.contains("s3cret"));
     }
 
     #[test]
