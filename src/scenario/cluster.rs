@@ -687,7 +687,14 @@ pub async fn run(
     // 4. Rolling restart by SIGTERM.
     for k in 0..b.nodes.len() {
         b.wait_placed("before the restart").await?;
-        let moved = b.online_on(k).await;
+        // Placed means the node runs its share; an empty answer is its API not answering in time
+        // (a loaded machine), so ask again for a while.
+        let mut moved = b.online_on(k).await;
+        let asked = Instant::now();
+        while moved.is_empty() && asked.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            moved = b.online_on(k).await;
+        }
         let t = Instant::now();
         let stopping = b.nodes[k].child.take();
         let stopper = stopping.map(|mut c| std::thread::spawn(move || c.stop()));
