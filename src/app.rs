@@ -337,6 +337,10 @@ async fn apply_gb_events(
                         refused += 1;
                         continue;
                     }
+                    let position = item
+                        .latitude
+                        .zip(item.longitude)
+                        .filter(|(la, lo)| la.abs() <= 90.0 && lo.abs() <= 180.0);
                     let raw = crate::config::raw::RawCamera {
                         id: Some(item.id.clone()),
                         gb_code: Some(item.id.clone()),
@@ -350,16 +354,8 @@ async fn apply_gb_events(
                         // What the inventory would refuse is left out, not the channel: a position
                         // off the globe, a civil code that is not 6, 9 or 12 digits (devices send
                         // 8, or their domain).
-                        lat: item
-                            .latitude
-                            .zip(item.longitude)
-                            .filter(|(la, lo)| la.abs() <= 90.0 && lo.abs() <= 180.0)
-                            .map(|(la, _)| la),
-                        lon: item
-                            .latitude
-                            .zip(item.longitude)
-                            .filter(|(la, lo)| la.abs() <= 90.0 && lo.abs() <= 180.0)
-                            .map(|(_, lo)| lo),
+                        lat: position.map(|(la, _)| la),
+                        lon: position.map(|(_, lo)| lo),
                         area_code: item.civil_code.clone().filter(|c| {
                             matches!(c.len(), 6 | 9 | 12) && c.bytes().all(|b| b.is_ascii_digit())
                         }),
