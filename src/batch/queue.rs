@@ -38,6 +38,8 @@ struct CamQueue {
     /// Rate limiting: when the next frame is due, and when the last one was let through.
     next_due: Option<Instant>,
     last_admitted: Option<Instant>,
+    /// The period `next_due` was scheduled with.
+    period: Option<Duration>,
     /// The last frame's arrival and the moving average of gaps (seconds).
     last_arrival: Option<Instant>,
     gap_s: Option<f64>,
@@ -57,6 +59,7 @@ impl CamQueue {
             in_ring: false,
             next_due: None,
             last_admitted: None,
+            period: None,
             last_arrival: None,
             gap_s: None,
             demand: None,
@@ -106,7 +109,18 @@ impl CamQueue {
             self.cut = false;
             self.next_due = Some(now + period);
             self.last_admitted = Some(now);
+            self.period = Some(period);
             return false;
+        }
+        // The rate went down since the slot was scheduled (the budget cut it): the next slot is no
+        // earlier than one new period after the last frame. Without this a camera cut to a sliver of
+        // its floor (a period of minutes, so a tolerance of minutes) went through at the old, faster
+        // slot, and a budget hovering at the edge of a floor let the lowest priority through more
+        // often than the priorities above it.
+        if let (Some(due), Some(last), Some(old)) = (self.next_due, self.last_admitted, self.period)
+            && period > old.mul_f64(1.0 + RATE_TOLERANCE)
+        {
+            self.next_due = Some(due.max(last + period));
         }
         // The rate went up since the last frame (the budget recovered): the next slot is no later than
         // one new period after it, not where the old, slower schedule put it. (On an unchanged schedule
@@ -127,6 +141,7 @@ impl CamQueue {
             _ => now + period,
         });
         self.last_admitted = Some(now);
+        self.period = Some(period);
         true
     }
 }
@@ -580,6 +595,7 @@ mod tests {
         // Register demand: 2 fps at priority 1 and 2 fps at priority 5; capacity 3 fps.
         b.push(cam("high", 1), clock.now());
         b.push(cam("low", 5), clock.now());
+        while b.flush(clock.now()).is_some() {}
         budget.observe_batch(1, Duration::from_millis(333));
         assert!(budget.allowed_fps("low", 5, 2.0) < 1.1);
         let mut admitted = HashMap::<&str, u32>::new();
@@ -598,7 +614,8 @@ mod tests {
         let s = counters.snapshot();
         assert_eq!(s.dropped.budget, u64::from(20 - admitted["low"]));
         assert_eq!(s.by_camera["low"].dropped.budget, s.dropped.budget);
-        assert_eq!(s.by_camera["low"].batched, u64::from(admitted["low"]));
+        // And the frame that registered its demand.
+        assert_eq!(s.by_camera["low"].batched, u64::from(admitted["low"]) + 1);
     }
 
     fn budgeted(min_fps: f64) -> (Batcher, Arc<AdmissionBudget>, Arc<BatchCounters>) {
@@ -721,7 +738,7 @@ mod tests {
         // per 100 s.
         budget.observe_batch(1, Duration::from_secs_f64(1.0 / 2.01));
         let got = feed(&mut b, &clock, &cams, 2.0, 10.0);
-        assert_eq!(got["low"], 1);
+        assert_eq!(got["low"], 0, "the next frame is 100 s after the last");
         // 2.5 fps: priority 1's 2 fps plus 0.5 for "low".
         budget.observe_batch(1, Duration::from_millis(400));
         let got = feed(&mut b, &clock, &cams, 2.0, 20.0);
@@ -812,6 +829,32 @@ mod tests {
             admitted, 0,
             "a floor restored for a second at a time admits nothing"
         );
+    }
+
+    /// A budget hovering at the edge of a floor (the floor kept, then a sliver of it, every other
+    /// second) gives the camera no more than its floor: a sliver's long period does not let the next
+    /// frame through early (CI: priority 5 got twice the rate of priorities 2–4 under overload).
+    #[test]
+    fn a_rate_cut_to_a_sliver_is_not_admitted_early() {
+        let mut cam = CamQueue::new(5, 1);
+        let t0 = Instant::now();
+        let mut admitted = 0;
+        for i in 0..600u64 {
+            let fps = if i % 2 == 0 { 0.05 } else { 0.001 };
+            admitted += usize::from(cam.due(fps, t0 + Duration::from_secs(i)));
+        }
+        // At most the floor (30 frames in 600 s) plus the early-arrival tolerance (a fifth of a
+        // period) on each slot; it was 300.
+        assert!(
+            admitted <= 38,
+            "600 s at most at the floor (0.05 fps) and its tolerance: {admitted} frames"
+        );
+        // A rate cut for good applies from the last frame on.
+        let mut cam = CamQueue::new(5, 1);
+        assert!(cam.due(1.0, t0));
+        assert!(!cam.due(0.01, t0 + Duration::from_secs(2)));
+        assert!(!cam.due(0.01, t0 + Duration::from_secs(70)));
+        assert!(cam.due(0.01, t0 + Duration::from_secs(81)));
     }
 
     #[test]
