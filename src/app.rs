@@ -921,6 +921,30 @@ pub async fn start(
     };
     let recorder = clips.as_ref().map(|(r, _)| r.clone());
     let alert_board = AlertBoard::new(media_dir.join("snapshots"), recorder.clone());
+    // GB/T 28181 devices register to this node's SIP port (issue 16); its channels' video comes
+    // through the stage's source (INVITE), the camera side hears of devices and catalogs on the
+    // `gb28181_to_camera` queue (drained once the fleet exists).
+    let gb28181 = match &gb_config {
+        Some(c) => {
+            let (tx, rx) = mpsc::channel(GB_QUEUE);
+            let stage =
+                crate::gb28181::Gb28181::start(c.clone(), clock.clone(), Some(tx), cancel.clone())
+                    .await
+                    .map_err(AppError::Gb28181)?;
+            Some((stage, rx))
+        }
+        None => None,
+    };
+    let source = crate::ingest::RoutedSource::default().with(
+        "gb28181",
+        match &gb28181 {
+            Some((stage, _)) => stage.media_source(),
+            None => Arc::new(crate::ingest::Refuse {
+                reason: OfflineReason::ProtocolError,
+                detail: "a gb28181:// camera needs a [gb28181] section: this node opens no SIP port",
+            }),
+        },
+    );
     let fleet = Fleet::new(
         FleetContext {
             ingest: config.ingest.clone(),
@@ -929,7 +953,7 @@ pub async fn start(
             activity: activity_config,
             stream: config.ingest.stream,
             credentials: std::sync::RwLock::new(config.credentials.clone()),
-            source: Arc::new(crate::ingest::LiveSource),
+            source: Arc::new(source),
             jitter: Arc::new(rand::random::<f64>),
             sink: Arc::new(Intake {
                 gate: crate::sample::Gate::new(sink.clone(), clock.clone()),
@@ -1193,7 +1217,7 @@ pub async fn start(
         if let Some(a) = &analysis {
             q.extend(a.queues.iter().cloned());
         }
-        if gb_config.is_some() {
+        if gb28181.is_some() {
             q.push(QueueInfo::blocking(
                 "gb28181_to_camera",
                 "gb28181",
@@ -1268,27 +1292,21 @@ pub async fn start(
         }
         Arc::new(q)
     };
-    // GB/T 28181 devices register to this node's SIP port (issue 16; signalling so far).
-    let gb28181 = match gb_config {
-        Some(c) => {
-            let (tx, rx) = mpsc::channel(GB_QUEUE);
+    let gb28181 = match (gb28181, gb_config) {
+        (Some((stage, rx)), Some(c)) => {
             tokio::spawn(apply_gb_events(
                 rx,
                 fleet.clone(),
                 inventory.clone(),
                 ledger.clone(),
                 config.clone(),
-                c.clone(),
+                c,
                 clock.clone(),
                 cancel.clone(),
             ));
-            Some(
-                crate::gb28181::Gb28181::start(c, clock.clone(), Some(tx), cancel.clone())
-                    .await
-                    .map_err(AppError::Gb28181)?,
-            )
+            Some(stage)
         }
-        None => None,
+        _ => None,
     };
     let state = Arc::new(AppState {
         gb28181,

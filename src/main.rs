@@ -174,6 +174,10 @@ struct CamsimArgs {
     /// Catalog entries per MESSAGE (more channels: several pages).
     #[arg(long, default_value_t = 2)]
     gb_page_size: usize,
+    /// The video the devices send when a channel is invited (PS over RTP); default: `--source`.
+    /// Without either, INVITEs are refused (488).
+    #[arg(long)]
+    gb_video: Option<PathBuf>,
 }
 
 /// A share between 0 and 1.
@@ -361,6 +365,7 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
                 expires: 3600,
                 channels: args.gb_channels,
                 page_size: args.gb_page_size,
+                media: None,
             },
             n as usize,
         )),
@@ -377,7 +382,10 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
         let result = runtime().and_then(|rt| {
             rt.block_on(async {
                 let cancel = qianliyan::shutdown::install();
-                let (template, n) = gb.expect("clap requires --source or --gb28181");
+                let (mut template, n) = gb.expect("clap requires --source or --gb28181");
+                if let Some(video) = args.gb_video.clone() {
+                    template.media = Some(camsim::prepare_video(video, &cancel).await?);
+                }
                 let _devices = camsim::gb::run_devices(template, n, cancel.clone()).await?;
                 cancel.cancelled().await;
                 Ok::<_, anyhow::Error>(())
@@ -413,7 +421,11 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
         rt.block_on(async {
             let cancel = qianliyan::shutdown::install();
             let _devices = match gb {
-                Some((template, n)) => camsim::gb::run_devices(template, n, cancel.clone()).await?,
+                Some((mut template, n)) => {
+                    let video = args.gb_video.clone().unwrap_or(opts.source.clone());
+                    template.media = Some(camsim::prepare_video(video, &cancel).await?);
+                    camsim::gb::run_devices(template, n, cancel.clone()).await?
+                }
                 None => Vec::new(),
             };
             camsim::run(opts, cancel).await.map_err(anyhow::Error::from)

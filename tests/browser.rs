@@ -267,6 +267,7 @@ auto_accept = true
                 expires: 3600,
                 channels: 0,
                 page_size: 2,
+                media: None,
             },
             sim_cancel.clone(),
         ))

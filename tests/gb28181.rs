@@ -43,6 +43,7 @@ fn device(gb: &Gb28181, id: &str, transport: GbTransport) -> GbDeviceOptions {
         expires: 3600,
         channels: 5,
         page_size: 2,
+        media: None,
     }
 }
 
@@ -386,6 +387,7 @@ fn the_service_shows_registered_devices_in_its_api_and_metrics() {
         expires: 3600,
         channels: 4,
         page_size: 3,
+        media: None,
     };
     let device = rt
         .block_on(GbDevice::start(options.clone(), cancel.clone()))
@@ -454,7 +456,7 @@ fn the_service_shows_registered_devices_in_its_api_and_metrics() {
         assert!(!text.contains(PASSWORD), "the password leaked");
     }
 
-    // The catalog's channels are cameras now, online by signalling; the channel that is already
+    // The catalog's channels are cameras now; the channel that is already
     // the RTSP camera east-gate (same gb_code) is not added twice.
     let gb_cameras = |service: &common::Service| -> Vec<serde_json::Value> {
         let (status, body) = common::api(service.addr, "GET", "/api/cameras", "");
@@ -479,8 +481,12 @@ fn the_service_shows_registered_devices_in_its_api_and_metrics() {
                 std::thread::sleep(Duration::from_millis(200));
             }
         };
-    let cams = wait(&service, "three channel cameras online", &|c| {
-        c.len() == 3 && c.iter().all(|c| c["state"] == "online")
+    // The device has no video to send (camsim without a clip answers INVITEs 488): its channels
+    // are offline for that, `invite_failed`, not for their signalling.
+    let cams = wait(&service, "three channel cameras refusing video", &|c| {
+        c.len() == 3
+            && c.iter()
+                .all(|c| c["state"] == "offline" && c["reason"] == "invite_failed")
     });
     let ids: Vec<&str> = cams.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -558,4 +564,213 @@ fn the_signalling_bench_runs_and_passes() {
         report["cpu_ms_per_registration"].as_f64().unwrap() > 0.0,
         "{report}"
     );
+}
+
+/// The JSON of one camera from the list.
+fn camera(service: &common::Service, id: &str) -> serde_json::Value {
+    let (status, body) = common::api(service.addr, "GET", "/api/cameras", "");
+    assert_eq!(status, 200, "{body}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    all.into_iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("camera {id} not listed"))
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> Result<(), String>) {
+    let started = Instant::now();
+    loop {
+        match ok() {
+            Ok(()) => return,
+            Err(e) => assert!(started.elapsed() < within, "{what}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The platform pulls a GB/T 28181 channel's video as it does an RTSP camera's: INVITE with an
+/// SDP offer, PS over RTP from camsim's device over UDP (a configured channel with
+/// `transport = "udp"`) and over TCP (a catalog channel, TCP by default), decoded (a snapshot
+/// comes from it). Video that stops while signalling goes on is `stalled`, the platform hangs up
+/// (BYE) and invites again once the device sends again.
+#[test]
+fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invited_again() {
+    const DEVICE: &str = "34020000001180000011";
+    const UDP_CHANNEL: &str = "34020000001310001101";
+    const TCP_CHANNEL: &str = "34020000001310001102";
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[node]\nname = \"gb-media\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[health]\ngrace = \"1s\"\n\
+         [ingest]\nstall_after = \"3s\"\n\
+         [[cameras]]\nid = \"{UDP_CHANNEL}\"\nname = \"UDP channel\"\nurl = \"gb28181://{DEVICE}/{UDP_CHANNEL}\"\ntransport = \"udp\"\n\
+         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
+         auto_accept = true\nmedia_ports = \"36100-36199\"\n{}",
+        dir.path().join("data").display(),
+        common::TEST_AUTH
+    );
+    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
+    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
+    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
+    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+    let media = qianliyan::camsim::Media::prepare(&common::asset("video/vtest_sub.mp4")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let options = GbDeviceOptions {
+        platform: SocketAddr::from(([127, 0, 0, 1], port)),
+        platform_id: PLATFORM.into(),
+        id: DEVICE.into(),
+        password: PASSWORD.into(),
+        transport: GbTransport::Udp,
+        keepalive: Duration::from_secs(1),
+        expires: 3600,
+        channels: 2,
+        page_size: 2,
+        media: Some(media),
+    };
+    let device = rt
+        .block_on(GbDevice::start(options, cancel.clone()))
+        .unwrap();
+    assert_eq!(device.stats.last_status.load(Ordering::Relaxed), 200);
+    let flowing = |id: &str| -> Result<(), String> {
+        let c = camera(&service, id);
+        (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
+            .then_some(())
+            .ok_or_else(|| c.to_string())
+    };
+    for id in [UDP_CHANNEL, TCP_CHANNEL] {
+        wait_for("video flowing", Duration::from_secs(30), || flowing(id));
+    }
+    assert_eq!(device.streams(), 2, "one stream per channel");
+    // Decoded: a snapshot of each channel's picture.
+    for id in [UDP_CHANNEL, TCP_CHANNEL] {
+        wait_for("a decoded picture", Duration::from_secs(20), || {
+            let (status, body) = common::api(
+                service.addr,
+                "GET",
+                &format!("/api/cameras/{id}/frame.jpg"),
+                "",
+            );
+            (status == 200)
+                .then_some(())
+                .ok_or(format!("{status}: {body}"))
+        });
+    }
+    let transport = |id: &str| {
+        let entry = service.entry(id);
+        let info = entry.stream.lock().unwrap().clone();
+        info.map(|s| s.transport)
+    };
+    assert_eq!(transport(UDP_CHANNEL), Some("udp"));
+    assert_eq!(transport(TCP_CHANNEL), Some("tcp"));
+
+    // The video stops, signalling goes on: stalled, hung up, invited again when it flows.
+    device.set_stall(true);
+    for id in [UDP_CHANNEL, TCP_CHANNEL] {
+        wait_for("stalled", Duration::from_secs(15), || {
+            let c = camera(&service, id);
+            (c["state"] == "offline" && c["reason"] == "stalled")
+                .then_some(())
+                .ok_or_else(|| c.to_string())
+        });
+    }
+    wait_for("hung up", Duration::from_secs(10), || {
+        let byes = device.stats.media.byes.load(Ordering::Relaxed);
+        (byes >= 2).then_some(()).ok_or(format!("{byes} BYEs"))
+    });
+    device.set_stall(false);
+    for id in [UDP_CHANNEL, TCP_CHANNEL] {
+        wait_for("video back", Duration::from_secs(40), || flowing(id));
+    }
+    let invites = device.stats.invites.load(Ordering::Relaxed);
+    assert!(invites >= 4, "invited twice per channel: {invites}");
+    let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("qly_gb28181_requests_total{kind=\"bye_sent\"}"),
+        "{metrics}"
+    );
+    cancel.cancel();
+    drop(rt);
+    service.stop();
+}
+
+/// What camsim's devices send is checked by two independent readers: its MPEG-PS decodes with
+/// ffprobe (every frame, H.264), and its RTP with GStreamer (`rtpmp1sdepay ! mpegpsdemux`; the
+/// depayloader's caps lack the `mpegversion` the demuxer asks for, so a `capssetter` adds it).
+#[test]
+fn camsims_ps_over_rtp_decodes_with_ffprobe_and_gstreamer() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use qianliyan::camsim::gb_media;
+    let media = qianliyan::camsim::Media::prepare(&common::asset("video/vtest_sub.mp4")).unwrap();
+    let frames = &media.normal.frames[..50];
+    let mut ps = Vec::new();
+    let mut packets = Vec::new();
+    let mut seq = 1000u16;
+    for f in frames {
+        let pts = f.ts + u64::from(f.cts) + 90_000;
+        let au = gb_media::annexb(media.codec, f);
+        let frame = gb_media::ps_frame(media.codec, &au, pts, f.keyframe);
+        packets.extend(gb_media::rtp_packets(
+            &frame, &mut seq, pts as u32, 7, false,
+        ));
+        ps.extend(frame);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("camsim.ps");
+    std::fs::write(&file, &ps).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .expect("ffprobe (installed by scripts/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "h264,50",
+        "ffprobe: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(
+        "appsrc name=src format=time caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=MP1S,payload=96 \
+         ! rtpmp1sdepay ! capssetter caps=video/mpeg,mpegversion=2 ! mpegpsdemux ! h264parse ! avdec_h264 ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for p in packets {
+        src.push_buffer(gst::Buffer::from_mut_slice(p)).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let mut decoded = 0;
+    while sink
+        .try_pull_sample(gst::ClockTime::from_seconds(10))
+        .is_some()
+    {
+        decoded += 1;
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    // mpegpsdemux holds the last frame back until the next pack; the rest must all decode.
+    assert!(decoded >= 49, "GStreamer decoded {decoded} of 50 frames");
 }

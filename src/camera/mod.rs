@@ -287,13 +287,11 @@ impl Fleet {
     }
 
     fn start(&self, entry: &Arc<CameraEntry>) {
-        let config = read(&entry.config);
-        // A GB/T 28181 channel's state comes from its device's signalling (the gb28181 stage, joined
-        // in app.rs); its video is not pulled yet (issue 16 step c).
-        if !config.enabled || config.source == crate::config::SourceKind::Gb28181 {
+        // A GB/T 28181 channel is pulled like an RTSP camera (the source INVITEs it); its online
+        // state also follows its device's signalling (the gb28181 stage, joined in app.rs).
+        if !read(&entry.config).enabled {
             return;
         }
-        drop(config);
         let entry = entry.clone();
         let ctx = self.ctx.clone();
         // The span is attached to the future (not entered across awaits), so every log line of this

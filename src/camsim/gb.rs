@@ -1,15 +1,18 @@
 //! Simulated GB/T 28181 devices (`camsim --gb28181 N`): each registers to a platform with digest
 //! authentication over UDP or TCP from a socket of its own, keeps alive, and answers DeviceInfo and
 //! catalog queries (a catalog of `channels` cameras, `page_size` per page, names in Chinese, sent in
-//! GB18030 as real devices do). Faults: `down` (no keepalives, no answers), a wrong password.
-//! Video (INVITE, PS over RTP) and alarms come with the next steps of issue 16.
+//! GB18030 as real devices do). When given a prepared clip, a device answers INVITEs for its
+//! channels and sends the clip as PS over RTP (UDP, or TCP connecting to the platform) until BYE
+//! ([`super::gb_media`]). Faults: `down` (no keepalives, no answers), `stall` (signalling goes on,
+//! video stops), a wrong password. Alarms come with the next step of issue 16.
 //!
 //! The SIP stack is the same `rsipstack` the platform uses, so a device here runs real client
 //! transactions: retransmitted over UDP until answered, challenged and answered once.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsipstack::EndpointBuilder;
@@ -24,7 +27,10 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use tokio_util::sync::CancellationToken;
 
+use super::gb_media::{self, Destination, MediaStats};
+use super::media::Media;
 use crate::gb28181::manscdp::{self, Body, CatalogItem, DeviceInfo};
+use crate::gb28181::sdp::{self, MediaTransport};
 
 /// SIP transport of a simulated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +62,8 @@ pub struct GbDeviceOptions {
     pub channels: usize,
     /// Catalog entries per MESSAGE.
     pub page_size: usize,
+    /// The clip sent when a channel is invited (`None`: INVITEs are refused with 488).
+    pub media: Option<Arc<Media>>,
 }
 
 impl std::fmt::Debug for GbDeviceOptions {
@@ -85,6 +93,10 @@ pub struct GbDeviceStats {
     pub catalog_queries: AtomicU64,
     /// DeviceInfo queries answered.
     pub info_queries: AtomicU64,
+    /// INVITEs received.
+    pub invites: AtomicU64,
+    /// Video sent.
+    pub media: Arc<MediaStats>,
 }
 
 /// A running simulated device.
@@ -94,9 +106,14 @@ pub struct GbDevice {
     /// Counters.
     pub stats: Arc<GbDeviceStats>,
     down: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    calls: Calls,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
 }
+
+/// Video calls up, by Call-ID.
+type Calls = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
 /// The catalog a device with `channels` cameras reports (ids `<device prefix>131<n>`).
 pub fn catalog_of(id: &str, channels: usize) -> Vec<CatalogItem> {
@@ -152,6 +169,8 @@ impl GbDevice {
             options,
             stats: Arc::new(GbDeviceStats::default()),
             down: Arc::new(AtomicBool::new(false)),
+            stalled: Arc::new(AtomicBool::new(false)),
+            calls: Arc::default(),
             endpoint: inner,
             cancel: cancel.clone(),
         };
@@ -181,9 +200,21 @@ impl GbDevice {
             options: self.options.clone(),
             stats: Arc::clone(&self.stats),
             down: Arc::clone(&self.down),
+            stalled: Arc::clone(&self.stalled),
+            calls: Arc::clone(&self.calls),
             endpoint: self.endpoint.clone(),
             cancel: self.cancel.clone(),
         }
+    }
+
+    /// `stall`: the device keeps its signalling but its video stops (streams stay up, empty).
+    pub fn set_stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    /// Video streams being sent now.
+    pub fn streams(&self) -> usize {
+        crate::sync::lock(&self.calls).len()
     }
 
     /// Sends a REGISTER asking for `expires` seconds (0 unregisters); returns the final status.
@@ -191,9 +222,12 @@ impl GbDevice {
         self.responder().register(expires).await
     }
 
-    /// `down`: the device stops keeping alive and answering (power cut, network gone).
+    /// `down`: the device stops keeping alive, answering and sending video (power cut, network
+    /// gone).
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::Relaxed);
+        // No video either.
+        self.stalled.store(down, Ordering::Relaxed);
     }
 }
 
@@ -209,6 +243,8 @@ struct Responder {
     options: GbDeviceOptions,
     stats: Arc<GbDeviceStats>,
     down: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    calls: Calls,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
 }
@@ -358,9 +394,29 @@ impl Responder {
         if self.down.load(Ordering::Relaxed) {
             return;
         }
-        if tx.original.method != Method::Message {
-            let _ = tx.reply(StatusCode::MethodNotAllowed).await;
-            return;
+        match tx.original.method {
+            Method::Message => {}
+            Method::Invite => return self.on_invite(tx).await,
+            Method::Bye => {
+                let call = call_id(&tx.original);
+                let token = crate::sync::lock(&self.calls).remove(&call);
+                match token {
+                    Some(t) => {
+                        t.cancel();
+                        self.stats.media.byes.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.reply(StatusCode::OK).await;
+                    }
+                    None => {
+                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                    }
+                }
+                return;
+            }
+            Method::Ack => return,
+            _ => {
+                let _ = tx.reply(StatusCode::MethodNotAllowed).await;
+                return;
+            }
         }
         let Ok(Body::Query { cmd, sn, .. }) = manscdp::parse(tx.original.body()) else {
             let _ = tx.reply(StatusCode::BadRequest).await;
@@ -401,6 +457,148 @@ impl Responder {
             }
             _ => {}
         }
+    }
+}
+
+fn call_id(req: &rsipstack::sip::Request) -> String {
+    use rsipstack::sip::prelude::HeadersExt;
+    req.call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default()
+}
+
+impl Responder {
+    /// Answers an INVITE for one of the device's channels: 200 with an SDP answer, then the clip
+    /// as PS over RTP until the platform's BYE.
+    async fn on_invite(self, mut tx: Transaction) {
+        use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+        self.stats.invites.fetch_add(1, Ordering::Relaxed);
+        let o = &self.options;
+        let body = String::from_utf8_lossy(tx.original.body()).into_owned();
+        let offer = match sdp::parse_offer(&body) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(device = %o.id, error = %e, "camsim GB device: INVITE SDP refused");
+                let _ = tx.reply(StatusCode::BadRequest).await;
+                return;
+            }
+        };
+        let ours = catalog_of(&o.id, o.channels)
+            .iter()
+            .any(|c| c.id == offer.channel);
+        if !ours {
+            let _ = tx.reply(StatusCode::NotFound).await;
+            return;
+        }
+        let Some(media) = o.media.clone() else {
+            let _ = tx.reply(StatusCode::NotAcceptableHere).await;
+            return;
+        };
+        let to = SocketAddr::new(offer.ip, offer.port);
+        let (destination, socket, port) = match offer.transport {
+            MediaTransport::Udp => {
+                let bind: SocketAddr = if to.is_ipv4() {
+                    "127.0.0.1:0"
+                } else {
+                    "[::1]:0"
+                }
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+                let Ok(socket) = tokio::net::UdpSocket::bind(bind).await else {
+                    let _ = tx.reply(StatusCode::ServerInternalError).await;
+                    return;
+                };
+                let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                (Destination::Udp(to), Some(socket), port)
+            }
+            MediaTransport::TcpPassive => (Destination::Tcp(to), None, 9),
+            // This device does not listen for the platform's media connection.
+            MediaTransport::TcpActive => {
+                let _ = tx.reply(StatusCode::NotAcceptableHere).await;
+                return;
+            }
+        };
+        let ssrc_text = offer.ssrc.clone();
+        let ssrc: u32 = ssrc_text.parse().unwrap_or(1);
+        let (proto, setup) = match offer.transport {
+            MediaTransport::Udp => ("RTP/AVP", ""),
+            _ => ("TCP/RTP/AVP", "a=setup:active\r\na=connection:new\r\n"),
+        };
+        let answer = format!(
+            "v=0\r\no={ch} 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=video {port} {proto} 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\n{setup}\
+             y={ssrc_text}\r\nf=v/2/5/25/1/2048a///\r\n",
+            ch = offer.channel
+        );
+        // The answer's Contact is where the platform's ACK and BYE go: this device's SIP socket.
+        let transport = match o.transport {
+            GbTransport::Udp => SipTransport::Udp,
+            GbTransport::Tcp => SipTransport::Tcp,
+        };
+        let target = SipAddr {
+            r#type: Some(transport),
+            addr: o.platform.into(),
+        };
+        let here = match self.endpoint.transport_layer.lookup(&target, None).await {
+            Ok((c, _)) => c.get_addr().addr.to_string(),
+            Err(_) => {
+                let _ = tx.reply(StatusCode::ServerInternalError).await;
+                return;
+            }
+        };
+        let mut resp =
+            self.endpoint
+                .make_response(&tx.original, StatusCode::OK, Some(answer.into_bytes()));
+        if let Ok(to) = tx.original.to_header().and_then(|h| h.typed()) {
+            let to = to.with_tag(make_tag());
+            resp.headers.retain(|h| !matches!(h, Header::To(_)));
+            resp.headers.push(Header::To(to.into()));
+        }
+        let suffix = if transport == SipTransport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        resp.headers.push(Header::Contact(
+            format!("<sip:{}@{here}{suffix}>", offer.channel).into(),
+        ));
+        resp.headers
+            .push(Header::ContentType("APPLICATION/SDP".into()));
+        let stop = self.cancel.child_token();
+        let call = call_id(&tx.original);
+        crate::sync::lock(&self.calls).insert(call.clone(), stop.clone());
+        if let Err(e) = tx.respond(resp).await {
+            tracing::warn!(device = %o.id, error = %e, "camsim GB device: 200 to INVITE not sent");
+            crate::sync::lock(&self.calls).remove(&call);
+            return;
+        }
+        let stats = Arc::clone(&self.stats.media);
+        stats.streams.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        let (stalled, calls, device) = (
+            Arc::clone(&self.stalled),
+            Arc::clone(&self.calls),
+            o.id.clone(),
+        );
+        tokio::spawn(async move {
+            let sent = gb_media::send(
+                media,
+                socket,
+                destination,
+                ssrc,
+                stalled,
+                Arc::clone(&stats),
+                stop,
+            )
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(device, error = %e, "camsim GB device: video stream ended");
+            }
+            crate::sync::lock(&calls).remove(&call);
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+        });
+        // The server transaction absorbs the ACK (and retransmits the 200 until it comes).
+        while tx.receive().await.is_some() {}
     }
 }
 

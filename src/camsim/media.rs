@@ -1229,7 +1229,7 @@ pub(crate) fn contains_irap(codec: Codec, payload: &[u8]) -> bool {
 }
 
 /// NAL units inside an aggregation packet body (each prefixed by a 16-bit size).
-fn aggregated(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn aggregated(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::from_fn(move || {
         if body.len() < 2 {
             return None;

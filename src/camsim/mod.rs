@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod control;
 pub mod gb;
+pub mod gb_media;
 pub mod load;
 pub mod media;
 pub mod scene;
@@ -318,6 +319,16 @@ pub async fn start(opts: Options, cancel: CancellationToken) -> Result<Running, 
 /// Preparation that shows no progress (no sample from GStreamer) for this long fails: a pipe
 /// nobody writes or a hung network mount must not hold camsim at start-up for ever.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Prepares one video file (the clip GB/T 28181 devices send when invited).
+pub async fn prepare_video(
+    source: PathBuf,
+    cancel: &CancellationToken,
+) -> Result<Arc<Media>, CamsimError> {
+    prepare_sources(source, None, None, cancel, STALL_LIMIT)
+        .await
+        .map(|(main, _)| main)
+}
 
 /// Prepares the sources on a thread of their own and waits for it, for `cancel`, or until it
 /// makes no progress for `stall_limit`. A plain thread, not `spawn_blocking`: a source stuck in

@@ -13,6 +13,9 @@
 //! | `max_expires` | `"3600s"` | longest registration granted (a device asking for more gets this) |
 //! | `max_devices` | `10000` | registered devices at most; more are refused (403) and counted |
 //! | `max_channels` | `20000` | cameras created from catalogs at most; more are refused and counted |
+//! | `pull_video` | `true` | channels' video is requested (INVITE) and analysed like RTSP cameras'; `false`: their state is their signalling only |
+//! | `media_ports` | `"30000-30999"` | UDP/TCP ports video is received on, one per stream pulled (a range, both ends included) |
+//! | `invite_timeout` | `"10s"` | a video request (INVITE) not answered within this is `invite_failed` |
 //! | `[gb28181.areas]` | none | civil-code prefix → area path (`"620921" = "金塔县"`): a channel's area by the longest prefix of its `CivilCode` |
 //! | `[[gb28181.devices]]` | none | `id` (20 digits), `name`, `password_env` (a password of its own): the allow-list |
 
@@ -48,6 +51,12 @@ pub struct RawGbConfig {
     pub max_devices: Option<usize>,
     /// Most cameras made from catalogs.
     pub max_channels: Option<usize>,
+    /// Request the channels' video.
+    pub pull_video: Option<bool>,
+    /// Media port range, `"30000-30999"`.
+    pub media_ports: Option<String>,
+    /// How long an INVITE may go unanswered.
+    pub invite_timeout: Option<String>,
     /// Civil-code prefix → area path.
     #[serde(default)]
     pub areas: BTreeMap<String, String>,
@@ -100,6 +109,12 @@ pub struct GbConfig {
     pub max_devices: usize,
     /// Most cameras made from catalogs.
     pub max_channels: usize,
+    /// Request the channels' video (INVITE); otherwise their state is their signalling only.
+    pub pull_video: bool,
+    /// Ports video is received on (both ends included).
+    pub media_ports: std::ops::RangeInclusive<u16>,
+    /// How long an INVITE may go unanswered.
+    pub invite_timeout: Duration,
     /// Civil-code prefix → area path (`county/township/village`).
     pub areas: BTreeMap<String, crate::config::AreaPath>,
     /// The allow-list, by device id.
@@ -131,7 +146,7 @@ impl GbConfig {
     /// One line for `check-config` (no secret in it).
     pub fn summary(&self) -> String {
         format!(
-            "gb28181     SIP {} (UDP+TCP) as {}@{}; {}; keepalive {} s, offline after {} missed; areas for {} civil-code prefixes",
+            "gb28181     SIP {} (UDP+TCP) as {}@{}; {}; keepalive {} s, offline after {} missed; {}; areas for {} civil-code prefixes",
             self.listen,
             self.sip_id,
             self.domain,
@@ -145,6 +160,16 @@ impl GbConfig {
             },
             self.keepalive_interval.as_secs(),
             self.keepalive_misses,
+            if self.pull_video {
+                format!(
+                    "video pulled on ports {}-{} (INVITE answered within {} s)",
+                    self.media_ports.start(),
+                    self.media_ports.end(),
+                    self.invite_timeout.as_secs_f64()
+                )
+            } else {
+                "video not pulled (state from signalling only)".to_owned()
+            },
             self.areas.len()
         )
     }
@@ -280,6 +305,29 @@ impl RawGbConfig {
                 format!("{max_channels} is out of range: 1 to 1000000"),
             ));
         }
+        let ports_text = self.media_ports.as_deref().unwrap_or("30000-30999");
+        let media_ports = match ports_text
+            .split_once('-')
+            .map(|(a, b)| (a.trim().parse::<u16>(), b.trim().parse::<u16>()))
+        {
+            Some((Ok(a), Ok(b))) if a >= 1024 && a <= b => a..=b,
+            _ => {
+                errors.push(ConfigError::new(
+                    "gb28181.media_ports",
+                    format!(
+                        "{ports_text:?} is not a port range: \"first-last\", 1024 to 65535, e.g. \"30000-30999\""
+                    ),
+                ));
+                30000..=30999
+            }
+        };
+        let invite_timeout = crate::config::duration_field(
+            &mut errors,
+            "gb28181.invite_timeout",
+            self.invite_timeout.as_deref(),
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+        );
         let mut areas = BTreeMap::new();
         for (prefix, path) in &self.areas {
             let field = format!("gb28181.areas.{prefix}");
@@ -339,6 +387,9 @@ impl RawGbConfig {
                 max_expires,
                 max_devices,
                 max_channels,
+                pull_video: self.pull_video.unwrap_or(true),
+                media_ports,
+                invite_timeout,
                 areas,
                 devices,
             }),
@@ -390,7 +441,8 @@ mod tests {
         assert!(
             line.contains("0.0.0.0:5060")
                 && line.contains("0 listed devices only")
-                && line.contains("2 civil-code prefixes"),
+                && line.contains("2 civil-code prefixes")
+                && line.contains("ports 30000-30999"),
             "{line}"
         );
         assert!(!line.contains("s3cret"));
@@ -399,7 +451,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let raw: RawGbConfig = toml::from_str(
-            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
+            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\nmedia_ports = \"30999-30000\"\ninvite_timeout = \"1ms\"\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
         )
         .unwrap();
         let errors = raw.validate(&env).unwrap_err();
@@ -414,6 +466,8 @@ mod tests {
                 "gb28181.keepalive_interval",
                 "gb28181.keepalive_misses",
                 "gb28181.max_devices",
+                "gb28181.media_ports",
+                "gb28181.invite_timeout",
                 "gb28181.devices[0].id",
                 "gb28181.devices[1].password_env"
             ],

@@ -1,14 +1,17 @@
 //! The GB/T 28181 stage (issue 16): qianliyan as the upper platform (上级平台) that cameras, NVRs and
 //! lower platforms register to over SIP.
 //!
-//! This step (16 a) is the signalling: registration with digest authentication, keepalives, the
-//! device registry with its `unregistered` / `keepalive_timeout` states, and DeviceInfo and catalog
-//! queries (multi-page catalogs assembled by `SumNum`). Catalog channels becoming cameras, INVITE and
-//! PS over RTP, and alarms are the next steps.
+//! Signalling: registration with digest authentication, keepalives, the device registry with its
+//! `unregistered` / `keepalive_timeout` states, and DeviceInfo and catalog queries (multi-page
+//! catalogs assembled by `SumNum`); catalog channels become cameras in app.rs. Video: INVITE, PS
+//! over RTP (UDP, TCP passive) into the same decode path as RTSP ([`media`]). Alarms and lower
+//! platforms are the next steps.
 //!
 //! - [`config`]: the `[gb28181]` section.
 //! - [`manscdp`]: the XML bodies (UTF-8 or GB18030).
 //! - [`registry`]: device state, pure and clock-driven.
+//! - [`media`]: INVITE/BYE and the receiving of a channel's video.
+//! - [`sdp`], [`rtp`], [`ps`]: the offer/answer, RTP (reordering, TCP framing) and MPEG-PS.
 //! - `service`: the SIP endpoint (rsipstack: transactions, retransmissions, UDP and TCP).
 //!
 //! The SIP stack is the `rsipstack` crate: it runs RFC 3261 transactions (100 Trying, request and
@@ -17,6 +20,7 @@
 
 pub mod config;
 pub mod manscdp;
+pub mod media;
 pub mod ps;
 pub mod registry;
 pub mod rtp;
@@ -160,7 +164,7 @@ pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
 }
 
 /// The `kind` labels of [`Gb28181::counters`].
-pub const COUNTER_KINDS: [&str; 9] = [
+pub const COUNTER_KINDS: [&str; 13] = [
     "registered",
     "challenged",
     "wrong_password",
@@ -170,12 +174,17 @@ pub const COUNTER_KINDS: [&str; 9] = [
     "not_registered",
     "query_sent",
     "query_failed",
+    "invite_sent",
+    "invite_failed",
+    "bye_sent",
+    "bye_received",
 ];
 
 /// The running stage.
 #[derive(Clone)]
 pub struct Gb28181 {
     service: Arc<service::Service>,
+    ports: Arc<media::PortPool>,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -270,7 +279,22 @@ impl Gb28181 {
             }
         });
         tracing::info!(%local, sip_id = %service.config.sip_id, domain = %service.config.domain, "GB/T 28181 SIP port open (UDP and TCP)");
-        Ok(Self { service })
+        let ports = media::PortPool::new(service.config.media_ports.clone());
+        Ok(Self { service, ports })
+    }
+
+    /// The video of this stage's channels, for the camera supervisor: a camera with a
+    /// `gb28181://<device>/<channel>` URL is pulled by INVITE (PS over RTP on `media_ports`).
+    pub fn media_source(&self) -> Arc<dyn crate::ingest::Source> {
+        Arc::new(media::GbMediaSource::new(
+            Arc::clone(&self.service),
+            Arc::clone(&self.ports),
+        ))
+    }
+
+    /// Video streams being received now.
+    pub fn streams(&self) -> usize {
+        crate::sync::lock(&self.service.calls).len()
     }
 
     /// The SIP port's address.
@@ -336,6 +360,10 @@ impl Gb28181 {
             &s.unregistered_requests,
             &s.queries_sent,
             &s.queries_failed,
+            &s.invites_sent,
+            &s.invites_failed,
+            &s.byes_sent,
+            &s.byes_received,
         ]
         .into_iter()
         .zip(COUNTER_KINDS)

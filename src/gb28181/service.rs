@@ -71,6 +71,14 @@ pub struct GbStats {
     pub queries_sent: AtomicU64,
     /// Queries that got no 200.
     pub queries_failed: AtomicU64,
+    /// Video requests (INVITE) sent.
+    pub invites_sent: AtomicU64,
+    /// Video requests refused, unanswered or answered with an unusable SDP.
+    pub invites_failed: AtomicU64,
+    /// Streams hung up by the platform (BYE sent).
+    pub byes_sent: AtomicU64,
+    /// Streams hung up by the device (BYE received).
+    pub byes_received: AtomicU64,
 }
 
 /// Shared state of the running service.
@@ -98,9 +106,13 @@ pub(crate) struct Service {
     /// TCP devices' connections, by device id (requests to them go back on it).
     connections: Mutex<HashMap<String, SipConnection>>,
     sn: AtomicU32,
+    /// The last 4 digits of the next SSRC offered.
+    pub(super) ssrc_seq: AtomicU32,
+    /// Video calls up now, by Call-ID: cancelled when the device hangs up.
+    pub(super) calls: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -166,6 +178,8 @@ impl Service {
             events,
             connections: Mutex::new(HashMap::new()),
             sn: AtomicU32::new(1),
+            ssrc_seq: AtomicU32::new(1),
+            calls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,8 +195,11 @@ impl Service {
             Method::Register => self.on_register(&mut tx, device.as_deref()).await,
             Method::Message => self.on_message(&mut tx, device.as_deref()).await,
             Method::Options => reply(&mut tx, StatusCode::OK, vec![], None).await,
+            Method::Bye => self.on_bye(&mut tx).await,
+            // The ACK of a 200 this side sent (none yet: the platform answers no INVITE).
+            Method::Ack => Ok(()),
             _ => {
-                let allow = Header::Other("Allow".into(), "REGISTER, MESSAGE, OPTIONS".into());
+                let allow = Header::Other("Allow".into(), "REGISTER, MESSAGE, OPTIONS, BYE".into());
                 reply(&mut tx, StatusCode::MethodNotAllowed, vec![allow], None).await
             }
         };
@@ -523,6 +540,47 @@ impl Service {
         Ok(())
     }
 
+    /// A device hangs up a video call: the session receiving it ends (`eos`).
+    async fn on_bye(&self, tx: &mut Transaction) -> Result<(), Refusal> {
+        let call = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let token = lock(&self.calls).remove(&call);
+        match token {
+            Some(token) => {
+                self.stats.byes_received.fetch_add(1, Ordering::Relaxed);
+                token.cancel();
+                reply(tx, StatusCode::OK, vec![], None).await
+            }
+            None => Err(Refusal {
+                status: StatusCode::CallTransactionDoesNotExist,
+                reason: "no such call".into(),
+            }),
+        }
+    }
+
+    /// The SIP transport to reach `device` and, over TCP, its connection.
+    pub(super) fn route(
+        &self,
+        device: &str,
+        transport: Transport,
+    ) -> Result<(SipTransport, Option<SipConnection>), String> {
+        match transport {
+            Transport::Tcp => Ok((
+                SipTransport::Tcp,
+                Some(
+                    lock(&self.connections)
+                        .get(device)
+                        .cloned()
+                        .ok_or_else(|| format!("device {device}: its TCP connection is gone"))?,
+                ),
+            )),
+            Transport::Udp => Ok((SipTransport::Udp, None)),
+        }
+    }
+
     /// Sends a query (`Catalog`, `DeviceInfo`) to a registered device and waits for its 200.
     pub async fn query(&self, device: &str, cmd: &str) -> Result<(), String> {
         let (addr, transport) = {
@@ -540,22 +598,14 @@ impl Service {
         }
         let sn = self.sn.fetch_add(1, Ordering::Relaxed);
         let body = manscdp::query(cmd, sn, device);
-        let connection = match transport {
-            Transport::Tcp => Some(
-                lock(&self.connections)
-                    .get(device)
-                    .cloned()
-                    .ok_or_else(|| format!("device {device}: its TCP connection is gone"))?,
-            ),
-            Transport::Udp => None,
-        };
-        let sip_transport = match transport {
-            Transport::Udp => SipTransport::Udp,
-            Transport::Tcp => SipTransport::Tcp,
-        };
-        let request = self
-            .request(device, addr, sip_transport, body)
+        let (sip_transport, connection) = self.route(device, transport)?;
+        let mut request = self
+            .build(Method::Message, device, addr, sip_transport)
             .map_err(|e| format!("device {device}: cannot build the {cmd} query: {e}"))?;
+        request
+            .headers
+            .push(Header::ContentType("Application/MANSCDP+xml".into()));
+        request.body = body;
         self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
         let result = send(&self.endpoint, request, addr, sip_transport, connection).await;
         if let Err(e) = &result {
@@ -565,38 +615,43 @@ impl Service {
         result
     }
 
-    fn request(
-        &self,
-        device: &str,
-        addr: SocketAddr,
-        transport: SipTransport,
-        body: Vec<u8>,
-    ) -> Result<Request, String> {
-        self.build_request(device, addr, transport, body)
-            .map_err(|e| e.to_string())
-    }
-
-    #[allow(clippy::result_large_err)]
-    fn build_request(
-        &self,
-        device: &str,
-        addr: SocketAddr,
-        transport: SipTransport,
-        body: Vec<u8>,
-    ) -> Result<Request, rsipstack::Error> {
-        // Bound to every address: say the one the device reaches us on (the route to it), never
-        // 0.0.0.0 or a loopback address it cannot answer.
+    /// This side's address as a device at `addr` reaches it: bound to every address, the one the
+    /// route to the device leaves from, never 0.0.0.0 or a loopback address it cannot answer.
+    pub(super) fn here_for(&self, addr: SocketAddr) -> SocketAddr {
         let mut here = self.local;
         if (here.ip().is_unspecified() || (here.ip().is_loopback() && !addr.ip().is_loopback()))
             && let Some(ip) = route_ip(addr)
         {
             here.set_ip(ip);
         }
+        here
+    }
+
+    /// A Via for a request to `addr`.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn via_for(
+        &self,
+        addr: SocketAddr,
+        transport: SipTransport,
+    ) -> Result<rsipstack::sip::typed::Via, rsipstack::Error> {
         let local = SipAddr {
             r#type: Some(transport),
-            addr: here.into(),
+            addr: self.here_for(addr).into(),
         };
-        let via = self.endpoint.get_via(Some(local), None)?;
+        self.endpoint.get_via(Some(local), None)
+    }
+
+    /// A new request (no body) to `user` (the device, or one of its channels) at `addr`.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn build(
+        &self,
+        method: Method,
+        user: &str,
+        addr: SocketAddr,
+        transport: SipTransport,
+    ) -> Result<Request, rsipstack::Error> {
+        let via = self.via_for(addr, transport)?;
+        let device = user;
         let target: rsipstack::sip::Uri = format!("sip:{device}@{addr}").as_str().try_into()?;
         let from_uri: rsipstack::sip::Uri =
             format!("sip:{}@{}", self.config.sip_id, self.config.domain)
@@ -617,13 +672,9 @@ impl Service {
             params: vec![],
         };
         let seq = self.sn.fetch_add(1, Ordering::Relaxed);
-        let mut req = self
+        Ok(self
             .endpoint
-            .make_request(Method::Message, target, via, from, to, seq, None);
-        req.headers
-            .push(Header::ContentType("Application/MANSCDP+xml".into()));
-        req.body = body;
-        Ok(req)
+            .make_request(method, target, via, from, to, seq, None))
     }
 
     /// A wrong password for `device` from `ip`.

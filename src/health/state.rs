@@ -154,6 +154,15 @@ impl OfflineReason {
         }
     }
 
+    /// A reason GB/T 28181 signalling gives (the device's registration and keepalives, or a
+    /// channel it reports OFF), as opposed to one its video gives.
+    pub fn is_signalling(self) -> bool {
+        matches!(
+            self,
+            Self::Unregistered | Self::KeepaliveTimeout | Self::DeviceOffline | Self::Unreachable
+        )
+    }
+
     /// Parses [`OfflineReason::as_str`] output.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)

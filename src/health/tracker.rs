@@ -234,6 +234,10 @@ impl CameraTracker {
         self.last_signal = Some(state);
         let now = self.clock.now();
         match state {
+            // A device back online brings up a channel that went down with it, not one whose
+            // video request failed (that takes media arriving).
+            Ok(())
+                if self.up_since.is_none() && self.reason.is_some_and(|r| !r.is_signalling()) => {}
             Ok(()) => self.come_up(now),
             Err(reason) => {
                 self.link = Link::Failed;
@@ -291,7 +295,8 @@ impl CameraTracker {
     /// Ingest is (re)connecting.
     pub fn on_connecting(&mut self) {
         let now = self.clock.now();
-        if self.up_since.take().is_some() {
+        // A signalled camera stays as its signalling has it while its video is requested.
+        if !self.signalled && self.up_since.take().is_some() {
             // A new session replaces one that was delivering media without a failure report.
             self.down_since.get_or_insert(now);
         }
@@ -727,6 +732,53 @@ mod tests {
         );
         // The offline period starts when signalling said so (it waited its intervals already).
         assert!((r.secs(r.log[1].at) - 90.0).abs() < 0.2, "{:?}", r.log[1]);
+    }
+
+    /// A pulled GB/T 28181 channel: requesting its video leaves it as its signalling has it; a
+    /// refused request takes it down, and only its video (not its device's next keepalive) brings
+    /// it back.
+    #[test]
+    fn a_signalled_channel_whose_video_fails_waits_for_video() {
+        let mut r = Rig::new(0.0);
+        r.t.set_signalled();
+        r.t.on_signal(Ok(()));
+        r.t.on_connecting();
+        r.run(5.0, 0.0);
+        assert_eq!(
+            r.states(),
+            vec![(Online, None, vec![])],
+            "connecting keeps it up"
+        );
+        r.t.on_failure(OfflineReason::InviteFailed);
+        r.run(6.0, 0.0);
+        r.t.on_signal(Ok(()));
+        r.t.on_connecting();
+        r.run(1.0, 0.0);
+        assert_eq!(
+            r.states().last(),
+            Some(&(Offline, Some(OfflineReason::InviteFailed), vec![])),
+            "the device's signal does not hide the failed video"
+        );
+        // Its device goes offline: that reason now; back online: up again.
+        r.t.on_signal(Err(OfflineReason::DeviceOffline));
+        r.run(6.0, 0.0);
+        r.t.on_signal(Ok(()));
+        r.run(1.0, 0.0);
+        r.t.on_failure(OfflineReason::NoMedia);
+        r.run(6.0, 0.0);
+        r.t.on_playing();
+        r.run(2.0, 25.0);
+        assert_eq!(
+            r.states(),
+            vec![
+                (Online, None, vec![]),
+                (Offline, Some(OfflineReason::InviteFailed), vec![]),
+                (Offline, Some(OfflineReason::DeviceOffline), vec![]),
+                (Online, None, vec![]),
+                (Offline, Some(OfflineReason::NoMedia), vec![]),
+                (Online, None, vec![]),
+            ]
+        );
     }
 
     #[test]

@@ -103,6 +103,61 @@ impl Source for LiveSource {
     }
 }
 
+/// [`LiveSource`], with other sources for some URL schemes (`gb28181`: the GB/T 28181 stage's
+/// INVITE, joined in app.rs); a scheme with no source of its own goes to [`LiveSource`].
+#[derive(Default, Clone)]
+pub struct RoutedSource {
+    by_scheme: Vec<(&'static str, std::sync::Arc<dyn Source>)>,
+}
+
+impl RoutedSource {
+    /// Cameras whose URL has `scheme` are opened by `source`.
+    pub fn with(mut self, scheme: &'static str, source: std::sync::Arc<dyn Source>) -> Self {
+        self.by_scheme.push((scheme, source));
+        self
+    }
+}
+
+impl Source for RoutedSource {
+    fn run<'a>(
+        &'a self,
+        spec: &'a SessionSpec,
+        observer: &'a mut dyn SessionObserver,
+    ) -> futures::future::BoxFuture<'a, IngestFailure> {
+        match self.by_scheme.iter().find(|(s, _)| *s == spec.url.scheme()) {
+            Some((_, source)) => source.run(spec, observer),
+            None => LiveSource.run(spec, observer),
+        }
+    }
+}
+
+/// A source that cannot open anything: every session ends at once with its reason and detail (a
+/// URL scheme the node is not set up for).
+#[derive(Debug, Clone)]
+pub struct Refuse {
+    /// The reason every session ends with.
+    pub reason: OfflineReason,
+    /// Why, for engineers.
+    pub detail: &'static str,
+}
+
+impl Source for Refuse {
+    fn run<'a>(
+        &'a self,
+        spec: &'a SessionSpec,
+        _observer: &'a mut dyn SessionObserver,
+    ) -> futures::future::BoxFuture<'a, IngestFailure> {
+        Box::pin(async move {
+            IngestFailure {
+                camera: spec.camera.clone(),
+                reason: self.reason,
+                detail: self.detail.to_owned(),
+                had_media: false,
+            }
+        })
+    }
+}
+
 /// Opens the camera and delivers access units until the stream fails; never returns `Ok` except
 /// when the server ends the stream (which is reported as `eos`).
 pub async fn run_session(spec: &SessionSpec, observer: &mut dyn SessionObserver) -> IngestFailure {
