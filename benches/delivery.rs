@@ -68,6 +68,7 @@ fn alert(n: usize) -> Alert {
         camera: "cam-0001".into(),
         camera_name: "东门广场".into(),
         rule_id: "gate-in".into(),
+        source: qianliyan::rules::AlertSource::Rule,
         alert_type: AlertType::Intrusion,
         type_zh: "区域入侵".into(),
         type_en: "intrusion".into(),

@@ -229,11 +229,15 @@ async fn apply_gb_events(
     ledger: LedgerHandle,
     config: Config,
     gb: crate::gb28181::GbConfig,
+    alarms: GbAlarms,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
     use crate::gb28181::GbEvent;
     use std::collections::{HashMap, HashSet};
+    // (device, what alarmed, type) → when its last alert was raised.
+    let mut raised: HashMap<(String, String, crate::rules::AlertType), std::time::Instant> =
+        HashMap::new();
     let mut devices: HashMap<String, Result<(), OfflineReason>> = HashMap::new();
     // (device, channel) pairs a device reported OFF: only that device's report counts.
     let mut reported_off: HashSet<(String, String)> = HashSet::new();
@@ -285,6 +289,64 @@ async fn apply_gb_events(
             e = rx.recv() => match e { Some(e) => e, None => return },
         };
         match event {
+            GbEvent::Alarm {
+                device,
+                alarm,
+                in_catalog,
+            } => {
+                use crate::gb28181::alarm::{self, AlarmMeaning};
+                let (what_zh, what_en) = alarm::describe(&alarm);
+                let AlarmMeaning::Alert { alert_type, .. } = alarm::meaning(&alarm) else {
+                    tracing::warn!(device, channel = %alarm.device_id, what = what_en, zh = what_zh,
+                        description = alarm.description.as_deref().unwrap_or(""), "GB/T 28181 device health alarm");
+                    continue;
+                };
+                if alarm.event_type == Some(2) {
+                    tracing::info!(device, channel = %alarm.device_id, kind = alert_type.as_str(), "GB/T 28181 alarm ended");
+                    continue;
+                }
+                let key = (device.clone(), alarm.device_id.clone(), alert_type);
+                let now = clock.now();
+                if raised
+                    .get(&key)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < gb.alarm_cooldown)
+                {
+                    alarms.stage.alarm_repeated();
+                    tracing::debug!(device, channel = %alarm.device_id, kind = alert_type.as_str(), "GB/T 28181 alarm repeated within the cooldown");
+                    continue;
+                }
+                raised.retain(|_, t| now.saturating_duration_since(*t) < gb.alarm_cooldown);
+                raised.insert(key, now);
+                // The channel under this device; else (what alarmed is in its catalog) the camera
+                // that has its code, as an RTSP camera configured with `gb_code`.
+                let camera = fleet
+                    .list()
+                    .into_iter()
+                    .map(|e| e.camera())
+                    .filter(|c| {
+                        let gb_channel = c.source == crate::config::SourceKind::Gb28181
+                            && c.url.host_str() == Some(device.as_str())
+                            && c.url.path().trim_matches('/') == alarm.device_id;
+                        gb_channel
+                            || (in_catalog
+                                && c.gb_code.as_deref() == Some(alarm.device_id.as_str()))
+                    })
+                    .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181);
+                let Some(mut alert) =
+                    alarm::to_alert(&device, &alarm, camera.as_ref(), clock.wall())
+                else {
+                    continue;
+                };
+                let at = clock.wall();
+                alert.id = crate::alert::board::ulid(at);
+                alert.clip = alarms
+                    .clips
+                    .as_ref()
+                    .and_then(|r| r.begin(&alert.camera, &alert.id, at));
+                // Stored on its own task, tried until the store takes it: never dropped.
+                let (delivery, zmq) = (alarms.delivery.clone(), alarms.zmq.clone());
+                tokio::spawn(async move { store_device_alert(delivery, zmq, alert).await });
+            }
             GbEvent::Device { device, state } => {
                 devices.insert(device.clone(), state);
                 for entry in channels_of(&device) {
@@ -414,6 +476,49 @@ async fn apply_gb_events(
                 }
             }
         }
+    }
+}
+
+/// What the GB/T 28181 join needs to raise device alarms as alerts.
+struct GbAlarms {
+    delivery: Arc<crate::delivery::Delivery>,
+    clips: Option<Arc<crate::clip::Recorder>>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
+    /// Counts alarms repeated within `gb28181.alarm_cooldown` (not raised).
+    stage: crate::gb28181::Gb28181,
+}
+
+/// Stores a device's alert, retrying (up to 2 s apart) while the store fails.
+async fn store_device_alert(
+    delivery: Arc<crate::delivery::Delivery>,
+    zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
+    alert: crate::rules::Alert,
+) {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        let (d, a) = (delivery.clone(), alert.clone());
+        match tokio::task::spawn_blocking(move || d.insert(&a)).await {
+            Ok(Ok(stored)) => {
+                tracing::info!(camera_id = %alert.camera, alert = %alert.id, kind = alert.alert_type.as_str(),
+                    severity = ?alert.severity, "device alert stored");
+                if let (Some(z), Ok(json)) = (&zmq, serde_json::to_string(&stored)) {
+                    z.publish_alert(alert.alert_type.as_str(), stored.area_code.as_deref(), json);
+                }
+                return;
+            }
+            Ok(Err(e @ crate::delivery::store::StoreError::Fenced { .. })) => {
+                tracing::warn!(camera_id = %alert.camera, alert = %alert.id, error = %e, "device alert not stored");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(camera_id = %alert.camera, alert = %alert.id, error = %e, "device alert not stored yet; trying again");
+            }
+            Err(e) => {
+                tracing::error!(alert = %alert.id, error = %e, "device alert store task failed; trying again");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
 }
 
@@ -1301,6 +1406,12 @@ pub async fn start(
                 ledger.clone(),
                 config.clone(),
                 c,
+                GbAlarms {
+                    delivery: delivery.clone(),
+                    clips: recorder.clone(),
+                    zmq: zmq.clone(),
+                    stage: stage.clone(),
+                },
                 clock.clone(),
                 cancel.clone(),
             ));

@@ -149,6 +149,7 @@ fn alert(dispatch: bool) -> Alert {
         camera: "cam-7".into(),
         camera_name: "东门广场".into(),
         rule_id: "zone-a".into(),
+        source: qianliyan::rules::AlertSource::Rule,
         alert_type: AlertType::Intrusion,
         type_zh: "区域入侵".into(),
         type_en: "intrusion".into(),

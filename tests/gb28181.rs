@@ -774,3 +774,148 @@ fn camsims_ps_over_rtp_decodes_with_ffprobe_and_gstreamer() {
     // mpegpsdemux holds the last frame back until the next pack; the rest must all decode.
     assert!(decoded >= 49, "GStreamer decoded {decoded} of 50 frames");
 }
+
+/// A device's alarms through the normal alert path: a video alarm of a type the platform knows
+/// becomes that alert (severity from its priority, source `device`, the device's own words, the
+/// channel's camera), once per cooldown; motion is a low `device_alarm`, not dispatched; a disk
+/// fault stays on the device; the platform answers each alarm (`Response/Alarm`); an alarm of
+/// something the platform has no camera for is still raised.
+#[test]
+fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device() {
+    use qianliyan::gb28181::manscdp::Alarm;
+    const DEVICE: &str = "34020000001180000021";
+    const CHANNEL: &str = "34020000001310002101";
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[node]\nname = \"gb-alarm\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n\
+         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
+         auto_accept = true\npull_video = false\nalarm_cooldown = \"60s\"\n{}",
+        dir.path().join("data").display(),
+        common::TEST_AUTH
+    );
+    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
+    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
+    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
+    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let options = GbDeviceOptions {
+        platform: SocketAddr::from(([127, 0, 0, 1], port)),
+        platform_id: PLATFORM.into(),
+        id: DEVICE.into(),
+        password: PASSWORD.into(),
+        transport: GbTransport::Udp,
+        keepalive: Duration::from_secs(1),
+        expires: 3600,
+        channels: 2,
+        page_size: 2,
+        media: None,
+    };
+    let device = rt
+        .block_on(GbDevice::start(options, cancel.clone()))
+        .unwrap();
+    wait_for("the channel is a camera", Duration::from_secs(20), || {
+        let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+        body.contains(CHANNEL).then_some(()).ok_or(body)
+    });
+    let alerts = || -> Vec<serde_json::Value> {
+        let (status, body) = common::api(service.addr, "GET", "/api/alerts?limit=100", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let alarm = |channel: &str, method: u8, kind: u16, priority: u8, words: &str| Alarm {
+        device_id: channel.into(),
+        priority: Some(priority),
+        method: Some(method),
+        alarm_type: Some(kind),
+        time: Some("2026-12-07T21:45:00".into()),
+        description: Some(words.into()),
+        ..Alarm::default()
+    };
+    let send = |a: Alarm| rt.block_on(device.send_alarm(a)).unwrap();
+    send(alarm(CHANNEL, 5, 6, 1, "东门有人翻越围墙"));
+    wait_for("an intrusion alert", Duration::from_secs(10), || {
+        let n = alerts().len();
+        (n == 1).then_some(()).ok_or(format!("{n} alerts"))
+    });
+    let a = &alerts()[0];
+    assert_eq!(a["alert_type"], "intrusion", "{a}");
+    assert_eq!(a["type_zh"], "区域入侵");
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["source"], "device");
+    assert_eq!(a["rule_id"], "device:5.6");
+    assert_eq!(a["camera"], CHANNEL);
+    assert_eq!(a["dispatch"], true);
+    assert!(
+        a["message_zh"]
+            .as_str()
+            .unwrap()
+            .contains("东门有人翻越围墙"),
+        "{a}"
+    );
+    assert!(a["boxes"].as_array().unwrap().is_empty());
+
+    // The same alarm again within the cooldown: counted, not raised. Motion: a low device alarm.
+    send(alarm(CHANNEL, 5, 6, 1, "东门有人翻越围墙"));
+    send(alarm(CHANNEL, 5, 2, 2, ""));
+    wait_for("a device alarm", Duration::from_secs(10), || {
+        let all = alerts();
+        all.iter()
+            .any(|a| a["alert_type"] == "device_alarm")
+            .then_some(())
+            .ok_or(format!("{all:?}"))
+    });
+    let all = alerts();
+    assert_eq!(all.len(), 2, "the repeat raised nothing: {all:#?}");
+    let m = all
+        .iter()
+        .find(|a| a["alert_type"] == "device_alarm")
+        .unwrap();
+    assert_eq!(
+        (m["severity"].as_str(), m["dispatch"].as_bool()),
+        (Some("low"), Some(false))
+    );
+    assert!(
+        m["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("motion detected"),
+        "{m}"
+    );
+
+    // A disk fault is the device's health: no alert, shown on the device.
+    send(alarm(DEVICE, 6, 1, 2, "硬盘故障"));
+    // An alarm input the platform has no camera for: raised all the same, on its id.
+    let input = "34020000001340000001";
+    send(alarm(input, 5, 5, 2, "周界"));
+    wait_for("the tripwire alert", Duration::from_secs(10), || {
+        let all = alerts();
+        all.iter()
+            .any(|a| a["camera"] == input && a["alert_type"] == "tripwire")
+            .then_some(())
+            .ok_or(format!("{all:?}"))
+    });
+    assert_eq!(alerts().len(), 3, "no alert for the disk fault");
+    let (_, body) = common::api(
+        service.addr,
+        "GET",
+        &format!("/api/gb28181/devices/{DEVICE}"),
+        "",
+    );
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["alarms"], 5, "{d}");
+    assert_eq!(d["last_alarm"]["channel"], input, "{d}");
+    wait_for("each alarm answered", Duration::from_secs(10), || {
+        let acks = device.stats.alarms_acknowledged.load(Ordering::Relaxed);
+        (acks >= 5).then_some(()).ok_or(format!("{acks} answers"))
+    });
+    let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("qly_gb28181_requests_total{kind=\"alarm\"} 5")
+            && metrics.contains("qly_gb28181_requests_total{kind=\"alarm_repeated\"} 1"),
+        "{metrics}"
+    );
+    cancel.cancel();
+    drop(rt);
+    service.stop();
+}

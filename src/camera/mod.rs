@@ -72,17 +72,8 @@ pub struct Counters {
 }
 
 /// Reasons in a fixed order, for counters and metrics labels.
-pub const REASONS: [OfflineReason; 9] = [
-    OfflineReason::Unreachable,
-    OfflineReason::Refused,
-    OfflineReason::AuthFailed,
-    OfflineReason::NotFound,
-    OfflineReason::Timeout,
-    OfflineReason::Stalled,
-    OfflineReason::DecodeError,
-    OfflineReason::Eos,
-    OfflineReason::ProtocolError,
-];
+/// Every reason, GB/T 28181's included (a channel's session ends `invite_failed`, `no_media` …).
+pub const REASONS: [OfflineReason; OfflineReason::ALL.len()] = OfflineReason::ALL;
 
 /// A camera in the live inventory.
 pub struct CameraEntry {

@@ -95,6 +95,10 @@ pub struct GbDeviceStats {
     pub info_queries: AtomicU64,
     /// INVITEs received.
     pub invites: AtomicU64,
+    /// Alarms sent and answered 200.
+    pub alarms_sent: AtomicU64,
+    /// The platform's `Response/Alarm` answers received.
+    pub alarms_acknowledged: AtomicU64,
     /// Video sent.
     pub media: Arc<MediaStats>,
 }
@@ -210,6 +214,16 @@ impl GbDevice {
     /// `stall`: the device keeps its signalling but its video stops (streams stay up, empty).
     pub fn set_stall(&self, stalled: bool) {
         self.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    /// Sends an alarm (`Notify/Alarm`) as the device; `alarm.sn` is replaced by the device's own.
+    pub async fn send_alarm(&self, mut alarm: manscdp::Alarm) -> anyhow::Result<()> {
+        alarm.sn = rand::random::<u16>().into();
+        self.responder()
+            .message(manscdp::alarm_notify(&alarm))
+            .await?;
+        self.stats.alarms_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Video streams being sent now.
@@ -418,9 +432,21 @@ impl Responder {
                 return;
             }
         }
-        let Ok(Body::Query { cmd, sn, .. }) = manscdp::parse(tx.original.body()) else {
-            let _ = tx.reply(StatusCode::BadRequest).await;
-            return;
+        let (cmd, sn) = match manscdp::parse(tx.original.body()) {
+            Ok(Body::Query { cmd, sn, .. }) => (cmd, sn),
+            Ok(Body::Other { root, cmd, .. })
+                if root.eq_ignore_ascii_case("Response") && cmd.eq_ignore_ascii_case("Alarm") =>
+            {
+                self.stats
+                    .alarms_acknowledged
+                    .fetch_add(1, Ordering::Relaxed);
+                let _ = tx.reply(StatusCode::OK).await;
+                return;
+            }
+            _ => {
+                let _ = tx.reply(StatusCode::BadRequest).await;
+                return;
+            }
         };
         let _ = tx.reply(StatusCode::OK).await;
         let o = &self.options;

@@ -16,6 +16,7 @@
 //! | `pull_video` | `true` | channels' video is requested (INVITE) and analysed like RTSP cameras'; `false`: their state is their signalling only |
 //! | `media_ports` | `"30000-30999"` | UDP/TCP ports video is received on, one per stream pulled (a range, both ends included) |
 //! | `invite_timeout` | `"10s"` | a video request (INVITE) not answered within this is `invite_failed` |
+//! | `alarm_cooldown` | `"60s"` | a device's alarm of one type on one channel raises one alert per this long (repeats are counted, not raised) |
 //! | `[gb28181.areas]` | none | civil-code prefix → area path (`"620921" = "金塔县"`): a channel's area by the longest prefix of its `CivilCode` |
 //! | `[[gb28181.devices]]` | none | `id` (20 digits), `name`, `password_env` (a password of its own): the allow-list |
 
@@ -57,6 +58,8 @@ pub struct RawGbConfig {
     pub media_ports: Option<String>,
     /// How long an INVITE may go unanswered.
     pub invite_timeout: Option<String>,
+    /// Repeated alarms of one type on one channel within this raise one alert.
+    pub alarm_cooldown: Option<String>,
     /// Civil-code prefix → area path.
     #[serde(default)]
     pub areas: BTreeMap<String, String>,
@@ -115,6 +118,8 @@ pub struct GbConfig {
     pub media_ports: std::ops::RangeInclusive<u16>,
     /// How long an INVITE may go unanswered.
     pub invite_timeout: Duration,
+    /// Repeated alarms of one type on one channel within this raise one alert.
+    pub alarm_cooldown: Duration,
     /// Civil-code prefix → area path (`county/township/village`).
     pub areas: BTreeMap<String, crate::config::AreaPath>,
     /// The allow-list, by device id.
@@ -328,6 +333,13 @@ impl RawGbConfig {
             Duration::from_secs(10),
             Duration::from_millis(500),
         );
+        let alarm_cooldown = crate::config::duration_field(
+            &mut errors,
+            "gb28181.alarm_cooldown",
+            self.alarm_cooldown.as_deref(),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
         let mut areas = BTreeMap::new();
         for (prefix, path) in &self.areas {
             let field = format!("gb28181.areas.{prefix}");
@@ -390,6 +402,7 @@ impl RawGbConfig {
                 pull_video: self.pull_video.unwrap_or(true),
                 media_ports,
                 invite_timeout,
+                alarm_cooldown,
                 areas,
                 devices,
             }),

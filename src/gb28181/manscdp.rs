@@ -222,6 +222,34 @@ pub struct DeviceInfo {
     pub channels: Option<u32>,
 }
 
+/// A device's alarm (`Notify/Alarm`, GB/T 28181-2016 §9.4 / A.2.5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Alarm {
+    /// Serial number (the platform's answer repeats it).
+    pub sn: u32,
+    /// What alarmed: a channel, an alarm input, or the device itself.
+    pub device_id: String,
+    /// `AlarmPriority`: 1 (一级警情, most urgent) to 4.
+    pub priority: Option<u8>,
+    /// `AlarmMethod`: 1 phone, 2 device, 3 SMS, 4 GPS, 5 video, 6 device fault, 7 other.
+    pub method: Option<u8>,
+    /// `Info/AlarmType`: with method 5, 1 manual, 2 motion, 3 left object, 4 object removed,
+    /// 5 tripwire, 6 intrusion, 7 wrong way, 8 loitering, 9 people counting, 10 density, 11 video
+    /// anomaly, 12 fast moving; with method 2, 1 video lost, 2 tampering, 3 storage full, 4/5
+    /// temperature; with method 6, 1 disk fault, 2 fan fault.
+    pub alarm_type: Option<u16>,
+    /// `AlarmTime`, as written (local time `2026-12-07T21:45:00`).
+    pub time: Option<String>,
+    /// `AlarmDescription`.
+    pub description: Option<String>,
+    /// `Longitude`.
+    pub longitude: Option<f64>,
+    /// `Latitude`.
+    pub latitude: Option<f64>,
+    /// `Info/AlarmTypeParam/EventType`: 1 begins, 2 ends (intrusion and tripwire-like alarms).
+    pub event_type: Option<u8>,
+}
+
 /// What a MESSAGE body says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
@@ -238,6 +266,8 @@ pub enum Body {
     Catalog(CatalogPage),
     /// `Response/DeviceInfo`.
     DeviceInfo(DeviceInfo),
+    /// `Notify/Alarm`.
+    Alarm(Alarm),
     /// A query (`Query/...`) — what a device answers.
     Query {
         /// `CmdType`.
@@ -247,7 +277,7 @@ pub enum Body {
         /// The device asked.
         device_id: String,
     },
-    /// Anything else with a `CmdType` (alarms, status, …): answered, not yet acted on.
+    /// Anything else with a `CmdType` (status, media status, …): answered, not yet acted on.
     Other {
         /// Root element (`Notify`, `Response`, `Control`).
         root: String,
@@ -311,6 +341,26 @@ pub fn parse(bytes: &[u8]) -> Result<Body, BodyError> {
             firmware: root.text_of("Firmware").map(str::to_owned),
             channels: root.number("Channel"),
         }),
+        ("notify", "alarm") => {
+            let info = root.child("Info");
+            let from_info = |name: &str| info.and_then(|i| i.number(name));
+            Body::Alarm(Alarm {
+                sn,
+                device_id: need_device()?,
+                priority: root.number("AlarmPriority"),
+                method: root.number("AlarmMethod"),
+                alarm_type: from_info("AlarmType").or_else(|| root.number("AlarmType")),
+                time: root.text_of("AlarmTime").map(str::to_owned),
+                description: root
+                    .text_of("AlarmDescription")
+                    .map(|d| d.chars().take(200).collect()),
+                longitude: root.number::<f64>("Longitude").filter(|v| v.is_finite()),
+                latitude: root.number::<f64>("Latitude").filter(|v| v.is_finite()),
+                event_type: info
+                    .and_then(|i| i.child("AlarmTypeParam"))
+                    .and_then(|p| p.number("EventType")),
+            })
+        }
         ("query", _) => {
             let device_id = need_device()?;
             Body::Query { cmd, sn, device_id }
@@ -431,6 +481,46 @@ pub fn device_info_response(sn: u32, info: &DeviceInfo) -> Vec<u8> {
     encoding_rs::GB18030.encode(&s).0.into_owned()
 }
 
+/// A device's alarm, encoded in GB18030 as devices send it.
+pub fn alarm_notify(a: &Alarm) -> Vec<u8> {
+    let opt = |tag: &str, v: Option<String>| {
+        v.map(|v| format!("<{tag}>{}</{tag}>\r\n", escape(&v)))
+            .unwrap_or_default()
+    };
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n",
+        a.sn,
+        escape(&a.device_id)
+    );
+    s.push_str(&opt("AlarmPriority", a.priority.map(|v| v.to_string())));
+    s.push_str(&opt("AlarmMethod", a.method.map(|v| v.to_string())));
+    s.push_str(&opt("AlarmTime", a.time.clone()));
+    s.push_str(&opt("AlarmDescription", a.description.clone()));
+    s.push_str(&opt("Longitude", a.longitude.map(|v| v.to_string())));
+    s.push_str(&opt("Latitude", a.latitude.map(|v| v.to_string())));
+    if a.alarm_type.is_some() || a.event_type.is_some() {
+        s.push_str("<Info>\r\n");
+        s.push_str(&opt("AlarmType", a.alarm_type.map(|v| v.to_string())));
+        if let Some(e) = a.event_type {
+            s.push_str(&format!(
+                "<AlarmTypeParam>\r\n<EventType>{e}</EventType>\r\n</AlarmTypeParam>\r\n"
+            ));
+        }
+        s.push_str("</Info>\r\n");
+    }
+    s.push_str("</Notify>\r\n");
+    encoding_rs::GB18030.encode(&s).0.into_owned()
+}
+
+/// The platform's answer to an alarm (`Response/Alarm`, `Result` OK).
+pub fn alarm_response(sn: u32, device_id: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Alarm</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Result>OK</Result>\r\n</Response>\r\n",
+        escape(device_id)
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,14 +620,50 @@ mod tests {
 
     #[test]
     fn unknown_commands_are_other() {
-        let body = b"<Notify><CmdType>Alarm</CmdType><SN>2</SN><DeviceID>x</DeviceID></Notify>";
+        let body =
+            b"<Notify><CmdType>MediaStatus</CmdType><SN>2</SN><DeviceID>x</DeviceID></Notify>";
         assert_eq!(
             parse(body).unwrap(),
             Body::Other {
                 root: "Notify".into(),
-                cmd: "Alarm".into(),
+                cmd: "MediaStatus".into(),
                 device_id: Some("x".into())
             }
+        );
+    }
+
+    /// An alarm as devices write it (GB18030, type under `Info`), and one as older devices do
+    /// (no `Info`): both read; what the platform writes back parses as its answer.
+    #[test]
+    fn alarms_are_read_with_their_method_type_and_priority() {
+        let alarm = Alarm {
+            sn: 9,
+            device_id: "34020000001310000001".into(),
+            priority: Some(1),
+            method: Some(5),
+            alarm_type: Some(6),
+            time: Some("2026-12-07T21:45:00".into()),
+            description: Some("东门区域入侵".into()),
+            longitude: Some(98.9),
+            latitude: Some(39.98),
+            event_type: Some(1),
+        };
+        assert_eq!(parse(&alarm_notify(&alarm)).unwrap(), Body::Alarm(alarm));
+        let old = "<Notify><CmdType>Alarm</CmdType><SN>3</SN><DeviceID>34020000001340000001</DeviceID>\
+                   <AlarmPriority>4</AlarmPriority><AlarmMethod>2</AlarmMethod><AlarmType>1</AlarmType></Notify>";
+        let Body::Alarm(a) = parse(old.as_bytes()).unwrap() else {
+            panic!("not an alarm")
+        };
+        assert_eq!(
+            (a.method, a.alarm_type, a.priority),
+            (Some(2), Some(1), Some(4))
+        );
+        assert!(parse(b"<Notify><CmdType>Alarm</CmdType><SN>3</SN></Notify>").is_err());
+        let answer = alarm_response(9, "34020000001310000001");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.contains("<Result>OK</Result>") && text.contains("<SN>9</SN>"),
+            "{text}"
         );
     }
 }

@@ -18,6 +18,7 @@
 //! response retransmission, ACK absorption, timers) over UDP and TCP and verifies digests; what is
 //! written here is only the GB/T 28181 meaning of each message.
 
+pub mod alarm;
 pub mod config;
 pub mod manscdp;
 pub mod media;
@@ -97,6 +98,31 @@ pub struct DeviceView {
     pub catalog_entries: usize,
     /// When that catalog arrived (Unix ms).
     pub catalog_ms: Option<i64>,
+    /// Alarms received since start.
+    pub alarms: u64,
+    /// The last of them.
+    pub last_alarm: Option<AlarmView>,
+}
+
+/// A device's alarm as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmView {
+    /// When it arrived (Unix ms, the platform's clock).
+    pub time_ms: i64,
+    /// What alarmed (a channel, an alarm input, the device).
+    pub channel: String,
+    /// `AlarmMethod`.
+    pub method: Option<u8>,
+    /// `AlarmType`.
+    pub alarm_type: Option<u16>,
+    /// `AlarmPriority`.
+    pub priority: Option<u8>,
+    /// Method and type in Chinese.
+    pub what_zh: &'static str,
+    /// Method and type in English.
+    pub what_en: &'static str,
+    /// The device's own words.
+    pub description: Option<String>,
 }
 
 /// One catalog entry as the API shows it.
@@ -139,6 +165,16 @@ pub enum GbEvent {
         /// Its state.
         state: Result<(), crate::health::OfflineReason>,
     },
+    /// A device alarmed (`Notify/Alarm`): an alert or a health note, see [`alarm`].
+    Alarm {
+        /// The device that sent it.
+        device: String,
+        /// What it said (`device_id`: what alarmed).
+        alarm: manscdp::Alarm,
+        /// `alarm.device_id` is the device or an entry of its catalog (an RTSP camera with that
+        /// `gb_code` may then take the alert).
+        in_catalog: bool,
+    },
     /// A device's whole catalog arrived.
     Catalog {
         /// Device id.
@@ -164,7 +200,7 @@ pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
 }
 
 /// The `kind` labels of [`Gb28181::counters`].
-pub const COUNTER_KINDS: [&str; 13] = [
+pub const COUNTER_KINDS: [&str; 15] = [
     "registered",
     "challenged",
     "wrong_password",
@@ -178,6 +214,8 @@ pub const COUNTER_KINDS: [&str; 13] = [
     "invite_failed",
     "bye_sent",
     "bye_received",
+    "alarm",
+    "alarm_repeated",
 ];
 
 /// The running stage.
@@ -292,6 +330,14 @@ impl Gb28181 {
         ))
     }
 
+    /// Counts an alarm not raised because one like it was within `alarm_cooldown`.
+    pub fn alarm_repeated(&self) {
+        self.service
+            .stats
+            .alarms_repeated
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Video streams being received now.
     pub fn streams(&self) -> usize {
         crate::sync::lock(&self.service.calls).len()
@@ -364,6 +410,8 @@ impl Gb28181 {
             &s.invites_failed,
             &s.byes_sent,
             &s.byes_received,
+            &s.alarms,
+            &s.alarms_repeated,
         ]
         .into_iter()
         .zip(COUNTER_KINDS)
@@ -394,6 +442,20 @@ fn view(d: &registry::Device) -> DeviceView {
         firmware: d.info.as_ref().and_then(|i| i.firmware.clone()),
         catalog_entries: d.catalog.len(),
         catalog_ms: d.catalog_at.map(ms),
+        alarms: d.alarms,
+        last_alarm: d.last_alarm.as_ref().map(|(at, a)| {
+            let (what_zh, what_en) = alarm::describe(a);
+            AlarmView {
+                time_ms: ms(*at),
+                channel: a.device_id.clone(),
+                method: a.method,
+                alarm_type: a.alarm_type,
+                priority: a.priority,
+                what_zh,
+                what_en,
+                description: a.description.clone(),
+            }
+        }),
     }
 }
 

@@ -123,6 +123,10 @@ pub struct Device {
     pub catalog: Vec<CatalogItem>,
     /// When it arrived (wall clock).
     pub catalog_at: Option<SystemTime>,
+    /// Its last alarm and when it came (wall clock).
+    pub last_alarm: Option<(SystemTime, super::manscdp::Alarm)>,
+    /// Alarms since start.
+    pub alarms: u64,
     registered_until: Instant,
     last_seen: Instant,
     pending: Vec<PendingCatalog>,
@@ -205,6 +209,8 @@ impl Registry {
             info: None,
             catalog: Vec::new(),
             catalog_at: None,
+            last_alarm: None,
+            alarms: 0,
             registered_until: now,
             last_seen: now,
             pending: Vec::new(),
@@ -253,6 +259,21 @@ impl Registry {
         self.devices.get(id).is_some_and(|d| {
             d.state != DeviceState::Offline(OfflineReason::Unregistered) && now < d.registered_until
         })
+    }
+
+    /// An alarm from `device`; returns whether what alarmed is the device or in its catalog.
+    pub fn note_alarm(
+        &mut self,
+        device: &str,
+        alarm: &super::manscdp::Alarm,
+        wall: SystemTime,
+    ) -> bool {
+        let Some(d) = self.devices.get_mut(device) else {
+            return false;
+        };
+        d.alarms += 1;
+        d.last_alarm = Some((wall, alarm.clone()));
+        alarm.device_id == d.id || d.catalog.iter().any(|c| c.id == alarm.device_id)
     }
 
     /// A DeviceInfo answer.

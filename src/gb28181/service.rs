@@ -79,6 +79,10 @@ pub struct GbStats {
     pub byes_sent: AtomicU64,
     /// Streams hung up by the device (BYE received).
     pub byes_received: AtomicU64,
+    /// Alarms received (`Notify/Alarm`).
+    pub alarms: AtomicU64,
+    /// Alarms not raised: one of the same type on the same channel within `alarm_cooldown`.
+    pub alarms_repeated: AtomicU64,
 }
 
 /// Shared state of the running service.
@@ -454,7 +458,9 @@ impl Service {
             Body::Keepalive { device_id, .. } => Some(device_id.as_str()),
             Body::Catalog(page) => Some(page.device_id.as_str()),
             Body::DeviceInfo(info) => Some(info.device_id.as_str()),
-            Body::Query { .. } | Body::Other { .. } => None,
+            // An alarm names what alarmed (a channel, an alarm input): the camera side looks it
+            // up under the sender only.
+            Body::Alarm(_) | Body::Query { .. } | Body::Other { .. } => None,
         };
         if named.is_some_and(|n| n != sender) {
             self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
@@ -527,6 +533,22 @@ impl Service {
             Body::DeviceInfo(info) => {
                 self.registry().device_info(info);
             }
+            Body::Alarm(alarm) => {
+                self.stats.alarms.fetch_add(1, Ordering::Relaxed);
+                let in_catalog = self.registry().note_alarm(sender, &alarm, wall);
+                reply(tx, StatusCode::OK, vec![], None).await?;
+                let (me, device) = (Arc::clone(self), sender.to_owned());
+                let (sn, id) = (alarm.sn, alarm.device_id.clone());
+                tokio::spawn(async move { me.acknowledge_alarm(&device, sn, &id).await });
+                tracing::info!(device = sender, channel = %alarm.device_id, method = ?alarm.method, kind = ?alarm.alarm_type, "GB/T 28181 alarm");
+                self.emit(GbEvent::Alarm {
+                    device: sender.to_owned(),
+                    alarm,
+                    in_catalog,
+                })
+                .await;
+                return Ok(());
+            }
             Body::Query { cmd, .. } | Body::Other { cmd, .. } => {
                 tracing::debug!(
                     device = sender,
@@ -598,21 +620,48 @@ impl Service {
         }
         let sn = self.sn.fetch_add(1, Ordering::Relaxed);
         let body = manscdp::query(cmd, sn, device);
-        let (sip_transport, connection) = self.route(device, transport)?;
-        let mut request = self
-            .build(Method::Message, device, addr, sip_transport)
-            .map_err(|e| format!("device {device}: cannot build the {cmd} query: {e}"))?;
-        request
-            .headers
-            .push(Header::ContentType("Application/MANSCDP+xml".into()));
-        request.body = body;
         self.stats.queries_sent.fetch_add(1, Ordering::Relaxed);
-        let result = send(&self.endpoint, request, addr, sip_transport, connection).await;
+        let result = self.message(device, addr, transport, body).await;
         if let Err(e) = &result {
             self.stats.queries_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device, cmd, error = %e, "GB/T 28181 query failed");
         }
         result
+    }
+
+    /// Sends a MANSCDP body to `device` (at `addr` over `transport`) and waits for its 200.
+    async fn message(
+        &self,
+        device: &str,
+        addr: SocketAddr,
+        transport: Transport,
+        body: Vec<u8>,
+    ) -> Result<(), String> {
+        let (sip_transport, connection) = self.route(device, transport)?;
+        let mut request = self
+            .build(Method::Message, device, addr, sip_transport)
+            .map_err(|e| format!("device {device}: cannot build the MESSAGE: {e}"))?;
+        request
+            .headers
+            .push(Header::ContentType("Application/MANSCDP+xml".into()));
+        request.body = body;
+        send(&self.endpoint, request, addr, sip_transport, connection).await
+    }
+
+    /// Answers a device's alarm (`Response/Alarm`, `Result` OK), as the standard asks; a device
+    /// that does not get it may send the alarm again (which the camera side counts once).
+    async fn acknowledge_alarm(&self, device: &str, sn: u32, alarm_id: &str) {
+        let target = {
+            let reg = self.registry();
+            reg.device(device).map(|d| (d.addr, d.transport))
+        };
+        let Some((addr, transport)) = target else {
+            return;
+        };
+        let body = manscdp::alarm_response(sn, alarm_id);
+        if let Err(e) = self.message(device, addr, transport, body).await {
+            tracing::debug!(device, error = %e, "GB/T 28181 alarm answer not taken");
+        }
     }
 
     /// This side's address as a device at `addr` reaches it: bound to every address, the one the
@@ -754,6 +803,13 @@ impl Service {
     }
 
     /// Logs a change and tells the camera side.
+    /// Queues `event` for the camera side (waits while it is behind: nothing is dropped).
+    async fn emit(&self, event: GbEvent) {
+        let Some(events) = &self.events else { return };
+        let _order = self.emitting.lock().await;
+        let _ = events.send(event).await;
+    }
+
     pub async fn changed(&self, change: Option<Change>) {
         let Some(change) = change else { return };
         log_change(&change);

@@ -28,11 +28,42 @@ pub enum AlertType {
     SceneAnomaly,
     /// 视频故障: offline, frozen, black, blur, occlusion (raised by camera health).
     VideoFault,
+    /// 遗留物: an object left behind (a GB/T 28181 device's own video analysis).
+    LeftObject,
+    /// 物品移除: an object taken away (a device's own analysis).
+    ObjectRemoved,
+    /// 逆行: movement against the allowed direction (a device's own analysis).
+    Retrograde,
+    /// 设备报警: a device alarm with no alert type of its own (motion, people counting, manual,
+    /// phone, GPS …); low severity, not dispatched.
+    DeviceAlarm,
+}
+
+/// Who raised an alert.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertSource {
+    /// One of this platform's rules, on an analysed frame.
+    #[default]
+    Rule,
+    /// A device's own alarm (GB/T 28181 `Notify/Alarm`): no boxes; its rule id is `device:…`.
+    Device,
+}
+
+impl AlertSource {
+    /// The source of an alert with `rule_id` (device alarms' rule ids start with `device:`).
+    pub fn of_rule(rule_id: &str) -> AlertSource {
+        if rule_id.starts_with("device:") {
+            AlertSource::Device
+        } else {
+            AlertSource::Rule
+        }
+    }
 }
 
 impl AlertType {
     /// All types, in declaration order.
-    pub const ALL: [AlertType; 9] = [
+    pub const ALL: [AlertType; 13] = [
         AlertType::Intrusion,
         AlertType::Tripwire,
         AlertType::Loitering,
@@ -42,6 +73,10 @@ impl AlertType {
         AlertType::Fall,
         AlertType::SceneAnomaly,
         AlertType::VideoFault,
+        AlertType::LeftObject,
+        AlertType::ObjectRemoved,
+        AlertType::Retrograde,
+        AlertType::DeviceAlarm,
     ];
 
     /// GA/T 2000.254 behaviour code, where the standard has one.
@@ -53,7 +88,13 @@ impl AlertType {
             AlertType::Gathering => Some("11"),
             AlertType::Running => Some("04"),
             AlertType::Fighting => Some("03"),
-            AlertType::Fall | AlertType::SceneAnomaly | AlertType::VideoFault => None,
+            AlertType::Fall
+            | AlertType::SceneAnomaly
+            | AlertType::VideoFault
+            | AlertType::LeftObject
+            | AlertType::ObjectRemoved
+            | AlertType::Retrograde
+            | AlertType::DeviceAlarm => None,
         }
     }
 
@@ -69,6 +110,10 @@ impl AlertType {
             AlertType::Fall => "跌倒",
             AlertType::SceneAnomaly => "场景异常",
             AlertType::VideoFault => "视频故障",
+            AlertType::LeftObject => "遗留物",
+            AlertType::ObjectRemoved => "物品移除",
+            AlertType::Retrograde => "逆行",
+            AlertType::DeviceAlarm => "设备报警",
         }
     }
 
@@ -84,6 +129,10 @@ impl AlertType {
             AlertType::Fall => "Fall",
             AlertType::SceneAnomaly => "Scene anomaly",
             AlertType::VideoFault => "Video fault",
+            AlertType::LeftObject => "Left object",
+            AlertType::ObjectRemoved => "Object removed",
+            AlertType::Retrograde => "Wrong-way movement",
+            AlertType::DeviceAlarm => "Device alarm",
         }
     }
 
@@ -99,6 +148,10 @@ impl AlertType {
             AlertType::Fall => "fall",
             AlertType::SceneAnomaly => "scene_anomaly",
             AlertType::VideoFault => "video_fault",
+            AlertType::LeftObject => "left_object",
+            AlertType::ObjectRemoved => "object_removed",
+            AlertType::Retrograde => "retrograde",
+            AlertType::DeviceAlarm => "device_alarm",
         }
     }
 
@@ -214,8 +267,11 @@ pub struct Alert {
     pub camera: String,
     /// Camera name (the id until the alert stage looks the camera up).
     pub camera_name: String,
-    /// Rule that raised it.
+    /// Rule that raised it (`device:<method>.<type>` for a device's own alarm).
     pub rule_id: String,
+    /// A rule of this platform or a device's own alarm (follows `rule_id`).
+    #[serde(default)]
+    pub source: AlertSource,
     /// Type (`intrusion` …).
     pub alert_type: AlertType,
     /// Chinese type name (区域入侵 …).
@@ -291,6 +347,7 @@ impl Alert {
             camera: camera.to_owned(),
             camera_name: camera.to_owned(),
             rule_id: rule_id.to_owned(),
+            source: AlertSource::of_rule(rule_id),
             alert_type,
             type_zh: alert_type.zh().to_owned(),
             type_en: alert_type.en().to_owned(),
@@ -351,6 +408,10 @@ mod tests {
                 Some("11"),
                 Some("04"),
                 Some("03"),
+                None,
+                None,
+                None,
+                None,
                 None,
                 None,
                 None

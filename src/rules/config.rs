@@ -424,7 +424,7 @@ fn default_severity(kind: AlertType) -> Severity {
         AlertType::Intrusion | AlertType::Gathering | AlertType::Fighting | AlertType::Fall => {
             Severity::High
         }
-        AlertType::VideoFault => Severity::Low,
+        AlertType::VideoFault | AlertType::DeviceAlarm => Severity::Low,
         _ => Severity::Medium,
     }
 }
@@ -582,7 +582,7 @@ fn rule(cx: &mut Ctx<'_>, path: &str, r: &RawRule) -> Option<Rule> {
             );
             None
         }
-        Some(k) => match AlertType::parse(k) {
+        Some(k) => match AlertType::parse(k).filter(|a| RULE_KINDS.contains(a)) {
             Some(a) => Some(a),
             None => {
                 let names: Vec<&str> = RULE_KINDS.iter().map(|a| a.as_str()).collect();
@@ -821,7 +821,12 @@ fn rule(cx: &mut Ctx<'_>, path: &str, r: &RawRule) -> Option<Rule> {
                 _ => None,
             }
         }
-        AlertType::VideoFault => None,
+        // Not rule kinds (refused above): camera health and devices raise them.
+        AlertType::VideoFault
+        | AlertType::LeftObject
+        | AlertType::ObjectRemoved
+        | AlertType::Retrograde
+        | AlertType::DeviceAlarm => None,
     };
 
     let id = id?;

@@ -20,7 +20,7 @@ mod schedule;
 
 use std::collections::BTreeMap;
 
-pub use alert::{Alert, AlertClip, AlertType, ClipState, Severity};
+pub use alert::{Alert, AlertClip, AlertSource, AlertType, ClipState, Severity};
 pub use config::{
     Direction, ObjectFilter, RawRule, RawRulesFile, RawZone, Rule, RuleKind, RulesConfig,
     ValidateContext, Zone, parse_toml, read_toml, validate,

@@ -289,6 +289,7 @@ fn alert_from_row(r: &Row) -> Result<Alert, DbError> {
         camera: r.text(2)?,
         camera_name: r.text(3)?,
         rule_id: r.text(4)?,
+        source: crate::rules::AlertSource::of_rule(&r.text(4)?),
         alert_type: parse_type(&t).ok_or_else(|| corrupt("alert_type", &t))?,
         type_zh: r.text(6)?,
         type_en: r.text(7)?,

@@ -7,6 +7,7 @@ pub(crate) fn alert(id: &str, time_ms: i64) -> Alert {
         camera: "cam-1".into(),
         camera_name: "东门".into(),
         rule_id: "r1".into(),
+        source: crate::rules::AlertSource::Rule,
         alert_type: AlertType::Intrusion,
         type_zh: "区域入侵".into(),
         type_en: "intrusion".into(),

@@ -292,6 +292,7 @@ const S = {
   gb_address: ['来源地址', 'Source address'],
   gb_keepalive: ['最近心跳', 'Last keepalive'],
   gb_channels: ['通道数', 'Channels'],
+  gb_alarms: ['报警（最近）', 'Alarms (last)'],
   gb_catalog: ['目录', 'Catalog'],
   gb_ask: ['重新查询目录', 'Query catalog again'],
   gb_asked: ['设备已应答，目录随后到达', 'The device answered; the catalog follows'],
@@ -442,6 +443,10 @@ const S = {
   ty_fall: ['跌倒', 'Fall'],
   ty_scene_anomaly: ['场景异常', 'Scene anomaly'],
   ty_video_fault: ['视频故障', 'Video fault'],
+  ty_left_object: ['遗留物', 'Left object'],
+  ty_object_removed: ['物品移除', 'Object removed'],
+  ty_retrograde: ['逆行', 'Wrong-way movement'],
+  ty_device_alarm: ['设备报警', 'Device alarm'],
   // errors
   err_network: ['网络错误：{0}', 'Network error: {0}'],
   err_forbidden: ['当前账号无权执行此操作', 'Your account may not do this'],
@@ -452,9 +457,10 @@ const S = {
 
 export const ALERT_TYPES = [
   'intrusion', 'tripwire', 'loitering', 'gathering', 'running', 'fighting', 'fall', 'scene_anomaly',
-  'video_fault',
+  'video_fault', 'left_object', 'object_removed', 'retrograde', 'device_alarm',
 ];
-export const RULE_KINDS = ALERT_TYPES.filter((t) => t !== 'video_fault');
+export const RULE_KINDS = ALERT_TYPES.filter(
+  (t) => !['video_fault', 'left_object', 'object_removed', 'retrograde', 'device_alarm'].includes(t));
 export const SEVERITIES = ['low', 'medium', 'high', 'critical'];
 export const ALERT_STATES = ['new', 'acknowledged', 'dispatched', 'accepted', 'arrived', 'resolved', 'false_alarm'];
 export const CAMERA_STATES = ['online', 'degraded', 'offline', 'connecting', 'maintenance', 'disabled'];

@@ -76,6 +76,9 @@ export function mount(root, { perms }) {
         [t('gb_address'), (d) => d.address],
         [t('gb_keepalive'), (d) => (d.keepalive_ms ? fmtTime(d.keepalive_ms) : '')],
         [t('gb_channels'), (d) => d.catalog_entries],
+        [t('gb_alarms'), (d) => (d.last_alarm
+          ? `${d.alarms} · ${getLang() === 'zh' ? d.last_alarm.what_zh : d.last_alarm.what_en} ${fmtTime(d.last_alarm.time_ms)}`
+          : String(d.alarms || 0))],
       ], 'gb-devices', (d) => showDevice(d.id)));
     } catch (e) {
       banner.textContent = e.status === 404 ? t('gb_not_configured') : errorText(e);
