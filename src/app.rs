@@ -1200,6 +1200,17 @@ pub async fn start(
             }
         }
     }
+    // Under `video = "rules"` a GB/T 28181 channel with rules is pulled continuously, the others
+    // patrolled: the stage follows which cameras have rules, now and after each save.
+    if let Some((stage, _)) = &gb28181 {
+        if let Some(a) = &analysis_config {
+            stage.set_cameras_with_rules(a.rules.cameras());
+        }
+        let stage = stage.clone();
+        live_rules.on_replace(Box::new(move |rules| {
+            stage.set_cameras_with_rules(rules.cameras())
+        }));
+    }
     // The clip stage buffers the cameras that have rules, as they are now and after each save.
     if let Some(r) = &recorder {
         if let Some(a) = &analysis_config {

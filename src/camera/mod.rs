@@ -457,6 +457,12 @@ impl SessionObserver for Observer<'_> {
         *lock(&self.entry.last_error) = None;
     }
 
+    fn parked(&mut self) {
+        // No media expected until the next look: the watchdog rests, the decoder goes.
+        lock(self.activity).last = None;
+        self.ctx.sink.release(&self.entry.id);
+    }
+
     fn access_unit(&mut self, au: AccessUnit, info: &StreamInfo) {
         let c = &self.entry.counters;
         c.frames_in.fetch_add(1, Ordering::Relaxed);

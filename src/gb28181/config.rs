@@ -13,7 +13,9 @@
 //! | `max_expires` | `"3600s"` | longest registration granted (a device asking for more gets this) |
 //! | `max_devices` | `10000` | registered devices at most; more are refused (403) and counted |
 //! | `max_channels` | `20000` | cameras created from catalogs at most; more are refused and counted |
-//! | `pull_video` | `true` | channels' video is requested (INVITE) and analysed like RTSP cameras'; `false`: their state is their signalling only |
+//! | `video` | `"rules"` | which channels' video is requested (INVITE): `"rules"` pulls channels with rules continuously and patrols the others, `"all"` pulls every channel continuously, `"off"` requests none (state from signalling only) |
+//! | `patrol_interval` | `"10m"` | a patrolled channel is invited this often (staggered per channel) |
+//! | `patrol_for` | `"10s"` | and watched this long (VQD, a snapshot) before BYE |
 //! | `media_ports` | `"30000-30999"` | UDP/TCP ports video is received on, one per stream pulled (a range, both ends included) |
 //! | `invite_timeout` | `"10s"` | a video request (INVITE) not answered within this is `invite_failed` |
 //! | `alarm_cooldown` | `"60s"` | a device's alarm of one type on one channel raises one alert per this long (repeats are counted, not raised) |
@@ -52,8 +54,12 @@ pub struct RawGbConfig {
     pub max_devices: Option<usize>,
     /// Most cameras made from catalogs.
     pub max_channels: Option<usize>,
-    /// Request the channels' video.
-    pub pull_video: Option<bool>,
+    /// Which channels' video is requested: `rules`, `all`, `off`.
+    pub video: Option<String>,
+    /// How often a patrolled channel is invited.
+    pub patrol_interval: Option<String>,
+    /// How long a patrol watches.
+    pub patrol_for: Option<String>,
     /// Media port range, `"30000-30999"`.
     pub media_ports: Option<String>,
     /// How long an INVITE may go unanswered.
@@ -89,6 +95,18 @@ pub struct GbDevicePolicy {
     pub password: Option<Secret>,
 }
 
+/// Which channels' video the platform requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoPolicy {
+    /// Channels with rules continuously; the others patrolled (视频巡检): invited every
+    /// `patrol_interval` for `patrol_for`.
+    Rules,
+    /// Every channel continuously, like RTSP cameras.
+    All,
+    /// None: a channel's state is its signalling only.
+    Off,
+}
+
 /// The validated `[gb28181]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GbConfig {
@@ -112,8 +130,12 @@ pub struct GbConfig {
     pub max_devices: usize,
     /// Most cameras made from catalogs.
     pub max_channels: usize,
-    /// Request the channels' video (INVITE); otherwise their state is their signalling only.
-    pub pull_video: bool,
+    /// Which channels' video is requested (INVITE).
+    pub video: VideoPolicy,
+    /// How often a patrolled channel is invited.
+    pub patrol_interval: Duration,
+    /// How long a patrol watches before BYE.
+    pub patrol_for: Duration,
     /// Ports video is received on (both ends included).
     pub media_ports: std::ops::RangeInclusive<u16>,
     /// How long an INVITE may go unanswered.
@@ -165,15 +187,23 @@ impl GbConfig {
             },
             self.keepalive_interval.as_secs(),
             self.keepalive_misses,
-            if self.pull_video {
-                format!(
-                    "video pulled on ports {}-{} (INVITE answered within {} s)",
+            match self.video {
+                VideoPolicy::Off => "video not requested (state from signalling only)".to_owned(),
+                policy => format!(
+                    "video on ports {}-{} ({}; INVITE answered within {} s)",
                     self.media_ports.start(),
                     self.media_ports.end(),
+                    if policy == VideoPolicy::All {
+                        "every channel continuously".to_owned()
+                    } else {
+                        format!(
+                            "channels with rules continuously, the others {} s every {} s",
+                            self.patrol_for.as_secs(),
+                            self.patrol_interval.as_secs()
+                        )
+                    },
                     self.invite_timeout.as_secs_f64()
-                )
-            } else {
-                "video not pulled (state from signalling only)".to_owned()
+                ),
             },
             self.areas.len()
         )
@@ -333,6 +363,42 @@ impl RawGbConfig {
             Duration::from_secs(10),
             Duration::from_millis(500),
         );
+        let video = match self.video.as_deref() {
+            None | Some("rules") => VideoPolicy::Rules,
+            Some("all") => VideoPolicy::All,
+            Some("off") => VideoPolicy::Off,
+            Some(v) => {
+                errors.push(ConfigError::new(
+                    "gb28181.video",
+                    format!("{v:?} is not a video policy: \"rules\", \"all\" or \"off\""),
+                ));
+                VideoPolicy::Rules
+            }
+        };
+        let patrol_interval = crate::config::duration_field(
+            &mut errors,
+            "gb28181.patrol_interval",
+            self.patrol_interval.as_deref(),
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+        );
+        let patrol_for = crate::config::duration_field(
+            &mut errors,
+            "gb28181.patrol_for",
+            self.patrol_for.as_deref(),
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        );
+        if patrol_for >= patrol_interval {
+            errors.push(ConfigError::new(
+                "gb28181.patrol_for",
+                format!(
+                    "{} s is not shorter than patrol_interval ({} s)",
+                    patrol_for.as_secs_f64(),
+                    patrol_interval.as_secs_f64()
+                ),
+            ));
+        }
         let alarm_cooldown = crate::config::duration_field(
             &mut errors,
             "gb28181.alarm_cooldown",
@@ -399,7 +465,9 @@ impl RawGbConfig {
                 max_expires,
                 max_devices,
                 max_channels,
-                pull_video: self.pull_video.unwrap_or(true),
+                video,
+                patrol_interval,
+                patrol_for,
                 media_ports,
                 invite_timeout,
                 alarm_cooldown,
@@ -464,7 +532,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let raw: RawGbConfig = toml::from_str(
-            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\nmedia_ports = \"30999-30000\"\ninvite_timeout = \"1ms\"\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
+            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\nmedia_ports = \"30999-30000\"\ninvite_timeout = \"1ms\"\nvideo = \"some\"\npatrol_interval = \"10s\"\npatrol_for = \"10s\"\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
         )
         .unwrap();
         let errors = raw.validate(&env).unwrap_err();
@@ -481,6 +549,8 @@ mod tests {
                 "gb28181.max_devices",
                 "gb28181.media_ports",
                 "gb28181.invite_timeout",
+                "gb28181.video",
+                "gb28181.patrol_for",
                 "gb28181.devices[0].id",
                 "gb28181.devices[1].password_env"
             ],

@@ -23,6 +23,7 @@ use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::config::VideoPolicy;
 use super::ps::{self, PsUnit};
 use super::registry::DeviceState;
 use super::rtp::{PsOverRtp, ReorderConfig};
@@ -396,11 +397,21 @@ fn call_from(
 pub struct GbMediaSource {
     service: Arc<Service>,
     ports: Arc<PortPool>,
+    /// Cameras with rules (pulled continuously under `video = "rules"`).
+    with_rules: Arc<std::sync::RwLock<HashSet<String>>>,
 }
 
 impl GbMediaSource {
-    pub(crate) fn new(service: Arc<Service>, ports: Arc<PortPool>) -> Self {
-        Self { service, ports }
+    pub(crate) fn new(
+        service: Arc<Service>,
+        ports: Arc<PortPool>,
+        with_rules: Arc<std::sync::RwLock<HashSet<String>>>,
+    ) -> Self {
+        Self {
+            service,
+            ports,
+            with_rules,
+        }
     }
 }
 
@@ -473,20 +484,77 @@ impl GbMediaSource {
                 "not a gb28181://<device>/<channel> URL".to_owned(),
             )
         })?;
-        if !self.service.config.pull_video {
-            // `pull_video = false`: the channel's state is its signalling; no session ever ends.
+        let config = &self.service.config;
+        if config.video == VideoPolicy::Off {
+            // `video = "off"`: the channel's state is its signalling; no session ever ends.
             return std::future::pending().await;
         }
-        // Nothing is asked of a device that is not online: the channel's state is what its
-        // signalling says until the device is back (then the video is requested at once).
-        while !self.service.is_online(&device) {
-            tokio::time::sleep(DEVICE_POLL).await;
+        // A patrolled channel's first slot: staggered over the interval by its id, so that a
+        // county's channels are not all invited at once.
+        let first = Duration::from_millis(
+            stagger(&spec.camera)
+                % u64::try_from(config.patrol_interval.as_millis())
+                    .unwrap_or(1)
+                    .max(1),
+        );
+        let mut next: Option<tokio::time::Instant> = None;
+        loop {
+            if !self.continuous(&spec.camera) {
+                let at = *next.get_or_insert_with(|| tokio::time::Instant::now() + first);
+                // A channel that gets rules meanwhile is pulled at once.
+                while tokio::time::Instant::now() < at && !self.continuous(&spec.camera) {
+                    let left = at.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+                }
+            }
+            // Nothing is asked of a device that is not online: the channel's state is what its
+            // signalling says until the device is back (then the video is requested at once).
+            while !self.service.is_online(&device) {
+                tokio::time::sleep(DEVICE_POLL).await;
+            }
+            let until = if self.continuous(&spec.camera) {
+                None
+            } else {
+                let now = tokio::time::Instant::now();
+                next = Some(now + config.patrol_interval);
+                Some(now + config.patrol_for)
+            };
+            match self
+                .pull(&device, &channel, spec, observer, had_media, until)
+                .await?
+            {
+                End::Bye => return Ok(()),
+                End::Patrolled => {
+                    self.service.stats.patrols.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(device, channel, "GB/T 28181 patrol done");
+                    observer.parked();
+                }
+            }
         }
+    }
+
+    /// Whether `camera` is pulled continuously (`video = "all"`, or it has rules).
+    fn continuous(&self, camera: &str) -> bool {
+        self.service.config.video == VideoPolicy::All
+            || crate::sync::read(&self.with_rules).contains(camera)
+    }
+
+    /// One INVITE: video until the device hangs up (`End::Bye`), a failure, or `until` (a
+    /// patrol: `End::Patrolled`, hung up by the platform).
+    async fn pull(
+        &self,
+        device: &str,
+        channel: &str,
+        spec: &SessionSpec,
+        observer: &mut dyn SessionObserver,
+        had_media: &mut bool,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<End, Failure> {
         let tcp = spec.transport == crate::config::Transport::Tcp;
         let (lease, receiver) = self.bind(tcp).await?;
         let call = self
             .service
-            .invite(&device, &channel, lease.port, tcp)
+            .invite(device, channel, lease.port, tcp)
             .await?;
         let ended = CancellationToken::new();
         lock(&self.service.calls).insert(call.id(), ended.clone());
@@ -517,9 +585,10 @@ impl GbMediaSource {
             last_pts: 0,
             lost: 0,
             had_media,
+            units: 0,
             tool: format!("GB/T 28181 device {device}"),
         };
-        rx.run(receiver, &ended).await
+        rx.run(receiver, &ended, until).await
     }
 
     async fn bind(&self, tcp: bool) -> Result<(PortLease, Receiver), Failure> {
@@ -550,6 +619,21 @@ impl GbMediaSource {
     }
 }
 
+/// How a pull ended without failing.
+enum End {
+    /// The device hung up (BYE).
+    Bye,
+    /// A patrol's time was up.
+    Patrolled,
+}
+
+/// A stable spread of channels over the patrol interval (FNV-1a of the camera id).
+fn stagger(camera: &str) -> u64 {
+    camera.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// One stream being received.
 struct Receive<'a> {
     spec: &'a SessionSpec,
@@ -562,11 +646,29 @@ struct Receive<'a> {
     last_pts: i64,
     lost: u64,
     had_media: &'a mut bool,
+    /// Access units delivered in this pull.
+    units: u64,
     tool: String,
 }
 
 impl Receive<'_> {
-    async fn run(&mut self, receiver: Receiver, ended: &CancellationToken) -> Result<(), Failure> {
+    async fn run(
+        &mut self,
+        receiver: Receiver,
+        ended: &CancellationToken,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<End, Failure> {
+        // A patrol that saw nothing by its end has no media.
+        let patrolled = |units: u64| {
+            if units > 0 {
+                Ok(End::Patrolled)
+            } else {
+                Err((
+                    OfflineReason::NoMedia,
+                    "the device accepted the patrol's INVITE but sent no video".to_owned(),
+                ))
+            }
+        };
         let stall = self.spec.stall_after;
         let mut last = tokio::time::Instant::now();
         let silent = |had: bool| {
@@ -594,7 +696,8 @@ impl Receive<'_> {
                         .next_deadline()
                         .map(tokio::time::Instant::from_std);
                     tokio::select! {
-                        _ = ended.cancelled() => return Ok(()),
+                        _ = ended.cancelled() => return Ok(End::Bye),
+                        _ = sleep_opt(until) => return patrolled(self.units),
                         _ = tokio::time::sleep_until(last + stall) => return Err(silent(*self.had_media)),
                         _ = sleep_opt(flush_at) => {
                             let units = self.demux.flush(Instant::now());
@@ -615,7 +718,8 @@ impl Receive<'_> {
             }
             Receiver::Tcp(listener) => {
                 let mut stream = tokio::select! {
-                    _ = ended.cancelled() => return Ok(()),
+                    _ = ended.cancelled() => return Ok(End::Bye),
+                    _ = sleep_opt(until) => return patrolled(0),
                     _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
                     r = listener.accept() => match r {
                         Ok((s, _)) => s,
@@ -631,7 +735,8 @@ impl Receive<'_> {
                         .next_deadline()
                         .map(tokio::time::Instant::from_std);
                     tokio::select! {
-                        _ = ended.cancelled() => return Ok(()),
+                        _ = ended.cancelled() => return Ok(End::Bye),
+                        _ = sleep_opt(until) => return patrolled(self.units),
                         _ = tokio::time::sleep_until(last + stall) => return Err(silent(*self.had_media)),
                         _ = sleep_opt(flush_at) => {
                             let units = self.demux.flush(Instant::now());
@@ -691,6 +796,7 @@ impl Receive<'_> {
             let keyframe = unit.keyframe;
             let data = self.params.complete(&unit);
             *self.had_media = true;
+            self.units += 1;
             let au = AccessUnit {
                 data,
                 keyframe,

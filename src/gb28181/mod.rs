@@ -39,7 +39,7 @@ use rsipstack::transport::{TcpListenerConnection, TransportLayer};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{GbConfig, RawGbConfig};
+pub use config::{GbConfig, RawGbConfig, VideoPolicy};
 pub use registry::{Change, DeviceState, Transport};
 pub use service::GbStats;
 
@@ -200,7 +200,7 @@ pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
 }
 
 /// The `kind` labels of [`Gb28181::counters`].
-pub const COUNTER_KINDS: [&str; 15] = [
+pub const COUNTER_KINDS: [&str; 16] = [
     "registered",
     "challenged",
     "wrong_password",
@@ -216,6 +216,7 @@ pub const COUNTER_KINDS: [&str; 15] = [
     "bye_received",
     "alarm",
     "alarm_repeated",
+    "patrol",
 ];
 
 /// The running stage.
@@ -223,6 +224,7 @@ pub const COUNTER_KINDS: [&str; 15] = [
 pub struct Gb28181 {
     service: Arc<service::Service>,
     ports: Arc<media::PortPool>,
+    with_rules: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -318,7 +320,17 @@ impl Gb28181 {
         });
         tracing::info!(%local, sip_id = %service.config.sip_id, domain = %service.config.domain, "GB/T 28181 SIP port open (UDP and TCP)");
         let ports = media::PortPool::new(service.config.media_ports.clone());
-        Ok(Self { service, ports })
+        Ok(Self {
+            service,
+            ports,
+            with_rules: Arc::default(),
+        })
+    }
+
+    /// The cameras that have rules: under `video = "rules"` their video is pulled continuously,
+    /// the other channels' patrolled. Called at start and after each rules save.
+    pub fn set_cameras_with_rules(&self, ids: impl IntoIterator<Item = String>) {
+        *crate::sync::write(&self.with_rules) = ids.into_iter().collect();
     }
 
     /// The video of this stage's channels, for the camera supervisor: a camera with a
@@ -327,6 +339,7 @@ impl Gb28181 {
         Arc::new(media::GbMediaSource::new(
             Arc::clone(&self.service),
             Arc::clone(&self.ports),
+            Arc::clone(&self.with_rules),
         ))
     }
 
@@ -412,6 +425,7 @@ impl Gb28181 {
             &s.byes_received,
             &s.alarms,
             &s.alarms_repeated,
+            &s.patrols,
         ]
         .into_iter()
         .zip(COUNTER_KINDS)

@@ -81,6 +81,8 @@ pub struct GbStats {
     pub byes_received: AtomicU64,
     /// Alarms received (`Notify/Alarm`).
     pub alarms: AtomicU64,
+    /// Patrols done (a channel watched for `patrol_for`, then hung up).
+    pub patrols: AtomicU64,
     /// Alarms not raised: one of the same type on the same channel within `alarm_cooldown`.
     pub alarms_repeated: AtomicU64,
 }

@@ -76,6 +76,9 @@ pub trait SessionObserver: Send {
     fn playing(&mut self, info: &StreamInfo);
     /// An access unit arrived.
     fn access_unit(&mut self, au: AccessUnit, info: &StreamInfo);
+    /// The session is idle on purpose until its next `playing` (a GB/T 28181 patrol between
+    /// two looks): no media is expected meanwhile.
+    fn parked(&mut self) {}
 }
 
 /// Where a camera's media comes from: the camera supervisor's only way to its camera (tests give it

@@ -106,7 +106,7 @@ pub async fn run(
     let toml = format!(
         "[node]\nname = \"gb-bench\"\ndata_dir = \"{data}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n\
          [gb28181]\nsip_id = \"34020000002000000001\"\nlisten = \"127.0.0.1:{sip_port}\"\npassword_env = \"{GB_ENV}\"\n\
-         auto_accept = true\npull_video = false\nkeepalive_interval = \"{ka}ms\"\nkeepalive_misses = 10\nmax_devices = {max}\n\
+         auto_accept = true\nvideo = \"off\"\nkeepalive_interval = \"{ka}ms\"\nkeepalive_misses = 10\nmax_devices = {max}\n\
          [auth]\n[[auth.users]]\nusername = \"{ADMIN}\"\ndisplay_name = \"bench\"\nrole = \"admin\"\npassword_env = \"{PASSWORD_ENV}\"\n",
         data = work.join("data").display(),
         ka = args.keepalive.as_millis(),
