@@ -235,9 +235,8 @@ async fn apply_gb_events(
 ) {
     use crate::gb28181::GbEvent;
     use std::collections::{HashMap, HashSet};
-    // (device, what alarmed, type) → when its last alert was raised.
-    let mut raised: HashMap<(String, String, crate::rules::AlertType), std::time::Instant> =
-        HashMap::new();
+    // (device, what alarmed, `device:<method>.<type>`) → when its last alert was raised.
+    let mut raised: HashMap<(String, String, String), std::time::Instant> = HashMap::new();
     let mut devices: HashMap<String, Result<(), OfflineReason>> = HashMap::new();
     // (device, channel) pairs a device reported OFF: only that device's report counts.
     let mut reported_off: HashSet<(String, String)> = HashSet::new();
@@ -305,7 +304,13 @@ async fn apply_gb_events(
                     tracing::info!(device, channel = %alarm.device_id, kind = alert_type.as_str(), "GB/T 28181 alarm ended");
                     continue;
                 }
-                let key = (device.clone(), alarm.device_id.clone(), alert_type);
+                // Per method and type: a manual alarm is not a repeat of a motion alarm, though
+                // both are `device_alarm`s.
+                let key = (
+                    device.clone(),
+                    alarm.device_id.clone(),
+                    alarm::rule_id(&alarm),
+                );
                 let now = clock.now();
                 if raised
                     .get(&key)
@@ -318,22 +323,37 @@ async fn apply_gb_events(
                 raised.retain(|_, t| now.saturating_duration_since(*t) < gb.alarm_cooldown);
                 raised.insert(key, now);
                 // The channel under this device; else (what alarmed is in its catalog) the camera
-                // that has its code, as an RTSP camera configured with `gb_code`.
-                let camera = fleet
-                    .list()
-                    .into_iter()
-                    .map(|e| e.camera())
+                // that has its code, as an RTSP camera configured with `gb_code`; else (the
+                // device names itself) its only channel. A device never reaches another
+                // device's cameras: without a camera the alert is on what alarmed when that is
+                // the device's own (in its catalog), else on the device itself.
+                let all = fleet.list();
+                let cameras: Vec<crate::config::Camera> = all.iter().map(|e| e.camera()).collect();
+                let own = |c: &&crate::config::Camera| {
+                    c.source == crate::config::SourceKind::Gb28181
+                        && c.url.host_str() == Some(device.as_str())
+                };
+                let camera = cameras
+                    .iter()
                     .filter(|c| {
-                        let gb_channel = c.source == crate::config::SourceKind::Gb28181
-                            && c.url.host_str() == Some(device.as_str())
-                            && c.url.path().trim_matches('/') == alarm.device_id;
-                        gb_channel
+                        (own(c) && c.url.path().trim_matches('/') == alarm.device_id)
                             || (in_catalog
                                 && c.gb_code.as_deref() == Some(alarm.device_id.as_str()))
                     })
-                    .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181);
-                let Some(mut alert) =
-                    alarm::to_alert(&device, &alarm, camera.as_ref(), clock.wall())
+                    .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181)
+                    .or_else(|| {
+                        let mut mine = cameras.iter().filter(own);
+                        match (alarm.device_id == device, mine.next(), mine.next()) {
+                            (true, Some(only), None) => Some(only),
+                            _ => None,
+                        }
+                    });
+                let on = if in_catalog {
+                    alarm.device_id.as_str()
+                } else {
+                    device.as_str()
+                };
+                let Some(mut alert) = alarm::to_alert(&device, &alarm, camera, on, clock.wall())
                 else {
                     continue;
                 };
@@ -345,7 +365,10 @@ async fn apply_gb_events(
                     .and_then(|r| r.begin(&alert.camera, &alert.id, at));
                 // Stored on its own task, tried until the store takes it: never dropped.
                 let (delivery, zmq) = (alarms.delivery.clone(), alarms.zmq.clone());
-                tokio::spawn(async move { store_device_alert(delivery, zmq, alert).await });
+                let stop = alarms.stop.clone();
+                alarms
+                    .tasks
+                    .spawn(async move { store_device_alert(delivery, zmq, alert, stop).await });
             }
             GbEvent::Device { device, state } => {
                 devices.insert(device.clone(), state);
@@ -486,15 +509,24 @@ struct GbAlarms {
     zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     /// Counts alarms repeated within `gb28181.alarm_cooldown` (not raised).
     stage: crate::gb28181::Gb28181,
+    /// The tasks storing alerts (the service waits for them when it stops).
+    tasks: tokio_util::task::TaskTracker,
+    stop: CancellationToken,
 }
+
+/// How long a stopping service keeps retrying a failing store with a device alert before it writes
+/// the alert to the log.
+const DEVICE_ALERT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stores a device's alert, retrying (up to 2 s apart) while the store fails.
 async fn store_device_alert(
     delivery: Arc<crate::delivery::Delivery>,
     zmq: Option<Arc<crate::delivery::zmq_pub::ZmqPublisher>>,
     alert: crate::rules::Alert,
+    stop: CancellationToken,
 ) {
     let mut delay = std::time::Duration::from_millis(100);
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let (d, a) = (delivery.clone(), alert.clone());
         match tokio::task::spawn_blocking(move || d.insert(&a)).await {
@@ -515,6 +547,16 @@ async fn store_device_alert(
             }
             Err(e) => {
                 tracing::error!(alert = %alert.id, error = %e, "device alert store task failed; trying again");
+            }
+        }
+        if stop.is_cancelled() {
+            let at =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + DEVICE_ALERT_GRACE);
+            if tokio::time::Instant::now() >= at {
+                let json = serde_json::to_string(&alert).unwrap_or_default();
+                tracing::error!(camera_id = %alert.camera, alert = %alert.id, alert_json = %json,
+                    "stopping with the alert store failing: the device alert is written here instead");
+                return;
             }
         }
         tokio::time::sleep(delay).await;
@@ -877,6 +919,8 @@ pub struct Service {
     keeper: Option<(std::thread::JoinHandle<()>, tokio::task::JoinHandle<()>)>,
     /// Several nodes: the event log's writer and the thread reading the other nodes' events.
     feed_threads: Vec<std::thread::JoinHandle<()>>,
+    /// GB/T 28181 device alerts on their way into the store (waited for at stop).
+    device_alerts: tokio_util::task::TaskTracker,
 }
 
 /// Starts every stage; they run until `cancel` fires, then [`Service::stop`] drains them in order.
@@ -1408,6 +1452,7 @@ pub async fn start(
         }
         Arc::new(q)
     };
+    let device_alerts = tokio_util::task::TaskTracker::new();
     let gb28181 = match (gb28181, gb_config) {
         (Some((stage, rx)), Some(c)) => {
             tokio::spawn(apply_gb_events(
@@ -1422,6 +1467,8 @@ pub async fn start(
                     clips: recorder.clone(),
                     zmq: zmq.clone(),
                     stage: stage.clone(),
+                    tasks: device_alerts.clone(),
+                    stop: cancel.clone(),
                 },
                 clock.clone(),
                 cancel.clone(),
@@ -1487,6 +1534,7 @@ pub async fn start(
         delivery_tasks: vec![delivery_task, escalation_task],
         keeper: keeper.map(|(thread, applier, _)| (thread, applier)),
         feed_threads,
+        device_alerts,
         analysis,
         clips: clips.map(|(_, w)| w),
     })
@@ -1502,6 +1550,10 @@ impl Service {
             let _ = applier.await;
         }
         let _ = self.web_task.await;
+        // Device alerts still being stored: each gives up (to the log) at most SHUTDOWN_GRACE
+        // after the stop began.
+        self.device_alerts.close();
+        let _ = tokio::time::timeout(DEVICE_ALERT_GRACE * 2, self.device_alerts.wait()).await;
         for t in self.delivery_tasks {
             let _ = t.await;
         }

@@ -812,7 +812,7 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
         media: None,
     };
     let device = rt
-        .block_on(GbDevice::start(options, cancel.clone()))
+        .block_on(GbDevice::start(options.clone(), cancel.clone()))
         .unwrap();
     wait_for("the channel is a camera", Duration::from_secs(20), || {
         let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
@@ -885,13 +885,14 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
 
     // A disk fault is the device's health: no alert, shown on the device.
     send(alarm(DEVICE, 6, 1, 2, "硬盘故障"));
-    // An alarm input the platform has no camera for: raised all the same, on its id.
+    // Something the platform has no camera for, not in the device's catalog: raised all the same,
+    // on the device (a device cannot name what it does not have).
     let input = "34020000001340000001";
     send(alarm(input, 5, 5, 2, "周界"));
     wait_for("the tripwire alert", Duration::from_secs(10), || {
         let all = alerts();
         all.iter()
-            .any(|a| a["camera"] == input && a["alert_type"] == "tripwire")
+            .any(|a| a["camera"] == DEVICE && a["alert_type"] == "tripwire")
             .then_some(())
             .ok_or(format!("{all:?}"))
     });
@@ -909,9 +910,35 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
         let acks = device.stats.alarms_acknowledged.load(Ordering::Relaxed);
         (acks >= 5).then_some(()).ok_or(format!("{acks} answers"))
     });
+    // Another device naming this device's channel: the alert is on that other device, never on
+    // a camera it does not have.
+    const OTHER: &str = "34020000001180000022";
+    let other = rt
+        .block_on(GbDevice::start(
+            GbDeviceOptions {
+                id: OTHER.into(),
+                ..options
+            },
+            cancel.clone(),
+        ))
+        .unwrap();
+    rt.block_on(other.send_alarm(alarm(CHANNEL, 5, 8, 2, "spoof")))
+        .unwrap();
+    wait_for("the other device's alert", Duration::from_secs(10), || {
+        let all = alerts();
+        all.iter()
+            .any(|a| a["alert_type"] == "loitering")
+            .then_some(())
+            .ok_or(format!("{all:?}"))
+    });
+    let spoof = alerts()
+        .into_iter()
+        .find(|a| a["alert_type"] == "loitering")
+        .unwrap();
+    assert_eq!(spoof["camera"], OTHER, "{spoof}");
     let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
     assert!(
-        metrics.contains("qly_gb28181_requests_total{kind=\"alarm\"} 5")
+        metrics.contains("qly_gb28181_requests_total{kind=\"alarm\"} 6")
             && metrics.contains("qly_gb28181_requests_total{kind=\"alarm_repeated\"} 1"),
         "{metrics}"
     );

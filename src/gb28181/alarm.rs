@@ -47,14 +47,18 @@ pub fn meaning(alarm: &Alarm) -> AlarmMeaning {
         (Some(5), Some(8)) => video(AlertType::Loitering),
         (Some(5), Some(10)) => video(AlertType::Gathering),
         (Some(5), Some(12)) => video(AlertType::Running),
+        // Method 2 without a type is the default device alarm: an alarm input (a PIR sensor, a
+        // door contact) — an event, not the device's health.
+        (Some(2), None) => device_alarm,
         (Some(5), Some(11)) | (Some(2) | Some(6), _) => AlarmMeaning::Health,
         _ => device_alarm,
     }
 }
 
-/// Severity from `AlarmPriority` (1 is the most urgent); a `device_alarm` is always low.
+/// Severity from `AlarmPriority` (1 is the most urgent); a `device_alarm` is low, except an
+/// alarm input's (method 2), which has its priority.
 pub fn severity(alarm: &Alarm, alert_type: AlertType) -> Severity {
-    if alert_type == AlertType::DeviceAlarm {
+    if alert_type == AlertType::DeviceAlarm && alarm.method != Some(2) {
         return Severity::Low;
     }
     match alarm.priority {
@@ -83,6 +87,7 @@ pub fn describe(alarm: &Alarm) -> (&'static str, &'static str) {
         (Some(5), Some(11)) => ("视频异常", "video anomaly"),
         (Some(5), _) => ("视频报警", "video alarm"),
         (Some(1), _) => ("电话报警", "phone alarm"),
+        (Some(2), None) => ("报警输入", "alarm input"),
         (Some(2), Some(1)) => ("视频丢失", "video lost"),
         (Some(2), Some(2)) => ("设备防拆", "device tampered with"),
         (Some(2), Some(3)) => ("存储设备磁盘满", "storage full"),
@@ -99,12 +104,13 @@ pub fn describe(alarm: &Alarm) -> (&'static str, &'static str) {
 }
 
 /// The alert an alarm of `device` raises on `camera` (its place filled in; without one, on the id
-/// that alarmed, with no place), at `now` (the platform's time: devices' clocks drift), with the
-/// device's own description in the messages. `None` for a health alarm.
+/// `on`, with no place), at `now` (the platform's time: devices' clocks drift), with the device's
+/// own description in the messages. `None` for a health alarm.
 pub fn to_alert(
     device: &str,
     alarm: &Alarm,
     camera: Option<&crate::config::Camera>,
+    on: &str,
     now: SystemTime,
 ) -> Option<Alert> {
     let AlarmMeaning::Alert {
@@ -116,7 +122,7 @@ pub fn to_alert(
     };
     let mut alert = Alert::raised(
         &rule_id(alarm),
-        camera.map_or(alarm.device_id.as_str(), |c| c.id.as_str()),
+        camera.map_or(on, |c| c.id.as_str()),
         alert_type,
         severity(alarm, alert_type),
         crate::time::unix_ms(now),
@@ -233,7 +239,14 @@ mod tests {
             definition: String::new(),
         };
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let a = to_alert("34020000001180000001", &alarm(5, 6, 1), Some(&camera), now).unwrap();
+        let a = to_alert(
+            "34020000001180000001",
+            &alarm(5, 6, 1),
+            Some(&camera),
+            "x",
+            now,
+        )
+        .unwrap();
         assert_eq!(a.alert_type, AlertType::Intrusion);
         assert_eq!(a.severity, Severity::Critical);
         assert_eq!(a.source, crate::rules::AlertSource::Device);
@@ -246,16 +259,24 @@ mod tests {
             a.message_zh,
             "设备 34020000001180000001 报警：区域入侵（东门）"
         );
-        let m = to_alert("d", &alarm(5, 2, 1), Some(&camera), now).unwrap();
+        let m = to_alert("d", &alarm(5, 2, 1), Some(&camera), "x", now).unwrap();
         assert_eq!(
             (m.alert_type, m.severity, m.dispatch),
             (AlertType::DeviceAlarm, Severity::Low, false)
         );
         assert!(m.message_en.contains("motion detected"), "{}", m.message_en);
-        assert!(to_alert("d", &alarm(6, 1, 1), Some(&camera), now).is_none());
-        // No camera for what alarmed: the alert is still raised, on its id.
-        let loose = to_alert("d", &alarm(5, 5, 2), None, now).unwrap();
-        assert_eq!(loose.camera, "34020000001310000001");
+        assert!(to_alert("d", &alarm(6, 1, 1), Some(&camera), "x", now).is_none());
+        // No camera for what alarmed: the alert is still raised, on the id given.
+        let loose = to_alert("d", &alarm(5, 5, 2), None, "d", now).unwrap();
+        assert_eq!(loose.camera, "d");
+        // An alarm input (method 2, no type): an alert with its priority.
+        let mut input = alarm(2, 0, 1);
+        input.alarm_type = None;
+        let i = to_alert("d", &input, None, "d", now).unwrap();
+        assert_eq!(
+            (i.alert_type, i.severity),
+            (AlertType::DeviceAlarm, Severity::Critical)
+        );
         assert_eq!(loose.jurisdiction, None);
         assert_eq!(
             severity(&alarm(5, 6, 3), AlertType::Intrusion),

@@ -33,6 +33,9 @@ use crate::decode::VideoCodec;
 use crate::health::OfflineReason;
 use crate::ingest::{AccessUnit, IngestFailure, SessionObserver, SessionSpec, StreamInfo};
 
+/// Packets of another SSRC, and none of the expected one, before the receiver follows them.
+const RELOCK_AFTER: u64 = 50;
+
 /// How often a session waiting for its device looks again.
 const DEVICE_POLL: Duration = Duration::from_millis(500);
 
@@ -107,7 +110,8 @@ pub(crate) struct Call {
     transport: SipTransport,
     connection: Option<SipConnection>,
     seq: u32,
-    answer: sdp::Answer,
+    /// The device's SDP answer, or why it cannot be used (the call is still hung up).
+    answer: Result<sdp::Answer, String>,
     /// The SSRC offered (`y=`), when the answer names none.
     offered_ssrc: Option<u32>,
 }
@@ -261,8 +265,24 @@ impl Service {
             self.stats.invites_failed.fetch_add(1, Ordering::Relaxed);
             (OfflineReason::InviteFailed, detail)
         };
-        let resp = match tokio::time::timeout(timeout, answer_rx).await {
+        let mut answer_rx = answer_rx;
+        let resp = match tokio::time::timeout(timeout, &mut answer_rx).await {
             Err(_) => {
+                // A 200 that was on its way as the time ran out is hung up, not left open.
+                answer_rx.close();
+                if let Ok(Ok(resp)) = answer_rx.try_recv()
+                    && u16::from(resp.status_code.clone()) < 300
+                    && let Ok(call) = call_from(
+                        &request,
+                        &resp,
+                        addr,
+                        sip_transport,
+                        connection.clone(),
+                        None,
+                    )
+                {
+                    self.bye(&call).await;
+                }
                 return Err(fail(format!(
                     "channel {channel}: INVITE not answered within {} s",
                     timeout.as_secs_f64()
@@ -289,15 +309,22 @@ impl Service {
             offer_ssrc(&offer),
         )
         .map_err(|e| fail(format!("channel {channel}: {e}")));
-        match call {
-            Ok(call) => match call.answer.transport_for(offer.transport) {
-                Ok(_) => Ok(call),
-                Err(e) => {
-                    self.bye(&call).await;
-                    Err(fail(format!("channel {channel}: answer SDP: {e}")))
-                }
-            },
-            Err(e) => Err(e),
+        let call = call?;
+        // A 200 whose answer cannot be used is hung up: each retry would otherwise hold one of
+        // the device's few stream slots.
+        let unusable = match &call.answer {
+            Ok(answer) => answer
+                .transport_for(offer.transport)
+                .err()
+                .map(|e| format!("answer SDP: {e}")),
+            Err(e) => Some(e.clone()),
+        };
+        match unusable {
+            None => Ok(call),
+            Some(e) => {
+                self.bye(&call).await;
+                Err(fail(format!("channel {channel}: {e}")))
+            }
         }
     }
 
@@ -377,7 +404,7 @@ fn call_from(
         .map(|c| c.uri)
         .unwrap_or_else(|_| invite.uri.clone());
     let body = String::from_utf8_lossy(&resp.body);
-    let answer = sdp::parse_answer(&body).map_err(|x| e("answer SDP", &x))?;
+    let answer = sdp::parse_answer(&body).map_err(|x| e("answer SDP", &x));
     Ok(Call {
         call_id,
         from,
@@ -558,7 +585,11 @@ impl GbMediaSource {
             .await?;
         let ended = CancellationToken::new();
         lock(&self.service.calls).insert(call.id(), ended.clone());
-        let ssrc = call.answer.ssrc_value.or(call.offered_ssrc);
+        let answer = call.answer.as_ref().ok();
+        let ssrc = answer.and_then(|a| a.ssrc_value).or(call.offered_ssrc);
+        // Media is taken from the device's host (its SIP source, or its answer's address) only.
+        let mut from = vec![call.addr.ip()];
+        from.extend(answer.map(|a| a.ip).filter(|ip| !ip.is_unspecified()));
         let _hangup = Hangup {
             service: Arc::clone(&self.service),
             call: Some(call),
@@ -586,6 +617,8 @@ impl GbMediaSource {
             lost: 0,
             had_media,
             units: 0,
+            from,
+            relocked: false,
             tool: format!("GB/T 28181 device {device}"),
         };
         rx.run(receiver, &ended, until).await
@@ -648,6 +681,10 @@ struct Receive<'a> {
     had_media: &'a mut bool,
     /// Access units delivered in this pull.
     units: u64,
+    /// The hosts media is taken from.
+    from: Vec<std::net::IpAddr>,
+    /// The expected SSRC was given up for the one the device really sends.
+    relocked: bool,
     tool: String,
 }
 
@@ -704,26 +741,38 @@ impl Receive<'_> {
                             self.deliver(units);
                         }
                         r = socket.recv_from(&mut buf) => match r {
-                            Ok((n, _from)) => {
-                                last = tokio::time::Instant::now();
+                            // Another host's datagrams are not this stream's (nor do they keep
+                            // it alive).
+                            Ok((_, peer)) if !self.from.contains(&peer.ip()) => {}
+                            Ok((n, _)) => {
+                                let before = self.demux.stats().packets;
                                 let units = self.demux.push_udp(&buf[..n], Instant::now());
                                 self.deliver(units);
+                                if self.accepted(before) {
+                                    last = tokio::time::Instant::now();
+                                }
                             }
                             Err(e) => {
-                                return Err((OfflineReason::Unreachable, format!("media socket: {e}")));
+                                return Err((OfflineReason::ProtocolError, format!("media socket: {e}")));
                             }
                         }
                     }
                 }
             }
             Receiver::Tcp(listener) => {
-                let mut stream = tokio::select! {
-                    _ = ended.cancelled() => return Ok(End::Bye),
-                    _ = sleep_opt(until) => return patrolled(0),
-                    _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(e) => return Err((OfflineReason::Unreachable, format!("media port: {e}"))),
+                let mut stream = loop {
+                    tokio::select! {
+                        _ = ended.cancelled() => return Ok(End::Bye),
+                        _ = sleep_opt(until) => return patrolled(0),
+                        _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
+                        r = listener.accept() => match r {
+                            // Only the device connects to its stream's port.
+                            Ok((_, peer)) if !self.from.contains(&peer.ip()) => {
+                                tracing::warn!(%peer, "GB/T 28181 media connection from another host refused");
+                            }
+                            Ok((s, _)) => break s,
+                            Err(e) => return Err((OfflineReason::ProtocolError, format!("media port: {e}"))),
+                        }
                     }
                 };
                 drop(listener);
@@ -749,9 +798,12 @@ impl Receive<'_> {
                                 return Err((OfflineReason::Eos, "the device closed the media connection".into()));
                             }
                             Ok(_) => {
-                                last = tokio::time::Instant::now();
+                                let before = self.demux.stats().packets;
                                 let units = self.demux.push_tcp(&buf, Instant::now());
                                 self.deliver(units);
+                                if self.accepted(before) {
+                                    last = tokio::time::Instant::now();
+                                }
                             }
                             Err(e) => {
                                 return Err((OfflineReason::Eos, format!("media connection: {e}")));
@@ -761,6 +813,25 @@ impl Receive<'_> {
                 }
             }
         }
+    }
+
+    /// Whether packets went to the demuxer since it had `before`; a device that sends another SSRC
+    /// than it answered (and nothing else) is followed after a run of its packets, once.
+    fn accepted(&mut self, before: u64) -> bool {
+        let stats = self.demux.stats();
+        if stats.packets > before {
+            return true;
+        }
+        if !self.relocked && stats.packets == 0 && stats.wrong_ssrc >= RELOCK_AFTER {
+            self.relocked = true;
+            tracing::warn!(
+                camera_id = %self.spec.camera,
+                wrong = stats.wrong_ssrc,
+                "GB/T 28181 device sends another SSRC than it answered; following the one it sends"
+            );
+            self.demux = PsOverRtp::new(ReorderConfig::default());
+        }
+        false
     }
 
     fn deliver(&mut self, units: Vec<PsUnit>) {

@@ -116,6 +116,9 @@ pub(crate) struct Service {
     pub(super) ssrc_seq: AtomicU32,
     /// Video calls up now, by Call-ID: cancelled when the device hangs up.
     pub(super) calls: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Alarm answers (`Response/Alarm`) in flight at most: a flood of alarms is answered 200, and
+    /// the rest of the answers skipped, rather than a task piling up per alarm.
+    alarm_answers: Arc<tokio::sync::Semaphore>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,6 +189,7 @@ impl Service {
             sn: AtomicU32::new(1),
             ssrc_seq: AtomicU32::new(1),
             calls: Mutex::new(HashMap::new()),
+            alarm_answers: Arc::new(tokio::sync::Semaphore::new(64)),
         }
     }
 
@@ -539,9 +543,14 @@ impl Service {
                 self.stats.alarms.fetch_add(1, Ordering::Relaxed);
                 let in_catalog = self.registry().note_alarm(sender, &alarm, wall);
                 reply(tx, StatusCode::OK, vec![], None).await?;
-                let (me, device) = (Arc::clone(self), sender.to_owned());
-                let (sn, id) = (alarm.sn, alarm.device_id.clone());
-                tokio::spawn(async move { me.acknowledge_alarm(&device, sn, &id).await });
+                if let Ok(slot) = Arc::clone(&self.alarm_answers).try_acquire_owned() {
+                    let (me, device) = (Arc::clone(self), sender.to_owned());
+                    let (sn, id) = (alarm.sn, alarm.device_id.clone());
+                    tokio::spawn(async move {
+                        me.acknowledge_alarm(&device, sn, &id).await;
+                        drop(slot);
+                    });
+                }
                 tracing::info!(device = sender, channel = %alarm.device_id, method = ?alarm.method, kind = ?alarm.alarm_type, "GB/T 28181 alarm");
                 self.emit(GbEvent::Alarm {
                     device: sender.to_owned(),
