@@ -566,6 +566,55 @@ fn the_signalling_bench_runs_and_passes() {
     );
 }
 
+/// A service whose config is `sections` (node, web and auth filled in) followed by a `[gb28181]`
+/// section with this file's platform id and password, a 1 s keepalive and `gb_extra`; and its SIP
+/// port.
+fn gb_service(name: &str, sections: &str, gb_extra: &str) -> (common::Service, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[node]\nname = \"{name}\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n{sections}\n\
+         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\n\
+         keepalive_interval = \"1s\"\nauto_accept = true\n{gb_extra}\n{}",
+        dir.path().join("data").display(),
+        common::TEST_AUTH
+    );
+    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
+    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
+    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
+    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+    (service, port)
+}
+
+/// A UDP device of `channels` channels registering to the service's SIP `port`, sending the
+/// sample clip when invited if `video`.
+fn device_at(port: u16, id: &str, channels: usize, video: bool) -> GbDeviceOptions {
+    GbDeviceOptions {
+        platform: SocketAddr::from(([127, 0, 0, 1], port)),
+        platform_id: PLATFORM.into(),
+        id: id.into(),
+        password: PASSWORD.into(),
+        transport: GbTransport::Udp,
+        keepalive: Duration::from_secs(1),
+        expires: 3600,
+        channels,
+        page_size: 2,
+        media: video.then(|| {
+            qianliyan::camsim::Media::prepare(&common::asset("video/vtest_sub.mp4")).unwrap()
+        }),
+    }
+}
+
+/// `qly_gb28181_requests_total{kind}` now.
+fn gb_counter(service: &common::Service, kind: &str) -> u64 {
+    let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
+    let prefix = format!("qly_gb28181_requests_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The JSON of one camera from the list.
 fn camera(service: &common::Service, id: &str) -> serde_json::Value {
     let (status, body) = common::api(service.addr, "GET", "/api/cameras", "");
@@ -597,35 +646,17 @@ fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invit
     const DEVICE: &str = "34020000001180000011";
     const UDP_CHANNEL: &str = "34020000001310001101";
     const TCP_CHANNEL: &str = "34020000001310001102";
-    let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[node]\nname = \"gb-media\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[health]\ngrace = \"1s\"\n\
-         [ingest]\nstall_after = \"3s\"\n\
-         [[cameras]]\nid = \"{UDP_CHANNEL}\"\nname = \"UDP channel\"\nurl = \"gb28181://{DEVICE}/{UDP_CHANNEL}\"\ntransport = \"udp\"\n\
-         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
-         auto_accept = true\nvideo = \"all\"\nmedia_ports = \"36100-36199\"\n{}",
-        dir.path().join("data").display(),
-        common::TEST_AUTH
+    let (service, port) = gb_service(
+        "gb-media",
+        &format!(
+            "[health]\ngrace = \"1s\"\n[ingest]\nstall_after = \"3s\"\n\
+             [[cameras]]\nid = \"{UDP_CHANNEL}\"\nname = \"UDP channel\"\nurl = \"gb28181://{DEVICE}/{UDP_CHANNEL}\"\ntransport = \"udp\""
+        ),
+        "video = \"all\"\nmedia_ports = \"36100-36199\"",
     );
-    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
-    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
-    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
-    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
-    let media = qianliyan::camsim::Media::prepare(&common::asset("video/vtest_sub.mp4")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
-    let options = GbDeviceOptions {
-        platform: SocketAddr::from(([127, 0, 0, 1], port)),
-        platform_id: PLATFORM.into(),
-        id: DEVICE.into(),
-        password: PASSWORD.into(),
-        transport: GbTransport::Udp,
-        keepalive: Duration::from_secs(1),
-        expires: 3600,
-        channels: 2,
-        page_size: 2,
-        media: Some(media),
-    };
+    let options = device_at(port, DEVICE, 2, true);
     let device = rt
         .block_on(GbDevice::start(options, cancel.clone()))
         .unwrap();
@@ -673,12 +704,7 @@ fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invit
         });
     }
     wait_for("hung up", Duration::from_secs(10), || {
-        let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
-        let byes: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("qly_gb28181_requests_total{kind=\"bye_sent\"} "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let byes = gb_counter(&service, "bye_sent");
         (byes >= 2).then_some(()).ok_or(format!("{byes} BYEs"))
     });
     device.set_stall(false);
@@ -785,32 +811,10 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
     use qianliyan::gb28181::manscdp::Alarm;
     const DEVICE: &str = "34020000001180000021";
     const CHANNEL: &str = "34020000001310002101";
-    let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[node]\nname = \"gb-alarm\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n\
-         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
-         auto_accept = true\nvideo = \"off\"\nalarm_cooldown = \"60s\"\n{}",
-        dir.path().join("data").display(),
-        common::TEST_AUTH
-    );
-    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
-    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
-    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
-    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+    let (service, port) = gb_service("gb-alarm", "", "video = \"off\"\nalarm_cooldown = \"60s\"");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
-    let options = GbDeviceOptions {
-        platform: SocketAddr::from(([127, 0, 0, 1], port)),
-        platform_id: PLATFORM.into(),
-        id: DEVICE.into(),
-        password: PASSWORD.into(),
-        transport: GbTransport::Udp,
-        keepalive: Duration::from_secs(1),
-        expires: 3600,
-        channels: 2,
-        page_size: 2,
-        media: None,
-    };
+    let options = device_at(port, DEVICE, 2, false);
     let device = rt
         .block_on(GbDevice::start(options.clone(), cancel.clone()))
         .unwrap();
@@ -955,46 +959,19 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
 fn channels_without_rules_are_patrolled_invited_watched_and_hung_up_in_turn() {
     const DEVICE: &str = "34020000001180000031";
     const CHANNEL: &str = "34020000001310003101";
-    let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[node]\nname = \"gb-patrol\"\ndata_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n[health]\ngrace = \"1s\"\n\
-         [ingest]\nstall_after = \"2s\"\n\
-         [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\nkeepalive_interval = \"1s\"\n\
-         auto_accept = true\nvideo = \"rules\"\npatrol_interval = \"5s\"\npatrol_for = \"3s\"\nmedia_ports = \"36200-36299\"\n{}",
-        dir.path().join("data").display(),
-        common::TEST_AUTH
+    let (service, port) = gb_service(
+        "gb-patrol",
+        "[health]\ngrace = \"1s\"\n[ingest]\nstall_after = \"2s\"",
+        "video = \"rules\"\npatrol_interval = \"5s\"\npatrol_for = \"3s\"\nmedia_ports = \"36200-36299\"",
     );
-    let service = common::start_service(dir, &toml, &[("QLY_GB_TEST_PASSWORD", PASSWORD)]);
-    let (_, system) = common::api(service.addr, "GET", "/api/system", "");
-    let system: serde_json::Value = serde_json::from_str(&system).unwrap();
-    let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
-    let media = qianliyan::camsim::Media::prepare(&common::asset("video/vtest_sub.mp4")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
-    let options = GbDeviceOptions {
-        platform: SocketAddr::from(([127, 0, 0, 1], port)),
-        platform_id: PLATFORM.into(),
-        id: DEVICE.into(),
-        password: PASSWORD.into(),
-        transport: GbTransport::Udp,
-        keepalive: Duration::from_secs(1),
-        expires: 3600,
-        channels: 1,
-        page_size: 2,
-        media: Some(media),
-    };
+    let options = device_at(port, DEVICE, 1, true);
     let device = rt
         .block_on(GbDevice::start(options, cancel.clone()))
         .unwrap();
     // Looks finished, as the platform counts them (it hung up after each).
-    let patrols = || -> u64 {
-        let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("qly_gb28181_requests_total{kind=\"patrol\"} "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let patrols = || gb_counter(&service, "patrol");
     wait_for("the first look over", Duration::from_secs(20), || {
         let n = patrols();
         (n >= 1).then_some(()).ok_or(format!("{n} looks"))
@@ -1019,12 +996,7 @@ fn channels_without_rules_are_patrolled_invited_watched_and_hung_up_in_turn() {
     }
     let invites = device.stats.invites.load(Ordering::Relaxed);
     assert!(invites >= 3, "invited once per look: {invites}");
-    let (_, metrics) = common::api(service.addr, "GET", "/metrics", "");
-    let byes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("qly_gb28181_requests_total{kind=\"bye_sent\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let byes = gb_counter(&service, "bye_sent");
     assert!(byes >= 3, "hung up after each look: {byes}");
     cancel.cancel();
     drop(rt);

@@ -11,6 +11,11 @@
 //!    that 1,000 devices at the default 60 s interval would take;
 //! 3. memory: the service's RSS growth per device.
 //!
+//! With `--video FILE` every channel is also pulled (`video = "all"`: INVITE, PS over RTP, keyframes
+//! decoded for VQD and snapshots as for RTSP cameras) from camsim sending that clip; the measuring
+//! window then includes the video, and the report gives the streams flowing and the service's CPU
+//! and RSS per stream.
+//!
 //! The JSON report goes to `--out` (default `target/bench/gb28181.json`), a Markdown summary beside it.
 
 use std::path::PathBuf;
@@ -43,6 +48,9 @@ pub struct GbArgs {
     /// Cameras in each device's catalog (two per MESSAGE).
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
+    /// Pull every channel's video too, camsim sending this clip as PS over RTP.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
     /// The JSON report (Markdown beside it; logs and the config under its stem).
     #[arg(long, default_value = "target/bench/gb28181.json")]
     pub out: PathBuf,
@@ -80,7 +88,15 @@ pub struct GbReport {
     pub rss_kib_per_device: f64,
     /// The simulator's CPU while measuring, share of one core (for comparison).
     pub camsim_cpu_share: f64,
-    /// Every device registered with its catalog and none went offline while measuring.
+    /// With `--video`: channels whose video flowed (> 1 frame/s) at the end of the window.
+    pub streams: Option<u64>,
+    /// With `--video`: service CPU per stream (everything in the window, keepalives included),
+    /// share of one core.
+    pub cpu_share_per_stream: Option<f64>,
+    /// With `--video`: frames received per second over all streams.
+    pub fps_in: Option<f64>,
+    /// Every device registered with its catalog and none went offline while measuring (and with
+    /// `--video`, every channel's video flowing).
     pub pass: bool,
 }
 
@@ -106,11 +122,13 @@ pub async fn run(
     let toml = format!(
         "[node]\nname = \"gb-bench\"\ndata_dir = \"{data}\"\n[web]\nlisten = \"127.0.0.1:{web_port}\"\n\
          [gb28181]\nsip_id = \"34020000002000000001\"\nlisten = \"127.0.0.1:{sip_port}\"\npassword_env = \"{GB_ENV}\"\n\
-         auto_accept = true\nvideo = \"off\"\nkeepalive_interval = \"{ka}ms\"\nkeepalive_misses = 10\nmax_devices = {max}\n\
+         auto_accept = true\nvideo = \"{video}\"\nmedia_ports = \"30000-{last_port}\"\nkeepalive_interval = \"{ka}ms\"\nkeepalive_misses = 10\nmax_devices = {max}\n\
          [auth]\n[[auth.users]]\nusername = \"{ADMIN}\"\ndisplay_name = \"bench\"\nrole = \"admin\"\npassword_env = \"{PASSWORD_ENV}\"\n",
         data = work.join("data").display(),
         ka = args.keepalive.as_millis(),
         max = args.devices.max(1),
+        video = if args.video.is_some() { "all" } else { "off" },
+        last_port = 30000 + (args.devices as usize * args.channels.max(1) * 2).min(35_000),
     );
     std::fs::write(&config, toml).map_err(|e| ScenarioError::io(&config, e))?;
     let mut service = Child::spawn(
@@ -156,7 +174,7 @@ pub async fn run(
         crate::camsim::gb::GbTransport::Udp => "udp",
         crate::camsim::gb::GbTransport::Tcp => "tcp",
     };
-    let camsim_args: Vec<String> = vec![
+    let mut camsim_args: Vec<String> = vec![
         "camsim".into(),
         "--gb28181".into(),
         args.devices.to_string(),
@@ -169,6 +187,9 @@ pub async fn run(
         "--gb-channels".into(),
         args.channels.to_string(),
     ];
+    if let Some(video) = &args.video {
+        camsim_args.extend(["--gb-video".into(), video.display().to_string()]);
+    }
     let started = Instant::now();
     let mut camsim = Child::spawn(
         "camsim",
@@ -234,6 +255,26 @@ pub async fn run(
     tokio::time::sleep(args.measure).await;
     let m1 = api.metrics().await.map_err(ScenarioError::Http)?;
     let s1 = procfs::sample(pid).ok_or_else(|| service.failure("gone"))?;
+    // The channels' video, as the camera list has it at the end of the window.
+    let (streams, fps_in) = if args.video.is_some() {
+        let cams = api.get_json("/api/cameras").await.unwrap_or_default();
+        let gb: Vec<f64> = cams
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["source"] == "gb28181")
+                    .map(|c| c["fps_in"].as_f64().unwrap_or(0.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            Some(gb.iter().filter(|f| **f > 1.0).count() as u64),
+            Some(gb.iter().sum::<f64>()),
+        )
+    } else {
+        (None, None)
+    };
+    let channels = n * args.channels as u64;
     let c1 = procfs::sample(camsim.pid()).map_or(0, |s| s.ticks);
     let secs = t0.elapsed().as_secs_f64();
     let keepalives = kept(&m1).saturating_sub(kept(&m0));
@@ -258,8 +299,12 @@ pub async fn run(
         cpu_share_per_1000_at_60s: cpu_us_per_keepalive * 1000.0 / 60.0 / 1e6,
         rss_kib_per_device: (s1.rss_kb as f64 - before.rss_kb as f64) / n as f64,
         camsim_cpu_share: (c1.saturating_sub(c0)) as f64 / hz / secs,
+        streams,
+        cpu_share_per_stream: streams.map(|s| cpu_s / secs / s.max(1) as f64),
+        fps_in,
         pass: online == n
-            && keepalives as f64 >= 0.8 * n as f64 * secs / args.keepalive.as_secs_f64(),
+            && keepalives as f64 >= 0.8 * n as f64 * secs / args.keepalive.as_secs_f64()
+            && streams.is_none_or(|s| s == channels),
     };
     camsim.stop();
     service.stop();
@@ -269,7 +314,15 @@ pub async fn run(
 
 /// The report as Markdown.
 pub fn markdown(r: &GbReport) -> String {
-    format!(
+    let video = match (r.streams, r.cpu_share_per_stream, r.fps_in) {
+        (Some(s), Some(c), Some(f)) => format!(
+            "| video streams flowing (PS over RTP, keyframes decoded) | {s} ({f:.0} frames/s in all) |\n\
+             | service CPU per stream (keepalives included) | {:.2} % of a core |\n",
+            c * 100.0
+        ),
+        _ => String::new(),
+    };
+    let table = format!(
         "# GB/T 28181 signalling: {} devices over {}, keepalive {} s — {}\n\n`{}`\n\n\
          | what | figure |\n|---|---|\n\
          | every device online with its catalog | {:.1} s |\n\
@@ -294,5 +347,6 @@ pub fn markdown(r: &GbReport) -> String {
         r.cpu_share_per_1000_at_60s * 100.0,
         r.rss_kib_per_device,
         r.camsim_cpu_share * 100.0,
-    )
+    );
+    table + &video
 }
