@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use qianliyan::camsim;
@@ -178,6 +179,10 @@ struct CamsimArgs {
     /// Without either, INVITEs are refused (488).
     #[arg(long)]
     gb_video: Option<PathBuf>,
+    /// Serve the devices' control API here (`GET /gb/devices`, `POST /gb/devices/{id}/fault`,
+    /// `POST /gb/devices/{id}/alarm`).
+    #[arg(long)]
+    gb_control: Option<SocketAddr>,
 }
 
 /// A share between 0 and 1.
@@ -386,7 +391,10 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
                 if let Some(video) = args.gb_video.clone() {
                     template.media = Some(camsim::prepare_video(video, &cancel).await?);
                 }
-                let _devices = camsim::gb::run_devices(template, n, cancel.clone()).await?;
+                let devices = Arc::new(camsim::gb::run_devices(template, n, cancel.clone()).await?);
+                if let Some(addr) = args.gb_control {
+                    camsim::gb_control::serve(addr, devices.clone(), cancel.clone()).await?;
+                }
                 cancel.cancelled().await;
                 Ok::<_, anyhow::Error>(())
             })
@@ -424,9 +432,14 @@ fn run_camsim(args: CamsimArgs) -> ExitCode {
                 Some((mut template, n)) => {
                     let video = args.gb_video.clone().unwrap_or(opts.source.clone());
                     template.media = Some(camsim::prepare_video(video, &cancel).await?);
-                    camsim::gb::run_devices(template, n, cancel.clone()).await?
+                    let devices =
+                        Arc::new(camsim::gb::run_devices(template, n, cancel.clone()).await?);
+                    if let Some(addr) = args.gb_control {
+                        camsim::gb_control::serve(addr, devices.clone(), cancel.clone()).await?;
+                    }
+                    Some(devices)
                 }
-                None => Vec::new(),
+                None => None,
             };
             camsim::run(opts, cancel).await.map_err(anyhow::Error::from)
         })

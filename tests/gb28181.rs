@@ -815,9 +815,19 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
     let options = device_at(port, DEVICE, 2, false);
-    let device = rt
-        .block_on(GbDevice::start(options.clone(), cancel.clone()))
+    let devices = Arc::new(vec![
+        rt.block_on(GbDevice::start(options.clone(), cancel.clone()))
+            .unwrap(),
+    ]);
+    // camsim's control API raises the first alarm, as an operator of the simulator would.
+    let control = rt
+        .block_on(qianliyan::camsim::gb_control::serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            devices.clone(),
+            cancel.clone(),
+        ))
         .unwrap();
+    let device = &devices[0];
     wait_for("the channel is a camera", Duration::from_secs(20), || {
         let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
         body.contains(CHANNEL).then_some(()).ok_or(body)
@@ -837,7 +847,21 @@ fn device_alarms_become_alerts_once_per_cooldown_and_faults_stay_on_the_device()
         ..Alarm::default()
     };
     let send = |a: Alarm| rt.block_on(device.send_alarm(a)).unwrap();
-    send(alarm(CHANNEL, 5, 6, 1, "东门有人翻越围墙"));
+    let (status, body) = common::http(
+        control,
+        "POST",
+        &format!("/gb/devices/{DEVICE}/alarm"),
+        r#"{"type": 6, "priority": 1, "description": "东门有人翻越围墙"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = common::http(
+        control,
+        "POST",
+        &format!("/gb/devices/{DEVICE}/alarm"),
+        r#"{"priority": 9}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("priority"), "{body}");
     wait_for("an intrusion alert", Duration::from_secs(10), || {
         let n = alerts().len();
         (n == 1).then_some(()).ok_or(format!("{n} alerts"))

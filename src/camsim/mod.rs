@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod control;
 pub mod gb;
+pub mod gb_control;
 pub mod gb_media;
 pub mod load;
 pub mod media;
