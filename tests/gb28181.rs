@@ -691,6 +691,12 @@ fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invit
         info.map(|s| s.transport)
     };
     assert_eq!(transport(UDP_CHANNEL), Some("udp"));
+    let stream = camera(&service, TCP_CHANNEL)["stream"].clone();
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(384), Some(288)),
+        "the size from the stream's SPS: {stream}"
+    );
     assert_eq!(transport(TCP_CHANNEL), Some("tcp"));
 
     // The video stops, signalling goes on: stalled, hung up, invited again when it flows.

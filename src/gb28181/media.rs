@@ -866,6 +866,12 @@ impl Receive<'_> {
             self.last_pts = pts;
             let keyframe = unit.keyframe;
             let data = self.params.complete(&unit);
+            // The picture size, from the SPS (PS has no SDP to say it): H.264 only.
+            if keyframe
+                && let (Some(info), Some((w, h))) = (self.info.as_mut(), self.params.h264_size())
+            {
+                (info.width, info.height) = (w, h);
+            }
             *self.had_media = true;
             self.units += 1;
             let au = AccessUnit {
@@ -899,6 +905,20 @@ struct ParamSets {
 }
 
 impl ParamSets {
+    /// The picture size the last H.264 SPS gives.
+    fn h264_size(&self) -> Option<(u32, u32)> {
+        use h264_reader::nal::sps::SeqParameterSet;
+        let sps = self.sps.as_ref()?;
+        if sps.first().map(|b| b & 0x1f) != Some(7) {
+            return None;
+        }
+        let rbsp = h264_reader::rbsp::decode_nal(sps).ok()?;
+        SeqParameterSet::from_bits(h264_reader::rbsp::BitReader::new(&rbsp[..]))
+            .ok()?
+            .pixel_dimensions()
+            .ok()
+    }
+
     fn complete(&mut self, unit: &PsUnit) -> Bytes {
         let h265 = unit.codec == ps::VideoCodec::H265;
         for nal in nal_units(&unit.data) {
