@@ -327,24 +327,32 @@ async fn apply_gb_events(
                 // device names itself) its only channel. A device never reaches another
                 // device's cameras: without a camera the alert is on what alarmed when that is
                 // the device's own (in its catalog), else on the device itself.
-                let all = fleet.list();
-                let cameras: Vec<crate::config::Camera> = all.iter().map(|e| e.camera()).collect();
-                let own = |c: &&crate::config::Camera| {
+                let own = |c: &crate::config::Camera| {
                     c.source == crate::config::SourceKind::Gb28181
                         && c.url.host_str() == Some(device.as_str())
                 };
-                let camera = cameras
-                    .iter()
-                    .filter(|c| {
-                        (own(c) && c.url.path().trim_matches('/') == alarm.device_id)
-                            || (in_catalog
-                                && c.gb_code.as_deref() == Some(alarm.device_id.as_str()))
-                    })
-                    .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181)
+                let fits = |c: &crate::config::Camera| {
+                    (own(c) && c.url.path().trim_matches('/') == alarm.device_id)
+                        || (in_catalog && c.gb_code.as_deref() == Some(alarm.device_id.as_str()))
+                };
+                // A catalog channel's camera has the channel's id: looked up directly; the whole
+                // inventory is walked only when that is not it.
+                let camera = fleet
+                    .get(&alarm.device_id)
+                    .map(|e| e.camera())
+                    .filter(|c| fits(c) && own(c))
                     .or_else(|| {
-                        let mut mine = cameras.iter().filter(own);
-                        match (alarm.device_id == device, mine.next(), mine.next()) {
-                            (true, Some(only), None) => Some(only),
+                        fleet
+                            .list()
+                            .iter()
+                            .map(|e| e.camera())
+                            .filter(|c| fits(c))
+                            .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181)
+                    })
+                    .or_else(|| {
+                        let mine = channels_of(&device);
+                        match (alarm.device_id == device, mine.as_slice()) {
+                            (true, [only]) => Some(only.camera()),
                             _ => None,
                         }
                     });
@@ -353,7 +361,8 @@ async fn apply_gb_events(
                 } else {
                     device.as_str()
                 };
-                let Some(mut alert) = alarm::to_alert(&device, &alarm, camera, on, clock.wall())
+                let Some(mut alert) =
+                    alarm::to_alert(&device, &alarm, camera.as_ref(), on, clock.wall())
                 else {
                     continue;
                 };

@@ -264,6 +264,17 @@ struct Responder {
 }
 
 impl Responder {
+    /// The platform's SIP address over the device's transport.
+    fn platform_target(&self) -> SipAddr {
+        SipAddr {
+            r#type: Some(match self.options.transport {
+                GbTransport::Udp => SipTransport::Udp,
+                GbTransport::Tcp => SipTransport::Tcp,
+            }),
+            addr: self.options.platform.into(),
+        }
+    }
+
     async fn register(&self, expires: u32) -> anyhow::Result<u16> {
         let o = &self.options;
         let credential = Credential {
@@ -344,14 +355,7 @@ impl Responder {
     /// Sends a MESSAGE with `body` to the platform and waits for its final answer.
     async fn message(&self, body: Vec<u8>) -> anyhow::Result<()> {
         let o = &self.options;
-        let transport = match o.transport {
-            GbTransport::Udp => SipTransport::Udp,
-            GbTransport::Tcp => SipTransport::Tcp,
-        };
-        let target = SipAddr {
-            r#type: Some(transport),
-            addr: o.platform.into(),
-        };
+        let target = self.platform_target();
         let (connection, _) = self
             .endpoint
             .transport_layer
@@ -557,14 +561,8 @@ impl Responder {
             ch = offer.channel
         );
         // The answer's Contact is where the platform's ACK and BYE go: this device's SIP socket.
-        let transport = match o.transport {
-            GbTransport::Udp => SipTransport::Udp,
-            GbTransport::Tcp => SipTransport::Tcp,
-        };
-        let target = SipAddr {
-            r#type: Some(transport),
-            addr: o.platform.into(),
-        };
+        let target = self.platform_target();
+        let transport = target.r#type.unwrap_or(SipTransport::Udp);
         let here = match self.endpoint.transport_layer.lookup(&target, None).await {
             Ok((c, _)) => c.get_addr().addr.to_string(),
             Err(_) => {

@@ -99,6 +99,48 @@ enum Receiver {
     Tcp(tokio::net::TcpListener),
 }
 
+/// The media being received: datagrams, or the device's connection.
+enum Input {
+    Udp(tokio::net::UdpSocket),
+    Tcp(tokio::net::TcpStream),
+}
+
+/// What one read of [`Input`] brought.
+enum Read {
+    /// `n` bytes into the buffer.
+    Data(usize),
+    /// A datagram from a host that is not the device's (dropped).
+    Foreign,
+    /// The device closed its connection.
+    Closed,
+}
+
+impl Input {
+    async fn read(&mut self, buf: &mut [u8], from: &[std::net::IpAddr]) -> std::io::Result<Read> {
+        match self {
+            Input::Udp(socket) => {
+                let (n, peer) = socket.recv_from(buf).await?;
+                Ok(if from.contains(&peer.ip()) {
+                    Read::Data(n)
+                } else {
+                    Read::Foreign
+                })
+            }
+            Input::Tcp(stream) => Ok(match stream.read(buf).await? {
+                0 => Read::Closed,
+                n => Read::Data(n),
+            }),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Input::Udp(_) => "socket",
+            Input::Tcp(_) => "connection",
+        }
+    }
+}
+
 /// An established call (dialog) with a device.
 #[derive(Clone)]
 pub(crate) struct Call {
@@ -724,91 +766,63 @@ impl Receive<'_> {
                 )
             }
         };
-        match receiver {
-            Receiver::Udp(socket) => {
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    let flush_at = self
-                        .demux
-                        .next_deadline()
-                        .map(tokio::time::Instant::from_std);
-                    tokio::select! {
-                        _ = ended.cancelled() => return Ok(End::Bye),
-                        _ = sleep_opt(until) => return patrolled(self.units),
-                        _ = tokio::time::sleep_until(last + stall) => return Err(silent(*self.had_media)),
-                        _ = sleep_opt(flush_at) => {
-                            let units = self.demux.flush(Instant::now());
-                            self.deliver(units);
+        let mut input = match receiver {
+            Receiver::Udp(socket) => Input::Udp(socket),
+            Receiver::Tcp(listener) => loop {
+                tokio::select! {
+                    _ = ended.cancelled() => return Ok(End::Bye),
+                    _ = sleep_opt(until) => return patrolled(0),
+                    _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
+                    r = listener.accept() => match r {
+                        // Only the device connects to its stream's port.
+                        Ok((_, peer)) if !self.from.contains(&peer.ip()) => {
+                            tracing::debug!(%peer, "GB/T 28181 media connection from another host refused");
                         }
-                        r = socket.recv_from(&mut buf) => match r {
-                            // Another host's datagrams are not this stream's (nor do they keep
-                            // it alive).
-                            Ok((_, peer)) if !self.from.contains(&peer.ip()) => {}
-                            Ok((n, _)) => {
-                                let before = self.demux.stats().packets;
-                                let units = self.demux.push_udp(&buf[..n], Instant::now());
-                                self.deliver(units);
-                                if self.accepted(before) {
-                                    last = tokio::time::Instant::now();
-                                }
-                            }
-                            Err(e) => {
-                                return Err((OfflineReason::ProtocolError, format!("media socket: {e}")));
-                            }
-                        }
+                        Ok((stream, _)) => break Input::Tcp(stream),
+                        Err(e) => return Err((OfflineReason::ProtocolError, format!("media port: {e}"))),
                     }
                 }
-            }
-            Receiver::Tcp(listener) => {
-                let mut stream = loop {
-                    tokio::select! {
-                        _ = ended.cancelled() => return Ok(End::Bye),
-                        _ = sleep_opt(until) => return patrolled(0),
-                        _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
-                        r = listener.accept() => match r {
-                            // Only the device connects to its stream's port.
-                            Ok((_, peer)) if !self.from.contains(&peer.ip()) => {
-                                tracing::warn!(%peer, "GB/T 28181 media connection from another host refused");
-                            }
-                            Ok((s, _)) => break s,
-                            Err(e) => return Err((OfflineReason::ProtocolError, format!("media port: {e}"))),
+            },
+        };
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let flush_at = self
+                .demux
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = ended.cancelled() => return Ok(End::Bye),
+                _ = sleep_opt(until) => return patrolled(self.units),
+                _ = tokio::time::sleep_until(last + stall) => return Err(silent(*self.had_media)),
+                _ = sleep_opt(flush_at) => {
+                    let units = self.demux.flush(Instant::now());
+                    self.deliver(units);
+                }
+                r = input.read(&mut buf, &self.from) => match r {
+                    // Another host's datagram: not this stream's, nor does it keep it alive.
+                    Ok(Read::Foreign) => {}
+                    Ok(Read::Closed) => {
+                        let units = self.demux.finish();
+                        self.deliver(units);
+                        return Err((OfflineReason::Eos, "the device closed the media connection".into()));
+                    }
+                    Ok(Read::Data(n)) => {
+                        let before = self.demux.stats().packets;
+                        let units = match input {
+                            Input::Udp(_) => self.demux.push_udp(&buf[..n], Instant::now()),
+                            Input::Tcp(_) => self.demux.push_tcp(&buf[..n], Instant::now()),
+                        };
+                        self.deliver(units);
+                        if self.accepted(before) {
+                            last = tokio::time::Instant::now();
                         }
                     }
-                };
-                drop(listener);
-                let mut buf = BytesMut::with_capacity(65_536);
-                loop {
-                    buf.clear();
-                    let flush_at = self
-                        .demux
-                        .next_deadline()
-                        .map(tokio::time::Instant::from_std);
-                    tokio::select! {
-                        _ = ended.cancelled() => return Ok(End::Bye),
-                        _ = sleep_opt(until) => return patrolled(self.units),
-                        _ = tokio::time::sleep_until(last + stall) => return Err(silent(*self.had_media)),
-                        _ = sleep_opt(flush_at) => {
-                            let units = self.demux.flush(Instant::now());
-                            self.deliver(units);
-                        }
-                        r = stream.read_buf(&mut buf) => match r {
-                            Ok(0) => {
-                                let units = self.demux.finish();
-                                self.deliver(units);
-                                return Err((OfflineReason::Eos, "the device closed the media connection".into()));
-                            }
-                            Ok(_) => {
-                                let before = self.demux.stats().packets;
-                                let units = self.demux.push_tcp(&buf, Instant::now());
-                                self.deliver(units);
-                                if self.accepted(before) {
-                                    last = tokio::time::Instant::now();
-                                }
-                            }
-                            Err(e) => {
-                                return Err((OfflineReason::Eos, format!("media connection: {e}")));
-                            }
-                        }
+                    Err(e) => {
+                        let reason = match input {
+                            Input::Udp(_) => OfflineReason::ProtocolError,
+                            Input::Tcp(_) => OfflineReason::Eos,
+                        };
+                        return Err((reason, format!("media {}: {e}", input.name())));
                     }
                 }
             }
@@ -867,9 +881,7 @@ impl Receive<'_> {
             let keyframe = unit.keyframe;
             let data = self.params.complete(&unit);
             // The picture size, from the SPS (PS has no SDP to say it): H.264 only.
-            if keyframe
-                && let (Some(info), Some((w, h))) = (self.info.as_mut(), self.params.h264_size())
-            {
+            if keyframe && let (Some(info), Some((w, h))) = (self.info.as_mut(), self.params.size) {
                 (info.width, info.height) = (w, h);
             }
             *self.had_media = true;
@@ -902,26 +914,29 @@ struct ParamSets {
     vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
+    /// The picture size the last H.264 SPS gives (read when an SPS changes).
+    size: Option<(u32, u32)>,
+}
+
+/// The picture size an H.264 SPS (NAL header included) gives.
+fn h264_size(sps: &[u8]) -> Option<(u32, u32)> {
+    use h264_reader::nal::sps::SeqParameterSet;
+    if sps.first().map(|b| b & 0x1f) != Some(7) {
+        return None;
+    }
+    let rbsp = h264_reader::rbsp::decode_nal(sps).ok()?;
+    SeqParameterSet::from_bits(h264_reader::rbsp::BitReader::new(&rbsp[..]))
+        .ok()?
+        .pixel_dimensions()
+        .ok()
 }
 
 impl ParamSets {
-    /// The picture size the last H.264 SPS gives.
-    fn h264_size(&self) -> Option<(u32, u32)> {
-        use h264_reader::nal::sps::SeqParameterSet;
-        let sps = self.sps.as_ref()?;
-        if sps.first().map(|b| b & 0x1f) != Some(7) {
-            return None;
-        }
-        let rbsp = h264_reader::rbsp::decode_nal(sps).ok()?;
-        SeqParameterSet::from_bits(h264_reader::rbsp::BitReader::new(&rbsp[..]))
-            .ok()?
-            .pixel_dimensions()
-            .ok()
-    }
-
     fn complete(&mut self, unit: &PsUnit) -> Bytes {
         let h265 = unit.codec == ps::VideoCodec::H265;
-        for nal in nal_units(&unit.data) {
+        // Only units that carry parameter sets are scanned (one per GOP, not every frame).
+        let carried = unit.has_vps || unit.has_sps || unit.has_pps;
+        for nal in nal_units(&unit.data).filter(|_| carried) {
             let Some(&b0) = nal.first() else { continue };
             let kind = if h265 { (b0 >> 1) & 0x3f } else { b0 & 0x1f };
             let slot = match (h265, kind) {
@@ -930,7 +945,12 @@ impl ParamSets {
                 (true, 34) | (false, 8) => &mut self.pps,
                 _ => continue,
             };
-            *slot = Some(Bytes::copy_from_slice(nal));
+            if slot.as_deref() != Some(nal) {
+                *slot = Some(Bytes::copy_from_slice(nal));
+                if !h265 && kind == 7 {
+                    self.size = h264_size(nal);
+                }
+            }
         }
         let missing = unit.keyframe && ((h265 && !unit.has_vps) || !unit.has_sps || !unit.has_pps);
         if !missing {
@@ -1002,6 +1022,28 @@ mod tests {
         assert_eq!(pool.in_use(), 3);
         drop(b);
         assert_eq!(pool.take().map(|l| l.port), Some(40001));
+    }
+
+    /// Datagrams from a host that is not the device's are not the stream's.
+    #[tokio::test]
+    async fn media_from_another_host_is_not_taken() {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = socket.local_addr().unwrap();
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut input = Input::Udp(socket);
+        let mut buf = [0u8; 64];
+        sender.send_to(b"rtp", to).await.unwrap();
+        let other: [std::net::IpAddr; 1] = ["10.0.0.1".parse().unwrap()];
+        assert!(matches!(
+            input.read(&mut buf, &other).await,
+            Ok(Read::Foreign)
+        ));
+        sender.send_to(b"rtp", to).await.unwrap();
+        let device: [std::net::IpAddr; 1] = ["127.0.0.1".parse().unwrap()];
+        assert!(matches!(
+            input.read(&mut buf, &device).await,
+            Ok(Read::Data(3))
+        ));
     }
 
     #[test]
