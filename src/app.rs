@@ -403,6 +403,7 @@ async fn apply_gb_events(
                     .filter(|e| read(&e.config).source == crate::config::SourceKind::Gb28181)
                     .count();
                 let (mut created, mut refused) = (0usize, 0usize);
+                let tree = crate::gb28181::groups::Tree::new(&channels);
                 for item in channels.iter().filter(|i| crate::gb28181::is_channel(i)) {
                     if item.online == Some(false) {
                         reported_off.insert((device.clone(), item.id.clone()));
@@ -453,11 +454,7 @@ async fn apply_gb_events(
                         area_code: item.civil_code.clone().filter(|c| {
                             matches!(c.len(), 6 | 9 | 12) && c.bytes().all(|b| b.is_ascii_digit())
                         }),
-                        area_path: item
-                            .civil_code
-                            .as_deref()
-                            .and_then(|c| gb.area_of(c))
-                            .map(ToString::to_string),
+                        area_path: tree.area_of(&gb, item).map(|a| a.to_string()),
                         origin: Some(crate::config::CameraOrigin::Api),
                         ..Default::default()
                     };

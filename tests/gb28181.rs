@@ -1032,3 +1032,106 @@ fn channels_without_rules_are_patrolled_invited_watched_and_hung_up_in_turn() {
     drop(rt);
     service.stop();
 }
+
+/// A lower platform (type 200) registers like a device. Its catalog — nine entries over five
+/// pages: a business group, three organisations, an NVR and four channels — becomes four cameras
+/// (not the groups, not the NVR) whose areas come from the groups: the township's group is mapped
+/// in `[gb28181.areas]`, the village organisations below it add their names. A channel behind the
+/// platform's NVR is invited through the platform, and its video is decoded.
+#[test]
+fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video_comes_through_it()
+{
+    const LOWER: &str = "34020000002000000101";
+    // camsim's tree for this platform: 215…1011 雪亮工程 ⊃ 216…1011 城关镇 ⊃ 216…1012 东街社区
+    // (even channels), 216…1013 西关村 ⊃ 118…1011 NVR (odd channels).
+    const TOWNSHIP: &str = "34020000002160001011";
+    const NVR: &str = "34020000001180001011";
+    let (service, port) = gb_service(
+        "gb-platform",
+        "[health]\ngrace = \"1s\"",
+        &format!(
+            "video = \"all\"\nmedia_ports = \"36300-36399\"\n[gb28181.areas]\n\"{TOWNSHIP}\" = \"示范县/城关镇\"\n"
+        ),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let options = device_at(port, LOWER, 4, true);
+    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 4)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let platform = rt
+        .block_on(GbDevice::start(options, cancel.clone()))
+        .unwrap();
+    assert_eq!(platform.stats.last_status.load(Ordering::Relaxed), 200);
+
+    wait_for("the platform's catalog", Duration::from_secs(20), || {
+        let (status, body) = common::api(
+            service.addr,
+            "GET",
+            &format!("/api/gb28181/devices/{LOWER}"),
+            "",
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        (status == 200 && v["catalog_entries"] == 9)
+            .then_some(())
+            .ok_or(body)
+    });
+    let (_, body) = common::api(
+        service.addr,
+        "GET",
+        &format!("/api/gb28181/devices/{LOWER}"),
+        "",
+    );
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["kind"], "platform", "{view}");
+    assert_eq!(view["channels"], 4, "{view}");
+
+    for (n, id) in channels.iter().enumerate() {
+        wait_for("a camera per channel", Duration::from_secs(10), || {
+            let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+            body.contains(id.as_str()).then_some(()).ok_or(body)
+        });
+        let c = camera(&service, id);
+        let area = if n % 2 == 0 {
+            "示范县/城关镇/东街社区"
+        } else {
+            "示范县/城关镇/西关村"
+        };
+        assert_eq!(c["area_path"], area, "{c}");
+        assert_eq!(c["source"], "gb28181", "{c}");
+    }
+    let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = all.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids.len(), 4, "only the channels are cameras: {ids:?}");
+    assert!(!ids.contains(&TOWNSHIP) && !ids.contains(&NVR), "{ids:?}");
+
+    // The channel on the platform's NVR: invited through the platform, decoded.
+    let behind_nvr = channels[1].clone();
+    wait_for(
+        "video through the platform",
+        Duration::from_secs(40),
+        || {
+            let c = camera(&service, &behind_nvr);
+            (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
+                .then_some(())
+                .ok_or_else(|| c.to_string())
+        },
+    );
+    wait_for("a decoded picture", Duration::from_secs(20), || {
+        let (status, body) = common::api(
+            service.addr,
+            "GET",
+            &format!("/api/cameras/{behind_nvr}/frame.jpg"),
+            "",
+        );
+        (status == 200)
+            .then_some(())
+            .ok_or(format!("{status}: {body}"))
+    });
+    assert!(platform.stats.invites.load(Ordering::Relaxed) >= 4);
+    cancel.cancel();
+    drop(rt);
+    service.stop();
+}

@@ -4,7 +4,9 @@
 //! GB18030 as real devices do). When given a prepared clip, a device answers INVITEs for its
 //! channels and sends the clip as PS over RTP (UDP, or TCP connecting to the platform) until BYE
 //! ([`super::gb_media`]). Faults: `down` (no keepalives, no answers), `stall` (signalling goes on,
-//! video stops), a wrong password. Alarms come with the next step of issue 16.
+//! video stops), a wrong password; alarms on request. A device whose id is of type 200 is a lower
+//! platform: its catalog is a tree of groups, an NVR and the channels (see [`catalog_of`]), and it
+//! answers INVITEs for every channel in it.
 //!
 //! The SIP stack is the same `rsipstack` the platform uses, so a device here runs real client
 //! transactions: retransmitted over UDP until answered, challenged and answered once.
@@ -119,8 +121,62 @@ pub struct GbDevice {
 /// Video calls up, by Call-ID.
 type Calls = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
-/// The catalog a device with `channels` cameras reports (ids `<device prefix>131<n>`).
+/// The catalog a device with `channels` cameras reports (ids `<device prefix>131<n>`). A lower
+/// platform (an id of type 200) reports a tree around them, as platforms do: a business group
+/// (215) `雪亮工程`, in it the organisation (216) `城关镇` with two organisations `东街社区` and
+/// `西关村`; an NVR (118) in `西关村`; the even channels in `东街社区`, the odd ones on the NVR.
 pub fn catalog_of(id: &str, channels: usize) -> Vec<CatalogItem> {
+    let mut items = cameras_of(id, channels);
+    if manscdp::type_code(id) != Some(200) {
+        return items;
+    }
+    let prefix = id.get(..10).unwrap_or("3402000000");
+    let serial = id.get(13..).unwrap_or("0000000");
+    let code = |kind: u16, n: u64| {
+        format!(
+            "{prefix}{kind}{:07}",
+            (serial.parse::<u64>().unwrap_or(0) * 10 + n) % 10_000_000
+        )
+    };
+    let business = code(215, 1);
+    let (township, east, west) = (code(216, 1), code(216, 2), code(216, 3));
+    let nvr = code(118, 1);
+    let node = |id: &str, name: &str, parent: &str| CatalogItem {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        parent_id: Some(parent.to_owned()),
+        business_group: Some(business.clone()),
+        ..CatalogItem::default()
+    };
+    for (n, camera) in items.iter_mut().enumerate() {
+        camera.parent_id = Some(if n % 2 == 0 {
+            east.clone()
+        } else {
+            nvr.clone()
+        });
+        camera.business_group = Some(business.clone());
+    }
+    let mut tree = vec![
+        CatalogItem {
+            business_group: None,
+            ..node(&business, "雪亮工程", id)
+        },
+        node(&township, "城关镇", &business),
+        node(&east, "东街社区", &township),
+        node(&west, "西关村", &township),
+        CatalogItem {
+            manufacturer: Some("camsim".into()),
+            model: Some("NVR-SIM".into()),
+            online: Some(true),
+            ..node(&nvr, "西关村 NVR", &west)
+        },
+    ];
+    tree.append(&mut items);
+    tree
+}
+
+/// The cameras (channels) in the catalog of device `id`.
+pub fn cameras_of(id: &str, channels: usize) -> Vec<CatalogItem> {
     let prefix = id.get(..10).unwrap_or("3402000000");
     let serial = id.get(13..).unwrap_or("0000000");
     (0..channels)
@@ -138,6 +194,7 @@ pub fn catalog_of(id: &str, channels: usize) -> Vec<CatalogItem> {
             model: Some("GB-SIM".into()),
             civil_code: Some(prefix[..6].to_owned()),
             parent_id: Some(id.to_owned()),
+            business_group: None,
             online: Some(true),
             longitude: Some(98.9 + n as f64 * 0.001),
             latitude: Some(39.98),
@@ -513,7 +570,7 @@ impl Responder {
                 return;
             }
         };
-        let ours = catalog_of(&o.id, o.channels)
+        let ours = cameras_of(&o.id, o.channels)
             .iter()
             .any(|c| c.id == offer.channel);
         if !ours {

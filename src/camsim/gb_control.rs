@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::gb::{GbDevice, catalog_of};
+use super::gb::{GbDevice, cameras_of};
 use crate::gb28181::manscdp::Alarm;
 
 type Devices = Arc<Vec<GbDevice>>;
@@ -89,7 +89,7 @@ async fn list(State(devices): State<Devices>) -> Json<Vec<DeviceView>> {
                 invites: d.stats.invites.load(Ordering::Relaxed),
                 alarms_sent: d.stats.alarms_sent.load(Ordering::Relaxed),
                 alarms_acknowledged: d.stats.alarms_acknowledged.load(Ordering::Relaxed),
-                channels: catalog_of(&d.options.id, d.options.channels)
+                channels: cameras_of(&d.options.id, d.options.channels)
                     .into_iter()
                     .map(|c| c.id)
                     .collect(),
@@ -199,7 +199,7 @@ async fn alarm(
     }
     let channel = match body.channel {
         Some(c) => c,
-        None => catalog_of(&device.options.id, device.options.channels)
+        None => cameras_of(&device.options.id, device.options.channels)
             .into_iter()
             .next()
             .map_or_else(|| device.options.id.clone(), |c| c.id),

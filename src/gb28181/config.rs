@@ -144,6 +144,8 @@ pub struct GbConfig {
     pub alarm_cooldown: Duration,
     /// Civil-code prefix → area path (`county/township/village`).
     pub areas: BTreeMap<String, crate::config::AreaPath>,
+    /// A lower platform's group (215/216 id) → area path, for the channels in it.
+    pub groups: BTreeMap<String, crate::config::AreaPath>,
     /// The allow-list, by device id.
     pub devices: BTreeMap<String, GbDevicePolicy>,
 }
@@ -173,7 +175,7 @@ impl GbConfig {
     /// One line for `check-config` (no secret in it).
     pub fn summary(&self) -> String {
         format!(
-            "gb28181     SIP {} (UDP+TCP) as {}@{}; {}; keepalive {} s, offline after {} missed; {}; areas for {} civil-code prefixes",
+            "gb28181     SIP {} (UDP+TCP) as {}@{}; {}; keepalive {} s, offline after {} missed; {}; areas for {} civil-code prefixes and {} groups",
             self.listen,
             self.sip_id,
             self.domain,
@@ -205,7 +207,8 @@ impl GbConfig {
                     self.invite_timeout.as_secs_f64()
                 ),
             },
-            self.areas.len()
+            self.areas.len(),
+            self.groups.len()
         )
     }
 
@@ -406,19 +409,28 @@ impl RawGbConfig {
             Duration::from_secs(60),
             Duration::ZERO,
         );
-        let mut areas = BTreeMap::new();
+        let (mut areas, mut groups) = (BTreeMap::new(), BTreeMap::new());
         for (prefix, path) in &self.areas {
             let field = format!("gb28181.areas.{prefix}");
-            if prefix.is_empty() || prefix.len() > 12 || !prefix.bytes().all(|b| b.is_ascii_digit())
+            let group = matches!(super::manscdp::type_code(prefix), Some(215 | 216));
+            if !group
+                && (prefix.is_empty()
+                    || prefix.len() > 12
+                    || !prefix.bytes().all(|b| b.is_ascii_digit()))
             {
                 errors.push(ConfigError::new(
                     field,
-                    format!("{prefix:?} is not a civil-code prefix: 1 to 12 digits"),
+                    format!(
+                        "{prefix:?} is neither a civil-code prefix (1 to 12 digits) nor a group's id (20 digits of type 215 or 216)"
+                    ),
                 ));
                 continue;
             }
             let segments: Vec<String> = path.split('/').map(|x| x.trim().to_owned()).collect();
             match crate::config::AreaPath::new(segments) {
+                Some(p) if group => {
+                    groups.insert(prefix.clone(), p);
+                }
                 Some(p) => {
                     areas.insert(prefix.clone(), p);
                 }
@@ -472,6 +484,7 @@ impl RawGbConfig {
                 invite_timeout,
                 alarm_cooldown,
                 areas,
+                groups,
                 devices,
             }),
             _ => Err(errors),
@@ -504,10 +517,17 @@ mod tests {
         assert!(c.allows("34020000001110000001") && !c.allows("34020000001110000002"));
         assert_eq!(c.password_for("34020000001110000001").expose(), "s3cret");
         let raw: RawGbConfig = toml::from_str(
-            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[areas]\n\"620921\" = \"金塔县\"\n\"620921100\" = \"金塔县/金塔镇\"\n",
+            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[areas]\n\"620921\" = \"金塔县\"\n\"620921100\" = \"金塔县/金塔镇\"\n\"62092100002160000001\" = \"金塔县/城关镇\"\n",
         )
         .unwrap();
         let c = raw.validate(&env).unwrap();
+        assert_eq!(
+            c.groups
+                .get("62092100002160000001")
+                .map(ToString::to_string),
+            Some("金塔县/城关镇".into()),
+            "a group's id maps the group"
+        );
         assert_eq!(
             c.area_of("620921100201").map(|a| a.to_string()),
             Some("金塔县/金塔镇".into())
@@ -522,11 +542,24 @@ mod tests {
         assert!(
             line.contains("0.0.0.0:5060")
                 && line.contains("0 listed devices only")
-                && line.contains("2 civil-code prefixes")
+                && line.contains("2 civil-code prefixes and 1 groups")
                 && line.contains("ports 30000-30999"),
             "{line}"
         );
         assert!(!line.contains("s3cret"));
+    }
+
+    #[test]
+    fn an_area_key_must_be_a_civil_code_prefix_or_a_group() {
+        // A camera's code (type 131) is neither.
+        let raw: RawGbConfig = toml::from_str(
+            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[areas]\n\"34020000001310000001\" = \"金塔县\"\n",
+        )
+        .unwrap();
+        let errors = raw.validate(&env).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "gb28181.areas.34020000001310000001");
+        assert!(errors[0].message.contains("group"), "{}", errors[0].message);
     }
 
     #[test]

@@ -167,8 +167,10 @@ pub struct CatalogItem {
     pub model: Option<String>,
     /// Administrative-division code (行政区划).
     pub civil_code: Option<String>,
-    /// Parent device or group.
+    /// Parent device or group (some platforms write the whole path, `a/b/c`).
     pub parent_id: Option<String>,
+    /// The business group (215) a virtual organisation (216) or channel belongs to.
+    pub business_group: Option<String>,
     /// `ON`/`OFF` as reported (`None`: not said).
     pub online: Option<bool>,
     /// WGS-84 longitude.
@@ -182,6 +184,15 @@ impl CatalogItem {
     /// 200 platforms, 215/216 groups.
     pub fn type_code(&self) -> Option<u16> {
         type_code(&self.id)
+    }
+
+    /// The entry's parent, nearest first: the last segment of a `ParentID` path (`a/b/c` is `c`).
+    pub fn parent(&self) -> Option<&str> {
+        self.parent_id
+            .as_deref()?
+            .rsplit('/')
+            .map(str::trim)
+            .find(|s| !s.is_empty())
     }
 }
 
@@ -385,6 +396,7 @@ fn catalog_item(item: &Element) -> Option<CatalogItem> {
         model: item.text_of("Model").map(str::to_owned),
         civil_code: item.text_of("CivilCode").map(str::to_owned),
         parent_id: item.text_of("ParentID").map(str::to_owned),
+        business_group: item.text_of("BusinessGroupID").map(str::to_owned),
         online: item
             .text_of("Status")
             .map(|s| s.eq_ignore_ascii_case("ON") || s.eq_ignore_ascii_case("OK") || s == "1"),
@@ -444,6 +456,7 @@ pub fn catalog_response(
         opt(&mut s, "Model", &i.model);
         opt(&mut s, "CivilCode", &i.civil_code);
         opt(&mut s, "ParentID", &i.parent_id);
+        opt(&mut s, "BusinessGroupID", &i.business_group);
         if let Some(on) = i.online {
             s.push_str(if on {
                 "<Status>ON</Status>\r\n"

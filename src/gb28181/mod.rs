@@ -4,11 +4,13 @@
 //! Signalling: registration with digest authentication, keepalives, the device registry with its
 //! `unregistered` / `keepalive_timeout` states, and DeviceInfo and catalog queries (multi-page
 //! catalogs assembled by `SumNum`); catalog channels become cameras in app.rs. Video: INVITE, PS
-//! over RTP (UDP, TCP passive) into the same decode path as RTSP ([`media`]). Alarms and lower
-//! platforms are the next steps.
+//! over RTP (UDP, TCP passive) into the same decode path as RTSP ([`media`]). Alarms become alerts
+//! or device health ([`alarm`]). A lower platform (type 200) registers like a device; its catalog's
+//! groups give its channels their areas, and its channels are invited through it.
 //!
 //! - [`config`]: the `[gb28181]` section.
 //! - [`manscdp`]: the XML bodies (UTF-8 or GB18030).
+//! - [`groups`]: a lower platform's groups (215/216) as the areas of its channels.
 //! - [`registry`]: device state, pure and clock-driven.
 //! - [`media`]: INVITE/BYE and the receiving of a channel's video.
 //! - [`sdp`], [`rtp`], [`ps`]: the offer/answer, RTP (reordering, TCP framing) and MPEG-PS.
@@ -20,6 +22,7 @@
 
 pub mod alarm;
 pub mod config;
+pub mod groups;
 pub mod manscdp;
 pub mod media;
 pub mod ps;
@@ -70,6 +73,11 @@ pub struct DeviceView {
     pub id: String,
     /// Name (configured, else reported).
     pub name: Option<String>,
+    /// What it is, from its id's type digits: `platform` (200, a lower platform), `recorder`
+    /// (111 DVR, 118 NVR), `camera` (131/132) or `device`.
+    pub kind: &'static str,
+    /// Channels in its last complete catalog (cameras; groups and recorders not counted).
+    pub channels: usize,
     /// `online` or `offline`.
     pub state: &'static str,
     /// Why offline.
@@ -192,8 +200,7 @@ pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
         Some(131 | 132) => true,
         Some(111..=299) => false,
         _ => item
-            .parent_id
-            .as_deref()
+            .parent()
             .and_then(manscdp::type_code)
             .is_some_and(|t| t == 111 || t == 118),
     }
@@ -434,6 +441,16 @@ impl Gb28181 {
     }
 }
 
+/// What a registered id is, from its type digits.
+pub fn device_kind(id: &str) -> &'static str {
+    match manscdp::type_code(id) {
+        Some(200) => "platform",
+        Some(111 | 118) => "recorder",
+        Some(131 | 132) => "camera",
+        _ => "device",
+    }
+}
+
 fn view(d: &registry::Device) -> DeviceView {
     let (state, reason) = match d.state {
         DeviceState::Online => ("online", None),
@@ -442,6 +459,8 @@ fn view(d: &registry::Device) -> DeviceView {
     DeviceView {
         id: d.id.clone(),
         name: d.name.clone(),
+        kind: device_kind(&d.id),
+        channels: d.catalog.iter().filter(|i| is_channel(i)).count(),
         state,
         reason: reason.map(|r| r.as_str()),
         reason_zh: reason.map(|r| r.zh()),

@@ -12,6 +12,8 @@ export function mount(root, { perms }) {
   const listBox = h('section', { class: 'panel' });
   const detailBox = h('section', { class: 'panel', hidden: true, 'data-testid': 'gb-detail' });
   const banner = h('div', { class: 'banner banner-error', role: 'alert', hidden: true, 'data-testid': 'gb-error' });
+  const kinds = { platform: 'gb_kind_platform', recorder: 'gb_kind_recorder', camera: 'gb_kind_camera', device: 'gb_kind_device' };
+  const types = { 200: 'gb_kind_platform', 111: 'gb_kind_recorder', 118: 'gb_kind_recorder', 131: 'gb_kind_camera', 132: 'gb_kind_camera', 215: 'gb_type_business', 216: 'gb_type_organisation' };
   const reason = (d) => (d.reason ? (getLang() === 'en' ? d.reason_en : d.reason_zh) : '');
   const state = (d) => h('span', { class: ['chip', `cs-${d.state}`], 'data-testid': 'gb-state', 'data-state': d.state },
     d.state === 'online' ? t('gb_online') : `${t('gb_offline')} · ${reason(d)}`);
@@ -48,7 +50,8 @@ export function mount(root, { perms }) {
         table(d.catalog, [
           [t('gb_code'), (c) => h('code', {}, c.id)],
           [t('name'), (c) => c.name],
-          [t('gb_type'), (c) => c.type_code ?? ''],
+          [t('gb_type'), (c) => (c.type_code == null ? '' : (types[c.type_code] ? `${t(types[c.type_code])} (${c.type_code})` : String(c.type_code)))],
+          [t('gb_parent'), (c) => c.parent_id || ''],
           [t('gb_civil'), (c) => c.civil_code || ''],
           [t('gb_status'), (c) => (c.online === false ? t('gb_off') : c.online ? t('gb_on') : '')],
         ], 'gb-catalog'));
@@ -71,11 +74,12 @@ export function mount(root, { perms }) {
       fill(listBox, h('h2', {}, t('gb_devices')), table(v.items, [
         [t('gb_code'), (d) => h('code', {}, d.id)],
         [t('name'), (d) => d.name || ''],
+        [t('gb_kind'), (d) => h('span', { 'data-testid': 'gb-kind' }, t(kinds[d.kind] || 'gb_kind_device'))],
         [t('gb_state'), state],
         [t('gb_transport'), (d) => d.transport.toUpperCase()],
         [t('gb_address'), (d) => d.address],
         [t('gb_keepalive'), (d) => (d.keepalive_ms ? fmtTime(d.keepalive_ms) : '')],
-        [t('gb_channels'), (d) => d.catalog_entries],
+        [t('gb_channels'), (d) => (d.catalog_entries > d.channels ? `${d.channels} / ${d.catalog_entries}` : String(d.channels))],
         [t('gb_alarms'), (d) => (d.last_alarm
           ? `${d.alarms} · ${getLang() === 'zh' ? d.last_alarm.what_zh : d.last_alarm.what_en} ${fmtTime(d.last_alarm.time_ms)}`
           : String(d.alarms || 0))],
