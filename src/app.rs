@@ -492,6 +492,27 @@ async fn apply_gb_events(
                     gb_cameras += 1;
                     signal(&entry, &device, state, item.online == Some(false));
                 }
+                // A channel the device no longer lists (removed at a lower platform, a recorder's
+                // channel deleted) is unreachable until a catalog lists it again. An empty
+                // catalog says nothing (an IPC may answer one), nor does a channel that is the
+                // device itself.
+                let listed: HashSet<&str> = channels
+                    .iter()
+                    .filter(|i| crate::gb28181::is_channel(i))
+                    .map(|i| i.id.as_str())
+                    .collect();
+                if !listed.is_empty() {
+                    for entry in channels_of(&device) {
+                        let channel = read(&entry.config).url.path().trim_matches('/').to_owned();
+                        if channel == device || listed.contains(channel.as_str()) {
+                            continue;
+                        }
+                        if reported_off.insert((device.clone(), channel.clone())) {
+                            tracing::warn!(device, channel, camera_id = %entry.id, "GB/T 28181 channel no longer in its device's catalog: unreachable");
+                        }
+                        signal(&entry, &device, state, true);
+                    }
+                }
                 if refused > 0 {
                     tracing::warn!(
                         device,

@@ -1135,3 +1135,65 @@ fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video
     drop(rt);
     service.stop();
 }
+
+/// Catalogs are asked for again every `catalog_interval`: a channel the lower platform now reports
+/// `OFF`, or no longer lists, goes offline `unreachable`; listed `ON` again, it is back online.
+#[test]
+fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_until_back() {
+    use qianliyan::camsim::gb::ChannelReport;
+    const LOWER: &str = "34020000002000000102";
+    let (service, port) = gb_service(
+        "gb-refresh",
+        "",
+        "video = \"off\"\ncatalog_interval = \"2s\"",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let options = device_at(port, LOWER, 3, false);
+    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 3)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let platform = rt
+        .block_on(GbDevice::start(options, cancel.clone()))
+        .unwrap();
+    let state_is = |id: &str, state: &str, reason: Option<&str>| -> Result<(), String> {
+        let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let c = all
+            .into_iter()
+            .find(|c| c["id"] == id)
+            .ok_or(format!("{id} not listed"))?;
+        (c["state"] == state && c["reason"].as_str() == reason)
+            .then_some(())
+            .ok_or_else(|| c.to_string())
+    };
+    for id in &channels[..2] {
+        wait_for("online", Duration::from_secs(20), || {
+            state_is(id, "online", None)
+        });
+    }
+    let asked = platform.stats.catalog_queries.load(Ordering::Relaxed);
+    platform.set_channel(&channels[0], ChannelReport::Off);
+    platform.set_channel(&channels[1], ChannelReport::Gone);
+    for id in &channels[..2] {
+        wait_for("unreachable", Duration::from_secs(15), || {
+            state_is(id, "offline", Some("unreachable"))
+        });
+    }
+    assert!(
+        platform.stats.catalog_queries.load(Ordering::Relaxed) > asked,
+        "asked again"
+    );
+    state_is(&channels[2], "online", None).unwrap();
+    platform.set_channel(&channels[0], ChannelReport::On);
+    platform.set_channel(&channels[1], ChannelReport::On);
+    for id in &channels[..2] {
+        wait_for("back online", Duration::from_secs(15), || {
+            state_is(id, "online", None)
+        });
+    }
+    cancel.cancel();
+    drop(rt);
+    service.stop();
+}

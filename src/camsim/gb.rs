@@ -114,12 +114,27 @@ pub struct GbDevice {
     down: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
     calls: Calls,
+    reports: Reports,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
 }
 
 /// Video calls up, by Call-ID.
 type Calls = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// What a device's catalog says of one of its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelReport {
+    /// Listed, `Status` ON (the default).
+    On,
+    /// Listed, `Status` OFF; INVITEs for it are refused (404).
+    Off,
+    /// Not listed at all (removed at a lower platform); INVITEs refused.
+    Gone,
+}
+
+/// Channels reported other than [`ChannelReport::On`], by id.
+type Reports = Arc<Mutex<HashMap<String, ChannelReport>>>;
 
 /// The catalog a device with `channels` cameras reports (ids `<device prefix>131<n>`). A lower
 /// platform (an id of type 200) reports a tree around them, as platforms do: a business group
@@ -232,6 +247,7 @@ impl GbDevice {
             down: Arc::new(AtomicBool::new(false)),
             stalled: Arc::new(AtomicBool::new(false)),
             calls: Arc::default(),
+            reports: Arc::default(),
             endpoint: inner,
             cancel: cancel.clone(),
         };
@@ -263,8 +279,19 @@ impl GbDevice {
             down: Arc::clone(&self.down),
             stalled: Arc::clone(&self.stalled),
             calls: Arc::clone(&self.calls),
+            reports: Arc::clone(&self.reports),
             endpoint: self.endpoint.clone(),
             cancel: self.cancel.clone(),
+        }
+    }
+
+    /// What the device's catalog answers say of `channel` from now on.
+    pub fn set_channel(&self, channel: &str, report: ChannelReport) {
+        let mut reports = crate::sync::lock(&self.reports);
+        if report == ChannelReport::On {
+            reports.remove(channel);
+        } else {
+            reports.insert(channel.to_owned(), report);
         }
     }
 
@@ -316,6 +343,7 @@ struct Responder {
     down: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
     calls: Calls,
+    reports: Reports,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
 }
@@ -514,7 +542,20 @@ impl Responder {
         match cmd.to_ascii_lowercase().as_str() {
             "catalog" => {
                 self.stats.catalog_queries.fetch_add(1, Ordering::Relaxed);
-                let items = catalog_of(&o.id, o.channels);
+                let items: Vec<CatalogItem> = {
+                    let reports = crate::sync::lock(&self.reports);
+                    catalog_of(&o.id, o.channels)
+                        .into_iter()
+                        .filter_map(|mut i| match reports.get(&i.id) {
+                            Some(ChannelReport::Gone) => None,
+                            Some(ChannelReport::Off) => {
+                                i.online = Some(false);
+                                Some(i)
+                            }
+                            _ => Some(i),
+                        })
+                        .collect()
+                };
                 let pages: Vec<&[CatalogItem]> = if items.is_empty() {
                     vec![&[]]
                 } else {
@@ -572,7 +613,8 @@ impl Responder {
         };
         let ours = cameras_of(&o.id, o.channels)
             .iter()
-            .any(|c| c.id == offer.channel);
+            .any(|c| c.id == offer.channel)
+            && !crate::sync::lock(&self.reports).contains_key(&offer.channel);
         if !ours {
             let _ = tx.reply(StatusCode::NotFound).await;
             return;

@@ -19,7 +19,8 @@
 //! | `media_ports` | `"30000-30999"` | UDP/TCP ports video is received on, one per stream pulled (a range, both ends included) |
 //! | `invite_timeout` | `"10s"` | a video request (INVITE) not answered within this is `invite_failed` |
 //! | `alarm_cooldown` | `"60s"` | a device's alarm of one type on one channel raises one alert per this long (repeats are counted, not raised) |
-//! | `[gb28181.areas]` | none | civil-code prefix → area path (`"620921" = "金塔县"`): a channel's area by the longest prefix of its `CivilCode` |
+//! | `catalog_interval` | `"10m"` | every online device is asked for its catalog again this often (new channels, channels reported `OFF` or gone) |
+//! | `[gb28181.areas]` | none | civil-code prefix or group id → area path (`"620921" = "金塔县"`), see [`super::groups`] |
 //! | `[[gb28181.devices]]` | none | `id` (20 digits), `name`, `password_env` (a password of its own): the allow-list |
 
 use std::collections::BTreeMap;
@@ -60,6 +61,8 @@ pub struct RawGbConfig {
     pub patrol_interval: Option<String>,
     /// How long a patrol watches.
     pub patrol_for: Option<String>,
+    /// How often catalogs are asked for again.
+    pub catalog_interval: Option<String>,
     /// Media port range, `"30000-30999"`.
     pub media_ports: Option<String>,
     /// How long an INVITE may go unanswered.
@@ -136,6 +139,8 @@ pub struct GbConfig {
     pub patrol_interval: Duration,
     /// How long a patrol watches before BYE.
     pub patrol_for: Duration,
+    /// How often every online device's catalog is asked for again.
+    pub catalog_interval: Duration,
     /// Ports video is received on (both ends included).
     pub media_ports: std::ops::RangeInclusive<u16>,
     /// How long an INVITE may go unanswered.
@@ -402,6 +407,13 @@ impl RawGbConfig {
                 ),
             ));
         }
+        let catalog_interval = crate::config::duration_field(
+            &mut errors,
+            "gb28181.catalog_interval",
+            self.catalog_interval.as_deref(),
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+        );
         let alarm_cooldown = crate::config::duration_field(
             &mut errors,
             "gb28181.alarm_cooldown",
@@ -480,6 +492,7 @@ impl RawGbConfig {
                 video,
                 patrol_interval,
                 patrol_for,
+                catalog_interval,
                 media_ports,
                 invite_timeout,
                 alarm_cooldown,

@@ -523,7 +523,11 @@ impl Service {
                     PageOutcome::Partial { have, sum } => {
                         tracing::debug!(device = sender, have, sum, "catalog page");
                     }
-                    PageOutcome::Complete(c) => change = Some(c),
+                    PageOutcome::Complete(c) => {
+                        // Asked again after `catalog_interval`, as often as a first time.
+                        lock(&self.asked).remove(&format!("{sender}/Catalog"));
+                        change = Some(c);
+                    }
                     PageOutcome::UnknownDevice => return refuse(self, NOT_REGISTERED),
                     PageOutcome::TooLarge { sum } => {
                         self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
@@ -762,9 +766,12 @@ impl Service {
 
     /// Online devices whose DeviceInfo or catalog has not arrived and that were last asked more than
     /// a minute ago (a query or its answer lost over UDP, a device busy right after registering):
-    /// asked again, one query each at most once a minute.
+    /// asked again, one query each at most once a minute; and devices whose last catalog is
+    /// `catalog_interval` old (channels added, reported `OFF` or gone since).
     pub fn due_queries(&self) -> Vec<(String, &'static str)> {
         let now = self.clock.now();
+        let wall = self.clock.wall();
+        let refresh = self.config.catalog_interval;
         let missing: Vec<(String, &'static str)> = {
             let reg = self.registry();
             reg.devices()
@@ -772,7 +779,10 @@ impl Service {
                 .flat_map(|d| {
                     let info = d.info.is_none().then(|| (d.id.clone(), "DeviceInfo"));
                     // Not while a catalog is arriving (slow pages are progress, not loss).
-                    let catalog = (d.catalog_at.is_none() && !reg.catalog_arriving(&d.id, now))
+                    let stale = d
+                        .catalog_at
+                        .is_none_or(|at| wall.duration_since(at).unwrap_or_default() >= refresh);
+                    let catalog = (stale && !reg.catalog_arriving(&d.id, now))
                         .then(|| (d.id.clone(), "Catalog"));
                     info.into_iter().chain(catalog)
                 })
