@@ -230,6 +230,7 @@ async fn apply_gb_events(
     config: Config,
     gb: crate::gb28181::GbConfig,
     alarms: GbAlarms,
+    cluster: Option<GbCluster>,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
@@ -266,9 +267,31 @@ async fn apply_gb_events(
     let grace = tokio::time::sleep(gb.keepalive_timeout() * 2);
     tokio::pin!(grace);
     let mut graced = false;
+    // In a cluster the keeper starts a device's channels some time after its events: each
+    // channel started here without a signal yet takes its device's state.
+    let mut unsignalled = tokio::time::interval(std::time::Duration::from_secs(1));
+    unsignalled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = unsignalled.tick(), if cluster.is_some() => {
+                for entry in fleet.list() {
+                    let (device, channel) = {
+                        let c = read(&entry.config);
+                        if c.source != crate::config::SourceKind::Gb28181 {
+                            continue;
+                        }
+                        let device = c.url.host_str().unwrap_or_default().to_owned();
+                        (device, c.url.path().trim_matches('/').to_owned())
+                    };
+                    let Some(state) = devices.get(&device).copied() else { continue };
+                    if lock(&entry.tracker).last_signal().is_none() {
+                        let off = reported_off.contains(&(device.clone(), channel));
+                        signal(&entry, &device, state, off);
+                    }
+                }
+                continue;
+            }
             _ = &mut grace, if !graced => {
                 graced = true;
                 for entry in fleet.list() {
@@ -381,6 +404,12 @@ async fn apply_gb_events(
             }
             GbEvent::Device { device, state } => {
                 devices.insert(device.clone(), state);
+                // Registered here: its channels are placed on this node (they follow the device).
+                if let (Some(c), Ok(())) = (&cluster, state)
+                    && c.homes.send(device.clone()).await.is_err()
+                {
+                    return;
+                }
                 for entry in channels_of(&device) {
                     let off = reported_off.contains(&(device.clone(), entry.id.to_string()));
                     signal(&entry, &device, state, off);
@@ -388,11 +417,36 @@ async fn apply_gb_events(
             }
             GbEvent::Catalog { device, channels } => {
                 let state = devices.get(&device).copied().unwrap_or(Ok(()));
-                let cameras = fleet.list();
+                // Every camera: this node's fleet, or in a cluster the store's inventory (the
+                // fleet has only what this node holds).
+                let cameras: Vec<crate::config::Camera> = if cluster.is_some() {
+                    let store = inventory.clone();
+                    let config = config.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        store
+                            .cameras()
+                            .map(|rows| crate::config::inventory::runnable(&config, &rows).0)
+                    })
+                    .await;
+                    match read {
+                        Ok(Ok(cameras)) => cameras,
+                        Ok(Err(e)) => {
+                            tracing::error!(device, error = %e, "GB/T 28181 catalog not applied: the camera inventory cannot be read; applied with the next catalog");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(device, error = %e, "GB/T 28181 catalog not applied");
+                            continue;
+                        }
+                    }
+                } else {
+                    fleet.list().iter().map(|e| e.camera()).collect()
+                };
+                let known: HashMap<&str, &crate::config::Camera> =
+                    cameras.iter().map(|c| (c.id.as_str(), c)).collect();
                 let linked: HashMap<String, String> = cameras
                     .iter()
-                    .filter_map(|e| {
-                        let c = read(&e.config);
+                    .filter_map(|c| {
                         (c.source != crate::config::SourceKind::Gb28181)
                             .then(|| c.gb_code.clone().map(|g| (g, c.id.clone())))
                             .flatten()
@@ -400,7 +454,7 @@ async fn apply_gb_events(
                     .collect();
                 let mut gb_cameras = cameras
                     .iter()
-                    .filter(|e| read(&e.config).source == crate::config::SourceKind::Gb28181)
+                    .filter(|c| c.source == crate::config::SourceKind::Gb28181)
                     .count();
                 let (mut created, mut refused) = (0usize, 0usize);
                 let tree = crate::gb28181::groups::Tree::new(&channels);
@@ -414,16 +468,13 @@ async fn apply_gb_events(
                         tracing::debug!(device, channel = %item.id, camera_id = %camera, "GB/T 28181 channel is a configured camera");
                         continue;
                     }
-                    if let Some(entry) = fleet.get(&item.id) {
-                        let ours = {
-                            let c = read(&entry.config);
-                            c.source == crate::config::SourceKind::Gb28181
-                                && c.url.host_str() == Some(device.as_str())
-                        };
+                    if let Some(c) = known.get(item.id.as_str()) {
+                        let ours = c.source == crate::config::SourceKind::Gb28181
+                            && c.url.host_str() == Some(device.as_str());
                         // A camera of another kind with this id (an RTSP camera named by its code)
                         // or a channel of another device (also listed by an NVR or platform) keeps
                         // its own state.
-                        if ours {
+                        if ours && let Some(entry) = fleet.get(&item.id) {
                             signal(&entry, &device, state, item.online == Some(false));
                         }
                         continue;
@@ -467,12 +518,17 @@ async fn apply_gb_events(
                         continue;
                     };
                     let (id, definition) = (camera.id.clone(), camera.definition.clone());
-                    // Into the fleet first (refused when the id was taken meanwhile), then saved.
-                    let entry = match fleet.add(camera.clone()) {
-                        Ok(entry) => entry,
-                        Err(e) => {
-                            tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not started");
-                            continue;
+                    // Into the fleet first (refused when the id was taken meanwhile), then saved;
+                    // in a cluster saved only: the node that holds the device starts it.
+                    let entry = if cluster.is_some() {
+                        None
+                    } else {
+                        match fleet.add(camera.clone()) {
+                            Ok(entry) => Some(entry),
+                            Err(e) => {
+                                tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not started");
+                                continue;
+                            }
                         }
                     };
                     let store = inventory.clone();
@@ -483,14 +539,23 @@ async fn apply_gb_events(
                             .map_err(|e| e.to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()));
                     if let Err(e) = saved {
-                        let _ = fleet.remove(&item.id);
+                        if entry.is_some() {
+                            let _ = fleet.remove(&item.id);
+                        }
                         tracing::error!(device, channel = %item.id, error = %e, "GB/T 28181 channel not saved; tried again with the next catalog");
                         continue;
                     }
                     ledger.upsert_camera(&camera).await;
                     created += 1;
                     gb_cameras += 1;
-                    signal(&entry, &device, state, item.online == Some(false));
+                    if let Some(entry) = entry {
+                        signal(&entry, &device, state, item.online == Some(false));
+                    }
+                }
+                if let Some(c) = &cluster
+                    && created > 0
+                {
+                    c.nudge.nudge();
                 }
                 // A channel the device no longer lists (removed at a lower platform, a recorder's
                 // channel deleted) is unreachable until a catalog lists it again. An empty
@@ -527,6 +592,13 @@ async fn apply_gb_events(
             }
         }
     }
+}
+
+/// In a cluster: where the GB/T 28181 join says which devices registered here (their channels are
+/// placed on this node), and how it asks the keeper for a pass after saving new channels.
+struct GbCluster {
+    homes: mpsc::Sender<String>,
+    nudge: crate::cluster::Nudge,
 }
 
 /// What the GB/T 28181 join needs to raise device alarms as alerts.
@@ -1142,6 +1214,15 @@ pub async fn start(
     // One node runs every camera; in a cluster the keeper starts the ones this node holds.
     let mut keeper = None;
     let mut advertised = None;
+    // In a cluster, GB/T 28181 devices registering here are written as their channels' home.
+    let (gb_homes_tx, mut gb_homes_rx) = match (&cluster, &gb_config) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = mpsc::channel(GB_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let mut gb_cluster = None;
     match cluster {
         None => {
             for camera in config.cameras.clone() {
@@ -1172,6 +1253,16 @@ pub async fn start(
                 holding_tx,
                 stats.clone(),
             );
+            let k = match gb_homes_rx.take() {
+                Some(rx) => k.with_homes(rx),
+                None => k,
+            };
+            if let Some(homes) = gb_homes_tx.clone() {
+                gb_cluster = Some(GbCluster {
+                    homes,
+                    nudge: nudge.clone(),
+                });
+            }
             let thread = k
                 .spawn(cancel.clone())
                 .map_err(|source| AppError::DataDir {
@@ -1420,6 +1511,14 @@ pub async fn start(
                 HOLDING_QUEUE,
             ));
         }
+        if gb_homes_tx.is_some() {
+            q.push(QueueInfo::blocking(
+                "gb28181_homes",
+                "gb28181",
+                "cluster",
+                GB_QUEUE,
+            ));
+        }
         if let Some(log) = delivery.log.get() {
             let log = log.clone();
             q.push(QueueInfo::dropping(
@@ -1497,6 +1596,7 @@ pub async fn start(
                     tasks: device_alerts.clone(),
                     stop: cancel.clone(),
                 },
+                gb_cluster,
                 clock.clone(),
                 cancel.clone(),
             ));

@@ -157,7 +157,9 @@ struct CamsimArgs {
     /// The platform's 20-digit SIP id.
     #[arg(long, default_value = "34020000002000000001")]
     gb_platform_id: String,
-    /// The first device's 20-digit id; the others follow it.
+    /// The first device's 20-digit id; the others follow it. An id of type 200
+    /// (`34020000002000000101`) makes them lower platforms: catalogs with business groups,
+    /// organisations and an NVR around the channels.
     #[arg(long, default_value = "34020000001180000001")]
     gb_first_id: String,
     /// Registration password of the devices.

@@ -202,12 +202,6 @@ fn assemble(
             .map_err(|found| errors.extend(found))
             .ok()
     });
-    if gb28181.is_some() && !matches!(config.node.database, config::Database::Sqlite) {
-        errors.push(ConfigError::new(
-            "gb28181",
-            "GB/T 28181 runs on a single node (SQLite) for now: a device and its channels are not yet leased to one node of a cluster (issue 16 step e)",
-        ));
-    }
     if errors.is_empty() {
         Ok(Settings {
             config,

@@ -37,7 +37,7 @@ fn render(overlay: &str) -> String {
 #[test]
 fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
     let dir = tempfile::tempdir().unwrap();
-    for overlay in ["cpu", "gpu"] {
+    for overlay in ["cpu", "gpu", "gb28181"] {
         let yaml = render(overlay);
         let file = dir.path().join(format!("{overlay}.yaml"));
         std::fs::write(&file, &yaml).unwrap();
@@ -76,6 +76,25 @@ fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
         ] {
             assert!(yaml.contains(needed), "{overlay}: no {needed:?} in\n{yaml}");
         }
+        if overlay == "gb28181" {
+            // The SIP address devices register to; each node on its host's network (RTP comes
+            // to the node's address), one per host; the config that adds [gb28181].
+            assert!(
+                report.contains("passed for resource service/qianliyan-sip"),
+                "{report}"
+            );
+            for needed in [
+                "hostNetwork: true",
+                "sessionAffinity: ClientIP",
+                "name: qianliyan-gb28181",
+                "/etc/qianliyan/gb28181.toml",
+                "topologyKey: kubernetes.io/hostname",
+                "gb28181.toml: |",
+                "config.toml: |",
+            ] {
+                assert!(yaml.contains(needed), "gb28181: no {needed:?} in\n{yaml}");
+            }
+        }
         if overlay == "gpu" {
             assert!(yaml.contains("nvidia.com/gpu: 1"), "{yaml}");
         }
@@ -98,23 +117,48 @@ fn every_overlay_renders_and_passes_the_kubernetes_schemas() {
     );
 }
 
+/// The secrets the manifests' Secrets give, and the ConfigMap's files as the pods see them: in one
+/// directory (an overlay's file there, the base's config.toml beside it).
+struct Env;
+
+impl qianliyan::config::Environment for Env {
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
+        match name {
+            "QLY_DATABASE_URL" => Ok("postgres://qianliyan:pw@db:5432/qianliyan".into()),
+            "QLY_ADMIN_PASSWORD" => Ok("a-long-admin-password".into()),
+            "QLY_GB_PASSWORD" => Ok("a-gb-registration-password".into()),
+            _ => Err(std::env::VarError::NotPresent),
+        }
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        if path.file_name().is_some_and(|n| n == "config.toml") {
+            return std::fs::read(root().join("deploy/base/config.toml"));
+        }
+        std::fs::read(path)
+    }
+}
+
+/// With GB/T 28181: the overlay's gb28181.toml includes the base configuration and adds the
+/// section, which loads on PostgreSQL (a cluster).
+#[test]
+fn the_gb28181_overlays_config_includes_the_base_and_loads() {
+    let path = root().join("deploy/overlays/gb28181/gb28181.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let settings = qianliyan::settings::parse_str_with(&text, path.parent().unwrap(), &Env)
+        .unwrap_or_else(|e| panic!("deploy/overlays/gb28181/gb28181.toml: {e}"));
+    assert!(matches!(
+        settings.config.node.database,
+        qianliyan::config::Database::Postgres { .. }
+    ));
+    let gb = settings.gb28181.expect("[gb28181]");
+    assert_eq!(gb.sip_id, "62092100002000000001");
+    assert_eq!(settings.config.web.listen.port(), 8080, "the base's [web]");
+}
+
 #[test]
 fn the_configmaps_config_loads_with_the_secrets_given() {
     let path = root().join("deploy/base/config.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    struct Env;
-    impl qianliyan::config::Environment for Env {
-        fn var(&self, name: &str) -> Result<String, std::env::VarError> {
-            match name {
-                "QLY_DATABASE_URL" => Ok("postgres://qianliyan:pw@db:5432/qianliyan".into()),
-                "QLY_ADMIN_PASSWORD" => Ok("a-long-admin-password".into()),
-                _ => Err(std::env::VarError::NotPresent),
-            }
-        }
-        fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-            std::fs::read(path)
-        }
-    }
     let settings = qianliyan::settings::parse_str_with(&text, path.parent().unwrap(), &Env)
         .unwrap_or_else(|e| panic!("deploy/base/config.toml: {e}"));
     assert!(matches!(

@@ -2,6 +2,7 @@
 //! 127.0.0.1: registration with digest challenge, a wrong password, keepalives and their timeout,
 //! unregistration, multi-page catalogs in GB18030, malformed messages.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -1196,4 +1197,127 @@ fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_un
     cancel.cancel();
     drop(rt);
     service.stop();
+}
+
+/// Two nodes on one PostgreSQL database, each with its own SIP port: a device is placed with all
+/// its channels on the node it registered to (its home), whichever node rendezvous hashing would
+/// pick; when the device registers to the other node (its node gone, a load balancer sending it
+/// elsewhere), its channels follow at once, and a device alarm received there is stored (a
+/// device's word is not fenced).
+#[test]
+fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_follow_it() {
+    const D1: &str = "34020000001180000201";
+    const D2: &str = "34020000001180000202";
+    let pg = qianliyan::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
+    let url = pg.url();
+    let node = |id: &str| -> (common::Service, u16) {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[node]\nname = \"{id}\"\ndata_dir = \"{}\"\ndatabase_url_env = \"QLY_TEST_DATABASE_URL\"\ndatabase_pool = 4\n\
+             [web]\nlisten = \"127.0.0.1:0\"\n[cluster]\nnode_id = \"{id}\"\nlease = \"4s\"\nrenew = \"1s\"\n\
+             [gb28181]\nsip_id = \"{PLATFORM}\"\nlisten = \"127.0.0.1:0\"\npassword_env = \"QLY_GB_TEST_PASSWORD\"\n\
+             keepalive_interval = \"1s\"\nauto_accept = true\nvideo = \"off\"\n{}",
+            dir.path().join("data").display(),
+            common::TEST_AUTH
+        );
+        let service = common::start_service(
+            dir,
+            &toml,
+            &[
+                ("QLY_GB_TEST_PASSWORD", PASSWORD),
+                ("QLY_TEST_DATABASE_URL", &url),
+            ],
+        );
+        let (_, system) = common::api(service.addr, "GET", "/api/system", "");
+        let system: serde_json::Value = serde_json::from_str(&system).unwrap();
+        let port = system["gb28181"]["sip_port"].as_u64().expect("sip_port") as u16;
+        (service, port)
+    };
+    let (a, port_a) = node("node-a");
+    let (b, port_b) = node("node-b");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let channels = |device: &str| -> Vec<String> {
+        qianliyan::camsim::gb::cameras_of(device, 3)
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    };
+    // Where each camera runs and its state, as node A lists them (every node lists every camera).
+    let placed = |svc: &common::Service| -> HashMap<String, (String, String)> {
+        let (status, body) = common::api(svc.addr, "GET", "/api/cameras", "");
+        assert_eq!(status, 200, "{body}");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        all.into_iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                (text("id"), (text("node"), text("state")))
+            })
+            .collect()
+    };
+    let all_on = |device: &str, node: &str| -> Result<(), String> {
+        let now = placed(&a);
+        let want = (node.to_owned(), "online".to_owned());
+        channels(device)
+            .iter()
+            .all(|c| now.get(c) == Some(&want))
+            .then_some(())
+            .ok_or_else(|| format!("{device} on {node}: {now:?}"))
+    };
+    let first = CancellationToken::new();
+    let d1 = rt
+        .block_on(GbDevice::start(
+            device_at(port_a, D1, 3, false),
+            first.clone(),
+        ))
+        .unwrap();
+    let others = CancellationToken::new();
+    let d2 = rt
+        .block_on(GbDevice::start(
+            device_at(port_b, D2, 3, false),
+            others.clone(),
+        ))
+        .unwrap();
+    assert_eq!(d1.stats.last_status.load(Ordering::Relaxed), 200);
+    assert_eq!(d2.stats.last_status.load(Ordering::Relaxed), 200);
+    wait_for(
+        "each device's channels on its node",
+        Duration::from_secs(40),
+        || {
+            all_on(D1, "node-a")?;
+            all_on(D2, "node-b")
+        },
+    );
+
+    // D1 goes to node B: its channels follow, D2's stay.
+    first.cancel();
+    let d1_again = rt
+        .block_on(GbDevice::start(
+            device_at(port_b, D1, 3, false),
+            others.clone(),
+        ))
+        .unwrap();
+    assert_eq!(d1_again.stats.last_status.load(Ordering::Relaxed), 200);
+    wait_for("D1's channels on node B", Duration::from_secs(30), || {
+        all_on(D1, "node-b")?;
+        all_on(D2, "node-b")
+    });
+
+    // An alarm from D1's first channel, received by node B: one alert, stored.
+    let alarm = qianliyan::gb28181::manscdp::Alarm {
+        device_id: channels(D1)[0].clone(),
+        priority: Some(2),
+        method: Some(5),
+        alarm_type: Some(6),
+        description: Some("区域入侵".into()),
+        ..Default::default()
+    };
+    rt.block_on(d1_again.send_alarm(alarm)).unwrap();
+    wait_for("the device's alert stored", Duration::from_secs(15), || {
+        let (_, body) = common::api(a.addr, "GET", "/api/alerts", "");
+        body.contains("device:5.6").then_some(()).ok_or(body)
+    });
+    others.cancel();
+    drop(rt);
+    a.stop();
+    b.stop();
 }

@@ -5,6 +5,10 @@
 //! itself, renews its camera leases, reads the live nodes and every lease; `db::lease`), then:
 //! - each camera of the store's inventory should be held by the live node that scores highest for
 //!   it by weighted rendezvous hashing ([`rendezvous`]): every node computes the same placement;
+//!   a GB/T 28181 channel is placed with its device as one unit: on the node the device last
+//!   registered to (its home, `gb_home`, written by that node) while that node is up — only it can
+//!   invite the device — else by rendezvous hashing of the device's id. Channels follow a device
+//!   that moved home at once (not paced: they cannot be pulled from the old node);
 //! - a free lease (never taken, released, or expired) of a camera this node should hold is claimed
 //!   (a new epoch); a lease free for a whole lease time is claimed by any node (its owner is not
 //!   taking it);
@@ -140,6 +144,9 @@ pub struct Keeper {
     inventory_read: Option<Instant>,
     invalid_logged: std::collections::HashSet<String>,
     last_renewed: Option<Instant>,
+    /// GB/T 28181 devices that registered to this node, to be written as their home.
+    homes: Option<tokio::sync::mpsc::Receiver<String>>,
+    homes_pending: Vec<String>,
 }
 
 impl Keeper {
@@ -168,9 +175,44 @@ impl Keeper {
                 invalid_logged: Default::default(),
                 last_renewed: None,
                 beater: Beater::default(),
+                homes: None,
+                homes_pending: Vec::new(),
             },
             Nudge(nudge),
         )
+    }
+
+    /// GB/T 28181 devices registering to this node arrive on `homes` (a bounded queue app.rs
+    /// creates; the sender waits while it is full): each is written as the device's home before the
+    /// next beat, so its channels are placed here.
+    pub fn with_homes(mut self, homes: tokio::sync::mpsc::Receiver<String>) -> Keeper {
+        self.homes = Some(homes);
+        self
+    }
+
+    /// Writes the homes of devices that registered here since the last pass (kept for the next
+    /// pass when the database does not take them).
+    fn write_homes(&mut self) {
+        if let Some(rx) = &mut self.homes {
+            while let Ok(device) = rx.try_recv() {
+                self.homes_pending.push(device);
+            }
+        }
+        if self.homes_pending.is_empty() {
+            return;
+        }
+        match self.leases.home(&self.homes_pending) {
+            Ok(()) => {
+                tracing::info!(
+                    devices = self.homes_pending.len(),
+                    "GB/T 28181 devices registered here: their channels are placed on this node"
+                );
+                self.homes_pending.clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "GB/T 28181 device homes not written; trying again")
+            }
+        }
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -268,6 +310,7 @@ impl Keeper {
             Some(t) => limit.saturating_sub(t.elapsed()).max(self.config.renew),
             None => self.config.lease,
         };
+        self.write_homes();
         let beat = match self
             .beater
             .beat(&self.leases, self.config.weight, ttl, wait)
@@ -321,9 +364,18 @@ impl Keeper {
         ids.sort();
         let mut to_start = Vec::new();
         for id in ids {
-            let owner = rendezvous::owner(id, &up);
+            // A GB channel goes with its device: to the device's home while that node is up.
+            let device = gb_device(&self.inventory[id]);
+            let home = device
+                .and_then(|d| beat.homes.get(d))
+                .map(String::as_str)
+                .filter(|n| up.iter().any(|c| c.id == *n));
+            let owner = home.or_else(|| rendezvous::owner(device.unwrap_or(id), &up));
             if let Some(&epoch) = beat.held.get(id) {
-                if owner.is_some_and(|o| o != me) && rebalanced < self.config.rebalance_per_pass {
+                let elsewhere = owner.is_some_and(|o| o != me);
+                if elsewhere && home.is_some() {
+                    give.push((id.clone(), epoch, StopReason::Rebalanced));
+                } else if elsewhere && rebalanced < self.config.rebalance_per_pass {
                     rebalanced += 1;
                     give.push((id.clone(), epoch, StopReason::Rebalanced));
                 } else {
@@ -441,6 +493,13 @@ impl Keeper {
             tracing::warn!(error = %error, "camera leases not renewed; trying again");
         }
     }
+}
+
+/// The GB/T 28181 device a camera is a channel of (`gb28181://<device>/<channel>`).
+fn gb_device(camera: &Camera) -> Option<&str> {
+    (camera.source == crate::config::SourceKind::Gb28181)
+        .then(|| camera.url.host_str())
+        .flatten()
 }
 
 /// A beat's answer, by request number.

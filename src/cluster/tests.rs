@@ -34,6 +34,7 @@ impl Node {
         id: &str,
         clock: &Arc<ManualClock>,
         inventory: &Arc<Mutex<Vec<Camera>>>,
+        homes: Option<tokio::sync::mpsc::Receiver<String>>,
     ) -> Node {
         let leases = Leases::open(db.clone(), id, clock.clone()).unwrap();
         let fence = Fence::new(id, db.dialect());
@@ -52,6 +53,10 @@ impl Node {
             tx,
             Arc::new(ClusterStats::default()),
         );
+        let keeper = match homes {
+            Some(homes) => keeper.with_homes(homes),
+            None => keeper,
+        };
         Node {
             keeper,
             rx,
@@ -89,8 +94,8 @@ fn two_keepers_share_the_cameras_hand_over_paced_and_take_over_after_expiry() {
         Arc::new(crate::db::sqlite::SqliteDb::open(&dir.path().join("c.db")).unwrap());
     let clock = Arc::new(ManualClock::default());
     let inventory = Arc::new(Mutex::new(cameras(24)));
-    let mut a = Node::new(&db, "node-a", &clock, &inventory);
-    let mut b = Node::new(&db, "node-b", &clock, &inventory);
+    let mut a = Node::new(&db, "node-a", &clock, &inventory, None);
+    let mut b = Node::new(&db, "node-b", &clock, &inventory, None);
 
     a.pass();
     assert_eq!(a.runs.len(), 24, "alone, A takes every camera");
@@ -168,4 +173,63 @@ fn two_keepers_share_the_cameras_hand_over_paced_and_take_over_after_expiry() {
     let refused = crate::db::transaction(db.as_ref(), |tx| b.fence.check(tx, cam, now)).unwrap();
     assert_eq!(refused, Err(crate::db::lease::Refusal::StaleEpoch));
     assert!(epoch_b >= 1);
+}
+
+fn gb_channels(devices: usize, per_device: usize) -> Vec<Camera> {
+    let mut toml = String::new();
+    for d in 0..devices {
+        for c in 0..per_device {
+            toml.push_str(&format!(
+                "[[cameras]]\nid = \"3402000000131{d:03}{c:04}\"\nname = \"c\"\nurl = \"gb28181://34020000001180000{d:03}/3402000000131{d:03}{c:04}\"\n"
+            ));
+        }
+    }
+    let env = crate::config::tests::FakeEnv::default();
+    crate::config::tests::parse_str_with(&toml, Path::new("/x"), &env)
+        .unwrap()
+        .cameras
+}
+
+/// A GB/T 28181 device's channels are one unit: placed together by the device's id, and all moved
+/// at once (not paced) to the node the device registered to once that node writes the home.
+#[test]
+fn a_gb_devices_channels_are_placed_together_and_follow_its_home_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: Arc<dyn Db> =
+        Arc::new(crate::db::sqlite::SqliteDb::open(&dir.path().join("c.db")).unwrap());
+    let clock = Arc::new(ManualClock::default());
+    let inventory = Arc::new(Mutex::new(gb_channels(6, 6)));
+    let (homes_b, rx) = tokio::sync::mpsc::channel(16);
+    let mut a = Node::new(&db, "node-a", &clock, &inventory, None);
+    let mut b = Node::new(&db, "node-b", &clock, &inventory, Some(rx));
+    let device_of = |id: &str| id[13..16].to_owned();
+    let settle = |a: &mut Node, b: &mut Node| {
+        for _ in 0..20 {
+            clock.advance(Duration::from_secs(1));
+            a.pass();
+            b.pass();
+            assert!(a.runs.is_disjoint(&b.runs));
+        }
+    };
+    a.pass();
+    b.pass();
+    settle(&mut a, &mut b);
+    assert_eq!(a.runs.len() + b.runs.len(), 36);
+    // Every device's channels on one node.
+    let on = |n: &Node| -> BTreeSet<String> { n.runs.iter().map(|c| device_of(c)).collect() };
+    assert!(on(&a).is_disjoint(&on(&b)), "a {:?} b {:?}", on(&a), on(&b));
+    // A device on A registers to B: all six channels move in one pass (the pacing is 4).
+    let device = on(&a).into_iter().next().expect("a device on A");
+    homes_b
+        .try_send(format!("34020000001180000{device}"))
+        .unwrap();
+    let before = b.runs.len();
+    clock.advance(Duration::from_secs(1));
+    b.pass();
+    a.pass();
+    assert!(!on(&a).contains(&device), "given up by A at once");
+    clock.advance(Duration::from_secs(1));
+    b.pass();
+    assert_eq!(b.runs.len(), before + 6, "taken by B at once");
+    assert!(on(&b).contains(&device));
 }

@@ -204,8 +204,9 @@ pub fn parse_document<S: StageSections>(
     env: &dyn Environment,
 ) -> Result<Document<S>, ConfigErrors> {
     let mut errors = Vec::new();
+    let (text, parts) = with_includes(text, base_dir, env)?;
     // A syntax error leaves the document's shape unknown, so nothing after it is trustworthy.
-    let (mut raw, stages) = raw::read_document::<S>(text, source_name, &mut errors)
+    let (mut raw, stages) = raw::read_document::<S>(&text, source_name, &parts, &mut errors)
         .ok_or_else(|| ConfigErrors(std::mem::take(&mut errors)))?;
 
     for label in raw.camera_csv.clone() {
@@ -226,6 +227,80 @@ pub fn parse_document<S: StageSections>(
         base_dir: base_dir.to_path_buf(),
         errors,
     })
+}
+
+/// Files included at most (`include = [...]`, not followed further).
+const MAX_INCLUDES: usize = 16;
+
+/// `text` followed by the files its top-level `include = ["other.toml", …]` names (relative to
+/// `base_dir`), in order, with where each begins. An included file holds sections only (`[node]`,
+/// `[[cameras]]` …: a top-level key there would land in the section before it) and includes
+/// nothing itself; a section written in two files is an error of the second, with its line.
+fn with_includes(
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Environment,
+) -> Result<(String, Vec<raw::Part>), ConfigErrors> {
+    // Not TOML: read_document reports it with its line.
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok((text.to_owned(), Vec::new()));
+    };
+    let names = match doc.get("include") {
+        None => return Ok((text.to_owned(), Vec::new())),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .filter(|n| n.len() <= MAX_INCLUDES)
+            .ok_or_else(|| {
+                ConfigErrors::single(
+                    "include",
+                    format!("expected a list of at most {MAX_INCLUDES} file names"),
+                )
+            })?,
+        Some(_) => {
+            return Err(ConfigErrors::single(
+                "include",
+                "expected a list of file names, e.g. [\"config.toml\"]",
+            ));
+        }
+    };
+    let mut combined = text.to_owned();
+    let mut parts = Vec::new();
+    for name in names {
+        let at = format!("include \"{name}\"");
+        let file = resolve(base_dir, Path::new(&name));
+        let bytes = env.read_file(&file).map_err(|e| {
+            ConfigErrors::single(&at, format!("cannot read {}: {e}", file.display()))
+        })?;
+        let included = String::from_utf8(bytes)
+            .map_err(|_| ConfigErrors::single(&at, "not valid UTF-8; save the file as UTF-8"))?;
+        // Top-level keys come before the first section header: the first line that says
+        // something must be one.
+        if let Some((n, line)) = included
+            .lines()
+            .map(str::trim)
+            .enumerate()
+            .find(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            && !line.starts_with('[')
+        {
+            let key = line.split('=').next().unwrap_or(line).trim();
+            return Err(ConfigErrors::single(
+                &at,
+                format!(
+                    "line {}: `{key}` is a top-level key; an included file holds sections only ([section] or [[section]]): write it in the including file",
+                    n + 1
+                ),
+            ));
+        }
+        combined.push('\n');
+        parts.push(raw::Part {
+            start: combined.len(),
+            name: name.clone(),
+        });
+        combined.push_str(&included);
+    }
+    Ok((combined, parts))
 }
 
 /// `path` if absolute, else `base_dir/path`.
@@ -344,6 +419,62 @@ pub(crate) mod tests {
         env: &dyn Environment,
     ) -> Result<Config, ConfigErrors> {
         core(parse_document(toml, "config", base, env))
+    }
+
+    /// `include` adds other files' sections after the including file's; a problem in an included
+    /// file is reported with that file's name and line; an included file with a top-level key, a
+    /// section written twice, or a file that is missing are errors that say so.
+    #[test]
+    fn included_files_add_their_sections_and_their_problems_name_them() {
+        let cams = "# the county's cameras\n[[cameras]]\nid = \"a\"\nname = \"A\"\nurl = \"rtsp://127.0.0.1/a\"\n";
+        let env = FakeEnv::default()
+            .with_file("/x/cams.toml", cams)
+            .with_file(
+                "/x/bad.toml",
+                "[[cameras]]\nid = \"b\"\nname = \"B\"\nurl = 5\n",
+            )
+            .with_file("/x/loose.toml", "\n# note\ncamera_csv = [\"c.csv\"]\n")
+            .with_file("/x/node.toml", "[node]\nname = \"again\"\n");
+        let main = |includes: &str| {
+            format!("include = [{includes}]\n[node]\nname = \"main\"\ndata_dir = \"d\"\n")
+        };
+        let c = parse_str_with(&main("\"cams.toml\""), Path::new("/x"), &env).unwrap();
+        assert_eq!(c.node.name, "main");
+        assert_eq!(c.cameras.len(), 1);
+        assert_eq!(c.cameras[0].id, "a");
+
+        let e = parse_str_with(&main("\"cams.toml\", \"bad.toml\""), Path::new("/x"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.toml line 4"), "{e}");
+
+        let e = parse_str_with(&main("\"loose.toml\""), Path::new("/x"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("include \"loose.toml\"") && e.contains("line 3: `camera_csv`"),
+            "{e}"
+        );
+
+        let e = parse_str_with(&main("\"node.toml\""), Path::new("/x"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.toml line 1"), "{e}");
+
+        let e = parse_str_with(&main("\"gone.toml\""), Path::new("/x"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("include \"gone.toml\"") && e.contains("/x/gone.toml"),
+            "{e}"
+        );
+        let e = parse_str_with("include = \"cams.toml\"\n", Path::new("/x"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("include") && e.contains("list of file names"),
+            "{e}"
+        );
     }
 
     /// Snapshots and clips go to the data directory unless `media_dir` names another (a directory

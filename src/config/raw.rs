@@ -51,7 +51,41 @@ pub const CORE_KEYS: &[&str] = &[
     "credentials",
     "cameras",
     "camera_csv",
+    "include",
 ];
+
+/// One file of a document read with its includes: where its text starts in the combined text
+/// (the including file first, at 0), and its name for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Byte offset of its first character in the combined text.
+    pub start: usize,
+    /// The file's name.
+    pub name: String,
+}
+
+/// Where `offset` of the combined text is: `(file name, line, column)` within its own file.
+fn locate<'p>(
+    text: &str,
+    parts: &'p [Part],
+    main: &'p str,
+    offset: usize,
+) -> (&'p str, usize, usize) {
+    match parts
+        .iter()
+        .rev()
+        .find(|p| p.start > 0 && p.start <= offset)
+    {
+        Some(p) => {
+            let (line, col) = line_col(&text[p.start..], offset - p.start);
+            (p.name.as_str(), line, col)
+        }
+        None => {
+            let (line, col) = line_col(text, offset);
+            (main, line, col)
+        }
+    }
+}
 
 /// The top-level sections that belong to the stages (`[inference]`, `[delivery]` …): `config` finds
 /// them in the file and hands each to its reader, which deserializes it with the same error
@@ -277,6 +311,7 @@ impl<'de> Deserialize<'de> for DateText {
 pub(crate) fn read_document<S: StageSections>(
     text: &str,
     source_name: &str,
+    parts: &[Part],
     errors: &mut Vec<ConfigError>,
 ) -> Option<(RawConfig, S)> {
     let (root, syntax) = DeTable::parse_recoverable(text);
@@ -284,8 +319,8 @@ pub(crate) fn read_document<S: StageSections>(
         for e in syntax {
             let at = match e.span() {
                 Some(span) => {
-                    let (line, col) = line_col(text, span.start);
-                    format!("{source_name} line {line} column {col}")
+                    let (name, line, col) = locate(text, parts, source_name, span.start);
+                    format!("{name} line {line} column {col}")
                 }
                 None => source_name.to_owned(),
             };
@@ -295,17 +330,30 @@ pub(crate) fn read_document<S: StageSections>(
         return None;
     }
 
-    let reader = SectionReader { text, errors };
+    let reader = SectionReader {
+        text,
+        parts,
+        errors,
+    };
     Some(reader.read(root.into_inner()))
 }
 
 /// Deserializes one section of the document, reporting each problem with its field path and line.
 pub struct SectionReader<'t, 'e> {
     text: &'t str,
+    parts: &'t [Part],
     errors: &'e mut Vec<ConfigError>,
 }
 
 impl SectionReader<'_, '_> {
+    /// `line N` of the file `offset` is in (`other.toml line N` for an included file).
+    fn line(&self, offset: usize) -> String {
+        match locate(self.text, self.parts, "", offset) {
+            ("", line, _) => format!("line {line}"),
+            (name, line, _) => format!("{name} line {line}"),
+        }
+    }
+
     fn read<'i, S: StageSections>(mut self, root: DeTable<'i>) -> (RawConfig, S) {
         let known: Vec<&'static str> = CORE_KEYS.iter().chain(S::KEYS).copied().collect();
         let mut sections: BTreeMap<&'static str, Spanned<DeValue<'i>>> = BTreeMap::new();
@@ -316,13 +364,10 @@ impl SectionReader<'_, '_> {
                     sections.insert(k, value);
                 }
                 None => {
-                    let (line, _) = line_col(self.text, key.span().start);
+                    let line = self.line(key.span().start);
                     self.push(
                         name.to_owned(),
-                        format!(
-                            "unknown key (line {line}); expected one of {}",
-                            known.join(", ")
-                        ),
+                        format!("unknown key ({line}); expected one of {}", known.join(", ")),
                     );
                 }
             }
@@ -371,10 +416,10 @@ impl SectionReader<'_, '_> {
         let mut out = BTreeMap::new();
         let span = value.span();
         let DeValue::Table(sets) = value.into_inner() else {
-            let (line, _) = line_col(self.text, span.start);
+            let line = self.line(span.start);
             self.push(
                 "credentials",
-                format!("expected tables [credentials.<name>] (line {line})"),
+                format!("expected tables [credentials.<name>] ({line})"),
             );
             return out;
         };
@@ -415,10 +460,10 @@ impl SectionReader<'_, '_> {
     fn cameras<'i>(&mut self, value: Spanned<DeValue<'i>>) -> Vec<RawCamera> {
         let span = value.span();
         let DeValue::Array(items) = value.into_inner() else {
-            let (line, _) = line_col(self.text, span.start);
+            let line = self.line(span.start);
             self.push(
                 "cameras",
-                format!("expected an array of tables [[cameras]] (line {line})"),
+                format!("expected an array of tables [[cameras]] ({line})"),
             );
             return Vec::new();
         };
@@ -449,8 +494,8 @@ impl SectionReader<'_, '_> {
     fn take_key(&mut self, table: &mut DeTable<'_>, key: &str, path: &str, message: &str) -> bool {
         match table.remove_entry(key) {
             Some((k, _)) => {
-                let (line, _) = line_col(self.text, k.span().start);
-                self.push(path.to_owned(), format!("{message} (line {line})"));
+                let line = self.line(k.span().start);
+                self.push(path.to_owned(), format!("{message} ({line})"));
                 true
             }
             None => false,
@@ -500,8 +545,8 @@ impl SectionReader<'_, '_> {
                 e.message().to_owned()
             };
             if let Some(span) = e.span() {
-                let (line, _) = line_col(self.text, span.start);
-                message = format!("{message} (line {line})");
+                let line = self.line(span.start);
+                message = format!("{message} ({line})");
             }
             self.push(full, message);
 
@@ -576,7 +621,7 @@ mod tests {
 
     fn read(text: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
         let mut errors = Vec::new();
-        let raw = read_document::<()>(text, "t.toml", &mut errors).map(|(raw, ())| raw);
+        let raw = read_document::<()>(text, "t.toml", &[], &mut errors).map(|(raw, ())| raw);
         (raw, errors)
     }
 

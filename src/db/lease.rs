@@ -59,6 +59,7 @@ CREATE INDEX holding_by_camera ON holding (camera, started_ms);
 CREATE INDEX holding_by_node ON holding (node, ended);
 "#,
         ADDRESS,
+        GB_HOME,
     ],
     postgres: &[
         r#"
@@ -88,11 +89,17 @@ CREATE INDEX holding_by_camera ON holding (camera, started_ms);
 CREATE INDEX holding_by_node ON holding (node, ended);
 "#,
         ADDRESS,
+        GB_HOME,
     ],
 };
 
 /// Where the other nodes reach a node's API (per-camera requests go to the camera's holder).
 const ADDRESS: &str = "ALTER TABLE cluster_node ADD COLUMN address TEXT;";
+
+/// The node each GB/T 28181 device last registered to: its channels are held there (the node
+/// whose SIP endpoint the device talks to is the only one that can invite it).
+const GB_HOME: &str =
+    "CREATE TABLE gb_home (device TEXT PRIMARY KEY, node TEXT NOT NULL, since_ms BIGINT NOT NULL);";
 
 /// Cameras per statement when many are taken or given up at once.
 const CHUNK: usize = 500;
@@ -203,6 +210,8 @@ pub struct Beat {
     pub held: HashMap<String, i64>,
     /// Every lease.
     pub leases: Vec<Lease>,
+    /// GB/T 28181 devices → the node they last registered to.
+    pub homes: HashMap<String, String>,
 }
 
 /// This node's side of the lease tables.
@@ -314,11 +323,16 @@ impl Leases {
                 });
             }
             let leases = read_leases(tx)?;
+            let mut homes = HashMap::new();
+            for r in tx.query("SELECT device, node FROM gb_home", &[])? {
+                homes.insert(r.text(0)?, r.text(1)?);
+            }
             Ok(Beat {
                 now_ms: now,
                 nodes,
                 held,
                 leases,
+                homes,
             })
         })
     }
@@ -474,6 +488,29 @@ impl Leases {
                 db_params![&self.node],
             )?;
             Ok(n)
+        })
+    }
+
+    /// Records that `devices` (GB/T 28181) registered to this node: their channels belong here.
+    pub fn home(&self, devices: &[String]) -> Result<(), DbError> {
+        let unique: Vec<&String> = devices
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        super::transaction(self.db.as_ref(), |tx| {
+            let now = self.now(tx)?;
+            for chunk in unique.chunks(CHUNK) {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO gb_home (device, node, since_ms) VALUES {}
+                         ON CONFLICT (device) DO UPDATE SET node = excluded.node, since_ms = excluded.since_ms",
+                        rows_of(chunk.len(), 3, |p| format!("({p}, ?1, ?2)"))
+                    ),
+                    &params([(&self.node).into(), now.into()], chunk),
+                )?;
+            }
+            Ok(())
         })
     }
 
@@ -731,6 +768,16 @@ pub fn conformance(db: Arc<dyn Db>) {
     assert!(leases.iter().all(|l| l.expires_ms <= now));
     assert_eq!(beat.nodes.len(), 1);
     assert_eq!(a.claim(&cams, 60_000).unwrap().len(), 3);
+
+    // GB/T 28181 homes: the node a device last registered to, whichever wrote last.
+    let d1 = "34020000001180000001".to_string();
+    let d2 = "34020000001180000002".to_string();
+    a.home(&[d1.clone(), d2.clone(), d1.clone()]).unwrap();
+    b.home(std::slice::from_ref(&d2)).unwrap();
+    let homes = a.beat(1, NodeState::Up, 60_000).unwrap().homes;
+    assert_eq!(homes.len(), 2);
+    assert_eq!(homes[&d1], "node-a");
+    assert_eq!(homes[&d2], "node-b");
 }
 
 #[cfg(test)]

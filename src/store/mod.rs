@@ -427,7 +427,10 @@ impl AlertStore {
             .map(|m| m.len() as i64)
             .unwrap_or(0);
         db::try_transaction::<_, StoreError>(self.db(), |tx| {
+            // A device's alarm is the device's word, received by the node it registered to: it
+            // is stored whichever node holds the camera (it may name no camera at all).
             if let Some(fence) = &self.fence
+                && alert.source != crate::rules::AlertSource::Device
                 && let Err(refusal) = fence.check(tx, &alert.camera, alert.time_ms)?
             {
                 return Err(StoreError::Fenced {
