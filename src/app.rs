@@ -241,14 +241,16 @@ async fn apply_gb_events(
     let mut devices: HashMap<String, Result<(), OfflineReason>> = HashMap::new();
     // (device, channel) pairs a device reported OFF: only that device's report counts.
     let mut reported_off: HashSet<(String, String)> = HashSet::new();
-    let channels_of = |device: &str| -> Vec<Arc<crate::camera::CameraEntry>> {
-        fleet
-            .list()
+    let mut known = GbInventory::default();
+    // The channels of `device` running here.
+    let channels_of = |known: &GbInventory, device: &str| -> Vec<Arc<crate::camera::CameraEntry>> {
+        known
+            .by_device
+            .get(device)
             .into_iter()
-            .filter(|e| {
-                let c = read(&e.config);
-                c.source == crate::config::SourceKind::Gb28181 && c.url.host_str() == Some(device)
-            })
+            .flatten()
+            .filter_map(|id| fleet.get(id))
+            .filter(|e| read(&e.config).url.host_str() == Some(device))
             .collect()
     };
     let signal = |entry: &crate::camera::CameraEntry,
@@ -284,7 +286,12 @@ async fn apply_gb_events(
                         let device = c.url.host_str().unwrap_or_default().to_owned();
                         (device, c.url.path().trim_matches('/').to_owned())
                     };
-                    let Some(state) = devices.get(&device).copied() else { continue };
+                    // A device not registered here: unregistered, once devices had time to register.
+                    let state = match devices.get(&device) {
+                        Some(state) => *state,
+                        None if graced => Err(OfflineReason::Unregistered),
+                        None => continue,
+                    };
                     if lock(&entry.tracker).last_signal().is_none() {
                         let off = reported_off.contains(&(device.clone(), channel));
                         signal(&entry, &device, state, off);
@@ -359,23 +366,26 @@ async fn apply_gb_events(
                         || (in_catalog && c.gb_code.as_deref() == Some(alarm.device_id.as_str()))
                 };
                 // A catalog channel's camera has the channel's id: looked up directly; the whole
-                // inventory is walked only when that is not it.
+                // inventory (every node's cameras) is walked only when that is not it.
+                known
+                    .refresh(&inventory, &config, clock.now(), GB_INVENTORY_FOR)
+                    .await;
                 let camera = fleet
                     .get(&alarm.device_id)
                     .map(|e| e.camera())
                     .filter(|c| fits(c) && own(c))
                     .or_else(|| {
-                        fleet
-                            .list()
-                            .iter()
-                            .map(|e| e.camera())
+                        known
+                            .cameras
+                            .values()
                             .filter(|c| fits(c))
                             .min_by_key(|c| c.source != crate::config::SourceKind::Gb28181)
+                            .cloned()
                     })
                     .or_else(|| {
-                        let mine = channels_of(&device);
-                        match (alarm.device_id == device, mine.as_slice()) {
-                            (true, [only]) => Some(only.camera()),
+                        let mine = known.by_device.get(&device).map(Vec::as_slice);
+                        match (alarm.device_id == device, mine) {
+                            (true, Some([only])) => known.cameras.get(only).cloned(),
                             _ => None,
                         }
                     });
@@ -404,58 +414,30 @@ async fn apply_gb_events(
             }
             GbEvent::Device { device, state } => {
                 devices.insert(device.clone(), state);
-                // Registered here: its channels are placed on this node (they follow the device).
-                if let (Some(c), Ok(())) = (&cluster, state)
-                    && c.homes.send(device.clone()).await.is_err()
-                {
-                    return;
-                }
-                for entry in channels_of(&device) {
+                known
+                    .refresh(&inventory, &config, clock.now(), GB_INVENTORY_FOR)
+                    .await;
+                for entry in channels_of(&known, &device) {
                     let off = reported_off.contains(&(device.clone(), entry.id.to_string()));
                     signal(&entry, &device, state, off);
                 }
             }
             GbEvent::Catalog { device, channels } => {
                 let state = devices.get(&device).copied().unwrap_or(Ok(()));
-                // Every camera: this node's fleet, or in a cluster the store's inventory (the
-                // fleet has only what this node holds).
-                let cameras: Vec<crate::config::Camera> = if cluster.is_some() {
-                    let store = inventory.clone();
-                    let config = config.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        store
-                            .cameras()
-                            .map(|rows| crate::config::inventory::runnable(&config, &rows).0)
-                    })
-                    .await;
-                    match read {
-                        Ok(Ok(cameras)) => cameras,
-                        Ok(Err(e)) => {
-                            tracing::error!(device, error = %e, "GB/T 28181 catalog not applied: the camera inventory cannot be read; applied with the next catalog");
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::error!(device, error = %e, "GB/T 28181 catalog not applied");
-                            continue;
-                        }
-                    }
-                } else {
-                    fleet.list().iter().map(|e| e.camera()).collect()
-                };
-                let known: HashMap<&str, &crate::config::Camera> =
-                    cameras.iter().map(|c| (c.id.as_str(), c)).collect();
-                let linked: HashMap<String, String> = cameras
-                    .iter()
-                    .filter_map(|c| {
-                        (c.source != crate::config::SourceKind::Gb28181)
-                            .then(|| c.gb_code.clone().map(|g| (g, c.id.clone())))
-                            .flatten()
-                    })
-                    .collect();
-                let mut gb_cameras = cameras
-                    .iter()
-                    .filter(|c| c.source == crate::config::SourceKind::Gb28181)
-                    .count();
+                // Every camera of the store (every node's, in a cluster), read again when old.
+                if !known
+                    .refresh(&inventory, &config, clock.now(), GB_INVENTORY_FOR)
+                    .await
+                {
+                    tracing::error!(
+                        device,
+                        "GB/T 28181 catalog not applied: the camera inventory cannot be read; applied with the next catalog"
+                    );
+                    continue;
+                }
+                // Before adding a channel, the inventory is read again if a second old (a camera
+                // added through the API meanwhile may have the channel's code).
+                let mut checked = false;
                 let (mut created, mut refused) = (0usize, 0usize);
                 let tree = crate::gb28181::groups::Tree::new(&channels);
                 for item in channels.iter().filter(|i| crate::gb28181::is_channel(i)) {
@@ -464,11 +446,21 @@ async fn apply_gb_events(
                     } else {
                         reported_off.remove(&(device.clone(), item.id.clone()));
                     }
-                    if let Some(camera) = linked.get(&item.id) {
+                    if !known.has(&item.id) && !checked {
+                        checked = true;
+                        known
+                            .refresh(&inventory, &config, clock.now(), GB_INVENTORY_CHECK)
+                            .await;
+                    }
+                    if let Some(camera) = known.linked.get(&item.id) {
                         tracing::debug!(device, channel = %item.id, camera_id = %camera, "GB/T 28181 channel is a configured camera");
                         continue;
                     }
-                    if let Some(c) = known.get(item.id.as_str()) {
+                    if known.removed.contains(&item.id) {
+                        tracing::debug!(device, channel = %item.id, "GB/T 28181 channel removed through the API: not added again");
+                        continue;
+                    }
+                    if let Some(c) = known.cameras.get(item.id.as_str()) {
                         let ours = c.source == crate::config::SourceKind::Gb28181
                             && c.url.host_str() == Some(device.as_str());
                         // A camera of another kind with this id (an RTSP camera named by its code)
@@ -479,7 +471,7 @@ async fn apply_gb_events(
                         }
                         continue;
                     }
-                    if gb_cameras >= gb.max_channels {
+                    if known.gb >= gb.max_channels {
                         refused += 1;
                         continue;
                     }
@@ -547,7 +539,7 @@ async fn apply_gb_events(
                     }
                     ledger.upsert_camera(&camera).await;
                     created += 1;
-                    gb_cameras += 1;
+                    known.add(camera.clone());
                     if let Some(entry) = entry {
                         signal(&entry, &device, state, item.online == Some(false));
                     }
@@ -567,7 +559,7 @@ async fn apply_gb_events(
                     .map(|i| i.id.as_str())
                     .collect();
                 if !listed.is_empty() {
-                    for entry in channels_of(&device) {
+                    for entry in channels_of(&known, &device) {
                         let channel = read(&entry.config).url.path().trim_matches('/').to_owned();
                         if channel == device || listed.contains(channel.as_str()) {
                             continue;
@@ -594,10 +586,106 @@ async fn apply_gb_events(
     }
 }
 
+/// How long the GB/T 28181 join uses what it read of the camera inventory.
+const GB_INVENTORY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Before it adds a channel as a camera, how old a read may be.
+const GB_INVENTORY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The camera inventory as the GB/T 28181 join sees it: the store's cameras (every node's, in a
+/// cluster, where the fleet has only those held here) and the GB channels removed through the API,
+/// read again when older than asked (catalogs of thousands of devices must not each read it), and
+/// kept up with the channels the join adds.
+#[derive(Default)]
+struct GbInventory {
+    read_at: Option<std::time::Instant>,
+    cameras: std::collections::HashMap<String, crate::config::Camera>,
+    /// `gb_code` → the id of the camera of another kind (RTSP) that has it.
+    linked: std::collections::HashMap<String, String>,
+    /// Channel ids by device.
+    by_device: std::collections::HashMap<String, Vec<String>>,
+    /// Removed through the API (tombstones).
+    removed: std::collections::HashSet<String>,
+    /// GB channels.
+    gb: usize,
+}
+
+impl GbInventory {
+    /// Reads the store again if the last read is older than `within`; false when nothing was
+    /// ever read (the store failing from the start).
+    async fn refresh(
+        &mut self,
+        store: &Arc<dyn crate::config::inventory::CameraStore>,
+        config: &Config,
+        now: std::time::Instant,
+        within: std::time::Duration,
+    ) -> bool {
+        if self
+            .read_at
+            .is_some_and(|t| now.saturating_duration_since(t) < within)
+        {
+            return true;
+        }
+        let (store, config) = (store.clone(), config.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            store.cameras().map(|rows| {
+                let removed = rows
+                    .iter()
+                    .filter(|r| r.removed)
+                    .map(|r| r.id.clone())
+                    .collect();
+                (
+                    crate::config::inventory::runnable(&config, &rows).0,
+                    removed,
+                )
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match read {
+            Ok((cameras, removed)) => {
+                *self = GbInventory {
+                    read_at: Some(now),
+                    removed,
+                    ..GbInventory::default()
+                };
+                for c in cameras {
+                    self.add(c);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "GB/T 28181: the camera inventory cannot be read; the last read stands");
+            }
+        }
+        self.read_at.is_some()
+    }
+
+    fn add(&mut self, camera: crate::config::Camera) {
+        if camera.source == crate::config::SourceKind::Gb28181 {
+            self.gb += 1;
+            if let Some(device) = camera.url.host_str() {
+                self.by_device
+                    .entry(device.to_owned())
+                    .or_default()
+                    .push(camera.id.clone());
+            }
+        } else if let Some(code) = &camera.gb_code {
+            self.linked.insert(code.clone(), camera.id.clone());
+        }
+        self.removed.remove(&camera.id);
+        self.cameras.insert(camera.id.clone(), camera);
+    }
+
+    /// Whether `id` is a camera, a removed one, or another's code.
+    fn has(&self, id: &str) -> bool {
+        self.cameras.contains_key(id) || self.removed.contains(id) || self.linked.contains_key(id)
+    }
+}
+
 /// In a cluster: where the GB/T 28181 join says which devices registered here (their channels are
 /// placed on this node), and how it asks the keeper for a pass after saving new channels.
 struct GbCluster {
-    homes: mpsc::Sender<String>,
     nudge: crate::cluster::Nudge,
 }
 
@@ -1215,9 +1303,10 @@ pub async fn start(
     let mut keeper = None;
     let mut advertised = None;
     // In a cluster, GB/T 28181 devices registering here are written as their channels' home.
-    let (gb_homes_tx, mut gb_homes_rx) = match (&cluster, &gb_config) {
-        (Some(_), Some(_)) => {
+    let (gb_homes_tx, mut gb_homes_rx) = match (&cluster, &gb28181) {
+        (Some(_), Some((stage, _))) => {
             let (tx, rx) = mpsc::channel(GB_QUEUE);
+            stage.report_alive(tx.clone());
             (Some(tx), Some(rx))
         }
         _ => (None, None),
@@ -1257,9 +1346,8 @@ pub async fn start(
                 Some(rx) => k.with_homes(rx),
                 None => k,
             };
-            if let Some(homes) = gb_homes_tx.clone() {
+            if gb_homes_tx.is_some() {
                 gb_cluster = Some(GbCluster {
-                    homes,
                     nudge: nudge.clone(),
                 });
             }
@@ -1511,12 +1599,16 @@ pub async fn start(
                 HOLDING_QUEUE,
             ));
         }
-        if gb_homes_tx.is_some() {
-            q.push(QueueInfo::blocking(
+        if let (Some(_), Some((stage, _))) = (&gb_homes_tx, &gb28181) {
+            let stage = stage.clone();
+            q.push(QueueInfo::dropping(
                 "gb28181_homes",
                 "gb28181",
                 "cluster",
                 GB_QUEUE,
+                // Every keepalive sends its device again.
+                FullPolicy::DropNewest,
+                Arc::new(move || vec![("full", stage.alive_dropped())]),
             ));
         }
         if let Some(log) = delivery.log.get() {

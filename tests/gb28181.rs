@@ -1138,7 +1138,8 @@ fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video
 }
 
 /// Catalogs are asked for again every `catalog_interval`: a channel the lower platform now reports
-/// `OFF`, or no longer lists, goes offline `unreachable`; listed `ON` again, it is back online.
+/// `OFF`, or no longer lists, goes offline `unreachable`; listed `ON` again, it is back online. A
+/// channel removed through the API stays removed though the catalogs go on listing it.
 #[test]
 fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_until_back() {
     use qianliyan::camsim::gb::ChannelReport;
@@ -1194,6 +1195,30 @@ fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_un
             state_is(id, "online", None)
         });
     }
+    let (status, body) = common::api(
+        service.addr,
+        "DELETE",
+        &format!("/api/cameras/{}", channels[2]),
+        "",
+    );
+    assert_eq!(status, 204, "{body}");
+    // Catalogs for longer than the join keeps a read of the inventory (10 s): the removal is
+    // remembered in the store, not only in that read.
+    let asked = platform.stats.catalog_queries.load(Ordering::Relaxed);
+    let removed_at = Instant::now();
+    wait_for("catalogs for 12 s", Duration::from_secs(30), || {
+        let now = platform.stats.catalog_queries.load(Ordering::Relaxed);
+        (now >= asked + 5 && removed_at.elapsed() > Duration::from_secs(12))
+            .then_some(())
+            .ok_or(format!("{now}"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+    assert!(
+        !body.contains(channels[2].as_str()),
+        "removed, and not added again: {body}"
+    );
+    assert!(body.contains(channels[1].as_str()), "{body}");
     cancel.cancel();
     drop(rt);
     service.stop();
@@ -1206,8 +1231,28 @@ fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_un
 /// device's word is not fenced).
 #[test]
 fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_follow_it() {
-    const D1: &str = "34020000001180000201";
-    const D2: &str = "34020000001180000202";
+    use qianliyan::cluster::rendezvous::{Candidate, owner};
+    // Devices that rendezvous hashing would place on the other node than the one they register
+    // to: dev1 (registers to A) hashes to B, dev2 (registers to B) to A.
+    let nodes = [
+        Candidate {
+            id: "node-a",
+            weight: 1,
+        },
+        Candidate {
+            id: "node-b",
+            weight: 1,
+        },
+    ];
+    let pick = |want: &str, skip: &str| -> String {
+        (200u32..)
+            .map(|n| format!("340200000011800{n:05}"))
+            .find(|d| d != skip && owner(d, &nodes) == Some(want))
+            .unwrap()
+    };
+    let d1 = pick("node-b", "");
+    let d2 = pick("node-a", &d1);
+    let (dev1, dev2) = (d1.as_str(), d2.as_str());
     let pg = qianliyan::db::server::PrivatePostgres::start().expect("a private PostgreSQL");
     let url = pg.url();
     let node = |id: &str| -> (common::Service, u16) {
@@ -1266,14 +1311,14 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
     let first = CancellationToken::new();
     let d1 = rt
         .block_on(GbDevice::start(
-            device_at(port_a, D1, 3, false),
+            device_at(port_a, dev1, 3, false),
             first.clone(),
         ))
         .unwrap();
     let others = CancellationToken::new();
     let d2 = rt
         .block_on(GbDevice::start(
-            device_at(port_b, D2, 3, false),
+            device_at(port_b, dev2, 3, false),
             others.clone(),
         ))
         .unwrap();
@@ -1283,28 +1328,29 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
         "each device's channels on its node",
         Duration::from_secs(40),
         || {
-            all_on(D1, "node-a")?;
-            all_on(D2, "node-b")
+            all_on(dev1, "node-a")?;
+            all_on(dev2, "node-b")
         },
     );
 
-    // D1 goes to node B: its channels follow, D2's stay.
+    // dev1 goes to node B: its channels follow, dev2's stay.
     first.cancel();
     let d1_again = rt
         .block_on(GbDevice::start(
-            device_at(port_b, D1, 3, false),
+            device_at(port_b, dev1, 3, false),
             others.clone(),
         ))
         .unwrap();
     assert_eq!(d1_again.stats.last_status.load(Ordering::Relaxed), 200);
-    wait_for("D1's channels on node B", Duration::from_secs(30), || {
-        all_on(D1, "node-b")?;
-        all_on(D2, "node-b")
+    wait_for("dev1's channels on node B", Duration::from_secs(30), || {
+        all_on(dev1, "node-b")?;
+        all_on(dev2, "node-b")
     });
 
-    // An alarm from D1's first channel, received by node B: one alert, stored.
+    // An alarm naming dev1 itself (no camera has its id, so no node holds one), received by node
+    // B: one alert, stored (a device's word is not fenced).
     let alarm = qianliyan::gb28181::manscdp::Alarm {
-        device_id: channels(D1)[0].clone(),
+        device_id: dev1.to_owned(),
         priority: Some(2),
         method: Some(5),
         alarm_type: Some(6),
@@ -1314,10 +1360,51 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
     rt.block_on(d1_again.send_alarm(alarm)).unwrap();
     wait_for("the device's alert stored", Duration::from_secs(15), || {
         let (_, body) = common::api(a.addr, "GET", "/api/alerts", "");
-        body.contains("device:5.6").then_some(()).ok_or(body)
+        (body.contains("device:5.6") && body.contains(dev1))
+            .then_some(())
+            .ok_or(body)
     });
     others.cancel();
     drop(rt);
     a.stop();
     b.stop();
+}
+
+/// `tcp_connect = "platform"` (TCP active): the INVITE offers `a=setup:active`, the device
+/// answers with a port it listens on, and the platform connects there — for devices that cannot
+/// reach the platform's media ports. The video is decoded as with the device connecting.
+#[test]
+fn with_tcp_connect_platform_the_platform_connects_to_the_devices_media_port() {
+    const DEVICE: &str = "34020000001180000031";
+    let (service, port) = gb_service(
+        "gb-tcp-active",
+        "[health]\ngrace = \"1s\"",
+        "video = \"all\"\nmedia_ports = \"36400-36499\"\ntcp_connect = \"platform\"",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let device = rt
+        .block_on(GbDevice::start(
+            device_at(port, DEVICE, 1, true),
+            cancel.clone(),
+        ))
+        .unwrap();
+    let channel = qianliyan::camsim::gb::cameras_of(DEVICE, 1)[0].id.clone();
+    wait_for("the channel listed", Duration::from_secs(20), || {
+        let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+        body.contains(channel.as_str()).then_some(()).ok_or(body)
+    });
+    wait_for("video flowing", Duration::from_secs(30), || {
+        let c = camera(&service, &channel);
+        (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
+            .then_some(())
+            .ok_or_else(|| c.to_string())
+    });
+    assert!(
+        device.stats.media.accepted.load(Ordering::Relaxed) >= 1,
+        "the platform opened the connection"
+    );
+    cancel.cancel();
+    drop(rt);
+    service.stop();
 }

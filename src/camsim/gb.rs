@@ -641,17 +641,30 @@ impl Responder {
                 (Destination::Udp(to), Some(socket), port)
             }
             MediaTransport::TcpPassive => (Destination::Tcp(to), None, 9),
-            // This device does not listen for the platform's media connection.
+            // The platform connects: the device listens on a port of its own.
             MediaTransport::TcpActive => {
-                let _ = tx.reply(StatusCode::NotAcceptableHere).await;
-                return;
+                let bind = SocketAddr::new(
+                    if to.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    },
+                    0,
+                );
+                let Ok(listener) = tokio::net::TcpListener::bind(bind).await else {
+                    let _ = tx.reply(StatusCode::ServerInternalError).await;
+                    return;
+                };
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+                (Destination::Accept(listener), None, port)
             }
         };
         let ssrc_text = offer.ssrc.clone();
         let ssrc: u32 = ssrc_text.parse().unwrap_or(1);
         let (proto, setup) = match offer.transport {
             MediaTransport::Udp => ("RTP/AVP", ""),
-            _ => ("TCP/RTP/AVP", "a=setup:active\r\na=connection:new\r\n"),
+            MediaTransport::TcpActive => ("TCP/RTP/AVP", "a=setup:passive\r\na=connection:new\r\n"),
+            MediaTransport::TcpPassive => ("TCP/RTP/AVP", "a=setup:active\r\na=connection:new\r\n"),
         };
         let answer = format!(
             "v=0\r\no={ch} 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\

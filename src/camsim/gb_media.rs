@@ -212,12 +212,15 @@ pub fn rtp_packets(ps: &[u8], seq: &mut u16, ts: u32, ssrc: u32, tcp: bool) -> V
 }
 
 /// Where a device sends its video.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Destination {
     /// RTP over UDP to the platform's address.
     Udp(SocketAddr),
     /// RTP over TCP: the device connects to the platform's address (the offer's `a=setup:passive`).
     Tcp(SocketAddr),
+    /// RTP over TCP: the platform connects to the device's port (the offer's `a=setup:active`);
+    /// the first connection is the stream.
+    Accept(tokio::net::TcpListener),
 }
 
 /// What one device's senders did.
@@ -231,6 +234,8 @@ pub struct MediaStats {
     pub packets: AtomicU64,
     /// Streams ended by the platform's BYE.
     pub byes: AtomicU64,
+    /// TCP connections the platform opened to the device (TCP active).
+    pub accepted: AtomicU64,
 }
 
 /// Sends the clip from its start, looping, in real time, until `stop`; while `stalled` is set the
@@ -244,13 +249,26 @@ pub async fn send(
     stats: Arc<MediaStats>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut tcp = match to {
-        Destination::Tcp(addr) => Some(
-            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))??,
+    let (mut tcp, udp_to) = match to {
+        Destination::Tcp(addr) => (
+            Some(
+                tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))??,
+            ),
+            None,
         ),
-        Destination::Udp(_) => None,
+        Destination::Accept(listener) => {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                a = tokio::time::timeout(Duration::from_secs(10), listener.accept()) => a,
+            };
+            let (stream, _) = accepted
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "accept"))??;
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            (Some(stream), None)
+        }
+        Destination::Udp(addr) => (None, Some(addr)),
     };
     let clip = &media.normal;
     let start = tokio::time::Instant::now();
@@ -271,9 +289,9 @@ pub async fn send(
             let au = annexb(media.codec, frame);
             let ps = ps_frame(media.codec, &au, pts, frame.keyframe);
             for packet in rtp_packets(&ps, &mut seq, pts as u32, ssrc, tcp.is_some()) {
-                match (&mut tcp, &socket, to) {
+                match (&mut tcp, &socket, udp_to) {
                     (Some(stream), _, _) => stream.write_all(&packet).await?,
-                    (None, Some(socket), Destination::Udp(addr)) => {
+                    (None, Some(socket), Some(addr)) => {
                         // A platform not listening (yet, or any more) costs the packet only.
                         let _ = socket.send_to(&packet, addr).await;
                     }

@@ -144,9 +144,12 @@ pub struct Keeper {
     inventory_read: Option<Instant>,
     invalid_logged: std::collections::HashSet<String>,
     last_renewed: Option<Instant>,
-    /// GB/T 28181 devices that registered to this node, to be written as their home.
+    /// GB/T 28181 devices that registered or kept alive here, to be written as their home.
     homes: Option<tokio::sync::mpsc::Receiver<String>>,
-    homes_pending: Vec<String>,
+    /// Of those, the ones whose home (at the last beat) is another node.
+    homes_pending: std::collections::HashSet<String>,
+    /// Every device's home at the last beat.
+    homes_known: HashMap<String, String>,
 }
 
 impl Keeper {
@@ -176,43 +179,33 @@ impl Keeper {
                 last_renewed: None,
                 beater: Beater::default(),
                 homes: None,
-                homes_pending: Vec::new(),
+                homes_pending: Default::default(),
+                homes_known: HashMap::new(),
             },
             Nudge(nudge),
         )
     }
 
-    /// GB/T 28181 devices registering to this node arrive on `homes` (a bounded queue app.rs
-    /// creates; the sender waits while it is full): each is written as the device's home before the
-    /// next beat, so its channels are placed here.
+    /// GB/T 28181 devices registering or keeping alive here arrive on `homes` (a bounded queue
+    /// app.rs creates; each keepalive repeats it, so one dropped when it is full is sent again):
+    /// a device whose home is another node is written as at home here with the next beat (in its
+    /// transaction), so its channels are placed here.
     pub fn with_homes(mut self, homes: tokio::sync::mpsc::Receiver<String>) -> Keeper {
         self.homes = Some(homes);
         self
     }
 
-    /// Writes the homes of devices that registered here since the last pass (kept for the next
-    /// pass when the database does not take them).
-    fn write_homes(&mut self) {
+    /// The devices to write as at home here with this pass's beat.
+    fn homes_to_write(&mut self) -> Vec<String> {
+        let me = self.leases.node();
         if let Some(rx) = &mut self.homes {
             while let Ok(device) = rx.try_recv() {
-                self.homes_pending.push(device);
+                if self.homes_known.get(&device).map(String::as_str) != Some(me) {
+                    self.homes_pending.insert(device);
+                }
             }
         }
-        if self.homes_pending.is_empty() {
-            return;
-        }
-        match self.leases.home(&self.homes_pending) {
-            Ok(()) => {
-                tracing::info!(
-                    devices = self.homes_pending.len(),
-                    "GB/T 28181 devices registered here: their channels are placed on this node"
-                );
-                self.homes_pending.clear();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "GB/T 28181 device homes not written; trying again")
-            }
-        }
+        self.homes_pending.iter().cloned().collect()
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -310,14 +303,22 @@ impl Keeper {
             Some(t) => limit.saturating_sub(t.elapsed()).max(self.config.renew),
             None => self.config.lease,
         };
-        self.write_homes();
+        let homes = self.homes_to_write();
         let beat = match self
             .beater
-            .beat(&self.leases, self.config.weight, ttl, wait)
+            .beat(&self.leases, self.config.weight, ttl, wait, homes)
         {
             Ok(b) => b,
             Err(e) => return self.beat_failed(&e),
         };
+        if !self.homes_pending.is_empty() {
+            tracing::info!(
+                devices = self.homes_pending.len(),
+                "GB/T 28181 devices registered here: their channels are placed on this node"
+            );
+            self.homes_pending.clear();
+        }
+        self.homes_known.clone_from(&beat.homes);
         self.last_renewed = Some(before);
         if self.stats.fenced.swap(false, Ordering::Relaxed) {
             tracing::warn!("camera leases renewed again: this node takes cameras again");
@@ -505,39 +506,46 @@ fn gb_device(camera: &Camera) -> Option<&str> {
 /// A beat's answer, by request number.
 type Answer = (u64, Result<crate::db::lease::Beat, String>);
 
+/// A beat's request: its number and the GB/T 28181 devices to write as at home here.
+type Request = (u64, Vec<String>);
+
 /// Runs beats on a thread of its own, so the keeper can give up waiting for one.
 #[derive(Default)]
 struct Beater {
     worker: Option<(
-        crossbeam_channel::Sender<u64>,
+        crossbeam_channel::Sender<Request>,
         crossbeam_channel::Receiver<Answer>,
     )>,
     seq: u64,
 }
 
 impl Beater {
-    /// One beat (registering as up), waiting at most `wait` for its answer.
+    /// One beat (registering as up, `homes` written as at home here), waiting at most `wait`
+    /// for its answer.
     fn beat(
         &mut self,
         leases: &Leases,
         weight: u32,
         ttl_ms: i64,
         wait: Duration,
+        homes: Vec<String>,
     ) -> Result<crate::db::lease::Beat, String> {
         if self.worker.is_none() {
-            let (req_tx, req_rx) = crossbeam_channel::unbounded::<u64>();
+            let (req_tx, req_rx) = crossbeam_channel::unbounded::<Request>();
             let (res_tx, res_rx) = crossbeam_channel::unbounded();
             let leases = leases.clone();
             std::thread::Builder::new()
                 .name("qly-cluster-beat".into())
                 .spawn(move || {
-                    while let Ok(mut seq) = req_rx.recv() {
-                        // Only the newest request matters (older ones were given up on).
-                        while let Ok(s) = req_rx.try_recv() {
+                    while let Ok((mut seq, mut homes)) = req_rx.recv() {
+                        // Only the newest request is answered (older ones were given up on);
+                        // the homes of all are written.
+                        while let Ok((s, more)) = req_rx.try_recv() {
                             seq = s;
+                            homes.extend(more);
                         }
                         let r = leases
-                            .beat(weight, NodeState::Up, ttl_ms)
+                            .beat_homing(weight, NodeState::Up, ttl_ms, &homes)
                             .map_err(|e| e.to_string());
                         if res_tx.send((seq, r)).is_err() {
                             return;
@@ -551,7 +559,7 @@ impl Beater {
             return Err("no beat thread".into());
         };
         self.seq += 1;
-        req.send(self.seq)
+        req.send((self.seq, homes))
             .map_err(|_| "the beat thread stopped".to_string())?;
         let deadline = Instant::now() + wait;
         loop {

@@ -29,8 +29,9 @@ pub struct StoredCamera {
     pub definition: String,
     /// SHA-256 (hex) of the file's definition last seeded; `None` for a camera the API added.
     pub seed: Option<String>,
-    /// Removed through the API; kept (as a tombstone) only for a camera the file defines, so a
-    /// restart does not bring it back while the file's definition stays the same.
+    /// Removed through the API; kept (as a tombstone) for a camera the file defines, so a
+    /// restart does not bring it back while the file's definition stays the same, and for a
+    /// GB/T 28181 channel, so its device's next catalog does not.
     pub removed: bool,
     /// When the row last changed (unix ms).
     pub updated_ms: i64,
@@ -65,8 +66,20 @@ pub trait CameraStore: Send + Sync + 'static {
     /// one keeps where it came from (its seed) and is no longer removed.
     fn save(&self, id: &str, definition: &str, now_ms: i64) -> Result<(), InventoryError>;
     /// Removes a camera through the API: one the file defines becomes a tombstone, another is
-    /// forgotten. Unknown ids are not an error.
-    fn remove(&self, id: &str, now_ms: i64) -> Result<(), InventoryError>;
+    /// forgotten unless `remember` (a GB/T 28181 channel: the tombstone keeps its device's
+    /// catalogs from adding it again). Unknown ids are not an error.
+    fn remove(&self, id: &str, now_ms: i64, remember: bool) -> Result<(), InventoryError>;
+}
+
+/// Whether a stored camera is a GB/T 28181 channel (`gb28181://…`).
+pub fn is_gb_channel(row: &StoredCamera) -> bool {
+    parse(row).is_ok_and(|raw| {
+        raw.url.as_deref().is_some_and(|u| {
+            u.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("gb28181://")
+        })
+    })
 }
 
 /// SHA-256 (hex) of a definition: what tells whether the file changed a camera since the last seed.

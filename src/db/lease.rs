@@ -270,8 +270,21 @@ impl Leases {
     /// lease it holds (not released or expired ones) to now + `ttl_ms`, keeps its holdings alive (and ends
     /// those another node took), and reads the live nodes and every lease.
     pub fn beat(&self, weight: u32, state: NodeState, ttl_ms: i64) -> Result<Beat, DbError> {
+        self.beat_homing(weight, state, ttl_ms, &[])
+    }
+
+    /// [`Leases::beat`] that also records, in the same transaction, that `devices` (GB/T 28181)
+    /// are registered to this node: their channels belong here.
+    pub fn beat_homing(
+        &self,
+        weight: u32,
+        state: NodeState,
+        ttl_ms: i64,
+        devices: &[String],
+    ) -> Result<Beat, DbError> {
         super::transaction(self.db.as_ref(), |tx| {
             let now = self.now(tx)?;
+            self.write_homes(tx, devices, now)?;
             tx.execute(
                 "INSERT INTO cluster_node (id, weight, state, started_ms, seen_ms, address)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?5)
@@ -491,27 +504,23 @@ impl Leases {
         })
     }
 
-    /// Records that `devices` (GB/T 28181) registered to this node: their channels belong here.
-    pub fn home(&self, devices: &[String]) -> Result<(), DbError> {
+    fn write_homes(&self, tx: &mut dyn Tx, devices: &[String], now: i64) -> Result<(), DbError> {
         let unique: Vec<&String> = devices
             .iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        super::transaction(self.db.as_ref(), |tx| {
-            let now = self.now(tx)?;
-            for chunk in unique.chunks(CHUNK) {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO gb_home (device, node, since_ms) VALUES {}
-                         ON CONFLICT (device) DO UPDATE SET node = excluded.node, since_ms = excluded.since_ms",
-                        rows_of(chunk.len(), 3, |p| format!("({p}, ?1, ?2)"))
-                    ),
-                    &params([(&self.node).into(), now.into()], chunk),
-                )?;
-            }
-            Ok(())
-        })
+        for chunk in unique.chunks(CHUNK) {
+            tx.execute(
+                &format!(
+                    "INSERT INTO gb_home (device, node, since_ms) VALUES {}
+                     ON CONFLICT (device) DO UPDATE SET node = excluded.node, since_ms = excluded.since_ms",
+                    rows_of(chunk.len(), 3, |p| format!("({p}, ?1, ?2)"))
+                ),
+                &params([(&self.node).into(), now.into()], chunk),
+            )?;
+        }
+        Ok(())
     }
 
     /// Every lease (for tests and tools).
@@ -772,8 +781,15 @@ pub fn conformance(db: Arc<dyn Db>) {
     // GB/T 28181 homes: the node a device last registered to, whichever wrote last.
     let d1 = "34020000001180000001".to_string();
     let d2 = "34020000001180000002".to_string();
-    a.home(&[d1.clone(), d2.clone(), d1.clone()]).unwrap();
-    b.home(std::slice::from_ref(&d2)).unwrap();
+    a.beat_homing(
+        1,
+        NodeState::Up,
+        60_000,
+        &[d1.clone(), d2.clone(), d1.clone()],
+    )
+    .unwrap();
+    b.beat_homing(2, NodeState::Up, 60_000, std::slice::from_ref(&d2))
+        .unwrap();
     let homes = a.beat(1, NodeState::Up, 60_000).unwrap().homes;
     assert_eq!(homes.len(), 2);
     assert_eq!(homes[&d1], "node-a");

@@ -17,6 +17,7 @@
 //! | `patrol_interval` | `"10m"` | a patrolled channel is invited this often (staggered per channel) |
 //! | `patrol_for` | `"10s"` | and watched this long (VQD, a snapshot) before BYE |
 //! | `media_ports` | `"30000-30999"` | UDP/TCP ports video is received on, one per stream pulled (a range, both ends included) |
+//! | `tcp_connect` | `"device"` | who opens a TCP media connection: the device (`"device"`, TCP passive) or the platform (`"platform"`, TCP active, to the port in the device's answer); per device in `[[gb28181.devices]]` |
 //! | `invite_timeout` | `"10s"` | a video request (INVITE) not answered within this is `invite_failed` |
 //! | `alarm_cooldown` | `"60s"` | a device's alarm of one type on one channel raises one alert per this long (repeats are counted, not raised) |
 //! | `catalog_interval` | `"10m"` | every online device is asked for its catalog again this often (new channels, channels reported `OFF` or gone) |
@@ -65,6 +66,8 @@ pub struct RawGbConfig {
     pub catalog_interval: Option<String>,
     /// Media port range, `"30000-30999"`.
     pub media_ports: Option<String>,
+    /// Who opens a TCP media connection: `device` or `platform`.
+    pub tcp_connect: Option<String>,
     /// How long an INVITE may go unanswered.
     pub invite_timeout: Option<String>,
     /// Repeated alarms of one type on one channel within this raise one alert.
@@ -87,6 +90,8 @@ pub struct RawGbDevice {
     pub name: Option<String>,
     /// Environment variable with this device's own password.
     pub password_env: Option<String>,
+    /// Who opens its TCP media connections (overrides `gb28181.tcp_connect`).
+    pub tcp_connect: Option<String>,
 }
 
 /// An allowed device.
@@ -96,6 +101,35 @@ pub struct GbDevicePolicy {
     pub name: Option<String>,
     /// Its own password (`None`: the platform's).
     pub password: Option<Secret>,
+    /// Who opens its TCP media connections (`None`: `gb28181.tcp_connect`).
+    pub tcp_connect: Option<TcpConnect>,
+}
+
+/// Who opens a channel's TCP media connection (camera `transport = "tcp"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpConnect {
+    /// The device connects to the platform's port (TCP passive on the platform's side,
+    /// `a=setup:passive` in the offer; what most devices do).
+    Device,
+    /// The platform connects to the port in the device's answer (TCP active, `a=setup:active`):
+    /// for devices that cannot reach the platform's media ports (behind NAT on their side).
+    Platform,
+}
+
+impl TcpConnect {
+    fn parse(errors: &mut Vec<ConfigError>, path: &str, v: Option<&str>) -> Option<TcpConnect> {
+        match v? {
+            "device" => Some(TcpConnect::Device),
+            "platform" => Some(TcpConnect::Platform),
+            other => {
+                errors.push(ConfigError::new(
+                    path,
+                    format!("{other:?} is not who connects: \"device\" or \"platform\""),
+                ));
+                None
+            }
+        }
+    }
 }
 
 /// Which channels' video the platform requests.
@@ -143,6 +177,8 @@ pub struct GbConfig {
     pub catalog_interval: Duration,
     /// Ports video is received on (both ends included).
     pub media_ports: std::ops::RangeInclusive<u16>,
+    /// Who opens TCP media connections, unless a device says otherwise.
+    pub tcp_connect: TcpConnect,
     /// How long an INVITE may go unanswered.
     pub invite_timeout: Duration,
     /// Repeated alarms of one type on one channel within this raise one alert.
@@ -156,6 +192,14 @@ pub struct GbConfig {
 }
 
 impl GbConfig {
+    /// Who opens `device`'s TCP media connections.
+    pub fn tcp_connect_for(&self, device: &str) -> TcpConnect {
+        self.devices
+            .get(device)
+            .and_then(|d| d.tcp_connect)
+            .unwrap_or(self.tcp_connect)
+    }
+
     /// The password `device` must use.
     pub fn password_for(&self, device: &str) -> &Secret {
         self.devices
@@ -383,6 +427,12 @@ impl RawGbConfig {
                 VideoPolicy::Rules
             }
         };
+        let tcp_connect = TcpConnect::parse(
+            &mut errors,
+            "gb28181.tcp_connect",
+            self.tcp_connect.as_deref(),
+        )
+        .unwrap_or(TcpConnect::Device);
         let patrol_interval = crate::config::duration_field(
             &mut errors,
             "gb28181.patrol_interval",
@@ -469,6 +519,11 @@ impl RawGbConfig {
             let policy = GbDevicePolicy {
                 name: d.name.clone(),
                 password,
+                tcp_connect: TcpConnect::parse(
+                    &mut errors,
+                    &format!("{path}.tcp_connect"),
+                    d.tcp_connect.as_deref(),
+                ),
             };
             if devices.insert(d.id.clone(), policy).is_some() {
                 errors.push(ConfigError::new(
@@ -494,6 +549,7 @@ impl RawGbConfig {
                 patrol_for,
                 catalog_interval,
                 media_ports,
+                tcp_connect,
                 invite_timeout,
                 alarm_cooldown,
                 areas,
@@ -520,10 +576,18 @@ mod tests {
     #[test]
     fn defaults_and_device_passwords() {
         let raw: RawGbConfig = toml::from_str(
-            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[[devices]]\nid = \"34020000001110000001\"\nname = \"东门\"\n",
+            "sip_id = \"34020000002000000001\"\npassword_env = \"GB_PASS\"\n[[devices]]\nid = \"34020000001110000001\"\nname = \"东门\"\ntcp_connect = \"platform\"\n",
         )
         .unwrap();
         let c = raw.validate(&env).unwrap();
+        assert_eq!(
+            c.tcp_connect_for("34020000001110000001"),
+            super::TcpConnect::Platform
+        );
+        assert_eq!(
+            c.tcp_connect_for("34020000001110000002"),
+            super::TcpConnect::Device
+        );
         assert_eq!(c.domain, "3402000000");
         assert_eq!(c.listen, "0.0.0.0:5060".parse().unwrap());
         assert_eq!(c.keepalive_timeout(), Duration::from_secs(180));
@@ -578,7 +642,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let raw: RawGbConfig = toml::from_str(
-            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\nmedia_ports = \"30999-30000\"\ninvite_timeout = \"1ms\"\nvideo = \"some\"\npatrol_interval = \"10s\"\npatrol_for = \"10s\"\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
+            "sip_id = \"3402\"\ndomain = \"a b\"\nlisten = \"nowhere\"\npassword_env = \"EMPTY\"\nkeepalive_interval = \"0s\"\nkeepalive_misses = 0\nmax_devices = 0\nmedia_ports = \"30999-30000\"\ninvite_timeout = \"1ms\"\nvideo = \"some\"\ntcp_connect = \"me\"\npatrol_interval = \"10s\"\npatrol_for = \"10s\"\n[[devices]]\nid = \"x\"\n[[devices]]\nid = \"34020000001110000001\"\npassword_env = \"UNSET\"\n",
         )
         .unwrap();
         let errors = raw.validate(&env).unwrap_err();
@@ -596,6 +660,7 @@ mod tests {
                 "gb28181.media_ports",
                 "gb28181.invite_timeout",
                 "gb28181.video",
+                "gb28181.tcp_connect",
                 "gb28181.patrol_for",
                 "gb28181.devices[0].id",
                 "gb28181.devices[1].password_env"

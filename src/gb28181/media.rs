@@ -23,7 +23,7 @@ use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use super::config::VideoPolicy;
+use super::config::{TcpConnect, VideoPolicy};
 use super::ps::{self, PsUnit};
 use super::registry::DeviceState;
 use super::rtp::{PsOverRtp, ReorderConfig};
@@ -97,6 +97,8 @@ impl Drop for PortLease {
 enum Receiver {
     Udp(tokio::net::UdpSocket),
     Tcp(tokio::net::TcpListener),
+    /// TCP active: the platform connects to the device's answered address.
+    Connect(SocketAddr),
 }
 
 /// The media being received: datagrams, or the device's connection.
@@ -181,7 +183,7 @@ impl Service {
         device: &str,
         channel: &str,
         port: u16,
-        tcp: bool,
+        media: MediaTransport,
     ) -> Result<Call, Failure> {
         // A channel is offline with its device; the device itself with its own reason.
         let own = |r: OfflineReason| {
@@ -217,11 +219,7 @@ impl Service {
             channel: channel.to_owned(),
             ip: here.ip(),
             port,
-            transport: if tcp {
-                MediaTransport::TcpPassive
-            } else {
-                MediaTransport::Udp
-            },
+            transport: media,
             ssrc: sdp::ssrc(true, &self.config.sip_id, seq)
                 .map_err(|e| (OfflineReason::InviteFailed, e.to_string()))?,
             session: SessionKind::Play,
@@ -620,10 +618,24 @@ impl GbMediaSource {
         until: Option<tokio::time::Instant>,
     ) -> Result<End, Failure> {
         let tcp = spec.transport == crate::config::Transport::Tcp;
-        let (lease, receiver) = self.bind(tcp).await?;
+        // TCP active: no port of ours; the device listens and the platform connects.
+        let active = tcp && self.service.config.tcp_connect_for(device) == TcpConnect::Platform;
+        let (lease, receiver) = if active {
+            (None, None)
+        } else {
+            let (lease, receiver) = self.bind(tcp).await?;
+            (Some(lease), Some(receiver))
+        };
+        let transport = match (tcp, active) {
+            (_, true) => MediaTransport::TcpActive,
+            (true, false) => MediaTransport::TcpPassive,
+            (false, _) => MediaTransport::Udp,
+        };
+        // The offer's port when the platform connects is nominal (RFC 4145: 9, discard).
+        let port = lease.as_ref().map_or(9, |l| l.port);
         let call = self
             .service
-            .invite(device, channel, lease.port, tcp)
+            .invite(device, channel, port, transport)
             .await?;
         let ended = CancellationToken::new();
         lock(&self.service.calls).insert(call.id(), ended.clone());
@@ -632,6 +644,22 @@ impl GbMediaSource {
         // Media is taken from the device's host (its SIP source, or its answer's address) only.
         let mut from = vec![call.addr.ip()];
         from.extend(answer.map(|a| a.ip).filter(|ip| !ip.is_unspecified()));
+        let receiver = match (receiver, answer) {
+            (Some(r), _) => r,
+            // The device's media address (its SIP host when the answer's is unspecified).
+            (None, Some(a)) => Receiver::Connect(SocketAddr::new(
+                Some(a.ip)
+                    .filter(|ip| !ip.is_unspecified())
+                    .unwrap_or(call.addr.ip()),
+                a.port,
+            )),
+            (None, None) => {
+                return Err((
+                    OfflineReason::InviteFailed,
+                    format!("channel {channel}: no usable SDP answer to connect to"),
+                ));
+            }
+        };
         let _hangup = Hangup {
             service: Arc::clone(&self.service),
             call: Some(call),
@@ -640,10 +668,11 @@ impl GbMediaSource {
         tracing::info!(
             device,
             channel,
-            port = lease.port,
-            transport = if tcp { "tcp" } else { "udp" },
+            port,
+            transport = transport_label(transport),
             "GB/T 28181 video invited"
         );
+        let _lease = lease;
         let mut rx = Receive {
             spec,
             observer,
@@ -691,6 +720,15 @@ impl GbMediaSource {
                 self.ports.in_use()
             ),
         ))
+    }
+}
+
+/// `udp`, `tcp` (the device connects) or `tcp_active` (the platform connects), for logs.
+fn transport_label(t: MediaTransport) -> &'static str {
+    match t {
+        MediaTransport::Udp => "udp",
+        MediaTransport::TcpPassive => "tcp",
+        MediaTransport::TcpActive => "tcp_active",
     }
 }
 
@@ -768,6 +806,18 @@ impl Receive<'_> {
         };
         let mut input = match receiver {
             Receiver::Udp(socket) => Input::Udp(socket),
+            Receiver::Connect(to) => tokio::select! {
+                _ = ended.cancelled() => return Ok(End::Bye),
+                _ = sleep_opt(until) => return patrolled(0),
+                _ = tokio::time::sleep_until(last + stall) => return Err(silent(false)),
+                r = tokio::net::TcpStream::connect(to) => match r {
+                    Ok(stream) => Input::Tcp(stream),
+                    Err(e) => return Err((
+                        OfflineReason::NoMedia,
+                        format!("the device accepted the INVITE but its media port {to} refuses the connection: {e}"),
+                    )),
+                }
+            },
             Receiver::Tcp(listener) => loop {
                 tokio::select! {
                     _ = ended.cancelled() => return Ok(End::Bye),

@@ -4,7 +4,7 @@
 //! Signalling: registration with digest authentication, keepalives, the device registry with its
 //! `unregistered` / `keepalive_timeout` states, and DeviceInfo and catalog queries (multi-page
 //! catalogs assembled by `SumNum`); catalog channels become cameras in app.rs. Video: INVITE, PS
-//! over RTP (UDP, TCP passive) into the same decode path as RTSP ([`media`]). Alarms become alerts
+//! over RTP (UDP, TCP passive or active) into the same decode path as RTSP ([`media`]). Alarms become alerts
 //! or device health ([`alarm`]). A lower platform (type 200) registers like a device; its catalog's
 //! groups give its channels their areas, and its channels are invited through it.
 //!
@@ -406,6 +406,18 @@ impl Gb28181 {
             })
             .collect();
         Some((view(d), catalog))
+    }
+
+    /// In a cluster: each device that registers or keeps alive here is sent on `tx` (the
+    /// `gb28181_homes` queue app.rs creates; dropped and counted when it is full, as the next
+    /// keepalive sends it again), so the keeper places its channels on this node.
+    pub fn report_alive(&self, tx: tokio::sync::mpsc::Sender<String>) {
+        let _ = self.service.alive.set(tx);
+    }
+
+    /// Device ids [`Gb28181::report_alive`] dropped on a full queue.
+    pub fn alive_dropped(&self) -> u64 {
+        self.service.alive_dropped.load(Ordering::Relaxed)
     }
 
     /// Asks a registered device for its catalog again; the answer arrives in pages.

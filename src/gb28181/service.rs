@@ -119,6 +119,12 @@ pub(crate) struct Service {
     /// Alarm answers (`Response/Alarm`) in flight at most: a flood of alarms is answered 200, and
     /// the rest of the answers skipped, rather than a task piling up per alarm.
     alarm_answers: Arc<tokio::sync::Semaphore>,
+    /// In a cluster: every device that registers or keeps alive here, for the keeper to place its
+    /// channels here (`gb28181_homes`; a full queue drops the id, counted: the next keepalive
+    /// sends it again).
+    pub(super) alive: std::sync::OnceLock<tokio::sync::mpsc::Sender<String>>,
+    /// Ids `alive` dropped because its queue was full.
+    pub(super) alive_dropped: std::sync::atomic::AtomicU64,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,6 +196,8 @@ impl Service {
             ssrc_seq: AtomicU32::new(1),
             calls: Mutex::new(HashMap::new()),
             alarm_answers: Arc::new(tokio::sync::Semaphore::new(64)),
+            alive: std::sync::OnceLock::new(),
+            alive_dropped: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -387,6 +395,7 @@ impl Service {
             ));
         }
         reply(tx, StatusCode::OK, headers, None).await?;
+        self.alive(device);
         if came_online {
             // Asked at once (and marked asked before anything else can run the retry).
             {
@@ -512,6 +521,7 @@ impl Service {
                 match result {
                     Ok(c) => {
                         self.stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                        self.alive(&device_id);
                         change = c;
                     }
                     Err(why) => return refuse(self, why),
@@ -779,9 +789,12 @@ impl Service {
                 .flat_map(|d| {
                     let info = d.info.is_none().then(|| (d.id.clone(), "DeviceInfo"));
                     // Not while a catalog is arriving (slow pages are progress, not loss).
-                    let stale = d
-                        .catalog_at
-                        .is_none_or(|at| wall.duration_since(at).unwrap_or_default() >= refresh);
+                    // Spread by id over a fifth of the interval: devices that registered
+                    // together (after a restart) do not all answer at once every interval.
+                    let spread = refresh.mul_f32(spread_of(&d.id) / 5.0);
+                    let stale = d.catalog_at.is_none_or(|at| {
+                        wall.duration_since(at).unwrap_or_default() >= refresh + spread
+                    });
                     let catalog = (stale && !reg.catalog_arriving(&d.id, now))
                         .then(|| (d.id.clone(), "Catalog"));
                     info.into_iter().chain(catalog)
@@ -802,6 +815,15 @@ impl Service {
                 },
             )
             .collect()
+    }
+
+    /// `device` registered or kept alive here: tells the cluster (when there is one).
+    fn alive(&self, device: &str) {
+        if let Some(tx) = self.alive.get()
+            && tx.try_send(device.to_owned()).is_err()
+        {
+            self.alive_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Drops nonces nobody answered and marks silent devices; returns what changed.
@@ -920,6 +942,14 @@ fn log_change(change: &Change) {
             tracing::info!(device, entries, "GB/T 28181 catalog received");
         }
     }
+}
+
+/// A fraction in [0, 1) fixed per device id (FNV-1a).
+fn spread_of(id: &str) -> f32 {
+    let h = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (h % 1000) as f32 / 1000.0
 }
 
 /// The local address the system routes to `peer` from (a connected UDP socket sends nothing).

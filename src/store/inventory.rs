@@ -147,8 +147,14 @@ impl CameraStore for Inventory {
         .map_err(fail("save a camera"))
     }
 
-    fn remove(&self, id: &str, now_ms: i64) -> Result<(), InventoryError> {
+    fn remove(&self, id: &str, now_ms: i64, remember: bool) -> Result<(), InventoryError> {
         db::transaction(self.db.as_ref(), |tx| {
+            if remember {
+                return tx.execute(
+                    "UPDATE camera_definition SET removed = 1, updated_ms = ?2 WHERE id = ?1",
+                    db_params![id, now_ms],
+                );
+            }
             tx.execute(
                 "UPDATE camera_definition SET removed = 1, updated_ms = ?2 WHERE id = ?1 AND seed IS NOT NULL",
                 db_params![id, now_ms],
@@ -235,13 +241,20 @@ pub(crate) fn conformance(store: &dyn CameraStore) {
         "an API edit keeps the seed"
     );
     assert_eq!((rows[2].id.as_str(), rows[2].seed.as_deref()), ("c", None));
-    // Removal: a seeded camera becomes a tombstone, an API camera goes.
-    store.remove("a", 3).unwrap();
-    store.remove("c", 3).unwrap();
-    store.remove("never-known", 3).unwrap();
+    // Removal: a seeded camera becomes a tombstone, an API camera goes (unless remembered, as a
+    // GB/T 28181 channel is).
+    store.save("d", r#"{"id":"d"}"#, 2).unwrap();
+    store.remove("a", 3, false).unwrap();
+    store.remove("c", 3, false).unwrap();
+    store.remove("d", 3, true).unwrap();
+    store.remove("never-known", 3, true).unwrap();
     let rows = store.cameras().unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows[0].removed && rows[0].updated_ms == 3, "{rows:?}");
+    assert!(rows[2].id == "d" && rows[2].removed, "{rows:?}");
+    store.save("d", r#"{"id":"d"}"#, 4).unwrap();
+    assert!(!store.cameras().unwrap()[2].removed, "saved again: back");
+    store.remove("d", 5, false).unwrap();
     // Saving a removed one brings it back; a seed write replaces and deletes in one go.
     store.save("a", r#"{"id":"a"}"#, 4).unwrap();
     assert!(!store.cameras().unwrap()[0].removed);

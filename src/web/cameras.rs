@@ -400,7 +400,8 @@ fn fleet_error(e: crate::camera::FleetError) -> ApiError {
 /// A change of the inventory, saved in the store.
 enum Saving<'a> {
     Save(&'a config::Camera),
-    Remove(&'a str),
+    /// The id, and whether to remember the removal (a GB/T 28181 channel).
+    Remove(&'a str, bool),
 }
 
 /// Saves a change the fleet has just taken; 503 when the store refuses it (the caller then
@@ -409,12 +410,12 @@ async fn persist(st: &AppState, change: Saving<'_>) -> Result<(), ApiError> {
     let inventory = st.inventory.clone();
     let now = unix_ms(SystemTime::now());
     let (id, definition) = match change {
-        Saving::Save(c) => (c.id.clone(), Some(c.definition.clone())),
-        Saving::Remove(id) => (id.to_owned(), None),
+        Saving::Save(c) => (c.id.clone(), Ok(c.definition.clone())),
+        Saving::Remove(id, remember) => (id.to_owned(), Err(remember)),
     };
     let result = tokio::task::spawn_blocking(move || match definition {
-        Some(d) => inventory.save(&id, &d, now),
-        None => inventory.remove(&id, now),
+        Ok(d) => inventory.save(&id, &d, now),
+        Err(remember) => inventory.remove(&id, now, remember),
     })
     .await;
     let error = match result {
@@ -528,16 +529,30 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if let Some(cluster) = &st.cluster {
-        if !stored_ids(&st).await?.contains(&id) {
+        let inventory = st.inventory.clone();
+        let rows = tokio::task::spawn_blocking(move || inventory.cameras())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the camera inventory cannot be read: {e}"),
+                )
+            })?;
+        let Some(row) = rows.iter().find(|r| r.id == id && !r.removed) else {
             return Err(fleet_error(crate::camera::FleetError::Missing(id)));
-        }
-        persist(&st, Saving::Remove(&id)).await?;
+        };
+        let remember = config::inventory::is_gb_channel(row);
+        persist(&st, Saving::Remove(&id, remember)).await?;
         st.ledger.remove_camera(&id).await;
         cluster.nudge.nudge();
         return Ok(StatusCode::NO_CONTENT);
     }
     let removed = st.fleet.remove(&id).map_err(fleet_error)?;
-    if let Err(e) = persist(&st, Saving::Remove(&id)).await {
+    // A GB/T 28181 channel's removal is remembered: its device's catalogs do not add it again.
+    let remember = removed.camera().source == config::SourceKind::Gb28181;
+    if let Err(e) = persist(&st, Saving::Remove(&id, remember)).await {
         let _ = st.fleet.add(removed.camera());
         return Err(e);
     }
