@@ -626,6 +626,39 @@ fn camera(service: &common::Service, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("camera {id} not listed"))
 }
 
+/// Waits until camera `id` is listed (a catalog made it).
+fn wait_listed(service: &common::Service, id: &str, within: Duration) {
+    wait_for("the channel listed as a camera", within, || {
+        let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
+        body.contains(id).then_some(()).ok_or(body)
+    });
+}
+
+/// Waits until camera `id` is online with video coming in (over 5 frames/s).
+fn wait_flowing(service: &common::Service, id: &str, within: Duration) {
+    wait_for("video flowing", within, || {
+        let c = camera(service, id);
+        (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
+            .then_some(())
+            .ok_or_else(|| c.to_string())
+    });
+}
+
+/// Waits until camera `id` has a decoded picture.
+fn wait_picture(service: &common::Service, id: &str) {
+    wait_for("a decoded picture", Duration::from_secs(20), || {
+        let (status, body) = common::api(
+            service.addr,
+            "GET",
+            &format!("/api/cameras/{id}/frame.jpg"),
+            "",
+        );
+        (status == 200)
+            .then_some(())
+            .ok_or(format!("{status}: {body}"))
+    });
+}
+
 fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> Result<(), String>) {
     let started = Instant::now();
     loop {
@@ -662,29 +695,13 @@ fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invit
         .block_on(GbDevice::start(options, cancel.clone()))
         .unwrap();
     assert_eq!(device.stats.last_status.load(Ordering::Relaxed), 200);
-    let flowing = |id: &str| -> Result<(), String> {
-        let c = camera(&service, id);
-        (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
-            .then_some(())
-            .ok_or_else(|| c.to_string())
-    };
     for id in [UDP_CHANNEL, TCP_CHANNEL] {
-        wait_for("video flowing", Duration::from_secs(30), || flowing(id));
+        wait_flowing(&service, id, Duration::from_secs(30));
     }
     assert_eq!(device.streams(), 2, "one stream per channel");
     // Decoded: a snapshot of each channel's picture.
     for id in [UDP_CHANNEL, TCP_CHANNEL] {
-        wait_for("a decoded picture", Duration::from_secs(20), || {
-            let (status, body) = common::api(
-                service.addr,
-                "GET",
-                &format!("/api/cameras/{id}/frame.jpg"),
-                "",
-            );
-            (status == 200)
-                .then_some(())
-                .ok_or(format!("{status}: {body}"))
-        });
+        wait_picture(&service, id);
     }
     let transport = |id: &str| {
         let entry = service.entry(id);
@@ -716,7 +733,7 @@ fn invited_channels_send_video_over_udp_and_tcp_and_a_stall_is_hung_up_and_invit
     });
     device.set_stall(false);
     for id in [UDP_CHANNEL, TCP_CHANNEL] {
-        wait_for("video back", Duration::from_secs(40), || flowing(id));
+        wait_flowing(&service, id, Duration::from_secs(40));
     }
     let invites = device.stats.invites.load(Ordering::Relaxed);
     assert!(invites >= 4, "invited twice per channel: {invites}");
@@ -1089,10 +1106,7 @@ fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video
     assert_eq!(view["channels"], 4, "{view}");
 
     for (n, id) in channels.iter().enumerate() {
-        wait_for("a camera per channel", Duration::from_secs(10), || {
-            let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
-            body.contains(id.as_str()).then_some(()).ok_or(body)
-        });
+        wait_listed(&service, id, Duration::from_secs(10));
         let c = camera(&service, id);
         let area = if n % 2 == 0 {
             "示范县/城关镇/东街社区"
@@ -1110,27 +1124,8 @@ fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video
 
     // The channel on the platform's NVR: invited through the platform, decoded.
     let behind_nvr = channels[1].clone();
-    wait_for(
-        "video through the platform",
-        Duration::from_secs(40),
-        || {
-            let c = camera(&service, &behind_nvr);
-            (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
-                .then_some(())
-                .ok_or_else(|| c.to_string())
-        },
-    );
-    wait_for("a decoded picture", Duration::from_secs(20), || {
-        let (status, body) = common::api(
-            service.addr,
-            "GET",
-            &format!("/api/cameras/{behind_nvr}/frame.jpg"),
-            "",
-        );
-        (status == 200)
-            .then_some(())
-            .ok_or(format!("{status}: {body}"))
-    });
+    wait_flowing(&service, &behind_nvr, Duration::from_secs(40));
+    wait_picture(&service, &behind_nvr);
     assert!(platform.stats.invites.load(Ordering::Relaxed) >= 4);
     cancel.cancel();
     drop(rt);
@@ -1333,6 +1328,34 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
         },
     );
 
+    // Either node lists both devices, each with the node it is registered to, and answers for a
+    // device registered to the other.
+    let (status, body) = common::api(a.addr, "GET", "/api/gb28181/devices", "");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let node_of = |id: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .map(|d| d["node"].clone())
+    };
+    assert_eq!(node_of(dev1), Some("node-a".into()), "{list}");
+    assert_eq!(node_of(dev2), Some("node-b".into()), "{list}");
+    assert_eq!(list["online"], 2, "{list}");
+    let (status, body) = common::api(a.addr, "GET", &format!("/api/gb28181/devices/{dev2}"), "");
+    assert_eq!(status, 200, "{body}");
+    let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            one["node"].as_str(),
+            one["catalog"].as_array().map(Vec::len)
+        ),
+        (Some("node-b"), Some(3)),
+        "{one}"
+    );
+
     // dev1 goes to node B: its channels follow, dev2's stay.
     first.cancel();
     let d1_again = rt
@@ -1390,16 +1413,8 @@ fn with_tcp_connect_platform_the_platform_connects_to_the_devices_media_port() {
         ))
         .unwrap();
     let channel = qianliyan::camsim::gb::cameras_of(DEVICE, 1)[0].id.clone();
-    wait_for("the channel listed", Duration::from_secs(20), || {
-        let (_, body) = common::api(service.addr, "GET", "/api/cameras", "");
-        body.contains(channel.as_str()).then_some(()).ok_or(body)
-    });
-    wait_for("video flowing", Duration::from_secs(30), || {
-        let c = camera(&service, &channel);
-        (c["state"] == "online" && c["fps_in"].as_f64().unwrap_or(0.0) > 5.0)
-            .then_some(())
-            .ok_or_else(|| c.to_string())
-    });
+    wait_listed(&service, &channel, Duration::from_secs(20));
+    wait_flowing(&service, &channel, Duration::from_secs(30));
     assert!(
         device.stats.media.accepted.load(Ordering::Relaxed) >= 1,
         "the platform opened the connection"

@@ -93,6 +93,25 @@ impl FleetViews {
             .transpose()
     }
 
+    /// The other nodes seen within `within_ms` (by their lease heartbeat), and where each is
+    /// reached, by id.
+    pub fn other_nodes(
+        &self,
+        me: &str,
+        within_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>, DbError> {
+        db::query(
+            self.db.as_ref(),
+            &format!(
+                "SELECT id, address FROM cluster_node WHERE id <> ?1 AND seen_ms > {NOW} - ?2 ORDER BY id"
+            ),
+            db_params![me, within_ms],
+        )?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.opt_text(1)?)))
+        .collect()
+    }
+
     /// Every stored view, and the database's now.
     pub fn all(&self) -> Result<(Vec<StoredView>, i64), DbError> {
         db::transaction(self.db.as_ref(), |tx| {

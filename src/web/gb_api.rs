@@ -1,11 +1,13 @@
 //! GB/T 28181 devices for engineers: which devices are registered, from where, whether they keep
-//! alive, and what their catalogs hold.
+//! alive, and what their catalogs hold. In a cluster each node knows the devices registered to it:
+//! the list asks every other live node too (with the caller's credentials) and each device says
+//! its `node`; one device, and a catalog query, go to the node that has it.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
@@ -27,37 +29,202 @@ fn unknown(id: &str) -> ApiError {
     )
 }
 
-/// `GET /api/gb28181/devices`.
-pub async fn list(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// A node that has not beaten for this long is not asked.
+const LIVE_WITHIN_MS: i64 = 30_000;
+
+/// `?local=1`: this node's devices only (what the other nodes ask each other).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    local: Option<u8>,
+}
+
+/// The other live nodes' answers to `method path`, each `(node, status and JSON body, or why
+/// none)`, asked at once with the caller's credentials (sessions and tokens are in the shared
+/// database).
+async fn ask_others(
+    cluster: &super::ClusterView,
+    method: reqwest::Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Vec<(String, Result<(u16, Value), String>)> {
+    let views = cluster.views.clone();
+    let me = cluster.node.clone();
+    let nodes = match tokio::task::spawn_blocking(move || views.other_nodes(&me, LIVE_WITHIN_MS))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(nodes) => nodes,
+        Err(e) => return vec![(String::new(), Err(format!("the nodes cannot be read: {e}")))],
+    };
+    let asks = nodes.into_iter().map(|(node, address)| {
+        let (method, http) = (method.clone(), cluster.http.clone());
+        async move {
+            let Some(address) = address else {
+                return (
+                    node,
+                    Err("its address is unknown ([cluster] advertise_url)".into()),
+                );
+            };
+            let mut req = http.request(method, format!("{address}{path}"));
+            for name in [
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::COOKIE,
+            ] {
+                if let Some(v) = headers.get(&name) {
+                    req = req.header(name.as_str(), v.as_bytes());
+                }
+            }
+            let answer = match req.send().await {
+                Ok(a) => a,
+                Err(e) => return (node, Err(format!("no answer: {e}"))),
+            };
+            let status = answer.status().as_u16();
+            let body = answer.json::<Value>().await.unwrap_or(Value::Null);
+            (node, Ok((status, body)))
+        }
+    });
+    futures::future::join_all(asks).await
+}
+
+/// `GET /api/gb28181/devices`: this node's devices, and in a cluster every other live node's
+/// (unless `?local=1`), each with its `node`; a device listed by two nodes (it moved) once, as
+/// the one that heard from it last has it. Nodes that did not answer are named in
+/// `unanswered`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let gb = stage(&st)?;
-    let summary = gb.summary();
+    let local = q.local.unwrap_or(0) != 0;
+    let me = st.cluster.as_ref().map(|c| c.node.clone());
+    let mut items: Vec<Value> = gb
+        .devices()
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            if let Some(me) = &me {
+                v["node"] = json!(me);
+            }
+            v
+        })
+        .collect();
+    let mut unanswered = Vec::new();
+    if let (Some(cluster), false) = (&st.cluster, local) {
+        let path = "/api/gb28181/devices?local=1";
+        for (node, answer) in ask_others(cluster, reqwest::Method::GET, path, &headers).await {
+            match answer {
+                Ok((200, body)) => {
+                    for mut d in body["items"].as_array().cloned().unwrap_or_default() {
+                        d["node"] = json!(node);
+                        items.push(d);
+                    }
+                }
+                Ok((status, body)) => unanswered.push(json!({
+                    "node": node, "error": format!("{status}: {}", body["error"].as_str().unwrap_or(""))
+                })),
+                Err(e) => unanswered.push(json!({ "node": node, "error": e })),
+            }
+        }
+        // Heard from last: the newest keepalive, else registration.
+        let heard = |d: &Value| {
+            d["keepalive_ms"]
+                .as_i64()
+                .max(d["registered_ms"].as_i64())
+                .unwrap_or(0)
+        };
+        items.sort_by(|a, b| {
+            a["id"]
+                .as_str()
+                .cmp(&b["id"].as_str())
+                .then(heard(b).cmp(&heard(a)))
+        });
+        items.dedup_by(|later, first| later["id"] == first["id"]);
+    }
+    let online = items.iter().filter(|d| d["state"] == "online").count();
     Ok(Json(json!({
         "sip_port": gb.local_addr().port(),
-        "devices": summary.devices,
-        "online": summary.online,
-        "items": gb.devices(),
+        "devices": items.len(),
+        "online": online,
+        "items": items,
+        "unanswered": unanswered,
     })))
 }
 
-/// `GET /api/gb28181/devices/{id}`.
+/// `GET /api/gb28181/devices/{id}`: from this node, else (in a cluster) from the node that has it.
 pub async fn one(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (device, catalog) = stage(&st)?.device(&id).ok_or_else(|| unknown(&id))?;
-    let mut v = serde_json::to_value(device).unwrap_or_default();
-    v["catalog"] = serde_json::to_value(catalog).unwrap_or_default();
-    Ok(Json(v))
+    let gb = stage(&st)?;
+    if let Some((device, catalog)) = gb.device(&id) {
+        let mut v = serde_json::to_value(device).unwrap_or_default();
+        v["catalog"] = serde_json::to_value(catalog).unwrap_or_default();
+        if let Some(c) = &st.cluster {
+            v["node"] = json!(c.node);
+        }
+        return Ok(Json(v));
+    }
+    let path = format!("/api/gb28181/devices/{id}");
+    from_other(&st, reqwest::Method::GET, &path, &headers, &id)
+        .await
+        .map(|(node, mut v)| {
+            v["node"] = json!(node);
+            Json(v)
+        })
 }
 
-/// `POST /api/gb28181/devices/{id}/catalog`: ask the device for its catalog again.
+/// The answer of the other node that knows device `id` (404 when none does).
+async fn from_other(
+    st: &AppState,
+    method: reqwest::Method,
+    path: &str,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(String, Value), ApiError> {
+    let Some(cluster) = &st.cluster else {
+        return Err(unknown(id));
+    };
+    let answers = ask_others(cluster, method, path, headers).await;
+    // The node whose answer is not "unknown here" (a 404 is what the others say).
+    answers
+        .into_iter()
+        .find_map(|(node, a)| match a {
+            Ok((status, body)) if status != 404 => Some((node, status, body)),
+            _ => None,
+        })
+        .map_or_else(
+            || Err(unknown(id)),
+            |(node, status, body)| match status {
+                200..=299 => Ok((node, body)),
+                _ => Err(ApiError::new(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    format!(
+                        "node {node}: {}",
+                        body["error"].as_str().unwrap_or("refused")
+                    ),
+                )),
+            },
+        )
+}
+
+/// `POST /api/gb28181/devices/{id}/catalog`: ask the device for its catalog again (through the
+/// node that has it, in a cluster).
 pub async fn query_catalog(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let gb = stage(&st)?;
     if gb.device(&id).is_none() {
-        return Err(unknown(&id));
+        let path = format!("/api/gb28181/devices/{id}/catalog");
+        return from_other(&st, reqwest::Method::POST, &path, &headers, &id)
+            .await
+            .map(|_| StatusCode::ACCEPTED);
     }
     gb.query_catalog(&id).await.map_err(|e| {
         ApiError::new(

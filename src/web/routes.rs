@@ -233,8 +233,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         .body(Body::Json(callback_schema)),
     // GB/T 28181.
     ep("GET", "/api/gb28181/devices", Perm(P::ViewHealth), "gb28181",
-        "Devices registered over GB/T 28181 since this node started: state (online, or offline with unregistered / keepalive_timeout), source address, transport, last keepalive, DeviceInfo, catalog size; 404 when no [gb28181] section"),
-    ep("GET", "/api/gb28181/devices/{id}", Perm(P::ViewHealth), "gb28181", "One device with its last complete catalog (channels with type code, civil code, parent, coordinates)"),
+        "Devices registered over GB/T 28181 since this node started: kind, state (online, or offline with unregistered / keepalive_timeout), source address, transport, last keepalive, DeviceInfo, catalog size; in a cluster every live node's, each with its node (nodes that did not answer in unanswered); 404 when no [gb28181] section")
+        .query(&[p("local", "1: this node's devices only")]),
+    ep("GET", "/api/gb28181/devices/{id}", Perm(P::ViewHealth), "gb28181", "One device with its last complete catalog (channels with type code, civil code, parent, coordinates); in a cluster from the node it is registered to"),
     ep("POST", "/api/gb28181/devices/{id}/catalog", Perm(P::ManageCameras), "gb28181",
         "Ask the device for its catalog again (202 once it answered the query; the pages follow); 502 when it does not answer")
         .answer(Answer::Empty(202)),

@@ -77,7 +77,7 @@ export function mount(root, { perms }) {
         [t('gb_kind'), (d) => h('span', { 'data-testid': 'gb-kind' }, t(kinds[d.kind] || 'gb_kind_device'))],
         [t('gb_state'), state],
         [t('gb_transport'), (d) => d.transport.toUpperCase()],
-        [t('gb_address'), (d) => d.address],
+        [t('gb_address'), (d) => (d.node ? `${d.address} → ${d.node}` : d.address)],
         [t('gb_keepalive'), (d) => (d.keepalive_ms ? fmtTime(d.keepalive_ms) : '')],
         [t('gb_channels'), (d) => (d.catalog_entries > d.channels ? `${d.channels} / ${d.catalog_entries}` : String(d.channels))],
         [t('gb_alarms'), (d) => (d.last_alarm
