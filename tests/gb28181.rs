@@ -1423,3 +1423,67 @@ fn with_tcp_connect_platform_the_platform_connects_to_the_devices_media_port() {
     drop(rt);
     service.stop();
 }
+
+/// After its catalog the platform subscribes to the device's catalog changes (SUBSCRIBE, `Event:
+/// Catalog`); the device's `Notify/Catalog` then applies at once — `OFF` and `DEL` make a channel
+/// `unreachable`, `ON` and `ADD` bring it back — long before the next catalog query (10 min).
+#[test]
+fn catalog_notifications_after_a_subscription_change_channels_at_once() {
+    use qianliyan::camsim::gb::ChannelReport;
+    const LOWER: &str = "34020000002000000103";
+    let (service, port) = gb_service("gb-notify", "", "video = \"off\"");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cancel = CancellationToken::new();
+    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 2)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let platform = rt
+        .block_on(GbDevice::start(
+            device_at(port, LOWER, 2, false),
+            cancel.clone(),
+        ))
+        .unwrap();
+    let state_of = |id: &str| -> (String, Option<String>) {
+        let c = camera(&service, id);
+        (
+            c["state"].as_str().unwrap_or_default().to_owned(),
+            c["reason"].as_str().map(str::to_owned),
+        )
+    };
+    let becomes = |id: &str, state: &str, reason: Option<&str>| {
+        wait_for("the notified state", Duration::from_secs(5), || {
+            let now = state_of(id);
+            (now.0 == state && now.1.as_deref() == reason)
+                .then_some(())
+                .ok_or(format!("{now:?}"))
+        });
+    };
+    for id in &channels {
+        wait_listed(&service, id, Duration::from_secs(20));
+        becomes(id, "online", None);
+    }
+    wait_for("subscribed", Duration::from_secs(10), || {
+        let n = platform.stats.subscriptions.load(Ordering::Relaxed);
+        (n >= 1).then_some(()).ok_or(format!("{n}"))
+    });
+    let queries = platform.stats.catalog_queries.load(Ordering::Relaxed);
+    platform.set_channel(&channels[0], ChannelReport::Off);
+    platform.set_channel(&channels[1], ChannelReport::Gone);
+    becomes(&channels[0], "offline", Some("unreachable"));
+    becomes(&channels[1], "offline", Some("unreachable"));
+    platform.set_channel(&channels[0], ChannelReport::On);
+    platform.set_channel(&channels[1], ChannelReport::On);
+    becomes(&channels[0], "online", None);
+    becomes(&channels[1], "online", None);
+    assert_eq!(
+        platform.stats.catalog_queries.load(Ordering::Relaxed),
+        queries,
+        "by notifications, not by asking for the catalog again"
+    );
+    assert_eq!(platform.stats.notifies.load(Ordering::Relaxed), 4);
+    assert!(gb_counter(&service, "catalog_change") >= 4);
+    cancel.cancel();
+    drop(rt);
+    service.stop();
+}

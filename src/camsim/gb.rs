@@ -99,6 +99,10 @@ pub struct GbDeviceStats {
     pub invites: AtomicU64,
     /// Alarms sent and answered 200.
     pub alarms_sent: AtomicU64,
+    /// Catalog subscriptions (SUBSCRIBE) answered.
+    pub subscriptions: AtomicU64,
+    /// Catalog notifications (NOTIFY) sent and answered 200.
+    pub notifies: AtomicU64,
     /// The platform's `Response/Alarm` answers received.
     pub alarms_acknowledged: AtomicU64,
     /// Video sent.
@@ -115,8 +119,10 @@ pub struct GbDevice {
     stalled: Arc<AtomicBool>,
     calls: Calls,
     reports: Reports,
+    subscribed: Arc<AtomicBool>,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
+    runtime: tokio::runtime::Handle,
 }
 
 /// Video calls up, by Call-ID.
@@ -210,6 +216,7 @@ pub fn cameras_of(id: &str, channels: usize) -> Vec<CatalogItem> {
             civil_code: Some(prefix[..6].to_owned()),
             parent_id: Some(id.to_owned()),
             business_group: None,
+            event: None,
             online: Some(true),
             longitude: Some(98.9 + n as f64 * 0.001),
             latitude: Some(39.98),
@@ -248,8 +255,10 @@ impl GbDevice {
             stalled: Arc::new(AtomicBool::new(false)),
             calls: Arc::default(),
             reports: Arc::default(),
+            subscribed: Arc::default(),
             endpoint: inner,
             cancel: cancel.clone(),
+            runtime: tokio::runtime::Handle::current(),
         };
         // Queries from the platform.
         let responder = device.responder();
@@ -280,19 +289,49 @@ impl GbDevice {
             stalled: Arc::clone(&self.stalled),
             calls: Arc::clone(&self.calls),
             reports: Arc::clone(&self.reports),
+            subscribed: Arc::clone(&self.subscribed),
             endpoint: self.endpoint.clone(),
             cancel: self.cancel.clone(),
         }
     }
 
-    /// What the device's catalog answers say of `channel` from now on.
+    /// What the device's catalog answers say of `channel` from now on; a platform that
+    /// subscribed to the catalog is told at once (`Notify/Catalog` with `ON`, `OFF` or `DEL`).
     pub fn set_channel(&self, channel: &str, report: ChannelReport) {
-        let mut reports = crate::sync::lock(&self.reports);
-        if report == ChannelReport::On {
-            reports.remove(channel);
-        } else {
-            reports.insert(channel.to_owned(), report);
+        let before = {
+            let mut reports = crate::sync::lock(&self.reports);
+            if report == ChannelReport::On {
+                reports.remove(channel)
+            } else {
+                reports.insert(channel.to_owned(), report)
+            }
+        };
+        if !self.subscribed.load(Ordering::Relaxed) {
+            return;
         }
+        let Some(mut item) = cameras_of(&self.options.id, self.options.channels)
+            .into_iter()
+            .find(|c| c.id == channel)
+        else {
+            return;
+        };
+        item.event = Some(
+            match (report, before) {
+                (ChannelReport::On, Some(ChannelReport::Gone)) => "ADD",
+                (ChannelReport::On, _) => "ON",
+                (ChannelReport::Off, _) => "OFF",
+                (ChannelReport::Gone, _) => "DEL",
+            }
+            .to_owned(),
+        );
+        let responder = self.responder();
+        self.runtime.spawn(async move {
+            let sn = rand::random::<u16>().into();
+            let body = manscdp::catalog_notify(sn, &responder.options.id, &[item]);
+            if responder.send(Method::Notify, body).await.is_ok() {
+                responder.stats.notifies.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 
     /// `stall`: the device keeps its signalling but its video stops (streams stay up, empty).
@@ -344,6 +383,7 @@ struct Responder {
     stalled: Arc<AtomicBool>,
     calls: Calls,
     reports: Reports,
+    subscribed: Arc<AtomicBool>,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
 }
@@ -439,6 +479,12 @@ impl Responder {
 
     /// Sends a MESSAGE with `body` to the platform and waits for its final answer.
     async fn message(&self, body: Vec<u8>) -> anyhow::Result<()> {
+        self.send(Method::Message, body).await
+    }
+
+    /// Sends `method` (MESSAGE, or NOTIFY for a catalog change) with `body` to the platform and
+    /// waits for its final answer.
+    async fn send(&self, method: Method, body: Vec<u8>) -> anyhow::Result<()> {
         let o = &self.options;
         let target = self.platform_target();
         let (connection, _) = self
@@ -466,7 +512,7 @@ impl Responder {
             params: vec![],
         };
         let mut req = self.endpoint.make_request(
-            Method::Message,
+            method,
             uri(&o.platform_id, &o.platform.to_string())?,
             via,
             from,
@@ -476,6 +522,12 @@ impl Responder {
         );
         req.headers
             .push(Header::ContentType("Application/MANSCDP+xml".into()));
+        if method == Method::Notify {
+            req.headers
+                .push(Header::Other("Event".into(), "Catalog".into()));
+            req.headers
+                .push(Header::Other("Subscription-State".into(), "active".into()));
+        }
         req.body = body;
         let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
         let mut tx = Transaction::new_client(key, req, self.endpoint.clone(), Some(connection));
@@ -500,6 +552,23 @@ impl Responder {
         match tx.original.method {
             Method::Message => {}
             Method::Invite => return self.on_invite(tx).await,
+            // A catalog subscription: taken (changes are sent as they happen).
+            Method::Subscribe => {
+                let catalog = matches!(
+                    manscdp::parse(tx.original.body()),
+                    Ok(Body::Query { ref cmd, .. }) if cmd.eq_ignore_ascii_case("catalog")
+                );
+                if !catalog {
+                    let _ = tx.reply(StatusCode::BadEvent).await;
+                    return;
+                }
+                self.subscribed.store(true, Ordering::Relaxed);
+                self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+                let _ = tx
+                    .reply_with(StatusCode::OK, vec![Header::Expires("3600".into())], None)
+                    .await;
+                return;
+            }
             Method::Bye => {
                 let call = call_id(&tx.original);
                 let token = crate::sync::lock(&self.calls).remove(&call);

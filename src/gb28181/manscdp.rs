@@ -177,6 +177,9 @@ pub struct CatalogItem {
     pub longitude: Option<f64>,
     /// WGS-84 latitude.
     pub latitude: Option<f64>,
+    /// In a catalog notification (`Notify/Catalog`, after a SUBSCRIBE): what happened to the
+    /// entry, upper case — `ON`, `OFF`, `VLOST`, `DEFECT`, `ADD`, `DEL`, `UPDATE`.
+    pub event: Option<String>,
 }
 
 impl CatalogItem {
@@ -275,6 +278,8 @@ pub enum Body {
     },
     /// `Response/Catalog`: one page of the device's channel list.
     Catalog(CatalogPage),
+    /// `Notify/Catalog`: entries that changed (each with its `event`), after a SUBSCRIBE.
+    CatalogChange(CatalogPage),
     /// `Response/DeviceInfo`.
     DeviceInfo(DeviceInfo),
     /// `Notify/Alarm`.
@@ -330,6 +335,21 @@ pub fn parse(bytes: &[u8]) -> Result<Body, BodyError> {
                 .is_none_or(|s| s.eq_ignore_ascii_case("OK")),
         },
         ("response", "catalog") => Body::Catalog(CatalogPage {
+            sn,
+            device_id: need_device()?,
+            sum_num: root.number("SumNum").unwrap_or(0),
+            items: root
+                .child("DeviceList")
+                .map(|list| {
+                    list.children
+                        .iter()
+                        .filter(|i| i.name.eq_ignore_ascii_case("Item"))
+                        .filter_map(catalog_item)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        ("notify", "catalog") => Body::CatalogChange(CatalogPage {
             sn,
             device_id: need_device()?,
             sum_num: root.number("SumNum").unwrap_or(0),
@@ -402,6 +422,10 @@ fn catalog_item(item: &Element) -> Option<CatalogItem> {
             .map(|s| s.eq_ignore_ascii_case("ON") || s.eq_ignore_ascii_case("OK") || s == "1"),
         longitude: coord("Longitude"),
         latitude: coord("Latitude"),
+        event: item
+            .text_of("Event")
+            .map(|e| e.trim().to_ascii_uppercase())
+            .filter(|e| !e.is_empty()),
         id,
     })
 }
@@ -472,6 +496,38 @@ pub fn catalog_response(
         s.push_str("<Parental>0</Parental>\r\n</Item>\r\n");
     }
     s.push_str("</DeviceList>\r\n</Response>\r\n");
+    encoding_rs::GB18030.encode(&s).0.into_owned()
+}
+
+/// A catalog notification (`Notify/Catalog`) of `items`, each with its `event`, in GB18030 as a
+/// device sends it.
+pub fn catalog_notify(sn: u32, device_id: &str, items: &[CatalogItem]) -> Vec<u8> {
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<SumNum>{}</SumNum>\r\n<DeviceList Num=\"{}\">\r\n",
+        escape(device_id),
+        items.len(),
+        items.len()
+    );
+    for i in items {
+        s.push_str(&format!(
+            "<Item>\r\n<DeviceID>{}</DeviceID>\r\n<Name>{}</Name>\r\n<Event>{}</Event>\r\n",
+            escape(&i.id),
+            escape(&i.name),
+            escape(i.event.as_deref().unwrap_or("UPDATE"))
+        ));
+        if let Some(p) = &i.parent_id {
+            s.push_str(&format!("<ParentID>{}</ParentID>\r\n", escape(p)));
+        }
+        if let Some(on) = i.online {
+            s.push_str(if on {
+                "<Status>ON</Status>\r\n"
+            } else {
+                "<Status>OFF</Status>\r\n"
+            });
+        }
+        s.push_str("</Item>\r\n");
+    }
+    s.push_str("</DeviceList>\r\n</Notify>\r\n");
     encoding_rs::GB18030.encode(&s).0.into_owned()
 }
 
@@ -629,6 +685,37 @@ mod tests {
         assert!(parse(deep.as_bytes()).unwrap_err().0.contains("nested"));
         let big = vec![b' '; MAX_BODY + 1];
         assert!(parse(&big).unwrap_err().0.contains("limit"));
+    }
+
+    #[test]
+    fn catalog_notifications_are_read_with_each_entrys_event() {
+        let items = [
+            CatalogItem {
+                id: "34020000001310000001".into(),
+                name: "东门".into(),
+                event: Some("OFF".into()),
+                ..CatalogItem::default()
+            },
+            CatalogItem {
+                id: "34020000001310000002".into(),
+                name: "西门".into(),
+                online: Some(true),
+                event: Some("ADD".into()),
+                ..CatalogItem::default()
+            },
+        ];
+        let Body::CatalogChange(page) =
+            parse(&catalog_notify(7, "34020000002000000001", &items)).unwrap()
+        else {
+            panic!("not a catalog change")
+        };
+        assert_eq!((page.sn, page.items.len()), (7, 2));
+        assert_eq!(page.items[0].event.as_deref(), Some("OFF"));
+        assert_eq!(
+            (page.items[1].event.as_deref(), page.items[1].online),
+            (Some("ADD"), Some(true))
+        );
+        assert_eq!(page.items[1].name, "西门");
     }
 
     #[test]

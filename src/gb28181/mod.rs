@@ -207,7 +207,7 @@ pub fn is_channel(item: &manscdp::CatalogItem) -> bool {
 }
 
 /// The `kind` labels of [`Gb28181::counters`].
-pub const COUNTER_KINDS: [&str; 16] = [
+pub const COUNTER_KINDS: [&str; 19] = [
     "registered",
     "challenged",
     "wrong_password",
@@ -224,6 +224,9 @@ pub const COUNTER_KINDS: [&str; 16] = [
     "alarm",
     "alarm_repeated",
     "patrol",
+    "catalog_change",
+    "subscribed",
+    "subscribe_failed",
 ];
 
 /// The running stage.
@@ -445,6 +448,9 @@ impl Gb28181 {
             &s.alarms,
             &s.alarms_repeated,
             &s.patrols,
+            &s.catalog_changes,
+            &s.subscribed,
+            &s.subscribe_failed,
         ]
         .into_iter()
         .zip(COUNTER_KINDS)

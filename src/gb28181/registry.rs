@@ -359,6 +359,44 @@ impl Registry {
         })
     }
 
+    /// A catalog notification (`Notify/Catalog`): each entry's `event` applied to the device's
+    /// last complete catalog — `ON` / `OFF` (also `VLOST`, `DEFECT`) set its status, `DEL` removes
+    /// it, `ADD` / `UPDATE` put it in (as `ON` unless it says). `None` when the device has no
+    /// catalog yet (the full one, asked for after registering, is on its way) or nothing changed.
+    pub fn catalog_change(&mut self, page: CatalogPage, wall: SystemTime) -> Option<Change> {
+        let d = self.devices.get_mut(&page.device_id)?;
+        d.catalog_at?;
+        let mut changed = false;
+        for mut item in page.items {
+            let at = d.catalog.iter().position(|i| i.id == item.id);
+            let event = item.event.take().unwrap_or_default();
+            match (event.as_str(), at) {
+                ("ON", Some(at)) => d.catalog[at].online = Some(true),
+                ("OFF" | "VLOST" | "DEFECT", Some(at)) => d.catalog[at].online = Some(false),
+                ("DEL", Some(at)) => {
+                    d.catalog.remove(at);
+                }
+                ("ADD" | "UPDATE", at) if d.catalog.len() < self.max_catalog || at.is_some() => {
+                    item.online = item.online.or(Some(true));
+                    match at {
+                        Some(at) => d.catalog[at] = item,
+                        None => d.catalog.push(item),
+                    }
+                }
+                _ => continue,
+            }
+            changed = true;
+        }
+        if !changed {
+            return None;
+        }
+        d.catalog_at = Some(wall);
+        Some(Change::Catalog {
+            device: d.id.clone(),
+            entries: d.catalog.len(),
+        })
+    }
+
     /// Whether a catalog of `id` is arriving (a page within [`CATALOG_TIMEOUT`]).
     pub fn catalog_arriving(&self, id: &str, now: Instant) -> bool {
         self.devices.get(id).is_some_and(|d| {
@@ -488,6 +526,63 @@ mod tests {
             })
         );
         assert!(!r.is_registered(DEV, t0 + Duration::from_secs(13)));
+    }
+
+    /// A catalog notification changes the last complete catalog: nothing before there is one;
+    /// `OFF`/`ON` set the status, `DEL` removes, `ADD` puts in (as `ON`); an unknown entry's
+    /// `OFF` or an unknown event changes nothing.
+    #[test]
+    fn catalog_notifications_change_the_last_catalog() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut r = Registry::new(Duration::from_secs(180), 1000);
+        reg(&mut r, t0, 3600);
+        let item = |n: u32, event: Option<&str>| CatalogItem {
+            id: format!("340200000013100{n:05}"),
+            name: format!("通道{n}"),
+            event: event.map(str::to_owned),
+            ..CatalogItem::default()
+        };
+        let change = |items: Vec<CatalogItem>| CatalogPage {
+            sn: 9,
+            device_id: DEV.into(),
+            sum_num: items.len() as u32,
+            items,
+        };
+        assert_eq!(
+            r.catalog_change(change(vec![item(1, Some("OFF"))]), w),
+            None,
+            "no catalog yet"
+        );
+        let full = CatalogPage {
+            sn: 1,
+            device_id: DEV.into(),
+            sum_num: 2,
+            items: vec![item(1, None), item(2, None)],
+        };
+        assert!(matches!(
+            r.catalog_page(full, t0, w),
+            PageOutcome::Complete(_)
+        ));
+        let changed = r.catalog_change(
+            change(vec![
+                item(1, Some("OFF")),
+                item(2, Some("DEL")),
+                item(3, Some("ADD")),
+                item(4, Some("OFF")),
+                item(1, Some("WHATEVER")),
+            ]),
+            w,
+        );
+        assert!(matches!(changed, Some(Change::Catalog { entries: 2, .. })));
+        let catalog = &r.device(DEV).unwrap().catalog;
+        let status: Vec<(&str, Option<bool>)> =
+            catalog.iter().map(|i| (&i.id[15..], i.online)).collect();
+        assert_eq!(status, [("00001", Some(false)), ("00003", Some(true))]);
+        assert_eq!(
+            r.catalog_change(change(vec![item(9, Some("OFF"))]), w),
+            None
+        );
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub struct GbStats {
     pub patrols: AtomicU64,
     /// Alarms not raised: one of the same type on the same channel within `alarm_cooldown`.
     pub alarms_repeated: AtomicU64,
+    /// Catalog notifications received (`Notify/Catalog`).
+    pub catalog_changes: AtomicU64,
+    /// Catalog subscriptions (SUBSCRIBE) a device took.
+    pub subscribed: AtomicU64,
+    /// Catalog subscriptions refused or unanswered (the device is asked again each catalog
+    /// interval; its catalog is then re-read only).
+    pub subscribe_failed: AtomicU64,
 }
 
 /// Shared state of the running service.
@@ -211,13 +218,17 @@ impl Service {
         let device = from_user(&tx.original);
         let result = match method {
             Method::Register => self.on_register(&mut tx, device.as_deref()).await,
-            Method::Message => self.on_message(&mut tx, device.as_deref()).await,
+            // Catalog notifications come as NOTIFY (after the platform's SUBSCRIBE) or MESSAGE.
+            Method::Message | Method::Notify => self.on_message(&mut tx, device.as_deref()).await,
             Method::Options => reply(&mut tx, StatusCode::OK, vec![], None).await,
             Method::Bye => self.on_bye(&mut tx).await,
             // The ACK of a 200 this side sent (none yet: the platform answers no INVITE).
             Method::Ack => Ok(()),
             _ => {
-                let allow = Header::Other("Allow".into(), "REGISTER, MESSAGE, OPTIONS, BYE".into());
+                let allow = Header::Other(
+                    "Allow".into(),
+                    "REGISTER, MESSAGE, NOTIFY, OPTIONS, BYE".into(),
+                );
                 reply(&mut tx, StatusCode::MethodNotAllowed, vec![allow], None).await
             }
         };
@@ -471,7 +482,7 @@ impl Service {
         // A device speaks for itself only: the body's DeviceID is the sender's.
         let named = match &body {
             Body::Keepalive { device_id, .. } => Some(device_id.as_str()),
-            Body::Catalog(page) => Some(page.device_id.as_str()),
+            Body::Catalog(page) | Body::CatalogChange(page) => Some(page.device_id.as_str()),
             Body::DeviceInfo(info) => Some(info.device_id.as_str()),
             // An alarm names what alarmed (a channel, an alarm input): the camera side looks it
             // up under the sender only.
@@ -552,6 +563,10 @@ impl Service {
             }
             Body::DeviceInfo(info) => {
                 self.registry().device_info(info);
+            }
+            Body::CatalogChange(page) => {
+                self.stats.catalog_changes.fetch_add(1, Ordering::Relaxed);
+                change = self.registry().catalog_change(page, wall);
             }
             Body::Alarm(alarm) => {
                 self.stats.alarms.fetch_add(1, Ordering::Relaxed);
@@ -651,7 +666,47 @@ impl Service {
             self.stats.queries_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device, cmd, error = %e, "GB/T 28181 query failed");
         }
+        if result.is_ok() && cmd == "Catalog" {
+            self.subscribe_catalog(device, addr, transport).await;
+        }
         result
+    }
+
+    /// Subscribes to `device`'s catalog changes (SUBSCRIBE, `Event: Catalog`) for twice
+    /// `catalog_interval`: it then sends `Notify/Catalog` as channels go on or off, are added or
+    /// removed. Renewed with every catalog query; a device that refuses is only re-read.
+    async fn subscribe_catalog(&self, device: &str, addr: SocketAddr, transport: Transport) {
+        let result = async {
+            let (sip_transport, connection) = self.route(device, transport)?;
+            let mut request = self
+                .build(Method::Subscribe, device, addr, sip_transport)
+                .map_err(|e| format!("cannot build the SUBSCRIBE: {e}"))?;
+            let sn = self.sn.fetch_add(1, Ordering::Relaxed);
+            let expires = (self.config.catalog_interval * 2)
+                .as_secs()
+                .clamp(60, 86_400);
+            let here = self.here_for(addr);
+            for h in [
+                Header::Other("Event".into(), format!("Catalog;id={sn}")),
+                Header::Expires(expires.to_string().into()),
+                Header::Contact(format!("<sip:{}@{here}>", self.config.sip_id).into()),
+                Header::ContentType("Application/MANSCDP+xml".into()),
+            ] {
+                request.headers.push(h);
+            }
+            request.body = manscdp::query("Catalog", sn, device);
+            send(&self.endpoint, request, addr, sip_transport, connection).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.stats.subscribed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.subscribe_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(device, error = %e, "GB/T 28181 catalog subscription not taken; the catalog is re-read every catalog_interval");
+            }
+        }
     }
 
     /// Sends a MANSCDP body to `device` (at `addr` over `transport`) and waits for its 200.
