@@ -644,6 +644,16 @@ async fn f_transitions_409_422_and_the_recorded_chain() {
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("`to`"));
     assert_eq!(go(serde_json::json!(5)).await.unwrap().status(), 422);
+    // A note (the operator's description) of more than 1,024 characters is refused, by name.
+    let r = http
+        .post(format!("http://{api}/api/alerts/{id}/transition"))
+        .json(&serde_json::json!({"to": "acknowledged", "note": "长".repeat(1025)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("note") && body.contains("1025"), "{body}");
 
     for to in ["acknowledged", "dispatched", "resolved"] {
         let r = go(to.into()).await.unwrap();

@@ -140,6 +140,27 @@ fn unprocessable(field: &str, msg: impl std::fmt::Display) -> Response {
     invalid(field, msg).into_response()
 }
 
+/// Most characters of an operator's note on a transition (a description).
+pub const MAX_NOTE_CHARS: usize = 1024;
+
+/// The `note` of a transition body: a string of at most [`MAX_NOTE_CHARS`] characters, or none.
+fn note_of(v: &serde_json::Value) -> Result<String, Box<Response>> {
+    match v.get("note") {
+        None | Some(serde_json::Value::Null) => Ok(String::new()),
+        Some(serde_json::Value::String(s)) if s.chars().count() > MAX_NOTE_CHARS => {
+            Err(Box::new(unprocessable(
+                "note",
+                format!(
+                    "is {} characters long; at most {MAX_NOTE_CHARS}",
+                    s.chars().count()
+                ),
+            )))
+        }
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(Box::new(unprocessable("note", "must be a string"))),
+    }
+}
+
 fn names<T: Copy>(all: &[T], name: impl Fn(T) -> String) -> String {
     all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", ")
 }
@@ -383,10 +404,9 @@ async fn transition(
         Some(_) => return unprocessable("to", "must be a string"),
         None => return unprocessable("to", "missing"),
     };
-    let note = match v.get("note") {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return unprocessable("note", "must be a string"),
+    let note = match note_of(&v) {
+        Ok(note) => note,
+        Err(response) => return *response,
     };
     // Operators handle every step; a police station only its own (接警, 到场, 办结).
     let may = allows(principal.role, Permission::HandleAlerts)
@@ -534,10 +554,9 @@ async fn incident_transition(
         Some(_) => return unprocessable("to", "must be a string"),
         None => return unprocessable("to", "missing"),
     };
-    let note = match v.get("note") {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return unprocessable("note", "must be a string"),
+    let note = match note_of(&v) {
+        Ok(note) => note,
+        Err(response) => return *response,
     };
     if !allows(principal.role, Permission::HandleAlerts) {
         return error(

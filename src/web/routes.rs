@@ -495,7 +495,7 @@ fn rules_schema() -> Value {
 fn transition_schema() -> Value {
     json!({"type": "object", "required": ["to"], "properties": {
         "to": {"enum": names(&AlertState::ALL)},
-        "note": {"type": "string"}}})
+        "note": {"type": "string", "maxLength": super::alert_api::MAX_NOTE_CHARS}}})
 }
 
 fn callback_schema() -> Value {

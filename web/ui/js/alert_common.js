@@ -188,7 +188,7 @@ export async function openAlertDetail(alertOrId, { actions, onChanged }) {
     draw();
   };
   const draw = () => {
-    const note = h('textarea', { id: 'alert-note', rows: 2, placeholder: t('note_ph'), 'data-testid': 'alert-note' });
+    const note = h('textarea', { id: 'alert-note', rows: 2, maxlength: 1024, placeholder: t('note_ph'), 'data-testid': 'alert-note' });
     const msg = getLang() === 'en' ? alert.message_en : alert.message_zh;
     const loc = alert.lat !== null && alert.lat !== undefined ? `${alert.lat.toFixed(5)}, ${alert.lon.toFixed(5)}` : '';
     fill(body,
