@@ -1016,6 +1016,19 @@ fn start_analysis(
         cand_tx,
         stats.clone(),
         Some(live_rules.pending()),
+        Some({
+            let store = delivery.store.clone();
+            Arc::new(move |camera: &str, rule: &str| {
+                store
+                    .last_alert_ms(camera, rule)
+                    .map_err(|e| {
+                        tracing::warn!(camera_id = %camera, rule, error = %e,
+                            "the last alert of the rule cannot be read; the alert is raised")
+                    })
+                    .ok()
+                    .flatten()
+            })
+        }),
     )
     .map_err(|e| err(&e))?;
     let cameras: board::CameraLookup =

@@ -21,6 +21,8 @@ pub trait AlertStorage: Send + Sync + 'static {
     fn insert(&self, alert: &Alert, routes: &[Route], now_ms: i64) -> Result<Alert, StoreError>;
     /// One alert.
     fn get(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    /// When the latest alert of `rule_id` on `camera` happened (unix ms), whichever node raised it.
+    fn last_alert_ms(&self, camera: &str, rule_id: &str) -> Result<Option<i64>, StoreError>;
     /// Matching alerts, newest first, at most `limit`.
     fn list(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Alert>, StoreError>;
     /// Matching alerts stored after the alert `cursor` (oldest first, at most `limit`); all of them

@@ -994,6 +994,16 @@ impl AlertStore {
         Ok(rows.first().map(incident_from_row).transpose()?)
     }
 
+    /// When the latest alert of `rule_id` on `camera` happened (unix ms).
+    pub fn last_alert_ms(&self, camera: &str, rule_id: &str) -> Result<Option<i64>, StoreError> {
+        let rows = db::query(
+            self.db(),
+            "SELECT MAX(time_ms) FROM alerts WHERE camera = ?1 AND rule_id = ?2",
+            db_params![camera, rule_id],
+        )?;
+        Ok(rows.first().map(|r| r.opt_int(0)).transpose()?.flatten())
+    }
+
     /// One incident and its alerts, oldest first.
     pub fn incident(&self, id: &str) -> Result<Option<(Incident, Vec<Alert>)>, StoreError> {
         Ok(db::transaction(self.db(), |tx| {
@@ -1194,6 +1204,9 @@ impl crate::delivery::AlertStorage for AlertStore {
     }
     fn get(&self, id: &str) -> Result<Option<Alert>, StoreError> {
         AlertStore::get(self, id)
+    }
+    fn last_alert_ms(&self, camera: &str, rule_id: &str) -> Result<Option<i64>, StoreError> {
+        AlertStore::last_alert_ms(self, camera, rule_id)
     }
     fn list(&self, filter: &AlertFilter, limit: usize) -> Result<Vec<Alert>, StoreError> {
         AlertStore::list(self, filter, limit)

@@ -188,6 +188,10 @@ fn alerts_fold_into_incidents_and_an_incident_is_handled_as_one() {
     }
     let incident = flood[0].incident_id.clone().expect("folded");
     assert_eq!(incident, "I01F0");
+    // The latest alert of the rule on the camera (what a node taking the camera over checks).
+    let (camera, rule) = (flood[0].camera.clone(), flood[0].rule_id.clone());
+    assert_eq!(s.last_alert_ms(&camera, &rule).unwrap(), Some(at(4)));
+    assert_eq!(s.last_alert_ms(&camera, "no-such-rule").unwrap(), None);
     assert!(
         flood
             .iter()

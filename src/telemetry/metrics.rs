@@ -26,6 +26,9 @@ pub const FPS_ANALYSED: &str = "qly_fps_analysed";
 pub const ANALYSED_FRAMES: &str = "qly_rules_frames_total";
 /// Candidate alerts raised by the rules.
 pub const ALERT_CANDIDATES: &str = "qly_alert_candidates_total";
+/// Alerts not raised again: the store had one of the rule on the camera within its cooldown
+/// (an event going on across a takeover or a restart).
+pub const ALERTS_RESUMED: &str = "qly_alerts_resumed_total";
 /// Rule sets swapped in through the API.
 pub const RULES_REPLACED: &str = "qly_rules_replaced_total";
 /// 1 while the alert store fails writes (alerts then wait and analysis pauses), else 0.
@@ -126,6 +129,7 @@ pub const ALL: &[&str] = &[
     FPS_ANALYSED,
     ANALYSED_FRAMES,
     ALERT_CANDIDATES,
+    ALERTS_RESUMED,
     RULES_REPLACED,
     ALERT_STORE_FAILING,
     ALERT_STORE_FAILURES,

@@ -213,6 +213,12 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
             "counter",
             r.candidates.load(Ordering::Relaxed),
         );
+        sample(
+            &mut out,
+            m::ALERTS_RESUMED,
+            "counter",
+            r.resumed.load(Ordering::Relaxed),
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
