@@ -559,6 +559,31 @@ renew = "1s"
             }
         },
     );
+    // The fleet gauges come from one node only, and count every node's cameras.
+    poll(
+        Duration::from_secs(20),
+        "one node exporting the fleet gauges, with all seven cameras online",
+        || {
+            let exported: Vec<String> = [&a, &b]
+                .iter()
+                .filter_map(|n| {
+                    let (_, m) = api(n.addr, "GET", "/metrics", "");
+                    m.contains("qly_fleet_online_rate").then_some(m)
+                })
+                .collect();
+            match exported.as_slice() {
+                [m] if m.contains("qly_fleet_cameras{state=\"online\"} 7") => Ok(()),
+                _ => Err(format!(
+                    "{} nodes export them: {:?}",
+                    exported.len(),
+                    exported
+                        .iter()
+                        .flat_map(|m| m.lines().filter(|l| l.starts_with("qly_fleet")))
+                        .collect::<Vec<_>>()
+                )),
+            }
+        },
+    );
     // Either node lists every camera with its holder and state (the others' as last written).
     poll(
         Duration::from_secs(15),

@@ -115,6 +115,14 @@ pub const GB_DEVICES: &str = "qly_gb28181_devices";
 /// bad_message, not_registered, query_sent, query_failed.
 pub const GB_REQUESTS: &str = "qly_gb28181_requests_total";
 
+/// The whole fleet's cameras by `state` (every node's, in a cluster): exported by one node only,
+/// the holder of the `fleet_gauges` job, so sums over nodes do not count a camera twice.
+pub const FLEET_CAMERAS: &str = "qly_fleet_cameras";
+/// The whole fleet's online rate (one node exports it, see [`FLEET_CAMERAS`]).
+pub const FLEET_ONLINE_RATE: &str = "qly_fleet_online_rate";
+/// The whole fleet's intact rate (one node exports it, see [`FLEET_CAMERAS`]).
+pub const FLEET_INTACT_RATE: &str = "qly_fleet_intact_rate";
+
 /// Every family `/metrics` exports.
 pub const ALL: &[&str] = &[
     CAMERAS_BY_STATE,
@@ -130,6 +138,9 @@ pub const ALL: &[&str] = &[
     ANALYSED_FRAMES,
     ALERT_CANDIDATES,
     ALERTS_RESUMED,
+    FLEET_CAMERAS,
+    FLEET_ONLINE_RATE,
+    FLEET_INTACT_RATE,
     RULES_REPLACED,
     ALERT_STORE_FAILING,
     ALERT_STORE_FAILURES,

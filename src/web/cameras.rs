@@ -197,7 +197,9 @@ const VIEW_STALE_MS: i64 = 15_000;
 /// the others as their holders last wrote them, each with `node` (the node holding its lease now,
 /// `null` between holders), `updated_ms` and `stale` (written by another node than the holder, or
 /// not lately).
-async fn every_view(st: &AppState) -> Result<Vec<(serde_json::Value, health::Status)>, ApiError> {
+pub(super) async fn every_view(
+    st: &AppState,
+) -> Result<Vec<(serde_json::Value, health::Status)>, ApiError> {
     let local: Vec<(String, serde_json::Value, health::Status)> = st
         .fleet
         .list()

@@ -89,6 +89,7 @@ pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         statuses.push(status);
     }
     let summary = health::summarize(statuses.iter());
+    fleet_families(&mut out, &st, &statuses).await;
     let _ = writeln!(out, "# TYPE {} gauge", m::CAMERAS_BY_STATE);
     for s in STATES {
         let n = statuses.iter().filter(|x| x.state == s).count();
@@ -279,6 +280,60 @@ fn gb_families(out: &mut String, gb: Option<&crate::gb28181::Gb28181>) {
     for (kind, v) in counters {
         let _ = writeln!(out, "{}{{kind=\"{kind}\"}} {v}", m::GB_REQUESTS);
     }
+}
+
+/// How long the node exporting the fleet gauges keeps that job without a scrape (then another
+/// node's next scrape takes it).
+const FLEET_GAUGES_LEASE_MS: i64 = 60_000;
+
+/// The whole fleet's cameras by state and its rates. One node: its own cameras. A cluster: every
+/// node's (as they last wrote them), from the node that holds the `fleet_gauges` job only; the
+/// others export none (a sum over nodes would count each camera once per node).
+async fn fleet_families(out: &mut String, st: &AppState, local: &[health::Status]) {
+    let fleet: Vec<health::Status> = match &st.cluster {
+        None => local.to_vec(),
+        Some(cluster) => {
+            let node = cluster.node.clone();
+            let now = crate::time::unix_ms(std::time::SystemTime::now());
+            let held = st
+                .delivery
+                .store
+                .blocking(move |s| s.hold_job("fleet_gauges", &node, now, FLEET_GAUGES_LEASE_MS))
+                .await;
+            match held {
+                Ok(true) => match super::cameras::every_view(st).await {
+                    Ok(views) => views.into_iter().map(|(_, s)| s).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e.message(), "metrics: the fleet's cameras cannot be read; no fleet gauges this scrape");
+                        return;
+                    }
+                },
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: the fleet gauges job cannot be held; none this scrape");
+                    return;
+                }
+            }
+        }
+    };
+    let summary = health::summarize(fleet.iter());
+    let _ = writeln!(out, "# TYPE {} gauge", m::FLEET_CAMERAS);
+    for s in STATES {
+        let n = fleet.iter().filter(|x| x.state == s).count();
+        let _ = writeln!(out, "{}{{state=\"{}\"}} {n}", m::FLEET_CAMERAS, s.as_str());
+    }
+    sample(
+        out,
+        m::FLEET_ONLINE_RATE,
+        "gauge",
+        summary.online_rate.unwrap_or(f64::NAN),
+    );
+    sample(
+        out,
+        m::FLEET_INTACT_RATE,
+        "gauge",
+        summary.intact_rate.unwrap_or(f64::NAN),
+    );
 }
 
 /// The cluster stage's leases and the fence's refusals (zeros on a single node).
