@@ -120,6 +120,9 @@ pub struct GbDevice {
     calls: Calls,
     reports: Reports,
     subscribed: Arc<AtomicBool>,
+    /// Whether channel changes are notified to a subscribed platform (some devices take the
+    /// subscription and never notify).
+    notify: AtomicBool,
     endpoint: EndpointInnerRef,
     cancel: CancellationToken,
     runtime: tokio::runtime::Handle,
@@ -256,6 +259,7 @@ impl GbDevice {
             calls: Arc::default(),
             reports: Arc::default(),
             subscribed: Arc::default(),
+            notify: AtomicBool::new(true),
             endpoint: inner,
             cancel: cancel.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -306,7 +310,7 @@ impl GbDevice {
                 reports.insert(channel.to_owned(), report)
             }
         };
-        if !self.subscribed.load(Ordering::Relaxed) {
+        if !self.subscribed.load(Ordering::Relaxed) || !self.notify.load(Ordering::Relaxed) {
             return;
         }
         let Some(mut item) = cameras_of(&self.options.id, self.options.channels)
@@ -332,6 +336,13 @@ impl GbDevice {
                 responder.stats.notifies.fetch_add(1, Ordering::Relaxed);
             }
         });
+    }
+
+    /// Whether channel changes are notified to a platform that subscribed (`false`: the device
+    /// takes the subscription and never notifies, as some do; the platform's catalog re-reads
+    /// find the changes).
+    pub fn set_notify(&self, notify: bool) {
+        self.notify.store(notify, Ordering::Relaxed);
     }
 
     /// `stall`: the device keeps its signalling but its video stops (streams stay up, empty).
