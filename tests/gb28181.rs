@@ -1358,6 +1358,19 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
         "{one}"
     );
 
+    // A device no node has: 404 at once (the nodes ask each other once, not round and round);
+    // an id that is not a device's is not passed on at all.
+    for id in ["34020000001180009999", "..%2F..%2Fsystem"] {
+        let asked = Instant::now();
+        let (status, body) = common::api(a.addr, "GET", &format!("/api/gb28181/devices/{id}"), "");
+        assert_eq!(status, 404, "{id}: {body}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{id}: {:?}",
+            asked.elapsed()
+        );
+    }
+
     // dev1 goes to node B: its channels follow, dev2's stay.
     first.cancel();
     let d1_again = rt
@@ -1483,7 +1496,14 @@ fn catalog_notifications_after_a_subscription_change_channels_at_once() {
         queries,
         "by notifications, not by asking for the catalog again"
     );
-    assert_eq!(platform.stats.notifies.load(Ordering::Relaxed), 4);
+    wait_for(
+        "four notifications answered",
+        Duration::from_secs(5),
+        || {
+            let n = platform.stats.notifies.load(Ordering::Relaxed);
+            (n == 4).then_some(()).ok_or(format!("{n}"))
+        },
+    );
     assert!(gb_counter(&service, "catalog_change") >= 4);
     cancel.cancel();
     drop(rt);

@@ -322,7 +322,13 @@ impl Gb28181 {
                         }
                         for (device, cmd) in ticker.due_queries() {
                             let asker = Arc::clone(&ticker);
-                            tokio::spawn(async move { asker.query(&device, cmd).await });
+                            tokio::spawn(async move {
+                                if cmd == "Catalog" {
+                                    asker.query_catalog(&device).await
+                                } else {
+                                    asker.query(&device, cmd).await
+                                }
+                            });
                         }
                     }
                 }
@@ -425,7 +431,7 @@ impl Gb28181 {
 
     /// Asks a registered device for its catalog again; the answer arrives in pages.
     pub async fn query_catalog(&self, id: &str) -> Result<(), String> {
-        self.service.query(id, "Catalog").await
+        self.service.query_catalog(id).await
     }
 
     /// Requests accepted and refused, for `/metrics` (in [`COUNTER_KINDS`] order).

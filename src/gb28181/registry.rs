@@ -361,9 +361,12 @@ impl Registry {
 
     /// A catalog notification (`Notify/Catalog`): each entry's `event` applied to the device's
     /// last complete catalog — `ON` / `OFF` (also `VLOST`, `DEFECT`) set its status, `DEL` removes
-    /// it, `ADD` / `UPDATE` put it in (as `ON` unless it says). `None` when the device has no
-    /// catalog yet (the full one, asked for after registering, is on its way) or nothing changed.
-    pub fn catalog_change(&mut self, page: CatalogPage, wall: SystemTime) -> Option<Change> {
+    /// it, `ADD` / `UPDATE` put a new entry in (as `ON` unless it says) or change the fields an
+    /// existing one's notification carries (the others, and its status when none is said, stay).
+    /// `None` when the device has no catalog yet (the full one, asked for after registering, is on
+    /// its way) or nothing changed. `catalog_at` stays the last full catalog's time (the next
+    /// re-read, which renews the subscription, is counted from it).
+    pub fn catalog_change(&mut self, page: CatalogPage, _wall: SystemTime) -> Option<Change> {
         let d = self.devices.get_mut(&page.device_id)?;
         d.catalog_at?;
         let mut changed = false;
@@ -376,12 +379,10 @@ impl Registry {
                 ("DEL", Some(at)) => {
                     d.catalog.remove(at);
                 }
-                ("ADD" | "UPDATE", at) if d.catalog.len() < self.max_catalog || at.is_some() => {
+                ("ADD" | "UPDATE", Some(at)) => merge(&mut d.catalog[at], item),
+                ("ADD" | "UPDATE", None) if d.catalog.len() < self.max_catalog => {
                     item.online = item.online.or(Some(true));
-                    match at {
-                        Some(at) => d.catalog[at] = item,
-                        None => d.catalog.push(item),
-                    }
+                    d.catalog.push(item);
                 }
                 _ => continue,
             }
@@ -390,7 +391,6 @@ impl Registry {
         if !changed {
             return None;
         }
-        d.catalog_at = Some(wall);
         Some(Change::Catalog {
             device: d.id.clone(),
             entries: d.catalog.len(),
@@ -430,6 +430,28 @@ impl Registry {
 }
 
 const NOT_REGISTERED: &str = "is not registered: REGISTER first";
+
+/// The fields a notification carries, over an entry's (a name that is only the id is none).
+fn merge(entry: &mut CatalogItem, from: CatalogItem) {
+    if from.name != from.id {
+        entry.name = from.name;
+    }
+    let keep = |old: &mut Option<String>, new: Option<String>| {
+        if new.is_some() {
+            *old = new;
+        }
+    };
+    keep(&mut entry.manufacturer, from.manufacturer);
+    keep(&mut entry.model, from.model);
+    keep(&mut entry.civil_code, from.civil_code);
+    keep(&mut entry.parent_id, from.parent_id);
+    keep(&mut entry.business_group, from.business_group);
+    entry.online = from.online.or(entry.online);
+    if from.longitude.is_some() && from.latitude.is_some() {
+        entry.longitude = from.longitude;
+        entry.latitude = from.latitude;
+    }
+}
 
 fn set_state(d: &mut Device, state: DeviceState, wall: SystemTime) -> Option<Change> {
     if d.state == state {
@@ -579,6 +601,32 @@ mod tests {
         let status: Vec<(&str, Option<bool>)> =
             catalog.iter().map(|i| (&i.id[15..], i.online)).collect();
         assert_eq!(status, [("00001", Some(false)), ("00003", Some(true))]);
+        // An UPDATE carrying only some fields changes those: the name (only the id here), the
+        // status it does not say, stay.
+        let id3 = catalog[1].id.clone();
+        let update = CatalogItem {
+            id: id3.clone(),
+            name: id3.clone(),
+            civil_code: Some("620921".into()),
+            event: Some("UPDATE".into()),
+            ..CatalogItem::default()
+        };
+        let later = w + Duration::from_secs(5);
+        assert!(r.catalog_change(change(vec![update]), later).is_some());
+        let entry = &r.device(DEV).unwrap().catalog[1];
+        assert_eq!(
+            (
+                entry.name.as_str(),
+                entry.online,
+                entry.civil_code.as_deref()
+            ),
+            ("通道3", Some(true), Some("620921"))
+        );
+        assert_eq!(
+            r.device(DEV).unwrap().catalog_at,
+            Some(w),
+            "still the full catalog's time"
+        );
         assert_eq!(
             r.catalog_change(change(vec![item(9, Some("OFF"))]), w),
             None

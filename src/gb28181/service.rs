@@ -218,6 +218,10 @@ impl Service {
         let device = from_user(&tx.original);
         let result = match method {
             Method::Register => self.on_register(&mut tx, device.as_deref()).await,
+            // A NOTIFY without a body ends a subscription: nothing to apply.
+            Method::Notify if tx.original.body().is_empty() => {
+                reply(&mut tx, StatusCode::OK, vec![], None).await
+            }
             // Catalog notifications come as NOTIFY (after the platform's SUBSCRIBE) or MESSAGE.
             Method::Message | Method::Notify => self.on_message(&mut tx, device.as_deref()).await,
             Method::Options => reply(&mut tx, StatusCode::OK, vec![], None).await,
@@ -420,7 +424,7 @@ impl Service {
             let device = device.to_owned();
             tokio::spawn(async move {
                 let _ = me.query(&device, "DeviceInfo").await;
-                let _ = me.query(&device, "Catalog").await;
+                let _ = me.query_catalog(&device).await;
             });
         }
         // Answered first: a slow camera side never holds a device's registration up.
@@ -666,17 +670,30 @@ impl Service {
             self.stats.queries_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(device, cmd, error = %e, "GB/T 28181 query failed");
         }
-        if result.is_ok() && cmd == "Catalog" {
-            self.subscribe_catalog(device, addr, transport).await;
-        }
         result
+    }
+
+    /// [`Service::query`] of the catalog, then (on its own task: a device that ignores SUBSCRIBE
+    /// must not hold the caller for a SIP timeout) the catalog subscription.
+    pub async fn query_catalog(self: &Arc<Self>, device: &str) -> Result<(), String> {
+        self.query(device, "Catalog").await?;
+        let (me, device) = (Arc::clone(self), device.to_owned());
+        tokio::spawn(async move { me.subscribe_catalog(&device).await });
+        Ok(())
     }
 
     /// Subscribes to `device`'s catalog changes (SUBSCRIBE, `Event: Catalog`) for twice
     /// `catalog_interval`: it then sends `Notify/Catalog` as channels go on or off, are added or
     /// removed. Renewed with every catalog query; a device that refuses is only re-read.
-    async fn subscribe_catalog(&self, device: &str, addr: SocketAddr, transport: Transport) {
+    async fn subscribe_catalog(&self, device: &str) {
         let result = async {
+            let (addr, transport) = {
+                let reg = self.registry();
+                let d = reg
+                    .device(device)
+                    .ok_or_else(|| format!("device {device} has never registered"))?;
+                (d.addr, d.transport)
+            };
             let (sip_transport, connection) = self.route(device, transport)?;
             let mut request = self
                 .build(Method::Subscribe, device, addr, sip_transport)

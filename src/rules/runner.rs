@@ -53,6 +53,9 @@ pub struct RulesStats {
     pub resumed: AtomicU64,
 }
 
+/// Frames of a camera this far apart (seconds) mean it was not run here in between.
+const RESUME_GAP_S: f64 = 30.0;
+
 /// The latest stored alert of `(camera, rule id)`, unix ms (`None`: none, or the store cannot say).
 pub type LastAlert = Arc<dyn Fn(&str, &str) -> Option<i64> + Send + Sync>;
 
@@ -94,6 +97,10 @@ pub fn spawn(
                     Ok(s) => {
                         set = s;
                         stats.replaced.fetch_add(1, Ordering::Relaxed);
+                        // New engines: their first alerts are checked against the store again.
+                        for state in cameras.values_mut() {
+                            state.resumed.clear();
+                        }
                     }
                     Err(e) => tracing::error!(error = %e, "saved rules could not be applied; the previous ones keep running"),
                 }
@@ -118,6 +125,11 @@ pub fn spawn(
                     }
                 },
             };
+            // A camera back after a gap (run by another node meanwhile, or its stream down):
+            // its first alerts are checked against the store again.
+            if state.last_t != f64::MIN && t - state.last_t > RESUME_GAP_S {
+                state.resumed.clear();
+            }
             let alerts = match d.anomaly {
                 Some(score) if has_detector => {
                     // Keep the worst score until the detector's frame comes.

@@ -137,6 +137,7 @@ pub const SCHEMA: Schema = Schema {
         "ALTER TABLE outbox ADD COLUMN claimed_until_ms BIGINT;
      CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);",
         INCIDENTS,
+        RULE_INDEX,
     ],
 };
 
@@ -211,7 +212,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE job_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms INTEGER NOT NULL) STRICT;",
     // v7: incidents (alerts of one camera and rule close together in time, folded).
     INCIDENTS,
+    // v8: the latest alert of a rule on a camera (checked when a node starts running a camera).
+    RULE_INDEX,
 ];
+
+/// The latest alert of a rule on a camera, found without scanning the camera's alerts.
+const RULE_INDEX: &str = "CREATE INDEX alerts_rule ON alerts(camera, rule_id, time_ms);";
 
 /// The incidents table (the same text for both dialects: TEXT and BIGINT only).
 const INCIDENTS: &str = "ALTER TABLE alerts ADD COLUMN incident_id TEXT;

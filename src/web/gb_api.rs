@@ -154,28 +154,43 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/gb28181/devices/{id}`: from this node, else (in a cluster) from the node that has it.
+/// Whether a request came from another node (`?local=1`): answered from this node only, never
+/// passed on again.
+fn forwarded(query: &Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> bool {
+    query.as_ref().is_ok_and(|q| q.local.unwrap_or(0) != 0)
+}
+
+/// `GET /api/gb28181/devices/{id}`: from this node while the device is online here, else (in a
+/// cluster) from the node that has it online, else what this node last knew.
 pub async fn one(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let gb = stage(&st)?;
-    if let Some((device, catalog)) = gb.device(&id) {
+    let here = gb.device(&id).map(|(device, catalog)| {
         let mut v = serde_json::to_value(device).unwrap_or_default();
         v["catalog"] = serde_json::to_value(catalog).unwrap_or_default();
         if let Some(c) = &st.cluster {
             v["node"] = json!(c.node);
         }
-        return Ok(Json(v));
+        v
+    });
+    if here.as_ref().is_some_and(|v| v["state"] == "online") || forwarded(&query) {
+        return here.map(Json).ok_or_else(|| unknown(&id));
     }
-    let path = format!("/api/gb28181/devices/{id}");
-    from_other(&st, reqwest::Method::GET, &path, &headers, &id)
-        .await
-        .map(|(node, mut v)| {
+    let path = format!("/api/gb28181/devices/{id}?local=1");
+    match from_other(&st, reqwest::Method::GET, &path, &headers, &id).await {
+        Ok((node, mut v)) if v["state"] == "online" || here.is_none() => {
             v["node"] = json!(node);
-            Json(v)
-        })
+            Ok(Json(v))
+        }
+        other => here.map(Json).ok_or_else(|| match other {
+            Err(e) => e,
+            Ok(_) => unknown(&id),
+        }),
+    }
 }
 
 /// The answer of the other node that knows device `id` (404 when none does).
@@ -189,12 +204,20 @@ async fn from_other(
     let Some(cluster) = &st.cluster else {
         return Err(unknown(id));
     };
+    // Only a device id is passed on (20 digits: nothing that could make another path).
+    if !crate::gb28181::config::valid_gb_id(id) {
+        return Err(unknown(id));
+    }
     let answers = ask_others(cluster, method, path, headers).await;
-    // The node whose answer is not "unknown here" (a 404 is what the others say).
+    // The node that has it (2xx), else one whose answer is not "unknown here" (a 404 is what the
+    // others say).
+    let found = answers.iter().any(|(_, a)| matches!(a, Ok((200..=299, _))));
     answers
         .into_iter()
         .find_map(|(node, a)| match a {
-            Ok((status, body)) if status != 404 => Some((node, status, body)),
+            Ok((status, body)) if (200..=299).contains(&status) || (!found && status != 404) => {
+                Some((node, status, body))
+            }
             _ => None,
         })
         .map_or_else(
@@ -217,11 +240,15 @@ async fn from_other(
 pub async fn query_catalog(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let gb = stage(&st)?;
     if gb.device(&id).is_none() {
-        let path = format!("/api/gb28181/devices/{id}/catalog");
+        if forwarded(&query) {
+            return Err(unknown(&id));
+        }
+        let path = format!("/api/gb28181/devices/{id}/catalog?local=1");
         return from_other(&st, reqwest::Method::POST, &path, &headers, &id)
             .await
             .map(|_| StatusCode::ACCEPTED);
