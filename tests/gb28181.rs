@@ -626,6 +626,14 @@ fn camera(service: &common::Service, id: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("camera {id} not listed"))
 }
 
+/// The ids of camsim device `device`'s first `n` channels.
+fn channel_ids(device: &str, n: usize) -> Vec<String> {
+    qianliyan::camsim::gb::cameras_of(device, n)
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
 /// Waits until camera `id` is listed (a catalog made it).
 fn wait_listed(service: &common::Service, id: &str, within: Duration) {
     wait_for("the channel listed as a camera", within, || {
@@ -1074,10 +1082,7 @@ fn a_lower_platforms_paged_catalog_becomes_cameras_in_its_groups_areas_and_video
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
     let options = device_at(port, LOWER, 4, true);
-    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 4)
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let channels: Vec<String> = channel_ids(LOWER, 4);
     let platform = rt
         .block_on(GbDevice::start(options, cancel.clone()))
         .unwrap();
@@ -1147,10 +1152,7 @@ fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_un
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
     let options = device_at(port, LOWER, 3, false);
-    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 3)
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let channels: Vec<String> = channel_ids(LOWER, 3);
     let platform = rt
         .block_on(GbDevice::start(options, cancel.clone()))
         .unwrap();
@@ -1278,12 +1280,6 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
     let (a, port_a) = node("node-a");
     let (b, port_b) = node("node-b");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let channels = |device: &str| -> Vec<String> {
-        qianliyan::camsim::gb::cameras_of(device, 3)
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    };
     // Where each camera runs and its state, as node A lists them (every node lists every camera).
     let placed = |svc: &common::Service| -> HashMap<String, (String, String)> {
         let (status, body) = common::api(svc.addr, "GET", "/api/cameras", "");
@@ -1299,7 +1295,7 @@ fn in_a_cluster_a_devices_channels_are_held_by_the_node_it_registered_to_and_fol
     let all_on = |device: &str, node: &str| -> Result<(), String> {
         let now = placed(&a);
         let want = (node.to_owned(), "online".to_owned());
-        channels(device)
+        channel_ids(device, 3)
             .iter()
             .all(|c| now.get(c) == Some(&want))
             .then_some(())
@@ -1427,7 +1423,7 @@ fn with_tcp_connect_platform_the_platform_connects_to_the_devices_media_port() {
             cancel.clone(),
         ))
         .unwrap();
-    let channel = qianliyan::camsim::gb::cameras_of(DEVICE, 1)[0].id.clone();
+    let channel = channel_ids(DEVICE, 1).remove(0);
     wait_listed(&service, &channel, Duration::from_secs(20));
     wait_flowing(&service, &channel, Duration::from_secs(30));
     assert!(
@@ -1449,10 +1445,7 @@ fn catalog_notifications_after_a_subscription_change_channels_at_once() {
     let (service, port) = gb_service("gb-notify", "", "video = \"off\"");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cancel = CancellationToken::new();
-    let channels: Vec<String> = qianliyan::camsim::gb::cameras_of(LOWER, 2)
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let channels: Vec<String> = channel_ids(LOWER, 2);
     let platform = rt
         .block_on(GbDevice::start(
             device_at(port, LOWER, 2, false),

@@ -334,36 +334,8 @@ pub fn parse(bytes: &[u8]) -> Result<Body, BodyError> {
                 .text_of("Status")
                 .is_none_or(|s| s.eq_ignore_ascii_case("OK")),
         },
-        ("response", "catalog") => Body::Catalog(CatalogPage {
-            sn,
-            device_id: need_device()?,
-            sum_num: root.number("SumNum").unwrap_or(0),
-            items: root
-                .child("DeviceList")
-                .map(|list| {
-                    list.children
-                        .iter()
-                        .filter(|i| i.name.eq_ignore_ascii_case("Item"))
-                        .filter_map(catalog_item)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
-        ("notify", "catalog") => Body::CatalogChange(CatalogPage {
-            sn,
-            device_id: need_device()?,
-            sum_num: root.number("SumNum").unwrap_or(0),
-            items: root
-                .child("DeviceList")
-                .map(|list| {
-                    list.children
-                        .iter()
-                        .filter(|i| i.name.eq_ignore_ascii_case("Item"))
-                        .filter_map(catalog_item)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
+        ("response", "catalog") => Body::Catalog(catalog_page(&root, sn, need_device()?)),
+        ("notify", "catalog") => Body::CatalogChange(catalog_page(&root, sn, need_device()?)),
         ("response", "deviceinfo") => Body::DeviceInfo(DeviceInfo {
             device_id: need_device()?,
             name: root.text_of("DeviceName").map(str::to_owned),
@@ -402,6 +374,25 @@ pub fn parse(bytes: &[u8]) -> Result<Body, BodyError> {
             device_id,
         },
     })
+}
+
+/// A catalog answer's or notification's entries (`DeviceList/Item`).
+fn catalog_page(root: &Element, sn: u32, device_id: String) -> CatalogPage {
+    CatalogPage {
+        sn,
+        device_id,
+        sum_num: root.number("SumNum").unwrap_or(0),
+        items: root
+            .child("DeviceList")
+            .map(|list| {
+                list.children
+                    .iter()
+                    .filter(|i| i.name.eq_ignore_ascii_case("Item"))
+                    .filter_map(catalog_item)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 fn catalog_item(item: &Element) -> Option<CatalogItem> {

@@ -647,15 +647,18 @@ impl Service {
         }
     }
 
+    /// Where `device`'s requests come from, and over what.
+    fn address_of(&self, device: &str) -> Result<(SocketAddr, Transport), String> {
+        let reg = self.registry();
+        let d = reg
+            .device(device)
+            .ok_or_else(|| format!("device {device} has never registered"))?;
+        Ok((d.addr, d.transport))
+    }
+
     /// Sends a query (`Catalog`, `DeviceInfo`) to a registered device and waits for its 200.
     pub async fn query(&self, device: &str, cmd: &str) -> Result<(), String> {
-        let (addr, transport) = {
-            let reg = self.registry();
-            let d = reg
-                .device(device)
-                .ok_or_else(|| format!("device {device} has never registered"))?;
-            (d.addr, d.transport)
-        };
+        let (addr, transport) = self.address_of(device)?;
         {
             let now = self.clock.now();
             let mut asked = lock(&self.asked);
@@ -687,13 +690,7 @@ impl Service {
     /// removed. Renewed with every catalog query; a device that refuses is only re-read.
     async fn subscribe_catalog(&self, device: &str) {
         let result = async {
-            let (addr, transport) = {
-                let reg = self.registry();
-                let d = reg
-                    .device(device)
-                    .ok_or_else(|| format!("device {device} has never registered"))?;
-                (d.addr, d.transport)
-            };
+            let (addr, transport) = self.address_of(device)?;
             let (sip_transport, connection) = self.route(device, transport)?;
             let mut request = self
                 .build(Method::Subscribe, device, addr, sip_transport)
