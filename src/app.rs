@@ -230,7 +230,8 @@ async fn apply_gb_events(
     config: Config,
     gb: crate::gb28181::GbConfig,
     alarms: GbAlarms,
-    cluster: Option<GbCluster>,
+    // In a cluster: asks the keeper for a pass after new channels are saved.
+    cluster: Option<crate::cluster::Nudge>,
     clock: Arc<dyn Clock>,
     cancel: CancellationToken,
 ) {
@@ -269,14 +270,15 @@ async fn apply_gb_events(
     let grace = tokio::time::sleep(gb.keepalive_timeout() * 2);
     tokio::pin!(grace);
     let mut graced = false;
-    // In a cluster the keeper starts a device's channels some time after its events: each
-    // channel started here without a signal yet takes its device's state.
+    // Each channel running here without a signal yet (added through the API or by a catalog
+    // after its device's events, started by the cluster's keeper later, or whose device has not
+    // registered) takes its device's state within a second.
     let mut unsignalled = tokio::time::interval(std::time::Duration::from_secs(1));
     unsignalled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = unsignalled.tick(), if cluster.is_some() => {
+            _ = unsignalled.tick() => {
                 for entry in fleet.list() {
                     let (device, channel) = {
                         let c = read(&entry.config);
@@ -299,20 +301,9 @@ async fn apply_gb_events(
                 }
                 continue;
             }
+            // From now on a channel whose device has not registered is `unregistered` (the tick).
             _ = &mut grace, if !graced => {
                 graced = true;
-                for entry in fleet.list() {
-                    let device = {
-                        let c = read(&entry.config);
-                        if c.source != crate::config::SourceKind::Gb28181 {
-                            continue;
-                        }
-                        c.url.host_str().unwrap_or_default().to_owned()
-                    };
-                    if !devices.contains_key(&device) {
-                        signal(&entry, &device, Err(OfflineReason::Unregistered), false);
-                    }
-                }
                 continue;
             }
             e = rx.recv() => match e { Some(e) => e, None => return },
@@ -544,10 +535,10 @@ async fn apply_gb_events(
                         signal(&entry, &device, state, item.online == Some(false));
                     }
                 }
-                if let Some(c) = &cluster
+                if let Some(nudge) = &cluster
                     && created > 0
                 {
-                    c.nudge.nudge();
+                    nudge.nudge();
                 }
                 // A channel the device no longer lists (removed at a lower platform, a recorder's
                 // channel deleted) is unreachable until a catalog lists it again. An empty
@@ -681,12 +672,6 @@ impl GbInventory {
     fn has(&self, id: &str) -> bool {
         self.cameras.contains_key(id) || self.removed.contains(id) || self.linked.contains_key(id)
     }
-}
-
-/// In a cluster: where the GB/T 28181 join says which devices registered here (their channels are
-/// placed on this node), and how it asks the keeper for a pass after saving new channels.
-struct GbCluster {
-    nudge: crate::cluster::Nudge,
 }
 
 /// What the GB/T 28181 join needs to raise device alarms as alerts.
@@ -1360,9 +1345,7 @@ pub async fn start(
                 None => k,
             };
             if gb_homes_tx.is_some() {
-                gb_cluster = Some(GbCluster {
-                    nudge: nudge.clone(),
-                });
+                gb_cluster = Some(nudge.clone());
             }
             let thread = k
                 .spawn(cancel.clone())

@@ -1218,6 +1218,18 @@ fn catalogs_are_asked_again_and_channels_reported_off_or_gone_are_unreachable_un
         "removed, and not added again: {body}"
     );
     assert!(body.contains(channels[1].as_str()), "{body}");
+    // Added through the API again: back, and online with its device's signalling within seconds
+    // (no device event needed).
+    let again = serde_json::json!({
+        "id": channels[2],
+        "name": "镇政府",
+        "url": format!("gb28181://{LOWER}/{}", channels[2]),
+    });
+    let (status, body) = common::api(service.addr, "POST", "/api/cameras", &again.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_for("back online", Duration::from_secs(5), || {
+        state_is(&channels[2], "online", None)
+    });
     cancel.cancel();
     drop(rt);
     service.stop();

@@ -366,7 +366,7 @@ impl Registry {
     /// `None` when the device has no catalog yet (the full one, asked for after registering, is on
     /// its way) or nothing changed. `catalog_at` stays the last full catalog's time (the next
     /// re-read, which renews the subscription, is counted from it).
-    pub fn catalog_change(&mut self, page: CatalogPage, _wall: SystemTime) -> Option<Change> {
+    pub fn catalog_change(&mut self, page: CatalogPage) -> Option<Change> {
         let d = self.devices.get_mut(&page.device_id)?;
         d.catalog_at?;
         let mut changed = false;
@@ -572,7 +572,7 @@ mod tests {
             items,
         };
         assert_eq!(
-            r.catalog_change(change(vec![item(1, Some("OFF"))]), w),
+            r.catalog_change(change(vec![item(1, Some("OFF"))])),
             None,
             "no catalog yet"
         );
@@ -586,16 +586,13 @@ mod tests {
             r.catalog_page(full, t0, w),
             PageOutcome::Complete(_)
         ));
-        let changed = r.catalog_change(
-            change(vec![
-                item(1, Some("OFF")),
-                item(2, Some("DEL")),
-                item(3, Some("ADD")),
-                item(4, Some("OFF")),
-                item(1, Some("WHATEVER")),
-            ]),
-            w,
-        );
+        let changed = r.catalog_change(change(vec![
+            item(1, Some("OFF")),
+            item(2, Some("DEL")),
+            item(3, Some("ADD")),
+            item(4, Some("OFF")),
+            item(1, Some("WHATEVER")),
+        ]));
         assert!(matches!(changed, Some(Change::Catalog { entries: 2, .. })));
         let catalog = &r.device(DEV).unwrap().catalog;
         let status: Vec<(&str, Option<bool>)> =
@@ -611,8 +608,7 @@ mod tests {
             event: Some("UPDATE".into()),
             ..CatalogItem::default()
         };
-        let later = w + Duration::from_secs(5);
-        assert!(r.catalog_change(change(vec![update]), later).is_some());
+        assert!(r.catalog_change(change(vec![update])).is_some());
         let entry = &r.device(DEV).unwrap().catalog[1];
         assert_eq!(
             (
@@ -627,10 +623,7 @@ mod tests {
             Some(w),
             "still the full catalog's time"
         );
-        assert_eq!(
-            r.catalog_change(change(vec![item(9, Some("OFF"))]), w),
-            None
-        );
+        assert_eq!(r.catalog_change(change(vec![item(9, Some("OFF"))])), None);
     }
 
     #[test]

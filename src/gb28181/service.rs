@@ -570,7 +570,7 @@ impl Service {
             }
             Body::CatalogChange(page) => {
                 self.stats.catalog_changes.fetch_add(1, Ordering::Relaxed);
-                change = self.registry().catalog_change(page, wall);
+                change = self.registry().catalog_change(page);
             }
             Body::Alarm(alarm) => {
                 self.stats.alarms.fetch_add(1, Ordering::Relaxed);
