@@ -304,7 +304,7 @@ impl Keeper {
             None => self.config.lease,
         };
         let homes = self.homes_to_write();
-        let beat = match self
+        let mut beat = match self
             .beater
             .beat(&self.leases, self.config.weight, ttl, wait, homes)
         {
@@ -318,7 +318,7 @@ impl Keeper {
             );
             self.homes_pending.clear();
         }
-        self.homes_known.clone_from(&beat.homes);
+        self.homes_known = std::mem::take(&mut beat.homes);
         self.last_renewed = Some(before);
         if self.stats.fenced.swap(false, Ordering::Relaxed) {
             tracing::warn!("camera leases renewed again: this node takes cameras again");
@@ -368,7 +368,7 @@ impl Keeper {
             // A GB channel goes with its device: to the device's home while that node is up.
             let device = gb_device(&self.inventory[id]);
             let home = device
-                .and_then(|d| beat.homes.get(d))
+                .and_then(|d| self.homes_known.get(d))
                 .map(String::as_str)
                 .filter(|n| up.iter().any(|c| c.id == *n));
             let owner = home.or_else(|| rendezvous::owner(device.unwrap_or(id), &up));
